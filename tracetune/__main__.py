@@ -1,0 +1,3 @@
+from tracetune.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Ingest: LangSmith run operations (post/patch, from multipart or JSON) → run records in the store."""

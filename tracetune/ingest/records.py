@@ -1,0 +1,191 @@
+"""Pure functions: one LangSmith run object (as the SDK sends it) → one row of the ``runs`` table.
+
+A *post* opens a run and a *patch* closes it; they can arrive in any order, twice, or merged. The store
+applies posts with "fill what is missing" and patches with "override with what is given" semantics, so each
+record carries only the columns the operation actually gave (``None`` = not given).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from tracetune.errors import InvalidInput
+
+Kind = Literal["post", "patch"]
+
+# Columns of ``runs`` a record may set (besides workspace_id, id and project_id).
+RUN_COLUMNS = (
+    "trace_id",
+    "parent_run_id",
+    "dotted_order",
+    "name",
+    "run_type",
+    "start_us",
+    "end_us",
+    "first_token_us",
+    "error",
+    "inputs",
+    "outputs",
+    "extra",
+    "serialized",
+    "events",
+    "tags",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "thread_id",
+    "reference_example_id",
+)
+JSON_OBJECT_FIELDS = ("inputs", "outputs", "extra", "serialized")
+THREAD_KEYS = ("thread_id", "session_id", "conversation_id")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def parse_uuid(value: Any, field: str) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except (ValueError, TypeError, AttributeError):
+        raise InvalidInput(f"{value!r} is not a UUID", field=field) from None
+
+
+def time_to_us(value: Any, field: str) -> int:
+    """ISO-8601 (naive = UTC, ``Z`` allowed) or a datetime → integer microseconds since the epoch."""
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            raise InvalidInput(f"{value!r} is not an ISO-8601 time", field=field) from None
+    else:
+        raise InvalidInput(f"expected an ISO-8601 time string, got {type(value).__name__}", field=field)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    delta = dt - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def us_to_time(us: int | None) -> datetime | None:
+    if us is None:
+        return None
+    return EPOCH + timedelta(microseconds=us)
+
+
+def _start_from_dotted_order(dotted: str) -> int | None:
+    stamp = dotted.rsplit(".", 1)[-1][:22]  # YYYYMMDDTHHMMSSffffffZ
+    try:
+        dt = datetime.strptime(stamp, "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return time_to_us(dt, "dotted_order")
+
+
+def _tokens(run: dict[str, Any], outputs: Any, extra: Any) -> tuple[Any, Any, Any]:
+    """(prompt, completion, total) from wherever this client put them."""
+    prompt, completion, total = run.get("prompt_tokens"), run.get("completion_tokens"), run.get("total_tokens")
+    if total is not None:
+        return prompt, completion, total
+    sources: list[tuple[Any, str, str, str]] = []
+    meta = extra.get("metadata") if isinstance(extra, dict) else None
+    if isinstance(meta, dict):
+        sources.append((meta.get("usage_metadata"), "input_tokens", "output_tokens", "total_tokens"))
+    if isinstance(outputs, dict):
+        sources.append((outputs.get("usage_metadata"), "input_tokens", "output_tokens", "total_tokens"))
+        llm_output = outputs.get("llm_output")
+        if isinstance(llm_output, dict):
+            sources.append((llm_output.get("token_usage"), "prompt_tokens", "completion_tokens", "total_tokens"))
+        sources.append((outputs.get("usage"), "prompt_tokens", "completion_tokens", "total_tokens"))
+    for usage, p, c, t in sources:
+        if isinstance(usage, dict) and isinstance(usage.get(t), int):
+            return usage.get(p), usage.get(c), usage.get(t)
+    return prompt, completion, total
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def run_record(run: Any, kind: Kind, where: str) -> dict[str, Any]:
+    """Validate and normalise one run object. ``where`` names it in errors (e.g. ``post[3]``)."""
+    if not isinstance(run, dict):
+        raise InvalidInput(f"a run must be a JSON object, got {type(run).__name__}", field=where)
+    if "id" not in run or run["id"] is None:
+        raise InvalidInput("a run needs an 'id'", field=f"{where}.id")
+    rec: dict[str, Any] = {"id": parse_uuid(run["id"], f"{where}.id")}
+    for key in ("trace_id", "parent_run_id", "reference_example_id", "session_id"):
+        if run.get(key) is not None:
+            rec[key] = parse_uuid(run[key], f"{where}.{key}")
+    for key in ("name", "run_type", "dotted_order", "session_name"):
+        value = run.get(key)
+        if value is not None:
+            if not isinstance(value, str):
+                raise InvalidInput(f"expected a string, got {type(value).__name__}", field=f"{where}.{key}")
+            rec[key] = value
+    if run.get("start_time") is not None:
+        rec["start_us"] = time_to_us(run["start_time"], f"{where}.start_time")
+    if run.get("end_time") is not None:
+        rec["end_us"] = time_to_us(run["end_time"], f"{where}.end_time")
+    for key in JSON_OBJECT_FIELDS:
+        value = run.get(key)
+        if value is not None and not isinstance(value, dict):
+            raise InvalidInput(f"expected a JSON object, got {type(value).__name__}", field=f"{where}.{key}")
+        if value is not None:
+            rec[key] = value
+    # An open run's post carries ``outputs: {}``; it must not hide the outputs a patch brings.
+    if kind == "post" and rec.get("outputs") == {} and "end_us" not in rec:
+        del rec["outputs"]
+    events = run.get("events")
+    if events is not None:
+        if not isinstance(events, list):
+            raise InvalidInput("expected a JSON array", field=f"{where}.events")
+        rec["events"] = events
+        for event in events:
+            if isinstance(event, dict) and event.get("name") == "new_token" and event.get("time"):
+                try:
+                    rec["first_token_us"] = time_to_us(event["time"], f"{where}.events")
+                except InvalidInput:
+                    pass
+                break
+    tags = run.get("tags")
+    if tags is not None:
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise InvalidInput("expected a list of strings", field=f"{where}.tags")
+        rec["tags"] = tags
+    error = run.get("error")
+    if error is not None:
+        rec["error"] = error if isinstance(error, str) else str(error)
+    prompt, completion, total = _tokens(run, rec.get("outputs"), rec.get("extra"))
+    for key, value in (("prompt_tokens", prompt), ("completion_tokens", completion), ("total_tokens", total)):
+        if _int_or_none(value) is not None:
+            rec[key] = value
+    meta = rec.get("extra", {}).get("metadata")
+    if isinstance(meta, dict):
+        for key in THREAD_KEYS:
+            if meta.get(key) is not None:
+                rec["thread_id"] = str(meta[key])
+                break
+    if "trace_id" not in rec and kind == "post" and "parent_run_id" not in rec:
+        rec["trace_id"] = rec["id"]
+    if "start_us" not in rec and kind == "patch":
+        start = _start_from_dotted_order(rec["dotted_order"]) if "dotted_order" in rec else None
+        rec["start_us"] = start if start is not None else rec.get("end_us")
+    return rec
+
+
+def merge_records(records: list[dict[str, Any]], kind: Kind) -> list[dict[str, Any]]:
+    """One record per run id: for posts the first value given wins, for patches the last one."""
+    merged: dict[uuid.UUID, dict[str, Any]] = {}
+    for rec in records:
+        current = merged.get(rec["id"])
+        if current is None:
+            merged[rec["id"]] = dict(rec)
+        elif kind == "post":
+            for key, value in rec.items():
+                current.setdefault(key, value)
+        else:
+            current.update(rec)
+    return list(merged.values())

@@ -1,0 +1,186 @@
+"""The ingest service: every LangSmith write path (multipart, batch, single post/patch, feedback) ends here.
+
+A request is validated completely before anything is written: one bad operation rejects the whole request
+with a 4xx naming it (nothing half-written), and a 2xx means everything in it is committed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tracetune.errors import InvalidInput
+from tracetune.ingest.feedback_records import feedback_record
+from tracetune.ingest.multipart import Part, split_parts
+from tracetune.ingest.records import Kind, merge_records, parse_uuid, run_record
+from tracetune.store import Store
+
+RUN_SUBFIELDS = {"inputs", "outputs", "events", "extra", "error", "serialized"}
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,200}$")
+
+
+@dataclass
+class IngestResult:
+    posts: int = 0
+    patches: int = 0
+    feedback: int = 0
+    attachments: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"posts": self.posts, "patches": self.patches, "feedback": self.feedback,
+                "attachments": self.attachments}
+
+
+def _json(data: bytes, where: str) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"not valid JSON: {exc}", field=where) from None
+
+
+class IngestService:
+    def __init__(self, store: Store, attachments_dir: Path) -> None:
+        self.store = store
+        self.attachments_dir = attachments_dir
+
+    # -- entry points -------------------------------------------------------------------------------------
+
+    def multipart(self, workspace_id: uuid.UUID, body: bytes, content_type: str | None) -> IngestResult:
+        """``POST /runs/multipart``: parts ``post.<id>[.<field>]``, ``patch.<id>[.<field>]``,
+        ``feedback.<id>`` and ``attachment.<run_id>.<name>``; the body is already decompressed."""
+        ops: dict[tuple[str, str], dict[str, Any]] = {}
+        order: list[tuple[str, str]] = []
+        feedback: list[dict[str, Any]] = []
+        attachments: list[tuple[uuid.UUID, str, bytes]] = []
+        for part in split_parts(body, content_type):
+            self._collect_part(part, ops, order, feedback, attachments)
+        posts, patches = [], []
+        for key in order:
+            kind, _ = key
+            (posts if kind == "post" else patches).append(ops[key])
+        return self._apply(workspace_id, posts, patches, feedback, attachments)
+
+    def batch(self, workspace_id: uuid.UUID, payload: Any) -> IngestResult:
+        """``POST /runs/batch``: ``{"post": [run, …], "patch": [run, …]}``."""
+        if not isinstance(payload, dict):
+            raise InvalidInput("the body must be a JSON object with 'post' and/or 'patch' lists", field="body")
+        unknown = set(payload) - {"post", "patch"}
+        if unknown:
+            raise InvalidInput(f"unknown key(s) {sorted(unknown)}; expected 'post' and/or 'patch'", field="body")
+        lists = {}
+        for kind in ("post", "patch"):
+            items = payload.get(kind) or []
+            if not isinstance(items, list):
+                raise InvalidInput("must be a list of runs", field=kind)
+            lists[kind] = items
+        return self._apply(workspace_id, lists["post"], lists["patch"], [], [], where_prefix=True)
+
+    def post_run(self, workspace_id: uuid.UUID, run: Any) -> IngestResult:
+        return self._apply(workspace_id, [run], [], [], [], where_prefix=False)
+
+    def patch_run(self, workspace_id: uuid.UUID, run_id: str, run: Any) -> IngestResult:
+        rid = parse_uuid(run_id, "run_id")
+        if not isinstance(run, dict):
+            raise InvalidInput("the body must be a JSON object", field="body")
+        if run.get("id") is not None and parse_uuid(run["id"], "id") != rid:
+            raise InvalidInput("the body's id differs from the id in the path", field="id")
+        return self._apply(workspace_id, [], [{**run, "id": str(rid)}], [], [], where_prefix=False)
+
+    def feedback(self, workspace_id: uuid.UUID, obj: Any) -> dict[str, Any]:
+        rec = feedback_record(obj, "body")
+        if rec["id"] is None:
+            rec["id"] = uuid.uuid4()
+        return self.store.feedback.create(workspace_id, rec)
+
+    # -- internals ----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _collect_part(
+        part: Part,
+        ops: dict[tuple[str, str], dict[str, Any]],
+        order: list[tuple[str, str]],
+        feedback: list[dict[str, Any]],
+        attachments: list[tuple[uuid.UUID, str, bytes]],
+    ) -> None:
+        name = part.name
+        kind, _, rest = name.partition(".")
+        if kind in ("post", "patch"):
+            run_id, _, sub = rest.partition(".")
+            if not run_id:
+                raise InvalidInput("a run part needs a run id: post.<id> or patch.<id>", field=f"part {name!r}")
+            parse_uuid(run_id, f"part {name!r}")
+            key = (kind, run_id)
+            if key not in ops:
+                ops[key] = {}
+                order.append(key)
+            value = _json(part.data, f"part {name!r}")
+            if not sub:
+                if not isinstance(value, dict):
+                    raise InvalidInput("must be a JSON object", field=f"part {name!r}")
+                for k, v in value.items():
+                    ops[key].setdefault(k, v)
+                ops[key]["id"] = run_id
+            elif sub in RUN_SUBFIELDS:
+                ops[key][sub] = value
+            else:
+                raise InvalidInput(
+                    f"unknown run field {sub!r}; expected one of {sorted(RUN_SUBFIELDS)}", field=f"part {name!r}"
+                )
+        elif kind == "feedback":
+            value = _json(part.data, f"part {name!r}")
+            rec = feedback_record(value, f"part {name!r}")
+            if rec["id"] is None:
+                rec["id"] = parse_uuid(rest, f"part {name!r}")
+            feedback.append(rec)
+        elif kind == "attachment":
+            run_id, _, att_name = rest.partition(".")
+            rid = parse_uuid(run_id, f"part {name!r}")
+            if not _SAFE_NAME.match(att_name):
+                raise InvalidInput("attachment names are 1-200 letters, digits, '-' or '_'", field=f"part {name!r}")
+            attachments.append((rid, att_name, part.data))
+        else:
+            raise InvalidInput(
+                f"unknown part name {name!r}; expected post.<id>, patch.<id>, feedback.<id> or attachment.<id>.<name>",
+                field=f"part {name!r}",
+            )
+
+    def _apply(
+        self,
+        workspace_id: uuid.UUID,
+        posts: list[Any],
+        patches: list[Any],
+        feedback: list[dict[str, Any]],
+        attachments: list[tuple[uuid.UUID, str, bytes]],
+        *,
+        where_prefix: bool = True,
+    ) -> IngestResult:
+        def where(kind: Kind, i: int) -> str:
+            return f"{kind}[{i}]" if where_prefix else "body"
+
+        post_recs = merge_records([run_record(r, "post", where("post", i)) for i, r in enumerate(posts)], "post")
+        patch_recs = merge_records(
+            [run_record(r, "patch", where("patch", i)) for i, r in enumerate(patches)], "patch"
+        )
+        # Attachments are files; they are on disk (fsync'd) before the runs that own them are committed.
+        for run_id, name, data in attachments:
+            self._write_attachment(workspace_id, run_id, name, data)
+        with self.store.db.write() as conn:  # runs and feedback of one request commit together
+            self.store.runs.apply(workspace_id, post_recs, patch_recs, conn)
+            self.store.feedback.create_many(workspace_id, feedback, ignore_existing=True, conn=conn)
+        return IngestResult(len(post_recs), len(patch_recs), len(feedback), len(attachments))
+
+    def _write_attachment(self, workspace_id: uuid.UUID, run_id: uuid.UUID, name: str, data: bytes) -> None:
+        folder = self.attachments_dir / str(workspace_id) / str(run_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, folder / name)

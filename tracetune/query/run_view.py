@@ -1,0 +1,105 @@
+"""Pure functions: a stored ``runs`` row → the run object LangSmith clients read (``langsmith.schemas.Run``)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from tracetune.ingest.records import us_to_time
+
+# What `list_runs(select=…)` may name, beyond the columns themselves.
+ALWAYS = ("id", "name", "run_type", "start_time", "trace_id", "dotted_order", "parent_run_id", "session_id")
+
+
+def _iso(us: int | None) -> str | None:
+    dt = us_to_time(us)
+    return dt.isoformat() if dt else None
+
+
+def status_of(row: dict[str, Any]) -> str:
+    if row.get("error") is not None:
+        return "error"
+    return "success" if row.get("end_us") is not None else "pending"
+
+
+def flatten_llm(run_type: str | None, inputs: Any, outputs: Any) -> tuple[Any, Any]:
+    """LangChain sends LLM runs batched (``messages: [[…]]``, ``generations: [[…]]``); consumers such as
+    ``LangSmithRunChatLoader`` index them flat. Single batches are unwrapped; anything else is left alone."""
+    if run_type != "llm":
+        return inputs, outputs
+    if isinstance(inputs, dict):
+        messages = inputs.get("messages")
+        if isinstance(messages, list) and len(messages) == 1 and isinstance(messages[0], list):
+            inputs = {**inputs, "messages": messages[0]}
+    if isinstance(outputs, dict):
+        gens = outputs.get("generations")
+        if isinstance(gens, list) and len(gens) == 1 and isinstance(gens[0], list):
+            outputs = {**outputs, "generations": gens[0]}
+    return inputs, outputs
+
+
+def ancestors(dotted_order: str | None) -> list[str]:
+    """Ancestor run ids (root first) read off a dotted order ``<stamp>Z<id>.<stamp>Z<id>…``."""
+    if not dotted_order:
+        return []
+    out = []
+    for segment in dotted_order.split(".")[:-1]:
+        _, _, rid = segment.partition("Z")
+        out.append(rid)
+    return out
+
+
+def default_dotted_order(row: dict[str, Any]) -> str | None:
+    dt = us_to_time(row.get("start_us"))
+    if dt is None:
+        return None
+    return dt.strftime("%Y%m%dT%H%M%S%fZ") + str(row["id"])
+
+
+def run_view(
+    row: dict[str, Any],
+    *,
+    feedback_stats: dict[str, Any] | None = None,
+    child_run_ids: list[uuid.UUID] | None = None,
+    select: set[str] | None = None,
+) -> dict[str, Any]:
+    """The LangSmith run object for ``row``. ``select`` limits the heavy fields (inputs, outputs, …)."""
+    inputs, outputs = flatten_llm(row.get("run_type"), row.get("inputs"), row.get("outputs"))
+    start, end = row.get("start_us"), row.get("end_us")
+    dotted = row.get("dotted_order") or (
+        default_dotted_order(row) if row.get("parent_run_id") is None else None
+    )
+    view: dict[str, Any] = {
+        "id": str(row["id"]),
+        "name": row.get("name") or "",
+        "run_type": row.get("run_type") or "chain",
+        "start_time": _iso(start),
+        "end_time": _iso(end),
+        "status": status_of(row),
+        "error": row.get("error"),
+        "inputs": inputs if inputs is not None else {},
+        "outputs": outputs,
+        "extra": row.get("extra"),
+        "serialized": row.get("serialized"),
+        "events": row.get("events"),
+        "tags": row.get("tags") or [],
+        "trace_id": str(row.get("trace_id") or row["id"]),
+        "dotted_order": dotted,
+        "parent_run_id": str(row["parent_run_id"]) if row.get("parent_run_id") else None,
+        "parent_run_ids": ancestors(dotted),
+        "session_id": str(row["project_id"]) if row.get("project_id") else None,
+        "reference_example_id": str(row["reference_example_id"]) if row.get("reference_example_id") else None,
+        "prompt_tokens": row.get("prompt_tokens"),
+        "completion_tokens": row.get("completion_tokens"),
+        "total_tokens": row.get("total_tokens"),
+        "first_token_time": _iso(row.get("first_token_us")),
+        "latency": (end - start) / 1e6 if start is not None and end is not None else None,
+        "thread_id": row.get("thread_id"),
+        "feedback_stats": feedback_stats,
+        "app_path": None,
+    }
+    if child_run_ids is not None:
+        view["child_run_ids"] = [str(c) for c in child_run_ids]
+    if select is not None:
+        view = {k: v for k, v in view.items() if k in select or k in ALWAYS}
+    return view

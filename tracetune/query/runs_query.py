@@ -1,0 +1,138 @@
+"""Listing runs: the ``POST /runs/query`` selection (and the CLI's) compiled to one SQL statement, with
+keyset (cursor) pagination over ``(start_time, id)``, newest first."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+
+from tracetune.errors import InvalidInput
+from tracetune.query.filter_sql import filter_clause, trace_filter_clause, tree_filter_clause
+from tracetune.query.run_view import run_view
+from tracetune.store import Store
+from tracetune.store.schema import runs
+
+MAX_LIMIT = 1000
+HEAVY = {
+    "inputs": "inputs",
+    "outputs": "outputs",
+    "extra": "extra",
+    "serialized": "serialized",
+    "events": "events",
+}
+
+
+@dataclass
+class RunQuery:
+    project_ids: list[uuid.UUID] | None = None
+    run_ids: list[uuid.UUID] | None = None
+    run_type: str | None = None
+    is_root: bool | None = None
+    error: bool | None = None
+    trace_id: uuid.UUID | None = None
+    parent_run_id: uuid.UUID | None = None
+    start_time_us: int | None = None
+    end_time_us: int | None = None
+    filter: str | None = None
+    trace_filter: str | None = None
+    tree_filter: str | None = None
+    select: list[str] | None = None
+    limit: int = 100
+    cursor: str | None = None
+    order: str = "desc"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunPage:
+    runs: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def encode_cursor(start_us: int, run_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"{start_us}:{run_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        start, _, rid = raw.partition(":")
+        return int(start), uuid.UUID(rid)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("not a cursor this server issued", field="cursor") from None
+
+
+def build_statement(workspace_id: uuid.UUID, q: RunQuery) -> Any:
+    """The SELECT for one page (``limit + 1`` rows, to know whether another page exists)."""
+    if not 1 <= q.limit <= MAX_LIMIT:
+        raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
+    if q.order not in ("asc", "desc"):
+        raise InvalidInput("order must be 'asc' or 'desc'", field="order")
+    wanted = set(q.select) if q.select else set(HEAVY)
+    columns = [c for c in runs.c if c.name not in HEAVY or c.name in wanted]
+    stmt = select(*columns).where(runs.c.workspace_id == workspace_id)
+    if q.project_ids:
+        stmt = stmt.where(runs.c.project_id.in_(q.project_ids))
+    if q.run_ids:
+        stmt = stmt.where(runs.c.id.in_(q.run_ids))
+    if q.run_type:
+        stmt = stmt.where(runs.c.run_type == q.run_type)
+    if q.is_root is not None:
+        stmt = stmt.where(runs.c.parent_run_id.is_(None) if q.is_root else runs.c.parent_run_id.is_not(None))
+    if q.error is not None:
+        stmt = stmt.where(runs.c.error.is_not(None) if q.error else runs.c.error.is_(None))
+    if q.trace_id:
+        stmt = stmt.where(runs.c.trace_id == q.trace_id)
+    if q.parent_run_id:
+        stmt = stmt.where(runs.c.parent_run_id == q.parent_run_id)
+    if q.start_time_us is not None:
+        stmt = stmt.where(runs.c.start_us >= q.start_time_us)
+    if q.end_time_us is not None:
+        stmt = stmt.where(runs.c.start_us <= q.end_time_us)
+    if q.filter:
+        stmt = stmt.where(filter_clause(q.filter, runs))
+    if q.trace_filter:
+        stmt = stmt.where(trace_filter_clause(q.trace_filter, runs))
+    if q.tree_filter:
+        stmt = stmt.where(tree_filter_clause(q.tree_filter, runs))
+    desc = q.order == "desc"
+    if q.cursor:
+        c_start, c_id = decode_cursor(q.cursor)
+        if desc:
+            stmt = stmt.where(
+                or_(runs.c.start_us < c_start, and_(runs.c.start_us == c_start, runs.c.id < c_id))
+            )
+        else:
+            stmt = stmt.where(
+                or_(runs.c.start_us > c_start, and_(runs.c.start_us == c_start, runs.c.id > c_id))
+            )
+    order = (runs.c.start_us.desc(), runs.c.id.desc()) if desc else (runs.c.start_us.asc(), runs.c.id.asc())
+    return stmt.order_by(*order).limit(q.limit + 1)
+
+
+def query_runs(store: Store, workspace_id: uuid.UUID, q: RunQuery) -> RunPage:
+    """One page of runs as LangSmith run objects, plus the cursor of the next page (None on the last)."""
+    rows = store.runs.fetch(build_statement(workspace_id, q))
+    has_more = len(rows) > q.limit
+    rows = rows[: q.limit]
+    select_set = set(q.select) if q.select else None
+    want_stats = select_set is None or "feedback_stats" in select_set
+    want_children = select_set is not None and "child_run_ids" in select_set
+    ids = [r["id"] for r in rows]
+    stats = store.feedback.stats_for_runs(workspace_id, ids) if want_stats else {}
+    children = store.runs.child_ids(workspace_id, ids) if want_children else {}
+    views = [
+        run_view(
+            r,
+            feedback_stats=stats.get(r["id"]),
+            child_run_ids=children.get(r["id"], []) if want_children else None,
+            select=select_set,
+        )
+        for r in rows
+    ]
+    next_cursor = encode_cursor(rows[-1]["start_us"], rows[-1]["id"]) if has_more and rows else None
+    return RunPage(views, next_cursor)

@@ -1,0 +1,108 @@
+"""Shared HTTP plumbing: the app state, authentication, bounded body reading, error mapping."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tracetune.config import Settings
+from tracetune.errors import InvalidInput, PayloadTooLarge, TracetuneError, Unauthorized
+from tracetune.ingest.service import IngestService
+from tracetune.store import Store
+from tracetune.store.workspaces import DEFAULT_WORKSPACE, Workspace
+
+log = logging.getLogger("tracetune.server")
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    store: Store
+    ingest: IngestService
+
+
+def state(request: Request) -> AppState:
+    return request.app.state.tt  # type: ignore[no-any-return]
+
+
+def workspace(request: Request) -> Workspace:
+    """The caller's workspace: from its API key (``x-api-key`` or ``Authorization: Bearer``), or the default
+    workspace when the server runs open (no keys configured)."""
+    st = state(request)
+    key = request.headers.get("x-api-key")
+    if not key:
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            key = auth[7:].strip()
+    if not st.store.workspaces.any_keys():
+        return st.store.workspaces.ensure(DEFAULT_WORKSPACE)
+    if not key:
+        raise Unauthorized("this server requires an API key: send it as x-api-key (or Authorization: Bearer)")
+    ws = st.store.workspaces.authenticate(key)
+    if ws is None:
+        raise Unauthorized("invalid or revoked API key")
+    return ws
+
+
+async def read_body(request: Request) -> bytes:
+    """The raw body, refusing (413) anything over ``max_body_bytes`` before reading all of it."""
+    limit = state(request).settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body ({declared} bytes) is over the limit of {limit} bytes", field="body")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is over the limit of {limit} bytes", field="body")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(body: bytes) -> Any:
+    if not body:
+        raise InvalidInput("the body is empty; expected JSON", field="body")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"malformed JSON: {exc}", field="body") from None
+
+
+def _langsmith_detail(exc: TracetuneError) -> str:
+    return str(exc)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",))
+        problems.append(f"{loc or 'body'}: {err.get('msg')}")
+    return "; ".join(problems)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Domain errors → ``{"detail": message}`` with their status; a 500 never leaks a traceback."""
+
+    @app.exception_handler(TracetuneError)
+    async def _domain(_: Request, exc: TracetuneError) -> Response:
+        return JSONResponse({"detail": _langsmith_detail(exc)}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> Response:
+        return JSONResponse({"detail": _validation_message(exc)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> Response:
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "internal server error (see the server log)"}, status_code=500)

@@ -1,0 +1,192 @@
+"""LangSmith-compatible routes under /api/v1. Thin: parse, call one service, shape the answer."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from tracetune.errors import InvalidInput, NotFound
+from tracetune.ingest.multipart import decode_body
+from tracetune.ingest.records import parse_uuid
+from tracetune.query.run_view import run_view
+from tracetune.query.runs_query import query_runs
+from tracetune.server.http import parse_json, read_body, state, workspace
+from tracetune.server.langsmith_protocol import (
+    INFO,
+    FeedbackUpdate,
+    RunQueryBody,
+    SessionCreate,
+    feedback_view,
+    session_view,
+)
+from tracetune.store.workspaces import Workspace
+
+router = APIRouter(prefix="/api/v1")
+
+ACCEPTED = {"status": "accepted"}
+
+
+@router.get("/info")
+def info() -> dict[str, Any]:
+    return INFO
+
+
+# -- ingest ------------------------------------------------------------------------------------------------
+
+
+@router.post("/runs/multipart", status_code=202)
+async def runs_multipart(request: Request, ws: Workspace = Depends(workspace)) -> dict[str, Any]:
+    st = state(request)
+    body = await read_body(request)
+    result = await run_in_threadpool(
+        lambda: st.ingest.multipart(
+            ws.id,
+            decode_body(body, request.headers.get("content-encoding"), st.settings.max_body_bytes),
+            request.headers.get("content-type"),
+        )
+    )
+    return {**ACCEPTED, **result.as_dict()}
+
+
+@router.post("/runs/batch", status_code=202)
+async def runs_batch(request: Request, ws: Workspace = Depends(workspace)) -> dict[str, Any]:
+    st = state(request)
+    body = await read_body(request)
+    result = await run_in_threadpool(lambda: st.ingest.batch(ws.id, parse_json(body)))
+    return {**ACCEPTED, **result.as_dict()}
+
+
+@router.post("/runs", status_code=202)
+async def runs_post(request: Request, ws: Workspace = Depends(workspace)) -> dict[str, Any]:
+    st = state(request)
+    body = await read_body(request)
+    result = await run_in_threadpool(lambda: st.ingest.post_run(ws.id, parse_json(body)))
+    return {**ACCEPTED, **result.as_dict()}
+
+
+@router.patch("/runs/{run_id}", status_code=202)
+async def runs_patch(run_id: str, request: Request, ws: Workspace = Depends(workspace)) -> dict[str, Any]:
+    st = state(request)
+    body = await read_body(request)
+    result = await run_in_threadpool(lambda: st.ingest.patch_run(ws.id, run_id, parse_json(body)))
+    return {**ACCEPTED, **result.as_dict()}
+
+
+# -- read runs ---------------------------------------------------------------------------------------------
+
+
+@router.post("/runs/query")
+def runs_query(body: RunQueryBody, request: Request, ws: Workspace = Depends(workspace)) -> dict[str, Any]:
+    page = query_runs(state(request).store, ws.id, body.to_query())
+    return {"runs": page.runs, "cursors": {"next": page.next_cursor, "prev": None}}
+
+
+@router.get("/runs/{run_id}")
+def runs_read(run_id: str, request: Request, ws: Workspace = Depends(workspace)) -> dict[str, Any]:
+    store = state(request).store
+    rid = parse_uuid(run_id, "run_id")
+    row = store.runs.get(ws.id, rid)
+    if row is None:
+        raise NotFound(f"run {rid} not found", field="run_id")
+    stats = store.feedback.stats_for_runs(ws.id, [rid]).get(rid)
+    children = store.runs.child_ids(ws.id, [rid]).get(rid, [])
+    return run_view(row, feedback_stats=stats, child_run_ids=children)
+
+
+# -- projects (LangSmith "sessions") -----------------------------------------------------------------------
+
+
+@router.get("/sessions")
+def sessions_list(
+    request: Request,
+    ws: Workspace = Depends(workspace),
+    name: str | None = None,
+    name_contains: str | None = None,
+    id: list[uuid.UUID] | None = Query(default=None),
+    include_stats: bool = False,
+    limit: int = Query(default=100, ge=1, le=1000),
+    offset: int = Query(default=0, ge=0),
+) -> list[dict[str, Any]]:
+    rows = state(request).store.projects.list(
+        ws.id, name=name, name_contains=name_contains, ids=id, include_stats=include_stats, limit=limit,
+        offset=offset,
+    )
+    return [session_view(r, ws.id) for r in rows]
+
+
+@router.get("/sessions/{session_id}")
+def sessions_read(
+    session_id: str, request: Request, ws: Workspace = Depends(workspace), include_stats: bool = False
+) -> dict[str, Any]:
+    row = state(request).store.projects.get(ws.id, parse_uuid(session_id, "session_id"), include_stats=include_stats)
+    return session_view(row, ws.id)
+
+
+@router.post("/sessions", status_code=201)
+def sessions_create(
+    body: SessionCreate, request: Request, ws: Workspace = Depends(workspace), upsert: bool = False
+) -> dict[str, Any]:
+    row = state(request).store.projects.create(
+        ws.id, body.name, project_id=body.id, description=body.description, extra=body.extra,
+        upsert_existing=upsert,
+    )
+    return session_view(row, ws.id)
+
+
+# -- feedback ----------------------------------------------------------------------------------------------
+
+
+@router.post("/feedback")
+async def feedback_create(request: Request, ws: Workspace = Depends(workspace)) -> dict[str, Any]:
+    st = state(request)
+    body = await read_body(request)
+    row = await run_in_threadpool(lambda: st.ingest.feedback(ws.id, parse_json(body)))
+    return feedback_view(row)
+
+
+@router.get("/feedback")
+def feedback_list(
+    request: Request,
+    ws: Workspace = Depends(workspace),
+    run: list[str] | None = Query(default=None),
+    key: list[str] | None = Query(default=None),
+    session: list[str] | None = Query(default=None),
+    limit: int = Query(default=100, ge=1, le=1000),
+    offset: int = Query(default=0, ge=0),
+) -> list[dict[str, Any]]:
+    rows = state(request).store.feedback.list(
+        ws.id,
+        run_ids=[parse_uuid(r, "run") for r in run] if run else None,
+        keys=key,
+        session_ids=[parse_uuid(s, "session") for s in session] if session else None,
+        limit=limit,
+        offset=offset,
+    )
+    return [feedback_view(r) for r in rows]
+
+
+@router.get("/feedback/{feedback_id}")
+def feedback_read(feedback_id: str, request: Request, ws: Workspace = Depends(workspace)) -> dict[str, Any]:
+    return feedback_view(state(request).store.feedback.get(ws.id, parse_uuid(feedback_id, "feedback_id")))
+
+
+@router.patch("/feedback/{feedback_id}")
+def feedback_update(
+    feedback_id: str, body: FeedbackUpdate, request: Request, ws: Workspace = Depends(workspace)
+) -> dict[str, Any]:
+    changes = body.model_dump(exclude_unset=True, include={"score", "value", "comment", "correction"})
+    if not changes:
+        raise InvalidInput("nothing to change: give score, value, comment or correction", field="body")
+    if isinstance(changes.get("score"), bool):
+        changes["score"] = float(changes["score"])
+    row = state(request).store.feedback.update(ws.id, parse_uuid(feedback_id, "feedback_id"), changes)
+    return feedback_view(row)
+
+
+@router.delete("/feedback/{feedback_id}", status_code=204)
+def feedback_delete(feedback_id: str, request: Request, ws: Workspace = Depends(workspace)) -> Response:
+    state(request).store.feedback.delete(ws.id, parse_uuid(feedback_id, "feedback_id"))
+    return Response(status_code=204)

@@ -1,0 +1,139 @@
+"""Pydantic models mirroring the LangSmith API shapes we accept and return.
+
+Compatible surfaces accept unknown fields (real SDKs send more than we model); they are kept in
+``model_extra`` and ignored. Response builders here are pure functions over store rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tracetune.ingest.records import time_to_us, us_to_time
+from tracetune.query.runs_query import MAX_LIMIT, RunQuery
+
+VERSION = "0.10.100"  # >= 0.8.10: the SDK then sends feedback inside /runs/multipart
+
+INFO: dict[str, Any] = {
+    "version": VERSION,
+    "license_expiration_time": None,
+    # All six keys, or none: a partial batch_ingest_config kills the SDK's tracing thread (wire-protocols §1.14).
+    "batch_ingest_config": {
+        "use_multipart_endpoint": True,
+        "size_limit": 100,
+        "size_limit_bytes": 20_971_520,
+        "scale_up_qsize_trigger": 1000,
+        "scale_up_nthreads_limit": 16,
+        "scale_down_nempty_trigger": 4,
+    },
+    "instance_flags": {"zstd_compression_enabled": True},
+}
+
+
+class Lenient(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class RunQueryBody(Lenient):
+    session: list[uuid.UUID] | None = None
+    session_id: uuid.UUID | None = None
+    id: list[uuid.UUID] | None = None
+    run_type: str | None = None
+    is_root: bool | None = None
+    execution_order: int | None = Field(default=None, ge=1)
+    error: bool | None = None
+    trace: uuid.UUID | None = None
+    parent_run: uuid.UUID | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    filter: str | None = None
+    trace_filter: str | None = None
+    tree_filter: str | None = None
+    select: list[str] | None = None
+    limit: int = Field(default=100, ge=1, le=MAX_LIMIT)
+    cursor: str | None = None
+    order: Literal["asc", "desc"] = "desc"
+
+    def to_query(self) -> RunQuery:
+        projects = list(self.session or [])
+        if self.session_id:
+            projects.append(self.session_id)
+        is_root = self.is_root
+        if self.execution_order == 1 and is_root is None:
+            is_root = True  # the SDK no longer has execution_order; old code passes 1 meaning "roots"
+        return RunQuery(
+            project_ids=projects or None,
+            run_ids=self.id,
+            run_type=self.run_type,
+            is_root=is_root,
+            error=self.error,
+            trace_id=self.trace,
+            parent_run_id=self.parent_run,
+            start_time_us=time_to_us(self.start_time, "start_time") if self.start_time else None,
+            end_time_us=time_to_us(self.end_time, "end_time") if self.end_time else None,
+            filter=self.filter,
+            trace_filter=self.trace_filter,
+            tree_filter=self.tree_filter,
+            select=self.select,
+            limit=self.limit,
+            cursor=self.cursor,
+            order=self.order,
+        )
+
+
+class SessionCreate(Lenient):
+    name: str = Field(min_length=1, max_length=500)
+    id: uuid.UUID | None = None
+    description: str | None = None
+    extra: dict[str, Any] | None = None
+
+
+class FeedbackUpdate(Lenient):
+    score: float | bool | None = None
+    value: Any = None
+    comment: str | None = None
+    correction: Any = None
+
+
+def session_view(row: dict[str, Any], workspace_id: uuid.UUID) -> dict[str, Any]:
+    created: datetime = row["created_at"]
+    out: dict[str, Any] = {
+        "id": str(row["id"]),
+        "tenant_id": str(workspace_id),
+        "name": row["name"],
+        "description": row.get("description"),
+        "extra": row.get("extra"),
+        "start_time": created.isoformat(),
+        "end_time": None,
+        "reference_dataset_id": None,
+        "default_dataset_id": None,
+    }
+    if "run_count" in row:
+        last = us_to_time(row.get("last_start_us"))
+        out["run_count"] = row["run_count"]
+        out["last_run_start_time"] = last.isoformat() if last else None
+    return out
+
+
+def feedback_view(row: dict[str, Any]) -> dict[str, Any]:
+    def s(v: Any) -> str | None:
+        return str(v) if v is not None else None
+
+    return {
+        "id": str(row["id"]),
+        "created_at": row["created_at"].isoformat(),
+        "modified_at": row["modified_at"].isoformat(),
+        "run_id": s(row.get("run_id")),
+        "trace_id": s(row.get("trace_id")),
+        "session_id": s(row.get("session_id")),
+        "key": row["key"],
+        "score": row.get("score"),
+        "value": row.get("value"),
+        "comment": row.get("comment"),
+        "correction": row.get("correction"),
+        "feedback_source": row.get("feedback_source"),
+        "extra": row.get("extra"),
+    }

@@ -1,0 +1,50 @@
+"""The store: one database (SQLite by default, PostgreSQL for scale) behind small repositories."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from tracetune.store.engine import Database, create_store_engine, upgrade_to_head
+
+if TYPE_CHECKING:
+    from tracetune.config import Settings
+    from tracetune.store.feedback import FeedbackStore
+    from tracetune.store.projects import ProjectStore
+    from tracetune.store.runs import RunStore
+    from tracetune.store.workspaces import WorkspaceStore
+
+
+@dataclass
+class Store:
+    db: Database
+    workspaces: WorkspaceStore = field(init=False)
+    projects: ProjectStore = field(init=False)
+    runs: RunStore = field(init=False)
+    feedback: FeedbackStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        from tracetune.store.feedback import FeedbackStore
+        from tracetune.store.projects import ProjectStore
+        from tracetune.store.runs import RunStore
+        from tracetune.store.workspaces import WorkspaceStore
+
+        self.workspaces = WorkspaceStore(self.db)
+        self.projects = ProjectStore(self.db)
+        self.runs = RunStore(self.db, self.projects)
+        self.feedback = FeedbackStore(self.db)
+
+    def close(self) -> None:
+        self.db.engine.dispose()
+
+
+def open_store(url: str, *, sqlite_synchronous: str = "FULL") -> Store:
+    """Open (and upgrade to the newest schema) the database at ``url``."""
+    engine = create_store_engine(url, sqlite_synchronous=sqlite_synchronous)
+    upgrade_to_head(engine)
+    return Store(Database(engine))
+
+
+def open_store_from_settings(settings: Settings) -> Store:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    return open_store(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)

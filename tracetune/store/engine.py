@@ -1,0 +1,123 @@
+"""Opening the database: engine with the right pragmas, and Alembic upgrade to head on open."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def create_store_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
+    """An Engine for ``url``. SQLite gets WAL, a busy timeout and the configured ``synchronous`` level."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            json_serializer=_json_dumps,
+            json_deserializer=orjson.loads,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=8,
+            max_overflow=8,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # pysqlite's own transaction handling is replaced by explicit BEGIN (see below), so that
+            # write transactions take the write lock up front (BEGIN IMMEDIATE) instead of failing late.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA synchronous={sqlite_synchronous}")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")
+
+        return engine
+    return create_engine(
+        url,
+        json_serializer=_json_dumps,
+        json_deserializer=orjson.loads,
+        pool_size=8,
+        max_overflow=8,
+        pool_pre_ping=True,
+    )
+
+
+class Database:
+    """An engine plus the two ways in: ``read()`` and ``write()`` transactions.
+
+    SQLite allows one writer; ``write()`` serialises writers of this process with a lock and takes the
+    database write lock at BEGIN, so a transaction never fails half-way on ``database is locked``.
+    The transaction is committed (and, with synchronous=FULL, on disk) when the ``with`` block exits.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                conn.info["write"] = False
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction, committed when the block exits. Callables appended to
+        ``conn.info["after_commit"]`` run once the commit succeeded (e.g. to fill caches)."""
+        after: list[Callable[[], None]] = []
+        if self._write_lock is None:
+            with self.engine.begin() as conn:
+                conn.info["after_commit"] = after
+                yield conn
+        else:
+            with self._write_lock, self.engine.connect() as conn:
+                conn.info["write"] = True
+                conn.info["after_commit"] = after
+                try:
+                    with conn.begin():
+                        yield conn
+                finally:
+                    conn.info["write"] = False
+        for callback in after:
+            callback()
+
+
+def upgrade_to_head(engine: Engine) -> None:
+    """Bring the schema to the newest migration (creates it on a blank database)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()

@@ -1,0 +1,135 @@
+"""Projects (LangSmith calls them tracer sessions): created by name on first ingest, or explicitly."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from tracetune.errors import Conflict, NotFound
+from tracetune.store.engine import Database
+from tracetune.store.schema import projects, runs
+from tracetune.store.sqlutil import as_utc, upsert, utcnow
+
+
+class ProjectStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._ids: dict[tuple[uuid.UUID, str], uuid.UUID] = {}
+
+    def ids_for_names(self, conn: Connection, workspace_id: uuid.UUID, names: Iterable[str]) -> dict[str, uuid.UUID]:
+        """Project ids for ``names`` in the caller's write transaction, creating the missing ones."""
+        found: dict[str, uuid.UUID] = {}
+        missing = []
+        for name in set(names):
+            pid = self._ids.get((workspace_id, name))
+            if pid is None:
+                missing.append(name)
+            else:
+                found[name] = pid
+        if missing:
+            now = utcnow()
+            conn.execute(
+                upsert(conn, projects).on_conflict_do_nothing(index_elements=["workspace_id", "name"]),
+                [{"id": uuid.uuid4(), "workspace_id": workspace_id, "name": n, "created_at": now} for n in missing],
+            )
+            rows = conn.execute(
+                select(projects.c.id, projects.c.name).where(
+                    projects.c.workspace_id == workspace_id, projects.c.name.in_(missing)
+                )
+            ).all()
+            fresh = {(workspace_id, row.name): row.id for row in rows}
+            found.update({name: pid for (_, name), pid in fresh.items()})
+            conn.info.setdefault("after_commit", []).append(lambda: self._ids.update(fresh))
+        return found
+
+    def create(
+        self,
+        workspace_id: uuid.UUID,
+        name: str,
+        *,
+        project_id: uuid.UUID | None = None,
+        description: str | None = None,
+        extra: dict[str, Any] | None = None,
+        upsert_existing: bool = False,
+    ) -> dict[str, Any]:
+        with self.db.write() as conn:
+            existing = conn.execute(
+                select(projects.c.id).where(projects.c.workspace_id == workspace_id, projects.c.name == name)
+            ).first()
+            if existing is not None:
+                if not upsert_existing:
+                    raise Conflict(f"a project named {name!r} already exists", field="name")
+                values: dict[str, Any] = {}
+                if description is not None:
+                    values["description"] = description
+                if extra is not None:
+                    values["extra"] = extra
+                if values:
+                    conn.execute(projects.update().where(projects.c.id == existing.id).values(**values))
+                pid = existing.id
+            else:
+                pid = project_id or uuid.uuid4()
+                if conn.execute(select(projects.c.id).where(projects.c.id == pid)).first() is not None:
+                    raise Conflict(f"a project with id {pid} already exists", field="id")
+                conn.execute(
+                    projects.insert().values(
+                        id=pid,
+                        workspace_id=workspace_id,
+                        name=name,
+                        description=description,
+                        extra=extra,
+                        created_at=utcnow(),
+                    )
+                )
+        return self.get(workspace_id, pid)
+
+    def get(self, workspace_id: uuid.UUID, project_id: uuid.UUID, *, include_stats: bool = False) -> dict[str, Any]:
+        found = self.list(workspace_id, ids=[project_id], include_stats=include_stats, limit=1)
+        if not found:
+            raise NotFound(f"project {project_id} not found", field="session_id")
+        return found[0]
+
+    def list(
+        self,
+        workspace_id: uuid.UUID,
+        *,
+        name: str | None = None,
+        name_contains: str | None = None,
+        ids: list[uuid.UUID] | None = None,
+        include_stats: bool = False,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        q = select(projects).where(projects.c.workspace_id == workspace_id)
+        if name is not None:
+            q = q.where(projects.c.name == name)
+        if name_contains:
+            q = q.where(projects.c.name.contains(name_contains, autoescape=True))
+        if ids is not None:
+            q = q.where(projects.c.id.in_(ids))
+        q = q.order_by(projects.c.created_at.desc(), projects.c.id).limit(limit).offset(offset)
+        with self.db.read() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(q)]
+            if include_stats and rows:
+                stats = conn.execute(
+                    select(
+                        runs.c.project_id,
+                        func.count().label("run_count"),
+                        func.max(runs.c.start_us).label("last_start_us"),
+                        func.min(runs.c.start_us).label("first_start_us"),
+                    )
+                    .where(runs.c.workspace_id == workspace_id, runs.c.project_id.in_([r["id"] for r in rows]))
+                    .group_by(runs.c.project_id)
+                ).all()
+                by_id = {s.project_id: s for s in stats}
+                for r in rows:
+                    s = by_id.get(r["id"])
+                    r["run_count"] = s.run_count if s else 0
+                    r["last_start_us"] = s.last_start_us if s else None
+                    r["first_start_us"] = s.first_start_us if s else None
+        for r in rows:
+            r["created_at"] = as_utc(r["created_at"])
+        return rows

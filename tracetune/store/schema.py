@@ -1,0 +1,150 @@
+"""The store's schema, in SQLAlchemy Core, shared by SQLite and PostgreSQL.
+
+Conventions:
+- times of runs are integer microseconds since the Unix epoch (``*_us``): exact, portable, and
+  ``latency = end_us - start_us`` is plain arithmetic in both dialects;
+- every row of user data carries ``workspace_id``; every query filters on it;
+- ``run_tags`` and ``run_metadata`` are side tables so that ``has(tags, …)`` and ``has(metadata, …)``
+  compile to indexed ``EXISTS`` sub-queries on both dialects (no JSON operators needed);
+- metadata values are stored as canonical JSON text (``json.dumps(v, sort_keys=True)``) so equality is exact.
+
+Changing this file means adding a numbered Alembic migration under ``store/migrations/versions``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+
+# SQL NULL for Python None (not the JSON literal ``null``): COALESCE-based upserts rely on it.
+JSONValue = JSON(none_as_null=True)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+workspaces = Table(
+    "workspaces",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("workspace_id", Uuid, ForeignKey("workspaces.id"), nullable=False),
+    Column("name", String(200), nullable=True),
+    Column("prefix", String(16), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("workspace_id", Uuid, ForeignKey("workspaces.id"), nullable=False),
+    Column("name", String(500), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("extra", JSONValue, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("workspace_id", "name"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("workspace_id", Uuid, nullable=False),
+    Column("id", Uuid, nullable=False),
+    Column("project_id", Uuid, nullable=True),
+    Column("trace_id", Uuid, nullable=True),
+    Column("parent_run_id", Uuid, nullable=True),
+    Column("dotted_order", String(2000), nullable=True),
+    Column("name", String(500), nullable=True),
+    Column("run_type", String(32), nullable=True),
+    Column("start_us", BigInteger, nullable=False),
+    Column("end_us", BigInteger, nullable=True),
+    Column("first_token_us", BigInteger, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("inputs", JSONValue, nullable=True),
+    Column("outputs", JSONValue, nullable=True),
+    Column("extra", JSONValue, nullable=True),
+    Column("serialized", JSONValue, nullable=True),
+    Column("events", JSONValue, nullable=True),
+    Column("tags", JSONValue, nullable=True),
+    Column("prompt_tokens", Integer, nullable=True),
+    Column("completion_tokens", Integer, nullable=True),
+    Column("total_tokens", Integer, nullable=True),
+    Column("thread_id", String(500), nullable=True),
+    Column("reference_example_id", Uuid, nullable=True),
+    PrimaryKeyConstraint("workspace_id", "id"),
+    Index("ix_runs_project_start", "workspace_id", "project_id", "start_us", "id"),
+    Index("ix_runs_trace", "workspace_id", "trace_id"),
+    Index("ix_runs_parent", "workspace_id", "parent_run_id"),
+)
+
+run_tags = Table(
+    "run_tags",
+    metadata,
+    Column("workspace_id", Uuid, nullable=False),
+    Column("run_id", Uuid, nullable=False),
+    Column("tag", String(500), nullable=False),
+    PrimaryKeyConstraint("workspace_id", "run_id", "tag"),
+    Index("ix_run_tags_tag", "workspace_id", "tag"),
+)
+
+run_metadata = Table(
+    "run_metadata",
+    metadata,
+    Column("workspace_id", Uuid, nullable=False),
+    Column("run_id", Uuid, nullable=False),
+    Column("key", String(500), nullable=False),
+    Column("value", Text, nullable=True),
+    PrimaryKeyConstraint("workspace_id", "run_id", "key"),
+    Index("ix_run_metadata_key", "workspace_id", "key"),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("workspace_id", Uuid, nullable=False),
+    Column("run_id", Uuid, nullable=True),
+    Column("trace_id", Uuid, nullable=True),
+    Column("session_id", Uuid, nullable=True),
+    Column("key", String(500), nullable=False),
+    Column("score", Float, nullable=True),
+    Column("value", JSONValue, nullable=True),
+    Column("comment", Text, nullable=True),
+    Column("correction", JSONValue, nullable=True),
+    Column("feedback_source", JSONValue, nullable=True),
+    Column("extra", JSONValue, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("modified_at", DateTime(timezone=True), nullable=False),
+    Index("ix_feedback_run", "workspace_id", "run_id", "key"),
+    Index("ix_feedback_key", "workspace_id", "key"),
+)
