@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The test command: set up .venv with the test extra, start a throw-away PostgreSQL, run lint, types and
+# the suite on both SQLite and PostgreSQL. Pytest's "no tests collected" (exit 5) counts as a failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh test
+export TRACETUNE_TEST_POSTGRES_URL="${TRACETUNE_TEST_POSTGRES_URL:-$(scripts/start-postgres.sh)}"
+export HF_HUB_OFFLINE=1
+.venv/bin/ruff check tracetune tests bench
+.venv/bin/mypy
+set +e
+.venv/bin/pytest "$@"
+rc=$?
+set -e
+if [ "$rc" = 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi
+exit "$rc"
