@@ -9,7 +9,11 @@ from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="tracetune: traces → datasets → fine-tunes → served models.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="tracetune: traces → datasets → fine-tunes → served models.",
+)
 keys_app = typer.Typer(no_args_is_help=True, help="API keys (each scoped to one workspace).")
 runs_app = typer.Typer(no_args_is_help=True, help="Traced runs in the store.")
 db_app = typer.Typer(no_args_is_help=True, help="The database.")
@@ -18,7 +22,9 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
 
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="Data home (default: $TRACETUNE_HOME).")]
-DbOpt = Annotated[str | None, typer.Option("--database-url", help="Store URL (default: $TRACETUNE_DATABASE_URL).")]
+DbOpt = Annotated[
+    str | None, typer.Option("--database-url", help="Store URL (default: $TRACETUNE_DATABASE_URL).")
+]
 
 
 def fail(message: str) -> None:
@@ -37,7 +43,9 @@ def _open(home: Path | None, database_url: str | None) -> Any:
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1, $TRACETUNE_HOST).")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Bind address (default 127.0.0.1, $TRACETUNE_HOST).")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8080, $TRACETUNE_PORT).")] = None,
     home: HomeOpt = None,
     database_url: DbOpt = None,
@@ -69,7 +77,10 @@ def serve(
             fg=typer.colors.YELLOW,
         )
     base = f"http://{settings.host}:{settings.port}"
-    typer.echo(f"tracetune serving {base}  (LANGSMITH_ENDPOINT={base}/api/v1)  store: {store.db.engine.url!r}", err=True)
+    typer.echo(
+        f"tracetune serving {base}  (LANGSMITH_ENDPOINT={base}/api/v1)  store: {store.db.engine.url!r}",
+        err=True,
+    )
     uvicorn.run(
         create_app(settings, store),
         host=settings.host,
@@ -90,7 +101,9 @@ def keys_create(
     _, store = _open(home, database_url)
     key, info = store.workspaces.create_key(workspace, name)
     typer.echo(key)
-    typer.echo(f"created key {info.prefix}… for workspace {info.workspace!r}; it is not shown again.", err=True)
+    typer.echo(
+        f"created key {info.prefix}… for workspace {info.workspace!r}; it is not shown again.", err=True
+    )
 
 
 @keys_app.command("list")
@@ -102,8 +115,13 @@ def keys_list(home: HomeOpt = None, database_url: DbOpt = None) -> None:
     _, store = _open(home, database_url)
     table = Table("prefix", "workspace", "name", "created", "state")
     for k in store.workspaces.list_keys():
-        table.add_row(k.prefix + "…", k.workspace, k.name or "", k.created_at.isoformat(timespec="seconds"),
-                      "revoked" if k.revoked_at else "active")
+        table.add_row(
+            k.prefix + "…",
+            k.workspace,
+            k.name or "",
+            k.created_at.isoformat(timespec="seconds"),
+            "revoked" if k.revoked_at else "active",
+        )
     Console().print(table)
 
 
@@ -121,8 +139,12 @@ def keys_revoke(prefix: str, home: HomeOpt = None, database_url: DbOpt = None) -
 def runs_list(
     project: Annotated[str, typer.Option("--project", "-p", help="Project name.")],
     run_type: Annotated[str | None, typer.Option("--run-type", help="llm, chain, tool, …")] = None,
-    filter_: Annotated[str | None, typer.Option("--filter", help='Filter expression, e.g. \'eq(name, "x")\'.')] = None,
-    trace_filter: Annotated[str | None, typer.Option("--trace-filter", help="Filter on each run's root.")] = None,
+    filter_: Annotated[
+        str | None, typer.Option("--filter", help="Filter expression, e.g. 'eq(name, \"x\")'.")
+    ] = None,
+    trace_filter: Annotated[
+        str | None, typer.Option("--trace-filter", help="Filter on each run's root.")
+    ] = None,
     root: Annotated[bool, typer.Option("--root", help="Only root runs.")] = False,
     limit: Annotated[int, typer.Option(help="How many runs (newest first).")] = 20,
     workspace: Annotated[str, typer.Option(help="Workspace name.")] = "default",
@@ -147,10 +169,25 @@ def runs_list(
                 store,
                 ws.id,
                 RunQuery(
-                    project_ids=[projects[0]["id"]], run_type=run_type, filter=filter_, trace_filter=trace_filter,
-                    is_root=True if root else None, limit=min(100, limit - len(runs)), cursor=cursor,
-                    select=None if as_json else ["name", "run_type", "status", "error", "total_tokens",
-                                                 "latency", "start_time", "feedback_stats"],
+                    project_ids=[projects[0]["id"]],
+                    run_type=run_type,
+                    filter=filter_,
+                    trace_filter=trace_filter,
+                    is_root=True if root else None,
+                    limit=min(100, limit - len(runs)),
+                    cursor=cursor,
+                    select=None
+                    if as_json
+                    else [
+                        "name",
+                        "run_type",
+                        "status",
+                        "error",
+                        "total_tokens",
+                        "latency",
+                        "start_time",
+                        "feedback_stats",
+                    ],
                 ),
             )
             runs.extend(page.runs)
@@ -172,7 +209,11 @@ def _print_runs(runs: list[dict[str, Any]]) -> None:
 
     table = Table("id", "name", "type", "status", "start", "latency s", "tokens", "feedback")
     for r in runs:
-        fb = ", ".join(f"{k}={v['avg']:g}" for k, v in (r.get("feedback_stats") or {}).items() if v.get("avg") is not None)
+        fb = ", ".join(
+            f"{k}={v['avg']:g}"
+            for k, v in (r.get("feedback_stats") or {}).items()
+            if v.get("avg") is not None
+        )
         table.add_row(
             r["id"][:8] + "…",
             r["name"],
@@ -192,7 +233,7 @@ def db_upgrade(home: HomeOpt = None, database_url: DbOpt = None) -> None:
     """Create or upgrade the schema to the newest version (also done on every open)."""
     from tracetune.store.engine import current_revision
 
-    settings, store = _open(home, database_url)
+    _, store = _open(home, database_url)
     typer.echo(f"{store.db.engine.url!r} at revision {current_revision(store.db.engine)}")
 
 

@@ -8,8 +8,15 @@ class TracetuneError(Exception):
 
     status_code = 400
 
-    def __init__(self, message: str, *, field: str | None = None, line: int | None = None,
-                 position: int | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        line: int | None = None,
+        position: int | None = None,
+        code: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field

@@ -17,8 +17,12 @@ from tracetune.store import Store, open_store_from_settings
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     """The app over ``store`` (opened from ``settings`` when not given; the store is upgraded on open)."""
     store = store or open_store_from_settings(settings)
-    app = FastAPI(title="tracetune", version=__version__, docs_url="/api/docs", openapi_url="/api/openapi.json")
-    app.state.tt = AppState(settings=settings, store=store, ingest=IngestService(store, settings.home / "attachments"))
+    app = FastAPI(
+        title="tracetune", version=__version__, docs_url="/api/docs", openapi_url="/api/openapi.json"
+    )
+    app.state.tt = AppState(
+        settings=settings, store=store, ingest=IngestService(store, settings.home / "attachments")
+    )
     install_error_handlers(app)
     app.include_router(langsmith_api.router)
 

@@ -29,7 +29,7 @@ class AppState:
 
 
 def state(request: Request) -> AppState:
-    return request.app.state.tt  # type: ignore[no-any-return]
+    return request.app.state.tt
 
 
 def workspace(request: Request) -> Workspace:

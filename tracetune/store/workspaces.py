@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import secrets
 import threading
@@ -65,14 +66,18 @@ class WorkspaceStore:
                 .values(id=uuid.uuid4(), name=name, created_at=utcnow())
                 .on_conflict_do_nothing(index_elements=["name"])
             )
-            row = conn.execute(select(workspaces.c.id, workspaces.c.name).where(workspaces.c.name == name)).one()
+            row = conn.execute(
+                select(workspaces.c.id, workspaces.c.name).where(workspaces.c.name == name)
+            ).one()
         ws = Workspace(row.id, row.name)
         self._by_name[name] = ws
         return ws
 
     def get(self, name: str) -> Workspace:
         with self.db.read() as conn:
-            row = conn.execute(select(workspaces.c.id, workspaces.c.name).where(workspaces.c.name == name)).first()
+            row = conn.execute(
+                select(workspaces.c.id, workspaces.c.name).where(workspaces.c.name == name)
+            ).first()
         if row is None:
             raise NotFound(f"no workspace named {name!r}", field="workspace")
         return Workspace(row.id, row.name)
@@ -103,7 +108,7 @@ class WorkspaceStore:
         self._keys_present = None
         return key, ApiKeyInfo(key_id, ws.name, name, key[:10], now, None)
 
-    def list_keys(self) -> list[ApiKeyInfo]:
+    def list_keys(self) -> builtins.list[ApiKeyInfo]:
         q = (
             select(api_keys, workspaces.c.name.label("workspace"))
             .join(workspaces, workspaces.c.id == api_keys.c.workspace_id)
@@ -136,7 +141,9 @@ class WorkspaceStore:
         if cached and now - cached[0] < self.KEYS_PRESENT_TTL_S:
             return cached[1]
         with self.db.read() as conn:
-            n = conn.execute(select(func.count()).select_from(api_keys).where(api_keys.c.revoked_at.is_(None))).scalar()
+            n = conn.execute(
+                select(func.count()).select_from(api_keys).where(api_keys.c.revoked_at.is_(None))
+            ).scalar()
         present = bool(n)
         self._keys_present = (now, present)
         return present
