@@ -340,9 +340,7 @@ def _check_signature(call: Call, close_pos: int) -> None:
     if (variadic and n == 0) or (not variadic and n not in lengths):
         too_many = not variadic and n > max(lengths)
         pos = call.args[max(lengths)].pos if too_many else close_pos
-        raise _error(
-            f"function {call.name!r} takes {_arity_text(call.name)} but got {n} at position {pos}", pos
-        )
+        raise _error(f"function {call.name!r} takes {_arity_text(call.name)} but got {n} at position {pos}", pos)
     kinds = [signatures[0][0]] * n if variadic else next(s for s in signatures if len(s) == n)
     for index, (arg, kind) in enumerate(zip(call.args, kinds, strict=True)):
         if _kind_of(arg) != kind:

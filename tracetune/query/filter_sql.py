@@ -65,7 +65,7 @@ _RUN_SCALARS = {
     "start_time": _Scalar("time", "start_us"),
     "end_time": _Scalar("time", "end_us"),
     "first_token_time": _Scalar("time", "first_token_us"),
-    "latency": _Scalar("latency", "end_us"),
+    "latency": _Scalar("latency", "end_us"),  # seconds; compiled as end_us - start_us
 }
 _FEEDBACK_FIELDS = {
     "feedback_key": _Scalar("string", "key"),
@@ -78,7 +78,6 @@ _METADATA_FIELDS = {
 }
 _SPECIAL_FIELDS = ("status", "error", "tags", "metadata", "inputs", "outputs")
 KNOWN_FIELDS = tuple(_RUN_SCALARS) + _SPECIAL_FIELDS + tuple(_FEEDBACK_FIELDS) + tuple(_METADATA_FIELDS)
-_SEARCHABLE = ("name", "run_type", "thread_id", "error", "inputs", "outputs", "tags")
 
 
 def like_pattern(text: str) -> str:
@@ -172,9 +171,7 @@ class _Compiler:
         value = call.args[1]
         assert isinstance(value, Literal)
         if call.name in _ORDERED and kind not in ("number", "time", "latency"):
-            raise self.error(
-                f"{call.name}() cannot order field {field.name!r} ({kind}); use eq, neq or in", call
-            )
+            raise self.error(f"{call.name}() cannot order field {field.name!r} ({kind}); use eq, neq or in", call)
         return self.compare(call.name, field, kind, expr, value)
 
     def compare(self, op: str, field: Ident, kind: str, expr: Any, lit: Literal) -> ColumnElement[bool]:
@@ -291,9 +288,7 @@ class _Compiler:
         if call.name in ("has", "eq", "neq"):
             found = tag_exists(rt.c.tag == self.text_value(call.args[1], "tags"))
             return not_(found) if call.name == "neq" else found
-        raise self.error(
-            f"{call.name}() does not apply to field 'tags'; use has, eq, neq, in or search", call
-        )
+        raise self.error(f"{call.name}() does not apply to field 'tags'; use has, eq, neq, in or search", call)
 
     def field_metadata(self, call: Call) -> ColumnElement[bool]:
         md = schema.run_metadata.alias()
@@ -316,9 +311,7 @@ class _Compiler:
         except ValueError:
             wanted = None
         if not isinstance(wanted, dict):
-            raise self.error(
-                f'has(metadata, …) takes a JSON object such as \'{{"user": "u1"}}\', not {text!r}', lit
-            )
+            raise self.error(f'has(metadata, …) takes a JSON object such as \'{{"user": "u1"}}\', not {text!r}', lit)
         return and_(
             true(),
             *(row_exists(md.c.key == str(k), md.c.value == canonical_json(v)) for k, v in wanted.items()),
@@ -349,7 +342,9 @@ class _Compiler:
 
     def search_everywhere(self, text_node: Node) -> ColumnElement[bool]:
         """``search(text)``: substring, any case, of the name, the error, or the inputs' or outputs' JSON."""
-        text = self.text_value(text_node, "search")
+        if not (isinstance(text_node, Literal) and isinstance(text_node.value, str)):
+            raise self.error(f"search() takes a string, not {describe_node(text_node)}", text_node)
+        text = text_node.value
         c = self.runs.c
         return or_(
             _contains(c.name, text),
@@ -383,9 +378,7 @@ def filter_clause(text: str | None, runs: FromClause, *, param: str = "filter") 
     return compile_filter(parse_filter(text, param=param), runs, param=param)
 
 
-def trace_filter_clause(
-    text: str | None, runs: FromClause, *, param: str = "trace_filter"
-) -> ColumnElement[bool]:
+def trace_filter_clause(text: str | None, runs: FromClause, *, param: str = "trace_filter") -> ColumnElement[bool]:
     """``trace_filter``: the filter holds for the ROOT run of the row's trace."""
     if text is None or not text.strip():
         return true()
@@ -394,9 +387,7 @@ def trace_filter_clause(
     return exists().where(root.c.workspace_id == runs.c.workspace_id, root.c.id == runs.c.trace_id, condition)
 
 
-def tree_filter_clause(
-    text: str | None, runs: FromClause, *, param: str = "tree_filter"
-) -> ColumnElement[bool]:
+def tree_filter_clause(text: str | None, runs: FromClause, *, param: str = "tree_filter") -> ColumnElement[bool]:
     """``tree_filter``: the filter holds for some OTHER run of the row's trace."""
     if text is None or not text.strip():
         return true()
