@@ -21,12 +21,12 @@ import operator
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, ColumnElement, FromClause, Text, and_, cast, exists, false, func, not_, or_, true
 
 from tracetune.errors import InvalidInput
+from tracetune.ingest.records import time_to_us
 from tracetune.query.filter_lang import Call, Ident, ListLit, Literal, Node, describe_node, parse_filter
 from tracetune.store import schema
 from tracetune.store.jsonvalues import canonical_json
@@ -41,7 +41,6 @@ _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
 }
 _ORDERED = frozenset({"gt", "gte", "lt", "lte"})
 _STATUSES = ("success", "error", "pending")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -211,15 +210,11 @@ class _Compiler:
 
     def microseconds(self, text: str, field_name: str, lit: Literal) -> int:
         try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
+            return time_to_us(text, field_name)
+        except InvalidInput:
             raise self.error(
                 f"field {field_name!r} takes an ISO-8601 time such as 2026-11-01T00:00:00Z, not {text!r}", lit
             ) from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        delta = moment - _EPOCH
-        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
     # -- computed and side-table fields ------------------------------------------------------------------
 
