@@ -94,7 +94,9 @@ class LiveServer:
 
         from tracetune.server.app import create_app
 
-        sock = socket.socket()
+        # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted connections only for such sockets; with
+        # socket.socket()'s proto 0 every response waits ~40 ms for a delayed ACK (Nagle).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
         self.settings = settings

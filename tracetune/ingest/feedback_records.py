@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tracetune.errors import InvalidInput
-from tracetune.ingest.records import parse_uuid
+from tracetune.ingest.records import check_text, parse_uuid
 
 
 def _time(value: Any, field: str) -> datetime | None:
@@ -28,6 +28,7 @@ def feedback_record(obj: Any, where: str) -> dict[str, Any]:
     key = obj.get("key")
     if not isinstance(key, str) or not key:
         raise InvalidInput("feedback needs a non-empty string 'key'", field=f"{where}.key")
+    check_text(key, 500, f"{where}.key")
     score = obj.get("score")
     if isinstance(score, bool):
         score = float(score)
@@ -47,6 +48,8 @@ def feedback_record(obj: Any, where: str) -> dict[str, Any]:
     }
     if rec["comment"] is not None and not isinstance(rec["comment"], str):
         raise InvalidInput("comment must be a string", field=f"{where}.comment")
+    if rec["comment"] is not None:
+        check_text(rec["comment"], None, f"{where}.comment")
     for key_name in ("run_id", "trace_id", "session_id"):
         value = obj.get(key_name)
         rec[key_name] = parse_uuid(value, f"{where}.{key_name}") if value is not None else None

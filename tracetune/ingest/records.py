@@ -7,6 +7,7 @@ record carries only the columns the operation actually gave (``None`` = not give
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -40,6 +41,9 @@ RUN_COLUMNS = (
 )
 JSON_OBJECT_FIELDS = ("inputs", "outputs", "extra", "serialized")
 THREAD_KEYS = ("thread_id", "session_id", "conversation_id")
+# Widths of the text columns these fields land in (``store/schema.py``); longer values are refused.
+MAX_CHARS = {"name": 500, "run_type": 32, "dotted_order": 2000, "session_name": 500, "tag": 500, "thread_id": 500}
+INT32 = 2**31
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -75,8 +79,27 @@ def us_to_time(us: int | None) -> datetime | None:
     return EPOCH + timedelta(microseconds=us)
 
 
+def check_text(value: str, limit: int | None, field: str) -> str:
+    """``value`` if both databases can store it: no NUL character, at most ``limit`` characters."""
+    if "\x00" in value:
+        raise InvalidInput("text may not contain NUL (\\u0000) characters", field=field)
+    if limit is not None and len(value) > limit:
+        raise InvalidInput(f"at most {limit} characters allowed, got {len(value)}", field=field)
+    return value
+
+
 def _start_from_dotted_order(dotted: str) -> int | None:
     stamp = dotted.rsplit(".", 1)[-1][:22]  # YYYYMMDDTHHMMSSffffffZ
+    if len(stamp) == 22 and stamp[8] == "T" and stamp[21] == "Z" and stamp.isascii():
+        digits = stamp[:8] + stamp[9:21]
+        if digits.isdigit():  # the fixed-width form every SDK writes: no strptime (several times slower)
+            try:
+                dt = datetime(int(digits[:4]), int(digits[4:6]), int(digits[6:8]), int(digits[8:10]),
+                              int(digits[10:12]), int(digits[12:14]), int(digits[14:20]), tzinfo=UTC)
+            except ValueError:
+                pass  # strptime decides
+            else:
+                return time_to_us(dt, "dotted_order")
     try:
         dt = datetime.strptime(stamp, "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
     except ValueError:
@@ -106,7 +129,9 @@ def _tokens(run: dict[str, Any], outputs: Any, extra: Any) -> tuple[Any, Any, An
 
 
 def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """A token count as stored (a 32-bit integer column); anything else counts as not given."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and -INT32 <= value < INT32
+    return value if ok else None
 
 
 def run_record(run: Any, kind: Kind, where: str) -> dict[str, Any]:
@@ -124,7 +149,7 @@ def run_record(run: Any, kind: Kind, where: str) -> dict[str, Any]:
         if value is not None:
             if not isinstance(value, str):
                 raise InvalidInput(f"expected a string, got {type(value).__name__}", field=f"{where}.{key}")
-            rec[key] = value
+            rec[key] = check_text(value, MAX_CHARS[key], f"{where}.{key}")
     if run.get("start_time") is not None:
         rec["start_us"] = time_to_us(run["start_time"], f"{where}.start_time")
     if run.get("end_time") is not None:
@@ -145,28 +170,31 @@ def run_record(run: Any, kind: Kind, where: str) -> dict[str, Any]:
         rec["events"] = events
         for event in events:
             if isinstance(event, dict) and event.get("name") == "new_token" and event.get("time"):
-                try:
+                with contextlib.suppress(InvalidInput):  # a bad token time is dropped, not an error
                     rec["first_token_us"] = time_to_us(event["time"], f"{where}.events")
-                except InvalidInput:
-                    pass
                 break
     tags = run.get("tags")
     if tags is not None:
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise InvalidInput("expected a list of strings", field=f"{where}.tags")
+        for i, tag in enumerate(tags):
+            check_text(tag, MAX_CHARS["tag"], f"{where}.tags[{i}]")
         rec["tags"] = tags
     error = run.get("error")
     if error is not None:
-        rec["error"] = error if isinstance(error, str) else str(error)
+        rec["error"] = check_text(error if isinstance(error, str) else str(error), None, f"{where}.error")
     prompt, completion, total = _tokens(run, rec.get("outputs"), rec.get("extra"))
     for key, value in (("prompt_tokens", prompt), ("completion_tokens", completion), ("total_tokens", total)):
         if _int_or_none(value) is not None:
             rec[key] = value
     meta = rec.get("extra", {}).get("metadata")
     if isinstance(meta, dict):
+        for key in meta:  # each key becomes a run_metadata row
+            check_text(key, 500, f"{where}.extra.metadata")
         for key in THREAD_KEYS:
             if meta.get(key) is not None:
-                rec["thread_id"] = str(meta[key])
+                thread = str(meta[key])
+                rec["thread_id"] = check_text(thread, MAX_CHARS["thread_id"], f"{where}.extra.metadata.{key}")
                 break
     if "trace_id" not in rec and kind == "post" and "parent_run_id" not in rec:
         rec["trace_id"] = rec["id"]

@@ -37,11 +37,12 @@ class IngestResult:
                 "attachments": self.attachments}
 
 
-def _json(data: bytes, where: str) -> Any:
+def _part_json(data: bytes, part_name: str) -> Any:
+    """The JSON value of a multipart part; errors name the part (``part 'post.<id>.inputs'``)."""
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"not valid JSON: {exc}", field=where) from None
+        raise InvalidInput(f"not valid JSON: {exc}", field=f"part {part_name!r}") from None
 
 
 class IngestService:
@@ -60,11 +61,14 @@ class IngestService:
         attachments: list[tuple[uuid.UUID, str, bytes]] = []
         for part in split_parts(body, content_type):
             self._collect_part(part, ops, order, feedback, attachments)
-        posts, patches = [], []
+        posts: list[Any] = []
+        patches: list[Any] = []
+        part_names: dict[str, list[str]] = {"post": [], "patch": []}  # errors name the part, not an index
         for key in order:
-            kind, _ = key
+            kind, run_id = key
             (posts if kind == "post" else patches).append(ops[key])
-        return self._apply(workspace_id, posts, patches, feedback, attachments)
+            part_names[kind].append(f"{kind}.{run_id}")
+        return self._apply(workspace_id, posts, patches, feedback, attachments, part_names=part_names)
 
     def batch(self, workspace_id: uuid.UUID, payload: Any) -> IngestResult:
         """``POST /runs/batch``: ``{"post": [run, …], "patch": [run, …]}``."""
@@ -112,28 +116,34 @@ class IngestService:
         kind, _, rest = name.partition(".")
         if kind in ("post", "patch"):
             run_id, _, sub = rest.partition(".")
-            if not run_id:
-                raise InvalidInput("a run part needs a run id: post.<id> or patch.<id>", field=f"part {name!r}")
-            parse_uuid(run_id, f"part {name!r}")
             key = (kind, run_id)
-            if key not in ops:
-                ops[key] = {}
+            op = ops.get(key)
+            if op is None:  # the first part of this operation: its run id is checked once
+                if not run_id:
+                    raise InvalidInput(
+                        "a run part needs a run id: post.<id> or patch.<id>", field=f"part {name!r}"
+                    )
+                parse_uuid(run_id, f"part {name!r}")
+                op = ops[key] = {}
                 order.append(key)
-            value = _json(part.data, f"part {name!r}")
+            value = _part_json(part.data, name)
             if not sub:
                 if not isinstance(value, dict):
                     raise InvalidInput("must be a JSON object", field=f"part {name!r}")
-                for k, v in value.items():
-                    ops[key].setdefault(k, v)
-                ops[key]["id"] = run_id
+                if op:
+                    for k, v in value.items():
+                        op.setdefault(k, v)
+                else:
+                    op.update(value)
+                op["id"] = run_id
             elif sub in RUN_SUBFIELDS:
-                ops[key][sub] = value
+                op[sub] = value
             else:
                 raise InvalidInput(
                     f"unknown run field {sub!r}; expected one of {sorted(RUN_SUBFIELDS)}", field=f"part {name!r}"
                 )
         elif kind == "feedback":
-            value = _json(part.data, f"part {name!r}")
+            value = _part_json(part.data, name)
             rec = feedback_record(value, f"part {name!r}")
             if rec["id"] is None:
                 rec["id"] = parse_uuid(rest, f"part {name!r}")
@@ -159,8 +169,11 @@ class IngestService:
         attachments: list[tuple[uuid.UUID, str, bytes]],
         *,
         where_prefix: bool = True,
+        part_names: dict[str, list[str]] | None = None,
     ) -> IngestResult:
         def where(kind: Kind, i: int) -> str:
+            if part_names is not None:
+                return f"part {part_names[kind][i]!r}"
             return f"{kind}[{i}]" if where_prefix else "body"
 
         post_recs = merge_records([run_record(r, "post", where("post", i)) for i, r in enumerate(posts)], "post")
@@ -170,8 +183,12 @@ class IngestService:
         # Attachments are files; they are on disk (fsync'd) before the runs that own them are committed.
         for run_id, name, data in attachments:
             self._write_attachment(workspace_id, run_id, name, data)
+        # Rows are bound before the write lock is taken, so the lock (one writer at a time) covers only SQL
+        # and the commit; another request's parsing and binding overlaps with them.
+        prepared = self.store.runs.prepare(workspace_id, post_recs, patch_recs) if post_recs or patch_recs else None
         with self.store.db.write() as conn:  # runs and feedback of one request commit together
-            self.store.runs.apply(workspace_id, post_recs, patch_recs, conn)
+            if prepared is not None:
+                self.store.runs.write(prepared, conn)
             self.store.feedback.create_many(workspace_id, feedback, ignore_existing=True, conn=conn)
         return IngestResult(len(post_recs), len(patch_recs), len(feedback), len(attachments))
 

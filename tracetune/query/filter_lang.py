@@ -188,6 +188,8 @@ def _read_number(text: str, start: int) -> tuple[int | float, int]:
         if j < len(text) and text[j] in _DIGITS:
             i, is_float = digits(j), True
     literal = text[start:i]
+    if not is_float and not -(2**63) <= int(literal) < 2**63:  # both databases compare 64-bit integers at most
+        raise _error(f"number {literal} is out of range (a 64-bit integer) at position {start}", start)
     return (float(literal) if is_float else int(literal)), i
 
 
@@ -213,10 +215,14 @@ def _expected(what: str, token: Token) -> InvalidInput:
     return _error(f"expected {what} but found {describe(token)} at position {token.pos}", token.pos)
 
 
+MAX_DEPTH = 50  # calls nested deeper than this are refused (deeper ones would exhaust Python's stack)
+
+
 class _Parser:
     def __init__(self, text: str) -> None:
         self.tokens = tokenize(text)
         self.i = 0
+        self.depth = 0
 
     def peek(self, ahead: int = 0) -> Token:
         return self.tokens[min(self.i + ahead, len(self.tokens) - 1)]
@@ -254,6 +260,11 @@ class _Parser:
                 name_token.pos,
             )
         self.expect("LPAREN", "'('")
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise _error(
+                f"the filter nests calls more than {MAX_DEPTH} deep at position {name_token.pos}", name_token.pos
+            )
         args: list[Node] = []
         if self.peek().kind != "RPAREN":
             args.append(self.parse_argument())
@@ -261,6 +272,7 @@ class _Parser:
                 self.take()
                 args.append(self.parse_argument())
         close = self.expect("RPAREN", "',' or ')'")
+        self.depth -= 1
         call = Call(name, tuple(args), name_token.pos)
         _check_signature(call, close.pos)
         return call

@@ -192,7 +192,10 @@ class _Compiler:
         if kind in ("number", "latency"):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise self.error(f"field {field.name!r} takes a number, not {describe_node(lit)}", lit)
-            return value * 1_000_000 if kind == "latency" else value
+            value = value * 1_000_000 if kind == "latency" else value
+            if isinstance(value, int) and not -(2**63) <= value < 2**63:  # what both databases can compare
+                raise self.error(f"field {field.name!r} takes a number in the 64-bit range", lit)
+            return value
         text = self.text_value(lit, field.name)
         if kind == "uuid":
             try:

@@ -10,6 +10,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tracetune.config import Settings
@@ -82,6 +83,11 @@ def _langsmith_detail(exc: TracetuneError) -> str:
 def _validation_message(exc: RequestValidationError) -> str:
     problems = []
     for err in exc.errors():
+        if err.get("type") == "json_invalid":  # loc is ("body", <character offset>)
+            where = err.get("loc", ())[-1]
+            reason = (err.get("ctx") or {}).get("error") or err.get("msg")
+            problems.append(f"malformed JSON at position {where}: {reason} (field 'body', position {where})")
+            continue
         loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",))
         problems.append(f"{loc or 'body'}: {err.get('msg')}")
     return "; ".join(problems)
@@ -97,6 +103,16 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:
         return JSONResponse({"detail": _validation_message(exc)}, status_code=422)
+
+    @app.exception_handler(DataError)
+    async def _data(request: Request, exc: DataError) -> Response:
+        # The database refused a value the validation let through (e.g. NUL in a PostgreSQL text, an integer
+        # out of range in a query): the caller's input, not a server fault.
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        log.info("refused a value on %s %s: %s", request.method, request.url.path, reason)
+        return JSONResponse(
+            {"detail": f"the database cannot store or compare a value of this request: {reason}"}, status_code=400
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:

@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tracetune.ingest.records import time_to_us, us_to_time
 from tracetune.query.runs_query import MAX_LIMIT, RunQuery
@@ -89,6 +89,13 @@ class SessionCreate(Lenient):
     id: uuid.UUID | None = None
     description: str | None = None
     extra: dict[str, Any] | None = None
+
+    @field_validator("name", "description")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("text may not contain NUL (\\u0000) characters")
+        return value
 
 
 class FeedbackUpdate(Lenient):

@@ -4,26 +4,99 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import Connection, Select, func, select
+from sqlalchemy import Connection, Select, Table, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from tracetune.ingest.records import RUN_COLUMNS
-from tracetune.store.engine import Database
+from tracetune.store.engine import BulkInsert, Database
 from tracetune.store.jsonvalues import canonical_json
 from tracetune.store.projects import ProjectStore
 from tracetune.store.schema import run_metadata, run_tags, runs
-from tracetune.store.sqlutil import upsert
 
 DEFAULT_PROJECT = "default"
 _UPDATABLE = (*RUN_COLUMNS, "project_id")
+# ``runs`` rows are tuples in the table's column order: workspace_id, id, project_id, then the record columns.
+_TABLE_COLUMNS = tuple(c.key for c in runs.columns)
+_RECORD_COLUMNS = _TABLE_COLUMNS[3:]
+assert _TABLE_COLUMNS[:3] == ("workspace_id", "id", "project_id") and set(_RECORD_COLUMNS) == set(RUN_COLUMNS)
+_START_AT = _RECORD_COLUMNS.index("start_us")
+_UPDATABLE_AT = tuple((col, _TABLE_COLUMNS.index(col)) for col in _UPDATABLE)
+
+
+_INFINITIES = (float("inf"), float("-inf"))
+_MAX_CACHED_STATEMENTS = 64
+
+
+def metadata_value(value: Any) -> str:
+    """``canonical_json(value)``, with the common scalar cases done without the json module (same text)."""
+    kind = type(value)
+    if kind is str:
+        # json.dumps(ensure_ascii=False) escapes only '"', '\\' and control characters, none of them printable
+        if value.isprintable() and '"' not in value and "\\" not in value:
+            return f'"{value}"'
+    elif kind is int:
+        return int.__repr__(value)
+    elif kind is float:
+        if value == value and value not in _INFINITIES:  # json.dumps writes finite floats with float.__repr__
+            return float.__repr__(value)
+    elif value is None:
+        return "null"
+    elif value is True:
+        return "true"
+    elif value is False:
+        return "false"
+    return canonical_json(value)
+
+
+def _metadata_rows(records: list[dict[str, Any]]) -> dict[tuple[int, str], tuple[uuid.UUID, str]]:
+    """``(run, key) → (run id, value text)`` for every metadata key of ``records`` (keyed by the id's int:
+    hashing a UUID object runs Python code)."""
+    rows: dict[tuple[int, str], tuple[uuid.UUID, str]] = {}
+    for rec in records:
+        meta = (rec.get("extra") or {}).get("metadata")
+        if isinstance(meta, dict):
+            rid = rec["id"]
+            number = rid.int
+            for key, value in meta.items():
+                rows[(number, str(key))] = (rid, metadata_value(value))
+    return rows
+
+
+@dataclass
+class RunWrite:
+    """One ``apply`` call made ready by ``RunStore.prepare``: the statements and their bound rows (``steps``),
+    or None when the rows need project ids that only the write transaction can make."""
+
+    workspace_id: uuid.UUID
+    posts: list[dict[str, Any]]
+    patches: list[dict[str, Any]]
+    project_names: set[str]
+    steps: list[tuple[BulkInsert, list[Any]]] | None
 
 
 class RunStore:
     def __init__(self, db: Database, projects: ProjectStore) -> None:
         self.db = db
         self.projects = projects
+        self._project_ids: dict[tuple[uuid.UUID, str], uuid.UUID] = {}  # names this store wrote runs to
+        # Built once: INSERT … ON CONFLICT in this database's dialect (as sqlutil.upsert would pick it).
+        self._insert: Callable[[Table], Any] = postgresql.insert if db.dialect == "postgresql" else sqlite.insert
+        self._run_upserts: dict[tuple[bool, frozenset[str]], BulkInsert] = {}
+        self._add_tags = BulkInsert(self._insert(run_tags).on_conflict_do_nothing())
+        self._fill_metadata = BulkInsert(self._insert(run_metadata).on_conflict_do_nothing())
+        meta = self._insert(run_metadata)
+        self._override_metadata = BulkInsert(
+            meta.on_conflict_do_update(
+                index_elements=["workspace_id", "run_id", "key"],
+                set_={"value": meta.excluded.value},
+                # a patch usually repeats the post's metadata: leave equal rows untouched (no page written)
+                where=run_metadata.c.value.is_distinct_from(meta.excluded.value),
+            )
+        )
 
     def apply(
         self,
@@ -36,76 +109,129 @@ class RunStore:
 
         Posts fill only what the stored run lacks; patches override what they carry. Without ``conn`` the
         method opens its own write transaction and returns once it is committed.
+
+        Side rows: tags are only ever added; a metadata key of a post is filled (kept if the run already has
+        it), one of a patch overrides. Where a patch in the same call sets a key of the same run, that
+        patch row alone decides the stored value, so the post's row for it is not written at all.
+
+        ``apply`` is ``write(prepare(…), conn)``; a writer that holds a lock around its transaction calls
+        ``prepare`` first, outside the lock.
         """
         if not posts and not patches:
             return 0
         if conn is None:
             with self.db.write() as own:
                 return self.apply(workspace_id, posts, patches, own)
+        return self.write(self.prepare(workspace_id, posts, patches), conn)
+
+    def prepare(self, workspace_id: uuid.UUID, posts: list[dict[str, Any]], patches: list[dict[str, Any]]) -> RunWrite:
+        """Everything ``write`` will execute for these records, bound for the database: CPU work only (rows,
+        JSON text, bind processing), no I/O. Project names this store has not yet written are resolved
+        (created) inside the transaction, so then the rows are built there too."""
+        names = self._project_names(posts, patches)
+        known = {name: self._project_ids.get((workspace_id, name)) for name in names}
+        if any(pid is None for pid in known.values()):
+            return RunWrite(workspace_id, posts, patches, names, None)
+        steps = self._steps(workspace_id, posts, patches, cast(dict[str, uuid.UUID], known))
+        return RunWrite(workspace_id, posts, patches, names, steps)
+
+    def write(self, prepared: RunWrite, conn: Connection) -> int:
+        """Execute ``prepared`` in the caller's (write) transaction; returns the number of records."""
+        steps = prepared.steps
+        if steps is None:
+            ws = prepared.workspace_id
+            project_ids = self.projects.ids_for_names(conn, ws, prepared.project_names)
+            conn.info.setdefault("after_commit", []).append(
+                lambda: self._project_ids.update({(ws, name): pid for name, pid in project_ids.items()})
+            )
+            steps = self._steps(ws, prepared.posts, prepared.patches, project_ids)
+        for statement, rows in steps:
+            statement.run(conn, rows)
+        return len(prepared.posts) + len(prepared.patches)
+
+    @staticmethod
+    def _project_names(posts: list[dict[str, Any]], patches: list[dict[str, Any]]) -> set[str]:
         names = {r.get("session_name") or DEFAULT_PROJECT for r in posts if r.get("session_id") is None}
         names |= {r["session_name"] for r in patches if r.get("session_name") and r.get("session_id") is None}
-        project_ids = self.projects.ids_for_names(conn, workspace_id, names) if names else {}
+        return names
+
+    def _steps(
+        self,
+        workspace_id: uuid.UUID,
+        posts: list[dict[str, Any]],
+        patches: list[dict[str, Any]],
+        project_ids: dict[str, uuid.UUID],
+    ) -> list[tuple[BulkInsert, list[Any]]]:
+        dialect = self.db.engine.dialect
+        steps: list[tuple[BulkInsert, list[Any]]] = []
         for records, fill in ((posts, True), (patches, False)):
-            if not records:
-                continue
             rows = [self._row(workspace_id, rec, project_ids, fill) for rec in records]
-            conn.execute(self._upsert(conn, fill), rows)
-            tag_rows = {
-                (rec["id"], tag) for rec in records for tag in rec.get("tags") or ()
-            }
-            if tag_rows:
-                conn.execute(
-                    upsert(conn, run_tags).on_conflict_do_nothing(),
-                    [{"workspace_id": workspace_id, "run_id": rid, "tag": tag} for rid, tag in tag_rows],
-                )
-            meta_rows = {}
-            for rec in records:
-                meta = (rec.get("extra") or {}).get("metadata")
-                if isinstance(meta, dict):
-                    for key, value in meta.items():
-                        meta_rows[(rec["id"], str(key))] = canonical_json(value)
-            if meta_rows:
-                stmt = upsert(conn, run_metadata)
-                if fill:
-                    stmt = stmt.on_conflict_do_nothing()
-                else:
-                    stmt = stmt.on_conflict_do_update(
-                        index_elements=["workspace_id", "run_id", "key"], set_={"value": stmt.excluded.value}
-                    )
-                conn.execute(
-                    stmt,
-                    [
-                        {"workspace_id": workspace_id, "run_id": rid, "key": key, "value": value}
-                        for (rid, key), value in meta_rows.items()
-                    ],
-                )
-        return len(posts) + len(patches)
+            for statement, group in self._run_upsert_groups(rows, fill):
+                steps.append((statement, statement.prepare(dialect, group)))
+        tags = {
+            (rec["id"].int, tag): rec["id"]
+            for records in (posts, patches)
+            for rec in records
+            for tag in rec.get("tags") or ()
+        }
+        tag_rows = [(workspace_id, rid, tag) for (_, tag), rid in tags.items()]
+        steps.append((self._add_tags, self._add_tags.prepare(dialect, tag_rows)))
+        overrides = _metadata_rows(patches)
+        fills = {k: v for k, v in _metadata_rows(posts).items() if k not in overrides}
+        for statement, meta in ((self._fill_metadata, fills), (self._override_metadata, overrides)):
+            rows = [(workspace_id, rid, key, value) for (_, key), (rid, value) in meta.items()]
+            steps.append((statement, statement.prepare(dialect, rows)))
+        return [(statement, rows) for statement, rows in steps if rows]
+
+    def _run_upsert_groups(
+        self, rows: list[tuple[Any, ...]], fill: bool
+    ) -> list[tuple[BulkInsert, list[tuple[Any, ...]]]]:
+        """Upserts for ``rows``: a post fills (``COALESCE(stored, new)``), a patch overrides (``COALESCE(new,
+        stored)``). Both leave a column alone where the new value is NULL, so each row's ``SET`` names only
+        the columns it gives: rows are grouped by that set (one statement per group; the SDKs send one
+        shape). An update then rewrites only the indexes over columns it sets."""
+        groups: dict[frozenset[str], list[tuple[Any, ...]]] = {}
+        for row in rows:
+            given = frozenset(col for col, i in _UPDATABLE_AT if row[i] is not None)
+            groups.setdefault(given, []).append(row)
+        out = []
+        for given, group in groups.items():
+            key = (fill, given)
+            statement = self._run_upserts.get(key)
+            if statement is None:
+                if len(self._run_upserts) >= _MAX_CACHED_STATEMENTS:
+                    self._run_upserts.clear()
+                statement = self._run_upserts[key] = BulkInsert(self._upsert(self._insert, given, fill=fill))
+            out.append((statement, group))
+        return out
 
     @staticmethod
     def _row(
         workspace_id: uuid.UUID, rec: dict[str, Any], project_ids: dict[str, uuid.UUID], fill: bool
-    ) -> dict[str, Any]:
-        row = {col: rec.get(col) for col in RUN_COLUMNS}
-        row["workspace_id"] = workspace_id
-        row["id"] = rec["id"]
+    ) -> tuple[Any, ...]:
+        """The ``runs`` row of ``rec`` as a tuple in the table's column order."""
+        values = [rec.get(col) for col in _RECORD_COLUMNS]
+        if values[_START_AT] is None:  # NOT NULL column: a post that gave no start time starts now
+            values[_START_AT] = int(time.time() * 1_000_000)
         if rec.get("session_id") is not None:
-            row["project_id"] = rec["session_id"]
+            project_id = rec["session_id"]
         elif rec.get("session_name") or fill:
-            row["project_id"] = project_ids[rec.get("session_name") or DEFAULT_PROJECT]
+            project_id = project_ids[rec.get("session_name") or DEFAULT_PROJECT]
         else:
-            row["project_id"] = None
-        if row["start_us"] is None:  # NOT NULL column: a post that gave no start time starts now
-            row["start_us"] = int(time.time() * 1_000_000)
-        return row
+            project_id = None
+        return (workspace_id, rec["id"], project_id, *values)
 
     @staticmethod
-    def _upsert(conn: Any, fill: bool) -> Any:
-        stmt = upsert(conn, runs)
+    def _upsert(insert: Callable[[Table], Any], given: frozenset[str], *, fill: bool) -> Any:
+        stmt = insert(runs)
         new = stmt.excluded
         set_ = {
             col: (func.coalesce(runs.c[col], new[col]) if fill else func.coalesce(new[col], runs.c[col]))
             for col in _UPDATABLE
+            if col in given
         }
+        if not set_:  # nothing given that could change a stored run
+            return stmt.on_conflict_do_nothing(index_elements=["workspace_id", "id"])
         return stmt.on_conflict_do_update(index_elements=["workspace_id", "id"], set_=set_)
 
     def get(self, workspace_id: uuid.UUID, run_id: uuid.UUID) -> dict[str, Any] | None:

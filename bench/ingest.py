@@ -1,0 +1,494 @@
+#!/usr/bin/env python
+"""Benchmark: LangSmith ingest throughput and latency, and the first page of a filtered list_runs.
+
+Part 1, ingest. N realistic LLM runs (bench/_runs.py: ~4 KB of JSON per run, post + patch) are sent by the real
+``langsmith`` SDK in its default mode (auto-batch background threads, multipart + zstd, because our /info
+enables zstd) to two targets, alternating, each rep in fresh processes:
+
+  sink       a bare ASGI app under uvicorn that reads each body and answers 202: the SDK's own ceiling
+             on this machine (its serialization, compression and sending, plus a minimal HTTP server);
+  tracetune  ``tracetune serve`` on loopback with a fresh SQLite home (synchronous=FULL unless --synchronous).
+
+runs_per_s = N / (time of the first ``create_run`` → the moment the store holds all N runs with end times).
+The SDK's ``flush()`` returns once every request was answered, and tracetune answers 2xx only after commit, so
+the end is when ``flush()`` returned, provided the store then holds all N ended runs (checked with sqlite3
+right after; if it does not, the end is when a poll first sees them). For the sink the end is flush().
+p50_ms / p99_ms: server-side latency of the ``POST /runs/multipart`` requests, from the moment uvicorn hands
+the request to the app until the app has sent the last byte of the response (an ASGI wrapper in
+bench/_workers.py writes one line per request); client_p50_ms is what the SDK saw (requests' ``elapsed``).
+
+Part 2, list. ``--list-runs`` runs (traces of 5: chain root, 2 llm, tool, parser; 20% of roots carry a
+``correctness`` feedback) are written straight through ``store.runs.apply`` in big batches (not timed as
+ingest), then ``tracetune serve`` is started on that home and the first page (limit 100, newest first) of
+several filters is fetched over HTTP (``POST /api/v1/runs/query`` with httpx) and with the SDK's
+``list_runs(...)`` (which also does its ``GET /sessions?name=`` lookup); p50 over ``--query-reps`` after two
+warm-up calls.
+
+Prints ONE JSON line. Usage:
+  .venv/bin/python bench/ingest.py                 # N=20000, 3 reps, 100k runs for the list part
+  .venv/bin/python bench/ingest.py --quick         # smoke run (N=1000, 1 rep, 5k runs)
+  .venv/bin/python bench/ingest.py --n 5000 --reps 1 --skip-list --synchronous NORMAL
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))
+PY = sys.executable
+WORKERS = str(HERE / "_workers.py")
+
+FILTERS = {
+    "none": {},
+    "llm_tokens": {"filter": 'and(eq(run_type, "llm"), gt(total_tokens, 100))'},
+    "llm_tokens+trace_feedback": {
+        "filter": 'and(eq(run_type, "llm"), gt(total_tokens, 100))',
+        "trace_filter": 'and(eq(feedback_key, "correctness"), eq(feedback_score, 1))',
+    },
+}
+
+
+# -- helpers -----------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(xs: list[float], q: float) -> float | None:
+    if not xs:
+        return None
+    xs = sorted(xs)
+    k = (len(xs) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
+    return round(xs[lo] + (xs[hi] - xs[lo]) * (k - lo), 2)
+
+
+def median(xs: list[Any]) -> Any:
+    xs = [x for x in xs if x is not None]
+    return round(statistics.median(xs), 2) if xs else None
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    import httpx
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited early ({proc.returncode}); see its log")
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer in {timeout}s")
+
+
+def start(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    fh = open(log, "ab")  # noqa: SIM115
+    return subprocess.Popen([PY, *args], stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def read_timing(path: Path, suffix: str = "/runs/multipart") -> tuple[list[float], list[int], list[int]]:
+    ms, sizes, statuses = [], [], []
+    if not path.exists():
+        return ms, sizes, statuses
+    for line in path.read_text().splitlines():
+        method, p, status, t, size = line.split()[:5]
+        if method == "POST" and p.endswith(suffix):
+            ms.append(float(t))
+            sizes.append(int(size))
+            statuses.append(int(status))
+    return ms, sizes, statuses
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time a process has used so far (Linux /proc), or None where unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def ended_runs(db: Path) -> tuple[int, int]:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        total, ended = con.execute("SELECT count(*), count(end_us) FROM runs").fetchone()
+    finally:
+        con.close()
+    return int(total), int(ended)
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions: dict[str, str | None] = {"python": platform.python_version(), "sqlite": sqlite3.sqlite_version}
+    for name in ("langsmith", "uvicorn", "uvloop", "httptools", "fastapi", "starlette", "sqlalchemy", "orjson",
+                 "zstandard", "python-multipart"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "tracetune"], cwd=ROOT, capture_output=True,
+                                    text=True).stdout.strip())
+    except OSError:
+        commit, dirty = "", False
+    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "platform": platform.platform(), "versions": versions,
+            "git": commit + ("+dirty" if dirty else "")}
+
+
+# -- part 1: ingest ----------------------------------------------------------------------------------------
+
+
+def ingest_case(
+    target: str, n: int, seed: int, work: Path, synchronous: str, inflight: int, profile: bool = False,
+    sdk_batch: int | None = None,
+) -> dict[str, Any]:
+    port = free_port()
+    case = work / f"{target}-{seed}"
+    case.mkdir(parents=True)
+    timing = case / "timing.log"
+    if target == "sink":
+        proc = start([WORKERS, "sink", "--timing-log", str(timing), "--port", str(port)], case / "server.log")
+        base = f"http://127.0.0.1:{port}"
+    else:
+        home = case / "home"
+        env = {"TRACETUNE_SQLITE_SYNCHRONOUS": synchronous, "TRACETUNE_LOG_LEVEL": "warning"}
+        proc = start([WORKERS, "serve", "--timing-log", str(timing), "--",
+                      "--host", "127.0.0.1", "--port", str(port), "--home", str(home)], case / "server.log", env)
+        base = f"http://127.0.0.1:{port}"
+    spy = None
+    cpu_used = None
+    try:
+        wait_http(base + "/healthz", proc)
+        cpu_before = cpu_seconds(proc.pid)
+        if profile and target == "tracetune":  # py-spy samples the server (collapsed stacks, all threads)
+            extra = os.environ.get("BENCH_PYSPY_ARGS", "").split()  # e.g. "--gil": only GIL-holding samples
+            spy = subprocess.Popen(
+                [str(Path(PY).parent / "py-spy"), "record", "--pid", str(proc.pid), "--rate", "250", "--format",
+                 "raw", "--nonblocking", *extra, "-o", str(case / "profile.txt")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            time.sleep(1)
+        project = f"bench-{uuid.uuid4().hex[:8]}"
+        sender = subprocess.run(
+            [PY, WORKERS, "send", "--url", base + "/api/v1", "--n", str(n), "--seed", str(seed),
+             "--project", project, "--inflight", str(inflight)],
+            capture_output=True, text=True, timeout=1800,
+            env={**os.environ, **({"LANGSMITH_BATCH_INGEST_SIZE_LIMIT": str(sdk_batch)} if sdk_batch else {})},
+        )
+        if sender.returncode != 0:
+            raise RuntimeError(f"sender failed: {sender.stderr[-3000:]}")
+        sent = json.loads([ln for ln in sender.stdout.splitlines() if ln.startswith("{")][-1])
+        t_done = sent["t_flushed"]
+        stored = None
+        if target == "tracetune":
+            db = home / "tracetune.db"
+            deadline = time.time() + 120
+            total, ended = ended_runs(db)
+            while ended < n and time.time() < deadline:
+                time.sleep(0.05)
+                total, ended = ended_runs(db)
+                t_done = time.time()
+            stored = {"runs": total, "ended": ended}
+            if ended < n:
+                raise RuntimeError(f"the store holds {ended} ended runs of {n} (SDK warnings: {sent['sdk_warnings']})")
+        cpu_after = cpu_seconds(proc.pid)
+        if cpu_before is not None and cpu_after is not None:
+            cpu_used = cpu_after - cpu_before
+    finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
+        stop(proc)
+    ms, sizes, statuses = read_timing(timing)
+    bad = [s for s in statuses if s >= 300]
+    elapsed = t_done - sent["t_first_send"]
+    return {
+        "target": target,
+        "runs_per_s": round(n / elapsed, 1),
+        "elapsed_s": round(elapsed, 3),
+        "enqueue_s": round(sent["t_enqueued"] - sent["t_first_send"], 3),
+        "requests": len(ms),
+        "non_2xx": len(bad),
+        "p50_ms": pct(ms, 0.5),
+        "p99_ms": pct(ms, 0.99),
+        "max_ms": round(max(ms), 2) if ms else None,
+        "server_cpu_us_per_run": round(cpu_used / n * 1e6, 1) if cpu_used is not None else None,
+        "client_p50_ms": pct(sent["client_ms"], 0.5),
+        "client_p99_ms": pct(sent["client_ms"], 0.99),
+        "zstd_body_kib_mean": round(statistics.mean(sizes) / 1024, 1) if sizes else None,
+        "mode": sent["mode"],
+        "stored": stored,
+        "sdk_warnings": sent["sdk_warnings"],
+    }
+
+
+def wire_bytes_per_run(seed: int) -> int:
+    import orjson
+    from _runs import _as_wire, sdk_runs  # type: ignore[import-not-found]
+
+    sample = sdk_runs(200, seed=seed, project="bench")
+    total = sum(len(orjson.dumps(_as_wire(a))) + len(orjson.dumps(_as_wire(b))) for a, b in sample)
+    return total // len(sample)
+
+
+# -- part 2: list ------------------------------------------------------------------------------------------
+
+
+def load_store(home: Path, n_runs: int, project: str) -> dict[str, Any]:
+    from _runs import store_traces  # type: ignore[import-not-found]
+
+    from tracetune.ingest.feedback_records import feedback_record
+    from tracetune.ingest.records import merge_records, run_record
+    from tracetune.store import open_store
+    from tracetune.store.workspaces import DEFAULT_WORKSPACE
+
+    home.mkdir(parents=True)
+    store = open_store(f"sqlite:///{home / 'tracetune.db'}", sqlite_synchronous="NORMAL")
+    try:
+        ws = store.workspaces.ensure(DEFAULT_WORKSPACE)
+        posts, patches, feedback = store_traces(n_runs, seed=7, project=project)
+        t0 = time.perf_counter()
+        batch = 5000
+        by_id = {p["id"]: i for i, p in enumerate(posts)}
+        patch_batches: dict[int, list] = {}
+        for p in patches:
+            patch_batches.setdefault(by_id[p["id"]] // batch, []).append(p)
+        for b, i in enumerate(range(0, len(posts), batch)):
+            post_recs = merge_records([run_record(r, "post", "post") for r in posts[i:i + batch]], "post")
+            patch_recs = merge_records([run_record(r, "patch", "patch") for r in patch_batches.get(b, [])], "patch")
+            store.runs.apply(ws.id, post_recs, patch_recs)
+        store.feedback.create_many(ws.id, [feedback_record(f, "feedback") for f in feedback], ignore_existing=True)
+        load_s = time.perf_counter() - t0
+        plans = explain_plans(store, ws.id, project)
+    finally:
+        store.close()
+    return {"runs": len(posts), "feedback": len(feedback), "load_s": round(load_s, 1), "plans": plans}
+
+
+def explain_plans(store: Any, workspace_id: uuid.UUID, project: str) -> dict[str, list[str]]:
+    """EXPLAIN QUERY PLAN of the statements the first page of each filter really runs (captured SQL)."""
+    from sqlalchemy import event
+
+    from tracetune.query.runs_query import RunQuery, query_runs
+
+    pid = store.projects.list(workspace_id, name=project, limit=1)[0]["id"]
+    plans: dict[str, list[str]] = {}
+    captured: list[tuple[str, Any]] = []
+
+    def grab(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            captured.append((statement, parameters))
+
+    for name, f in FILTERS.items():
+        captured.clear()
+        event.listen(store.db.engine, "before_cursor_execute", grab)
+        try:
+            query_runs(store, workspace_id, RunQuery(project_ids=[pid], limit=100, **f))
+        finally:
+            event.remove(store.db.engine, "before_cursor_execute", grab)
+        lines = []
+        raw = store.db.engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            for i, (sql, params) in enumerate(captured):
+                for row in cur.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall():
+                    lines.append(f"q{i}: {row[-1]}")
+        finally:
+            raw.close()
+        plans[name] = lines
+    return plans
+
+
+def list_case(home: Path, project: str, reps: int, work: Path) -> dict[str, Any]:
+    import httpx
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    timing = work / "list-timing.log"
+    proc = start([WORKERS, "serve", "--timing-log", str(timing), "--",
+                  "--host", "127.0.0.1", "--port", str(port), "--home", str(home)], work / "list-server.log",
+                 {"TRACETUNE_LOG_LEVEL": "warning"})
+    out: dict[str, Any] = {}
+    try:
+        wait_http(base + "/healthz", proc)
+        http = httpx.Client(base_url=base + "/api/v1", timeout=60)
+        pid = http.get("/sessions", params={"name": project, "limit": 1}).json()[0]["id"]
+        import warnings
+
+        import langsmith
+
+        warnings.filterwarnings("ignore")
+        client = langsmith.Client(api_url=base + "/api/v1", api_key="bench-key", auto_batch_tracing=False)
+        for name, f in FILTERS.items():
+            body = {"session": [pid], "limit": 100, **f}
+            times = []
+            for i in range(reps + 2):
+                t0 = time.perf_counter()
+                r = http.post("/runs/query", json=body)
+                dt = (time.perf_counter() - t0) * 1000
+                r.raise_for_status()
+                page = r.json()["runs"]
+                if i >= 2:
+                    times.append(dt)
+            check_page(name, page)
+            sdk_times = []
+            for i in range(reps + 2):
+                t0 = time.perf_counter()
+                got = list(client.list_runs(project_name=project, limit=100, **f))
+                dt = (time.perf_counter() - t0) * 1000
+                if i >= 2:
+                    sdk_times.append(dt)
+            if len(got) != len(page):
+                raise RuntimeError(f"{name}: the SDK got {len(got)} runs, HTTP {len(page)}")
+            out[name] = {"http_p50_ms": median(times), "sdk_p50_ms": median(sdk_times), "page_runs": len(page),
+                         "response_kib": round(len(r.content) / 1024, 1)}
+        http.close()
+    finally:
+        stop(proc)
+    server_ms, _, _ = read_timing(timing, "/runs/query")
+    out["server_query_p50_ms_all"] = pct(server_ms, 0.5)
+    return out
+
+
+def check_page(name: str, page: list[dict]) -> None:
+    if len(page) != 100:
+        raise RuntimeError(f"{name}: first page has {len(page)} runs, expected 100")
+    if name != "none":
+        bad = [r for r in page if r["run_type"] != "llm" or not (r["total_tokens"] or 0) > 100]
+        if bad:
+            raise RuntimeError(f"{name}: {len(bad)} runs on the page do not match the filter")
+    starts = [r["start_time"] for r in page]
+    if starts != sorted(starts, reverse=True):
+        raise RuntimeError(f"{name}: page is not newest first")
+
+
+# -- main --------------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=None, help="runs sent per ingest rep (default 20000; quick 1000)")
+    ap.add_argument("--reps", type=int, default=None, help="ingest reps per target, median reported (default 3)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: small N, 1 rep, 5k runs for the list part")
+    ap.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"], help="SQLite synchronous")
+    ap.add_argument("--inflight", type=int, default=100, help="runs open at a time: run i ends (its patch is "
+                    "sent) right after run i+K starts; 100 puts every post and its patch in different requests")
+    ap.add_argument("--list-runs", type=int, default=None, help="runs stored for the list part (default 100000)")
+    ap.add_argument("--query-reps", type=int, default=None, help="timed calls per filter (default 20)")
+    ap.add_argument("--sdk-batch-size", type=int, default=None, help="operations per SDK request instead of "
+                    "/info's size_limit (sets LANGSMITH_BATCH_INGEST_SIZE_LIMIT for the sender; an experiment)")
+    ap.add_argument("--skip-list", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="py-spy the tracetune server (needs py-spy and "
+                    "--workdir; writes <workdir>/tracetune-<rep>/profile.txt, collapsed stacks)")
+    ap.add_argument("--skip-ingest", action="store_true")
+    ap.add_argument("--workdir", default=None, help="keep homes and logs here (default: a temp dir, removed)")
+    ap.add_argument("--json-out", default=None, help="also write the JSON line to this file")
+    args = ap.parse_args()
+    n = args.n or (1000 if args.quick else 20000)
+    reps = args.reps or (1 if args.quick else 3)
+    list_runs = args.list_runs or (5000 if args.quick else 100_000)
+    query_reps = args.query_reps or (5 if args.quick else 20)
+
+    tmp = None
+    if args.workdir:
+        work = Path(args.workdir)
+        work.mkdir(parents=True, exist_ok=True)
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="tt-bench-")
+        work = Path(tmp.name)
+    result: dict[str, Any] = {"bench": "ingest", "n": n, "reps": reps, "synchronous": args.synchronous,
+                              "inflight": args.inflight, "sdk_batch_size": args.sdk_batch_size or "from /info",
+                              "loadavg_start": os.getloadavg()[0]}
+    try:
+        if not args.skip_ingest:
+            cases: dict[str, list[dict]] = {"sink": [], "tracetune": []}
+            for rep in range(reps):
+                for target in ("sink", "tracetune"):
+                    cases[target].append(ingest_case(target, n, seed=rep + 1, work=work, synchronous=args.synchronous,
+                                                          inflight=args.inflight, profile=args.profile,
+                                                          sdk_batch=args.sdk_batch_size))
+            tt, sk = cases["tracetune"], cases["sink"]
+            rate, sink_rate = median([c["runs_per_s"] for c in tt]), median([c["runs_per_s"] for c in sk])
+            result.update({
+                "runs_per_s": rate,
+                "sink_runs_per_s": sink_rate,
+                "ratio": round(rate / sink_rate, 3) if rate and sink_rate else None,
+                "p50_ms": median([c["p50_ms"] for c in tt]),
+                "p99_ms": median([c["p99_ms"] for c in tt]),
+                "client_p50_ms": median([c["client_p50_ms"] for c in tt]),
+                "client_p99_ms": median([c["client_p99_ms"] for c in tt]),
+                "sink_p50_ms": median([c["p50_ms"] for c in sk]),
+                "sink_client_p50_ms": median([c["client_p50_ms"] for c in sk]),
+                "requests_per_rep": median([c["requests"] for c in tt]),
+                "server_cpu_us_per_run": median([c["server_cpu_us_per_run"] for c in tt]),
+                "sink_cpu_us_per_run": median([c["server_cpu_us_per_run"] for c in sk]),
+                "wire_bytes_per_run": wire_bytes_per_run(1),
+                "ingest_reps": {"tracetune": tt, "sink": sk},
+            })
+        if not args.skip_list:
+            home = work / "list-home"
+            project = "bench-list"
+            loaded = load_store(home, list_runs, project)
+            timings = list_case(home, project, query_reps, work)
+            result["list_first_page_p50_ms"] = {
+                name: {"http": timings[name]["http_p50_ms"], "sdk": timings[name]["sdk_p50_ms"]} for name in FILTERS
+            }
+            result["list"] = {"stored_runs": loaded["runs"], "feedback": loaded["feedback"],
+                              "load_s": loaded["load_s"], "query_reps": query_reps, "filters": FILTERS,
+                              "detail": timings, "plans": loaded["plans"]}
+        result["loadavg_end"] = os.getloadavg()[0]
+        result["machine"] = machine_info()
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    line = json.dumps(result)
+    print(line)
+    if args.json_out:
+        Path(args.json_out).write_text(line + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+#!/usr/bin/env python
+"""Where the server's ingest time goes, stage by stage, in one process (no HTTP): a diagnostic for
+``bench/ingest.py``, whose end-to-end figure it decomposes.
+
+The request bodies are real: the langsmith SDK sends ``--n`` runs to the capture sink (bench/_workers.py, which
+saves each zstd multipart body and its headers), then each stage of ``IngestService.multipart`` is timed over
+all captured bodies against a fresh SQLite store (synchronous FULL unless --synchronous):
+
+  decode   zstd → multipart bytes        split    multipart → parts          collect  parts → run ops
+  records  ops → validated run records   apply    one write transaction per body (upsert + side tables, commit)
+
+Prints one JSON line with CPU microseconds (this thread's CPU time, robust to other load on the machine) per
+run for each stage and the total, and the same as wall time (``*_wall``: includes waiting for fsync);
+--profile adds a cProfile of the whole loop (top functions by own time) on stderr. Usage:
+  .venv/bin/python bench/ingest_stages.py [--n 5000] [--reps 3] [--synchronous FULL|NORMAL] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import itertools
+import json
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from ingest import free_port, wait_http  # type: ignore[import-not-found]  # noqa: E402
+
+
+def capture(n: int, folder: Path) -> list[tuple[bytes, dict[str, str]]]:
+    port = free_port()
+    py = sys.executable
+    workers = str(HERE / "_workers.py")
+    sink = subprocess.Popen([py, workers, "sink", "--timing-log", str(folder / "timing.log"), "--port", str(port),
+                             "--save", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", sink)
+        subprocess.run([py, workers, "send", "--url", f"http://127.0.0.1:{port}/api/v1", "--n", str(n),
+                        "--project", "stages"], check=True, capture_output=True)
+    finally:
+        sink.send_signal(signal.SIGINT)
+        sink.wait(15)
+    bodies = []
+    for body_file in sorted(folder.glob("*.body")):
+        headers = json.loads(body_file.with_suffix(".json").read_text())
+        bodies.append((body_file.read_bytes(), headers))
+    return bodies
+
+
+def run_once(bodies: list[tuple[bytes, dict[str, str]]], home: Path, synchronous: str) -> dict[str, float]:
+    from tracetune.ingest.multipart import decode_body, split_parts
+    from tracetune.ingest.records import merge_records, run_record
+    from tracetune.ingest.service import IngestService
+    from tracetune.store import open_store
+    from tracetune.store.workspaces import DEFAULT_WORKSPACE
+
+    home.mkdir(parents=True)
+    store = open_store(f"sqlite:///{home / 'tracetune.db'}", sqlite_synchronous=synchronous)
+    ws = store.workspaces.ensure(DEFAULT_WORKSPACE)
+    svc = IngestService(store, home / "attachments")
+    stages = ("decode", "split", "collect", "records", "apply")
+    wall = dict.fromkeys(stages, 0.0)
+    cpu = dict.fromkeys(stages, 0.0)
+    runs = set()
+
+    def clock() -> tuple[float, float]:
+        return time.perf_counter(), time.thread_time()
+
+    for body, headers in bodies:
+        marks = [clock()]
+        data = decode_body(body, headers.get("content-encoding"), 64 << 20)
+        marks.append(clock())
+        parts = split_parts(data, headers["content-type"])
+        marks.append(clock())
+        ops: dict = {}
+        order: list = []
+        feedback: list = []
+        attachments: list = []
+        for part in parts:
+            svc._collect_part(part, ops, order, feedback, attachments)
+        posts = [ops[k] for k in order if k[0] == "post"]
+        patches = [ops[k] for k in order if k[0] == "patch"]
+        marks.append(clock())
+        post_recs = merge_records([run_record(r, "post", f"post[{i}]") for i, r in enumerate(posts)], "post")
+        patch_recs = merge_records([run_record(r, "patch", f"patch[{i}]") for i, r in enumerate(patches)], "patch")
+        marks.append(clock())
+        with store.db.write() as conn:
+            store.runs.apply(ws.id, post_recs, patch_recs, conn)
+            store.feedback.create_many(ws.id, feedback, ignore_existing=True, conn=conn)
+        marks.append(clock())
+        runs.update(r["id"] for r in post_recs)
+        for k, (a, b) in zip(stages, itertools.pairwise(marks), strict=True):
+            wall[k] += b[0] - a[0]
+            cpu[k] += b[1] - a[1]
+    store.close()
+    n = len(runs)
+    out = {k: round(v / n * 1e6, 1) for k, v in cpu.items()}
+    out["total"] = round(sum(cpu.values()) / n * 1e6, 1)
+    out.update({f"{k}_wall": round(v / n * 1e6, 1) for k, v in wall.items()})
+    out["total_wall"] = round(sum(wall.values()) / n * 1e6, 1)
+    out["runs"] = n
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=5000)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"])
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--bodies", default=None, help="use (or, if empty/missing, fill) this folder of captured bodies, "
+                    "so that two trees can be compared on the very same requests")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="tt-stages-") as tmp:
+        work = Path(tmp)
+        folder = Path(args.bodies) if args.bodies else work / "bodies"
+        folder.mkdir(parents=True, exist_ok=True)
+        if any(folder.glob("*.body")):
+            bodies = [(f.read_bytes(), json.loads(f.with_suffix(".json").read_text()))
+                      for f in sorted(folder.glob("*.body"))]
+        else:
+            bodies = capture(args.n, folder)
+        gc.collect()
+        gc.freeze()  # as ``tracetune serve`` does: the full collections then skip the setup's objects
+        results = []
+        for rep in range(args.reps):
+            home = work / f"home-{rep}"
+            if args.profile and rep == args.reps - 1:
+                import cProfile
+                import pstats
+
+                prof = cProfile.Profile()
+                prof.enable()
+                results.append(run_once(bodies, home, args.synchronous))
+                prof.disable()
+                pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(30)
+            else:
+                results.append(run_once(bodies, home, args.synchronous))
+    med = {k: round(statistics.median(r[k] for r in results), 1) for k in results[0]}
+    print(json.dumps({"bench": "ingest_stages", "us_per_run": med, "bodies": len(bodies), "n": args.n,
+                      "synchronous": args.synchronous, "reps": results}))
+
+
+if __name__ == "__main__":
+    main()

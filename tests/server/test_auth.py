@@ -1,0 +1,227 @@
+"""API keys and workspaces: open on loopback without keys; once a key exists every request needs one, and a
+key sees only its own workspace's projects, runs and feedback. Servers of their own (keys would close the
+shared server to every other test)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import LiveServer, _need_postgres, drop_postgres_database, make_postgres_database
+from tests.server.support import detail_of, get_run, new_run, project_id
+
+
+def _server(home: Path, url: str) -> LiveServer:
+    from tracetune.config import Settings
+    from tracetune.store import open_store
+
+    return LiveServer(Settings(home=home, database_url=url), open_store(url, sqlite_synchronous="NORMAL"))
+
+
+def test_open_mode_on_loopback_uses_the_default_workspace(tmp_path: Path, project_name: str) -> None:
+    server = _server(tmp_path, f"sqlite:///{tmp_path / 'open.db'}")
+    try:
+        with httpx.Client(base_url=server.langsmith_url, verify=False) as api:
+            run = new_run(project_name)
+            assert api.post("/runs", json=run).status_code == 202
+            # in open mode a key is not checked: it is not needed, and a stray one does not lock anyone out
+            other = new_run(project_name)
+            r = api.post("/runs", json=other, headers={"x-api-key": "tt_whatever"})
+            assert r.status_code == 202
+            assert get_run(api, other["id"])["session_id"] == project_id(api, project_name)
+        default = server.store.workspaces.get("default")
+        stored = server.store.runs.get(default.id, uuid.UUID(run["id"]))
+        assert stored is not None and stored["name"] == "chain"
+        assert [ws.name for ws in server.store.workspaces.list()] == ["default"]
+    finally:
+        server.stop()
+        server.store.close()
+
+
+@dataclass
+class KeyedServer:
+    server: LiveServer
+    key_a: str
+    key_b: str
+
+    def client(self, key: str | None, *, bearer: bool = False) -> httpx.Client:
+        headers = {}
+        if key is not None:
+            headers = {"authorization": f"Bearer {key}"} if bearer else {"x-api-key": key}
+        # verify=False: plain http on loopback, and it skips loading CA certificates (~30 ms a client)
+        return httpx.Client(base_url=self.server.langsmith_url, headers=headers, timeout=20, verify=False)
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def keyed(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[KeyedServer]:
+    """A server of its own, with keys for workspaces ws-a and ws-b."""
+    home = tmp_path_factory.mktemp(f"keyed-{request.param}")
+    cleanup = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{home / 'tracetune.db'}"
+    else:
+        admin = _need_postgres()
+        url, name = make_postgres_database(admin)
+        cleanup = (admin, name)
+    server = _server(home, url)
+    key_a, _ = server.store.workspaces.create_key("ws-a")
+    key_b, _ = server.store.workspaces.create_key("ws-b", name="b's laptop")
+    try:
+        yield KeyedServer(server, key_a, key_b)
+    finally:
+        server.stop()
+        server.store.close()
+        if cleanup:
+            drop_postgres_database(*cleanup)
+
+
+PROTECTED = [
+    ("GET", "/sessions", None),
+    ("POST", "/sessions", {"name": "x"}),
+    ("POST", "/runs/multipart", None),
+    ("POST", "/runs/batch", {"post": []}),
+    ("POST", "/runs", {"id": str(uuid.uuid4())}),
+    ("PATCH", f"/runs/{uuid.uuid4()}", {}),
+    ("POST", "/runs/query", {}),
+    ("GET", f"/runs/{uuid.uuid4()}", None),
+    ("POST", "/feedback", {"key": "k"}),
+    ("GET", "/feedback", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), PROTECTED)
+def test_no_key_or_a_wrong_key_is_401(keyed: KeyedServer, method: str, path: str, body: object) -> None:
+    for key, needle in ((None, "requires an API key"), ("tt_" + "x" * 43, "invalid"), ("", "requires")):
+        with keyed.client(key) as api:
+            r = api.request(method, path, json=body)
+        assert needle in detail_of(r, 401), (key, r.text)
+
+
+def test_info_and_health_stay_open(keyed: KeyedServer) -> None:
+    with keyed.client(None) as api:
+        assert api.get("/info").json()["instance_flags"] == {"zstd_compression_enabled": True}
+        assert api.get(keyed.server.url + "/healthz").json()["status"] == "ok"
+
+
+def test_bearer_token_is_accepted(keyed: KeyedServer, project_name: str) -> None:
+    with keyed.client(keyed.key_a, bearer=True) as api:
+        assert api.post("/runs", json=new_run(project_name)).status_code == 202
+        assert project_id(api, project_name) is not None
+
+
+def test_a_key_never_sees_another_workspace(keyed: KeyedServer, project_name: str) -> None:
+    run = new_run(project_name, name="b-secret", inputs={"ssn": "123"})
+    fid = str(uuid.uuid4())
+    with keyed.client(keyed.key_b) as b:
+        assert b.post("/runs", json=run).status_code == 202
+        assert b.post("/feedback", json={"id": fid, "key": "k", "score": 1, "run_id": run["id"]}).is_success
+        b_pid = project_id(b, project_name)
+        assert b_pid is not None
+        assert get_run(b, run["id"])["inputs"] == {"ssn": "123"}
+
+    with keyed.client(keyed.key_a) as a:
+        assert a.get("/sessions", params={"name": project_name}).json() == []
+        assert project_name not in [p["name"] for p in a.get("/sessions", params={"limit": 1000}).json()]
+        assert str(b_pid) in detail_of(a.get(f"/sessions/{b_pid}"), 404)
+        assert a.post("/runs/query", json={"session": [b_pid]}).json()["runs"] == []
+        assert a.post("/runs/query", json={"id": [run["id"]]}).json()["runs"] == []
+        assert a.post("/runs/query", json={"trace": run["id"]}).json()["runs"] == []
+        assert run["id"] in detail_of(a.get(f"/runs/{run['id']}"), 404)
+        assert a.get("/feedback", params={"run": run["id"]}).json() == []
+        assert fid not in [f["id"] for f in a.get("/feedback", params={"limit": 1000}).json()]
+        assert fid in detail_of(a.get(f"/feedback/{fid}"), 404)
+        assert fid in detail_of(a.patch(f"/feedback/{fid}", json={"score": 0}), 404)
+        assert fid in detail_of(a.delete(f"/feedback/{fid}"), 404)
+        # writing under B's ids makes A's own records; B's are untouched
+        assert a.post("/runs", json={**run, "name": "a-own", "inputs": {"mine": True}}).status_code == 202
+        assert a.patch(f"/runs/{run['id']}", json={"outputs": {"by": "a"}}).status_code == 202
+        assert get_run(a, run["id"])["name"] == "a-own"
+        assert a.post("/feedback", json={"id": fid, "key": "k", "score": 0}).status_code == 409
+
+    with keyed.client(keyed.key_b) as b:
+        mine = get_run(b, run["id"])
+        assert (mine["name"], mine["inputs"], mine["outputs"]) == ("b-secret", {"ssn": "123"}, None)
+        assert mine["feedback_stats"] == {"k": {"n": 1, "avg": 1.0}}
+        assert b.get(f"/feedback/{fid}").json()["score"] == 1.0
+
+
+def test_revoked_key_is_refused(keyed: KeyedServer, project_name: str) -> None:
+    store = keyed.server.store
+    key, info = store.workspaces.create_key("ws-a", name="short-lived")
+    with keyed.client(key) as api:
+        assert api.post("/runs", json=new_run(project_name)).status_code == 202
+        assert store.workspaces.revoke_key(info.prefix) == 1
+        assert "invalid" in detail_of(api.get("/sessions"), 401)
+    with keyed.client(keyed.key_a) as api:  # the workspace's other key still works
+        assert project_id(api, project_name) is not None
+
+
+# -- `tracetune serve` refuses to run open on a non-loopback address -----------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cli_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACETUNE_")}
+    env["TRACETUNE_HOME"] = str(home)
+    return env
+
+
+def test_serve_on_all_interfaces_without_keys_refuses_to_start(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "tracetune", "serve", "--host", "0.0.0.0", "--port", str(_free_port())]
+    proc = subprocess.run(cmd, env=_cli_env(tmp_path), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "refusing to listen on 0.0.0.0 without API keys" in proc.stderr
+    assert "tracetune keys create" in proc.stderr
+
+
+def test_serve_on_all_interfaces_with_a_key_starts_and_requires_it(tmp_path: Path) -> None:
+    env = _cli_env(tmp_path)
+    created = subprocess.run(
+        [sys.executable, "-m", "tracetune", "keys", "create", "--workspace", "team"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tracetune", "serve", "--host", "0.0.0.0", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", verify=False, timeout=5) as http:
+            deadline = time.time() + 30
+            while True:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                try:
+                    if http.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.time() < deadline, "server did not start"
+                time.sleep(0.1)
+            assert http.get("/api/v1/sessions").status_code == 401
+            assert http.get("/api/v1/sessions", headers={"x-api-key": key}).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
