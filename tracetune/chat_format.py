@@ -38,6 +38,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, TypedDict
 
+import orjson
+
 from tracetune.convert.types import ToolCall
 from tracetune.errors import InvalidInput
 
@@ -166,7 +168,33 @@ def describe_tools(
     *,
     template: ChatTemplate = CHATML,
 ) -> str:
-    """The system-prompt section that offers the tools ("" when none): instruction, one schema per line, usage."""
+    """The system-prompt section that offers the tools ("" when none): instruction, one schema per line, usage.
+
+    Memoized on the exact JSON of the definitions: a dataset offers the same tools in every record."""
+    if not tools and not functions:
+        return ""
+    try:
+        key = (orjson.dumps(tools), orjson.dumps(functions), template)
+    except TypeError:  # not plain JSON (a Mapping subclass, a huge int …): no memo
+        return _describe_tools(tools, functions, template)
+    text = _TOOL_TEXTS.get(key)
+    if text is None:
+        text = _describe_tools(tools, functions, template)
+        if len(_TOOL_TEXTS) >= _TOOL_TEXTS_SIZE:
+            _TOOL_TEXTS.clear()
+        _TOOL_TEXTS[key] = text
+    return text
+
+
+_TOOL_TEXTS: dict[tuple[bytes, bytes, ChatTemplate], str] = {}
+_TOOL_TEXTS_SIZE = 256
+
+
+def _describe_tools(
+    tools: Sequence[Mapping[str, Any]] | None,
+    functions: Sequence[Mapping[str, Any]] | None,
+    template: ChatTemplate,
+) -> str:
     schemas: list[str] = []
     for i, tool in enumerate(tools or ()):
         schemas.append(_schema_line(_tool_function(tool, f"tools[{i}]"), f"tools[{i}]"))

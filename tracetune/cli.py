@@ -251,6 +251,16 @@ def db_upgrade(home: HomeOpt = None, database_url: DbOpt = None) -> None:
     typer.echo(f"{store.db.engine.url!r} at revision {current_revision(store.db.engine)}")
 
 
+def _register_dataset_commands() -> None:
+    from tracetune.cli_export import export_command, validate_command
+
+    app.command("export")(export_command)
+    app.command("validate")(validate_command)
+
+
+_register_dataset_commands()
+
+
 def main() -> None:
     app()
 

@@ -136,3 +136,14 @@ def test_project_made_in_a_rolled_back_transaction_is_made_again(store, ws) -> N
     row = store.runs.get(ws.id, kept)
     assert row["end_us"] == T0 + 1
     assert store.projects.get(ws.id, row["project_id"])["name"] == "rolled-back"
+
+
+def test_bare_number_json_values_read_back(store) -> None:
+    """SQLite gives a column declared JSON numeric affinity: '12' is stored as 12 and must still read back."""
+    import uuid as _uuid
+
+    ws = store.workspaces.ensure("default")
+    for i, value in enumerate([12, 1.5, "12", True, None, [1, 2], {"a": 1}]):
+        fid = _uuid.uuid4()
+        row = store.feedback.create(ws.id, {"id": fid, "key": f"k{i}", "value": value, "correction": value})
+        assert row["value"] == value and row["correction"] == value

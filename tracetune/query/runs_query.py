@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 
 from tracetune.errors import InvalidInput
 from tracetune.query.filter_sql import filter_clause, trace_filter_clause, tree_filter_clause
@@ -66,6 +66,37 @@ def decode_cursor(cursor: str) -> tuple[int, uuid.UUID]:
         raise InvalidInput("not a cursor this server issued", field="cursor") from None
 
 
+def where_clauses(workspace_id: uuid.UUID, q: RunQuery) -> list[ColumnElement[bool]]:
+    """The WHERE conditions of a selection (everything but paging): shared by ``build_statement`` (one page)
+    and the dataset export (one streamed statement over the whole selection)."""
+    clauses: list[ColumnElement[bool]] = [runs.c.workspace_id == workspace_id]
+    if q.project_ids:
+        clauses.append(runs.c.project_id.in_(q.project_ids))
+    if q.run_ids:
+        clauses.append(runs.c.id.in_(q.run_ids))
+    if q.run_type:
+        clauses.append(runs.c.run_type == q.run_type)
+    if q.is_root is not None:
+        clauses.append(runs.c.parent_run_id.is_(None) if q.is_root else runs.c.parent_run_id.is_not(None))
+    if q.error is not None:
+        clauses.append(runs.c.error.is_not(None) if q.error else runs.c.error.is_(None))
+    if q.trace_id:
+        clauses.append(runs.c.trace_id == q.trace_id)
+    if q.parent_run_id:
+        clauses.append(runs.c.parent_run_id == q.parent_run_id)
+    if q.start_time_us is not None:
+        clauses.append(runs.c.start_us >= q.start_time_us)
+    if q.end_time_us is not None:
+        clauses.append(runs.c.start_us <= q.end_time_us)
+    if q.filter:
+        clauses.append(filter_clause(q.filter, runs))
+    if q.trace_filter:
+        clauses.append(trace_filter_clause(q.trace_filter, runs))
+    if q.tree_filter:
+        clauses.append(tree_filter_clause(q.tree_filter, runs))
+    return clauses
+
+
 def build_statement(workspace_id: uuid.UUID, q: RunQuery) -> Any:
     """The SELECT for one page (``limit + 1`` rows, to know whether another page exists)."""
     if not 1 <= q.limit <= MAX_LIMIT:
@@ -74,42 +105,14 @@ def build_statement(workspace_id: uuid.UUID, q: RunQuery) -> Any:
         raise InvalidInput("order must be 'asc' or 'desc'", field="order")
     wanted = set(q.select) if q.select else set(HEAVY)
     columns = [c for c in runs.c if c.name not in HEAVY or c.name in wanted]
-    stmt = select(*columns).where(runs.c.workspace_id == workspace_id)
-    if q.project_ids:
-        stmt = stmt.where(runs.c.project_id.in_(q.project_ids))
-    if q.run_ids:
-        stmt = stmt.where(runs.c.id.in_(q.run_ids))
-    if q.run_type:
-        stmt = stmt.where(runs.c.run_type == q.run_type)
-    if q.is_root is not None:
-        stmt = stmt.where(runs.c.parent_run_id.is_(None) if q.is_root else runs.c.parent_run_id.is_not(None))
-    if q.error is not None:
-        stmt = stmt.where(runs.c.error.is_not(None) if q.error else runs.c.error.is_(None))
-    if q.trace_id:
-        stmt = stmt.where(runs.c.trace_id == q.trace_id)
-    if q.parent_run_id:
-        stmt = stmt.where(runs.c.parent_run_id == q.parent_run_id)
-    if q.start_time_us is not None:
-        stmt = stmt.where(runs.c.start_us >= q.start_time_us)
-    if q.end_time_us is not None:
-        stmt = stmt.where(runs.c.start_us <= q.end_time_us)
-    if q.filter:
-        stmt = stmt.where(filter_clause(q.filter, runs))
-    if q.trace_filter:
-        stmt = stmt.where(trace_filter_clause(q.trace_filter, runs))
-    if q.tree_filter:
-        stmt = stmt.where(tree_filter_clause(q.tree_filter, runs))
+    stmt = select(*columns).where(*where_clauses(workspace_id, q))
     desc = q.order == "desc"
     if q.cursor:
         c_start, c_id = decode_cursor(q.cursor)
         if desc:
-            stmt = stmt.where(
-                or_(runs.c.start_us < c_start, and_(runs.c.start_us == c_start, runs.c.id < c_id))
-            )
+            stmt = stmt.where(or_(runs.c.start_us < c_start, and_(runs.c.start_us == c_start, runs.c.id < c_id)))
         else:
-            stmt = stmt.where(
-                or_(runs.c.start_us > c_start, and_(runs.c.start_us == c_start, runs.c.id > c_id))
-            )
+            stmt = stmt.where(or_(runs.c.start_us > c_start, and_(runs.c.start_us == c_start, runs.c.id > c_id)))
     order = (runs.c.start_us.desc(), runs.c.id.desc()) if desc else (runs.c.start_us.asc(), runs.c.id.asc())
     return stmt.order_by(*order).limit(q.limit + 1)
 

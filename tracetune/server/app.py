@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from tracetune import __version__
 from tracetune.config import Settings
 from tracetune.ingest.service import IngestService
-from tracetune.server import langsmith_api
+from tracetune.server import datasets_api, langsmith_api
 from tracetune.server.http import AppState, install_error_handlers
 from tracetune.store import Store, open_store_from_settings
 
@@ -25,6 +25,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(langsmith_api.router)
+    app.include_router(datasets_api.router)
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:

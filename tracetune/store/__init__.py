@@ -9,6 +9,7 @@ from tracetune.store.engine import Database, create_store_engine, upgrade_to_hea
 
 if TYPE_CHECKING:
     from tracetune.config import Settings
+    from tracetune.store.datasets import DatasetStore
     from tracetune.store.feedback import FeedbackStore
     from tracetune.store.projects import ProjectStore
     from tracetune.store.runs import RunStore
@@ -22,8 +23,10 @@ class Store:
     projects: ProjectStore = field(init=False)
     runs: RunStore = field(init=False)
     feedback: FeedbackStore = field(init=False)
+    datasets: DatasetStore = field(init=False)
 
     def __post_init__(self) -> None:
+        from tracetune.store.datasets import DatasetStore
         from tracetune.store.feedback import FeedbackStore
         from tracetune.store.projects import ProjectStore
         from tracetune.store.runs import RunStore
@@ -33,6 +36,7 @@ class Store:
         self.projects = ProjectStore(self.db)
         self.runs = RunStore(self.db, self.projects)
         self.feedback = FeedbackStore(self.db)
+        self.datasets = DatasetStore(self.db)
 
     def close(self) -> None:
         self.db.engine.dispose()

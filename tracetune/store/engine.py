@@ -20,6 +20,14 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+def _json_loads(value: Any) -> Any:
+    # A column declared JSON has NUMERIC affinity in SQLite, which stores the JSON text "12" as the integer 12:
+    # such a value comes back as a number, already decoded.
+    if isinstance(value, int | float):
+        return value
+    return orjson.loads(value)
+
+
 def create_store_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
     """An Engine for ``url``. SQLite gets WAL, a busy timeout and the configured ``synchronous`` level."""
     parsed = make_url(url)
@@ -29,7 +37,7 @@ def create_store_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine
         engine = create_engine(
             url,
             json_serializer=_json_dumps,
-            json_deserializer=orjson.loads,
+            json_deserializer=_json_loads,
             connect_args={"check_same_thread": False, "timeout": 30},
             pool_size=8,
             max_overflow=8,
@@ -55,7 +63,7 @@ def create_store_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine
     return create_engine(
         url,
         json_serializer=_json_dumps,
-        json_deserializer=orjson.loads,
+        json_deserializer=_json_loads,
         pool_size=8,
         max_overflow=8,
         pool_pre_ping=True,

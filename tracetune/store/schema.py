@@ -148,3 +148,36 @@ feedback = Table(
     Index("ix_feedback_run", "workspace_id", "run_id", "key"),
     Index("ix_feedback_key", "workspace_id", "key"),
 )
+
+# -- datasets (migration 0002) -------------------------------------------------------------------------------
+# A dataset is one export: a named, versioned selection of runs and the records it produced. A new export
+# under an existing name is the next version. Records keep their lineage (run ids → trace id) and their split.
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("workspace_id", Uuid, ForeignKey("workspaces.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("selection", JSONValue, nullable=False),
+    Column("options", JSONValue, nullable=False),
+    Column("summary", JSONValue, nullable=False),
+    Column("record_count", Integer, nullable=False),
+    Column("train_count", Integer, nullable=False),
+    Column("validation_count", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("workspace_id", "name", "version"),
+)
+
+dataset_records = Table(
+    "dataset_records",
+    metadata,
+    Column("dataset_id", Uuid, ForeignKey("datasets.id", ondelete="CASCADE"), nullable=False),
+    Column("line", Integer, nullable=False),  # 1-based, in export order (over both splits)
+    Column("split", String(16), nullable=False),  # train | validation
+    Column("run_ids", JSONValue, nullable=False),  # the LLM run(s) the record came from, in order
+    Column("trace_id", Uuid, nullable=True),
+    Column("record", JSONValue, nullable=False),  # the JSONL record, in the dataset's format
+    PrimaryKeyConstraint("dataset_id", "line"),
+)

@@ -25,3 +25,16 @@ def as_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def advisory_lock(conn: Connection, key: str) -> None:
+    """Serialise writers that share ``key`` until the transaction ends: ``pg_advisory_xact_lock`` on
+    PostgreSQL; nothing on SQLite, where a write transaction already holds the one database write lock."""
+    if conn.dialect.name != "postgresql":
+        return
+    import hashlib
+
+    from sqlalchemy import text
+
+    number = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": number})
