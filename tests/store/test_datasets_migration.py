@@ -45,7 +45,7 @@ def test_blank_database_reaches_0002(db_url: str) -> None:
     engine = create_store_engine(db_url)
     try:
         upgrade_to_head(engine)
-        assert current_revision(engine) == "0002"
+        assert (current_revision(engine) or "") >= "0002"  # 0002 or a later head
         assert set(inspect(engine).get_table_names()) >= NEW_TABLES
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata) == []

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from tracetune import __version__
 from tracetune.config import Settings
 from tracetune.ingest.service import IngestService
-from tracetune.server import datasets_api, langsmith_api
+from tracetune.server import datasets_api, langsmith_api, openai_api
 from tracetune.server.http import AppState, install_error_handlers
 from tracetune.store import Store, open_store_from_settings
 
@@ -17,15 +17,12 @@ from tracetune.store import Store, open_store_from_settings
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     """The app over ``store`` (opened from ``settings`` when not given; the store is upgraded on open)."""
     store = store or open_store_from_settings(settings)
-    app = FastAPI(
-        title="tracetune", version=__version__, docs_url="/api/docs", openapi_url="/api/openapi.json"
-    )
-    app.state.tt = AppState(
-        settings=settings, store=store, ingest=IngestService(store, settings.home / "attachments")
-    )
+    app = FastAPI(title="tracetune", version=__version__, docs_url="/api/docs", openapi_url="/api/openapi.json")
+    app.state.tt = AppState(settings=settings, store=store, ingest=IngestService(store, settings.home / "attachments"))
     install_error_handlers(app)
     app.include_router(langsmith_api.router)
     app.include_router(datasets_api.router)
+    app.include_router(openai_api.router)
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:

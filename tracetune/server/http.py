@@ -93,15 +93,59 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(problems)
 
 
+OPENAI_PREFIX = "/v1"
+
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+}
+
+
+def is_openai(request: Request) -> bool:
+    """Whether ``request`` is on the OpenAI-compatible surface (which has its own error shape)."""
+    path = request.url.path
+    return path == OPENAI_PREFIX or path.startswith(OPENAI_PREFIX + "/")
+
+
+def openai_error(
+    status: int, message: str, *, param: str | None = None, code: str | None = None, headers: Any = None
+) -> Response:
+    """OpenAI's error body: ``{"error": {"message", "type", "param", "code"}}``."""
+    kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _validation_param(exc: RequestValidationError) -> tuple[str | None, str | None]:
+    """The field (``param``) and pydantic error type (``code``) of the first validation problem."""
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        if err.get("type") == "json_invalid":
+            return "body", "invalid_json"
+        return (".".join(loc) or None), err.get("type")
+    return None, None
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """Domain errors → ``{"detail": message}`` with their status; a 500 never leaks a traceback."""
+    """Domain errors → their status with the surface's error shape: ``{"error": {…}}`` under ``/v1`` (OpenAI),
+    ``{"detail": message}`` everywhere else; a 500 never leaks a traceback."""
 
     @app.exception_handler(TracetuneError)
-    async def _domain(_: Request, exc: TracetuneError) -> Response:
+    async def _domain(request: Request, exc: TracetuneError) -> Response:
+        if is_openai(request):
+            return openai_error(exc.status_code, str(exc), param=exc.field, code=exc.code)
         return JSONResponse({"detail": _langsmith_detail(exc)}, status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> Response:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        if is_openai(request):
+            param, code = _validation_param(exc)
+            return openai_error(400, _validation_message(exc), param=param, code=code)
         return JSONResponse({"detail": _validation_message(exc)}, status_code=422)
 
     @app.exception_handler(DataError)
@@ -110,15 +154,24 @@ def install_error_handlers(app: FastAPI) -> None:
         # out of range in a query): the caller's input, not a server fault.
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         log.info("refused a value on %s %s: %s", request.method, request.url.path, reason)
-        return JSONResponse(
-            {"detail": f"the database cannot store or compare a value of this request: {reason}"}, status_code=400
-        )
+        message = f"the database cannot store or compare a value of this request: {reason}"
+        if is_openai(request):
+            return openai_error(400, message)
+        return JSONResponse({"detail": message}, status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if is_openai(request):
+            if exc.status_code == 404 and exc.detail == "Not Found":  # no route matched
+                message = f"Invalid URL ({request.method} {request.url.path})"
+                return openai_error(404, message, code="unknown_url", headers=exc.headers)
+            return openai_error(exc.status_code, str(exc.detail), headers=exc.headers)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> Response:
         log.exception("internal error on %s %s", request.method, request.url.path)
-        return JSONResponse({"detail": "internal server error (see the server log)"}, status_code=500)
+        message = "internal server error (see the server log)"
+        if is_openai(request):
+            return openai_error(500, message)
+        return JSONResponse({"detail": message}, status_code=500)

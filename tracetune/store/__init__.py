@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from tracetune.config import Settings
     from tracetune.store.datasets import DatasetStore
     from tracetune.store.feedback import FeedbackStore
+    from tracetune.store.files import FileStore
     from tracetune.store.projects import ProjectStore
     from tracetune.store.runs import RunStore
     from tracetune.store.workspaces import WorkspaceStore
@@ -24,10 +25,12 @@ class Store:
     runs: RunStore = field(init=False)
     feedback: FeedbackStore = field(init=False)
     datasets: DatasetStore = field(init=False)
+    files: FileStore = field(init=False)
 
     def __post_init__(self) -> None:
         from tracetune.store.datasets import DatasetStore
         from tracetune.store.feedback import FeedbackStore
+        from tracetune.store.files import FileStore
         from tracetune.store.projects import ProjectStore
         from tracetune.store.runs import RunStore
         from tracetune.store.workspaces import WorkspaceStore
@@ -37,6 +40,7 @@ class Store:
         self.runs = RunStore(self.db, self.projects)
         self.feedback = FeedbackStore(self.db)
         self.datasets = DatasetStore(self.db)
+        self.files = FileStore(self.db)
 
     def close(self) -> None:
         self.db.engine.dispose()

@@ -181,3 +181,24 @@ dataset_records = Table(
     Column("record", JSONValue, nullable=False),  # the JSONL record, in the dataset's format
     PrimaryKeyConstraint("dataset_id", "line"),
 )
+
+# -- files (migration 0003) ----------------------------------------------------------------------------------
+# Files uploaded through the OpenAI-compatible ``/v1/files``. The bytes live on disk under
+# ``$TRACETUNE_HOME/files/`` at ``blob_path`` (``<workspace id>/<file id>``); the row is the index. Times are
+# integer Unix seconds, as OpenAI reports them.
+
+files = Table(
+    "files",
+    metadata,
+    Column("id", String(64), primary_key=True),  # file-<24 hex>
+    Column("workspace_id", Uuid, ForeignKey("workspaces.id"), nullable=False),
+    Column("filename", String(500), nullable=False),
+    Column("purpose", String(32), nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("status_details", Text, nullable=True),
+    Column("blob_path", String(200), nullable=False),
+    Index("ix_files_workspace_created", "workspace_id", "created_at", "id"),
+)
