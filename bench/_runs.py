@@ -112,29 +112,48 @@ def llm_run(
             "lc": 1,
             "type": "constructor",
             "id": ["langchain", "chat_models", "openai", "ChatOpenAI"],
-            "kwargs": {"model_name": "gpt-4o-mini", "temperature": 0.2,
-                       "openai_api_key": {"lc": 1, "type": "secret", "id": ["OPENAI_API_KEY"]}},
+            "kwargs": {
+                "model_name": "gpt-4o-mini",
+                "temperature": 0.2,
+                "openai_api_key": {"lc": 1, "type": "secret", "id": ["OPENAI_API_KEY"]},
+            },
             "name": "ChatOpenAI",
         },
-        "extra": {"metadata": dict(metadata), "invocation_params": invocation, "options": {"stop": None},
-                  "batch_size": 1},
+        "extra": {
+            "metadata": dict(metadata),
+            "invocation_params": invocation,
+            "options": {"stop": None},
+            "batch_size": 1,
+        },
         "tags": ["bench", f"seq:step:{rng.randint(1, 3)}", rng.choice(["prod", "staging"])],
         "events": [{"name": "start", "time": start.isoformat()}],
     }
     call_id = f"call_{rng.getrandbits(64):016x}"
-    usage = {"input_tokens": prompt_tokens, "output_tokens": completion_tokens, "total_tokens": total,
-             "input_token_details": {"cache_read": 0}, "output_token_details": {"reasoning": 0}}
+    usage = {
+        "input_tokens": prompt_tokens,
+        "output_tokens": completion_tokens,
+        "total_tokens": total,
+        "input_token_details": {"cache_read": 0},
+        "output_token_details": {"reasoning": 0},
+    }
     ai = _msg(
         "AIMessage",
         "",
         "ai",
         additional_kwargs={"refusal": None},
-        response_metadata={"token_usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                                           "total_tokens": total},
-                           "model_name": "gpt-4o-mini-2024-07-18", "finish_reason": "tool_calls"},
+        response_metadata={
+            "token_usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": total,
+            },
+            "model_name": "gpt-4o-mini-2024-07-18",
+            "finish_reason": "tool_calls",
+        },
         id=f"lc_run--{run_id}-0",
-        tool_calls=[{"name": "get_weather", "args": {"city": city, "unit": "celsius"}, "id": call_id,
-                     "type": "tool_call"}],
+        tool_calls=[
+            {"name": "get_weather", "args": {"city": city, "unit": "celsius"}, "id": call_id, "type": "tool_call"}
+        ],
         invalid_tool_calls=[],
         usage_metadata=usage,
     )
@@ -145,18 +164,35 @@ def llm_run(
         "dotted_order": order,
         "end_time": end,
         "outputs": {
-            "generations": [[{"text": "", "type": "ChatGeneration",
-                              "generation_info": {"finish_reason": "tool_calls", "logprobs": None},
-                              "message": ai}]],
-            "llm_output": {"token_usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                                           "total_tokens": total},
-                           "model_name": "gpt-4o-mini-2024-07-18", "system_fingerprint": "fp_0ba0d124f1",
-                           "id": f"chatcmpl-{rng.getrandbits(48):012x}"},
+            "generations": [
+                [
+                    {
+                        "text": "",
+                        "type": "ChatGeneration",
+                        "generation_info": {"finish_reason": "tool_calls", "logprobs": None},
+                        "message": ai,
+                    }
+                ]
+            ],
+            "llm_output": {
+                "token_usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": total,
+                },
+                "model_name": "gpt-4o-mini-2024-07-18",
+                "system_fingerprint": "fp_0ba0d124f1",
+                "id": f"chatcmpl-{rng.getrandbits(48):012x}",
+            },
             "run": None,
             "type": "LLMResult",
         },
-        "extra": {"metadata": {**metadata, "usage_metadata": usage}, "invocation_params": invocation,
-                  "options": {"stop": None}, "batch_size": 1},
+        "extra": {
+            "metadata": {**metadata, "usage_metadata": usage},
+            "invocation_params": invocation,
+            "options": {"stop": None},
+            "batch_size": 1,
+        },
         "events": [{"name": "start", "time": start.isoformat()}, {"name": "end", "time": end.isoformat()}],
     }
     return post, patch
@@ -203,10 +239,16 @@ def store_traces(n_runs: int, *, seed: int, project: str) -> tuple[list[dict], l
         root_order = dotted(start, root_id)
         question = f"What is the weather in {rng.choice(CITIES)}?"
         root = {
-            "id": str(root_id), "trace_id": str(root_id), "dotted_order": root_order, "name": "WeatherAgent",
-            "run_type": "chain", "start_time": start.isoformat(),
-            "end_time": (start + timedelta(seconds=3)).isoformat(), "session_name": project,
-            "inputs": {"question": question}, "outputs": {"answer": "It is 18 °C and dry; no umbrella needed."},
+            "id": str(root_id),
+            "trace_id": str(root_id),
+            "dotted_order": root_order,
+            "name": "WeatherAgent",
+            "run_type": "chain",
+            "start_time": start.isoformat(),
+            "end_time": (start + timedelta(seconds=3)).isoformat(),
+            "session_name": project,
+            "inputs": {"question": question},
+            "outputs": {"answer": "It is 18 °C and dry; no umbrella needed."},
             "extra": {"metadata": {"user_id": f"user-{rng.randint(1, 500)}", "env": rng.choice(["prod", "dev"])}},
             "tags": ["bench", "agent"],
         }
@@ -214,26 +256,39 @@ def store_traces(n_runs: int, *, seed: int, project: str) -> tuple[list[dict], l
         for k, kind in enumerate(("llm", "tool", "llm", "parser")):
             child_start = start + timedelta(milliseconds=100 + 500 * k)
             if kind == "llm":
-                post, patch = llm_run(rng, child_start, project=project, trace_id=root_id,
-                                      parent=(root_id, root_order))
+                post, patch = llm_run(rng, child_start, project=project, trace_id=root_id, parent=(root_id, root_order))
                 posts.append(_as_wire(post))
                 patches.append(_as_wire(patch))
                 continue
             cid = uuid7ish(rng, child_start)
-            posts.append({
-                "id": str(cid), "trace_id": str(root_id), "parent_run_id": str(root_id),
-                "dotted_order": f"{root_order}.{dotted(child_start, cid)}",
-                "name": "get_weather" if kind == "tool" else "StrOutputParser", "run_type": kind,
-                "start_time": child_start.isoformat(),
-                "end_time": (child_start + timedelta(milliseconds=50)).isoformat(), "session_name": project,
-                "inputs": {"input": "{'city': 'Paris', 'unit': 'celsius'}"}, "outputs": {"output": "18 °C, dry"},
-                "extra": {"metadata": {"env": "prod"}}, "tags": ["bench", f"seq:step:{k + 2}"],
-            })
+            posts.append(
+                {
+                    "id": str(cid),
+                    "trace_id": str(root_id),
+                    "parent_run_id": str(root_id),
+                    "dotted_order": f"{root_order}.{dotted(child_start, cid)}",
+                    "name": "get_weather" if kind == "tool" else "StrOutputParser",
+                    "run_type": kind,
+                    "start_time": child_start.isoformat(),
+                    "end_time": (child_start + timedelta(milliseconds=50)).isoformat(),
+                    "session_name": project,
+                    "inputs": {"input": "{'city': 'Paris', 'unit': 'celsius'}"},
+                    "outputs": {"output": "18 °C, dry"},
+                    "extra": {"metadata": {"env": "prod"}},
+                    "tags": ["bench", f"seq:step:{k + 2}"],
+                }
+            )
         if rng.random() < 0.2:
-            feedback.append({
-                "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)), "run_id": str(root_id),
-                "trace_id": str(root_id), "key": "correctness", "score": float(rng.random() < 0.5),
-                "created_at": start.isoformat(), "modified_at": start.isoformat(),
-                "feedback_source": {"type": "api", "metadata": {}},
-            })
+            feedback.append(
+                {
+                    "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                    "run_id": str(root_id),
+                    "trace_id": str(root_id),
+                    "key": "correctness",
+                    "score": float(rng.random() < 0.5),
+                    "created_at": start.isoformat(),
+                    "modified_at": start.isoformat(),
+                    "feedback_source": {"type": "api", "metadata": {}},
+                }
+            )
     return posts, patches, feedback

@@ -138,8 +138,9 @@ def sink(timing_log: str, port: int, save: str | None = None) -> None:
             status, body = 200, b'{"status":"ok"}'
         else:
             status, body = 202, b'{"status":"accepted"}'
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json")]})
+        await send(
+            {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]}
+        )
         await send({"type": "http.response.body", "body": body})
 
     uvicorn.run(Timing(app, timing_log), host="127.0.0.1", port=port, log_level="warning", access_log=False)
@@ -183,15 +184,25 @@ def send(url: str, n: int, seed: int, project: str, inflight: int) -> None:
         client.create_run(**post)
         if i >= inflight:  # run i - inflight ends now: ``inflight`` runs are open at any time
             client.update_run(**runs[i - inflight][1])
-    for _, patch in runs[max(0, len(runs) - inflight):]:
+    for _, patch in runs[max(0, len(runs) - inflight) :]:
         client.update_run(**patch)
     t_enqueued = time.time()
     client.flush()
     t_flushed = time.time()
-    print(json.dumps({
-        "t_first_send": t_first, "t_enqueued": t_enqueued, "t_flushed": t_flushed, "mode": mode,
-        "client_ms": client_ms, "sdk_warnings": dropped[:5], "langsmith": langsmith.__version__,
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "t_first_send": t_first,
+                "t_enqueued": t_enqueued,
+                "t_flushed": t_flushed,
+                "mode": mode,
+                "client_ms": client_ms,
+                "sdk_warnings": dropped[:5],
+                "langsmith": langsmith.__version__,
+            }
+        ),
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -206,7 +217,7 @@ def main() -> None:
     ap.add_argument("--inflight", type=int, default=100)
     ap.add_argument("--save", default=None, help="sink: save each multipart body and its headers here")
     argv = sys.argv[1:]
-    rest = argv[argv.index("--") + 1:] if "--" in argv else []
+    rest = argv[argv.index("--") + 1 :] if "--" in argv else []
     args = ap.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     if args.role == "serve":
         serve(args.timing_log, rest)

@@ -161,28 +161,53 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     versions: dict[str, str | None] = {"python": platform.python_version(), "sqlite": sqlite3.sqlite_version}
-    for name in ("langsmith", "uvicorn", "uvloop", "httptools", "fastapi", "starlette", "sqlalchemy", "orjson",
-                 "zstandard", "python-multipart"):
+    for name in (
+        "langsmith",
+        "uvicorn",
+        "uvloop",
+        "httptools",
+        "fastapi",
+        "starlette",
+        "sqlalchemy",
+        "orjson",
+        "zstandard",
+        "python-multipart",
+    ):
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "tracetune"], cwd=ROOT, capture_output=True,
-                                    text=True).stdout.strip())
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "tracetune"], cwd=ROOT, capture_output=True, text=True
+            ).stdout.strip()
+        )
     except OSError:
         commit, dirty = "", False
-    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "platform": platform.platform(), "versions": versions,
-            "git": commit + ("+dirty" if dirty else "")}
+    return {
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "versions": versions,
+        "git": commit + ("+dirty" if dirty else ""),
+    }
 
 
 # -- part 1: ingest ----------------------------------------------------------------------------------------
 
 
 def ingest_case(
-    target: str, n: int, seed: int, work: Path, synchronous: str, inflight: int, profile: bool = False,
+    target: str,
+    n: int,
+    seed: int,
+    work: Path,
+    synchronous: str,
+    inflight: int,
+    profile: bool = False,
     sdk_batch: int | None = None,
 ) -> dict[str, Any]:
     port = free_port()
@@ -195,8 +220,23 @@ def ingest_case(
     else:
         home = case / "home"
         env = {"TRACETUNE_SQLITE_SYNCHRONOUS": synchronous, "TRACETUNE_LOG_LEVEL": "warning"}
-        proc = start([WORKERS, "serve", "--timing-log", str(timing), "--",
-                      "--host", "127.0.0.1", "--port", str(port), "--home", str(home)], case / "server.log", env)
+        proc = start(
+            [
+                WORKERS,
+                "serve",
+                "--timing-log",
+                str(timing),
+                "--",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--home",
+                str(home),
+            ],
+            case / "server.log",
+            env,
+        )
         base = f"http://127.0.0.1:{port}"
     spy = None
     cpu_used = None
@@ -206,16 +246,44 @@ def ingest_case(
         if profile and target == "tracetune":  # py-spy samples the server (collapsed stacks, all threads)
             extra = os.environ.get("BENCH_PYSPY_ARGS", "").split()  # e.g. "--gil": only GIL-holding samples
             spy = subprocess.Popen(
-                [str(Path(PY).parent / "py-spy"), "record", "--pid", str(proc.pid), "--rate", "250", "--format",
-                 "raw", "--nonblocking", *extra, "-o", str(case / "profile.txt")],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                [
+                    str(Path(PY).parent / "py-spy"),
+                    "record",
+                    "--pid",
+                    str(proc.pid),
+                    "--rate",
+                    "250",
+                    "--format",
+                    "raw",
+                    "--nonblocking",
+                    *extra,
+                    "-o",
+                    str(case / "profile.txt"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
             time.sleep(1)
         project = f"bench-{uuid.uuid4().hex[:8]}"
         sender = subprocess.run(
-            [PY, WORKERS, "send", "--url", base + "/api/v1", "--n", str(n), "--seed", str(seed),
-             "--project", project, "--inflight", str(inflight)],
-            capture_output=True, text=True, timeout=1800,
+            [
+                PY,
+                WORKERS,
+                "send",
+                "--url",
+                base + "/api/v1",
+                "--n",
+                str(n),
+                "--seed",
+                str(seed),
+                "--project",
+                project,
+                "--inflight",
+                str(inflight),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1800,
             env={**os.environ, **({"LANGSMITH_BATCH_INGEST_SIZE_LIMIT": str(sdk_batch)} if sdk_batch else {})},
         )
         if sender.returncode != 0:
@@ -297,7 +365,7 @@ def load_store(home: Path, n_runs: int, project: str) -> dict[str, Any]:
         for p in patches:
             patch_batches.setdefault(by_id[p["id"]] // batch, []).append(p)
         for b, i in enumerate(range(0, len(posts), batch)):
-            post_recs = merge_records([run_record(r, "post", "post") for r in posts[i:i + batch]], "post")
+            post_recs = merge_records([run_record(r, "post", "post") for r in posts[i : i + batch]], "post")
             patch_recs = merge_records([run_record(r, "patch", "patch") for r in patch_batches.get(b, [])], "patch")
             store.runs.apply(ws.id, post_recs, patch_recs)
         store.feedback.create_many(ws.id, [feedback_record(f, "feedback") for f in feedback], ignore_existing=True)
@@ -348,9 +416,23 @@ def list_case(home: Path, project: str, reps: int, work: Path) -> dict[str, Any]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     timing = work / "list-timing.log"
-    proc = start([WORKERS, "serve", "--timing-log", str(timing), "--",
-                  "--host", "127.0.0.1", "--port", str(port), "--home", str(home)], work / "list-server.log",
-                 {"TRACETUNE_LOG_LEVEL": "warning"})
+    proc = start(
+        [
+            WORKERS,
+            "serve",
+            "--timing-log",
+            str(timing),
+            "--",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--home",
+            str(home),
+        ],
+        work / "list-server.log",
+        {"TRACETUNE_LOG_LEVEL": "warning"},
+    )
     out: dict[str, Any] = {}
     try:
         wait_http(base + "/healthz", proc)
@@ -383,8 +465,12 @@ def list_case(home: Path, project: str, reps: int, work: Path) -> dict[str, Any]
                     sdk_times.append(dt)
             if len(got) != len(page):
                 raise RuntimeError(f"{name}: the SDK got {len(got)} runs, HTTP {len(page)}")
-            out[name] = {"http_p50_ms": median(times), "sdk_p50_ms": median(sdk_times), "page_runs": len(page),
-                         "response_kib": round(len(r.content) / 1024, 1)}
+            out[name] = {
+                "http_p50_ms": median(times),
+                "sdk_p50_ms": median(sdk_times),
+                "page_runs": len(page),
+                "response_kib": round(len(r.content) / 1024, 1),
+            }
         http.close()
     finally:
         stop(proc)
@@ -414,15 +500,29 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=None, help="ingest reps per target, median reported (default 3)")
     ap.add_argument("--quick", action="store_true", help="smoke run: small N, 1 rep, 5k runs for the list part")
     ap.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"], help="SQLite synchronous")
-    ap.add_argument("--inflight", type=int, default=100, help="runs open at a time: run i ends (its patch is "
-                    "sent) right after run i+K starts; 100 puts every post and its patch in different requests")
+    ap.add_argument(
+        "--inflight",
+        type=int,
+        default=100,
+        help="runs open at a time: run i ends (its patch is "
+        "sent) right after run i+K starts; 100 puts every post and its patch in different requests",
+    )
     ap.add_argument("--list-runs", type=int, default=None, help="runs stored for the list part (default 100000)")
     ap.add_argument("--query-reps", type=int, default=None, help="timed calls per filter (default 20)")
-    ap.add_argument("--sdk-batch-size", type=int, default=None, help="operations per SDK request instead of "
-                    "/info's size_limit (sets LANGSMITH_BATCH_INGEST_SIZE_LIMIT for the sender; an experiment)")
+    ap.add_argument(
+        "--sdk-batch-size",
+        type=int,
+        default=None,
+        help="operations per SDK request instead of "
+        "/info's size_limit (sets LANGSMITH_BATCH_INGEST_SIZE_LIMIT for the sender; an experiment)",
+    )
     ap.add_argument("--skip-list", action="store_true")
-    ap.add_argument("--profile", action="store_true", help="py-spy the tracetune server (needs py-spy and "
-                    "--workdir; writes <workdir>/tracetune-<rep>/profile.txt, collapsed stacks)")
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy the tracetune server (needs py-spy and "
+        "--workdir; writes <workdir>/tracetune-<rep>/profile.txt, collapsed stacks)",
+    )
     ap.add_argument("--skip-ingest", action="store_true")
     ap.add_argument("--workdir", default=None, help="keep homes and logs here (default: a temp dir, removed)")
     ap.add_argument("--json-out", default=None, help="also write the JSON line to this file")
@@ -439,35 +539,52 @@ def main() -> None:
     else:
         tmp = tempfile.TemporaryDirectory(prefix="tt-bench-")
         work = Path(tmp.name)
-    result: dict[str, Any] = {"bench": "ingest", "n": n, "reps": reps, "synchronous": args.synchronous,
-                              "inflight": args.inflight, "sdk_batch_size": args.sdk_batch_size or "from /info",
-                              "loadavg_start": os.getloadavg()[0]}
+    result: dict[str, Any] = {
+        "bench": "ingest",
+        "n": n,
+        "reps": reps,
+        "synchronous": args.synchronous,
+        "inflight": args.inflight,
+        "sdk_batch_size": args.sdk_batch_size or "from /info",
+        "loadavg_start": os.getloadavg()[0],
+    }
     try:
         if not args.skip_ingest:
             cases: dict[str, list[dict]] = {"sink": [], "tracetune": []}
             for rep in range(reps):
                 for target in ("sink", "tracetune"):
-                    cases[target].append(ingest_case(target, n, seed=rep + 1, work=work, synchronous=args.synchronous,
-                                                          inflight=args.inflight, profile=args.profile,
-                                                          sdk_batch=args.sdk_batch_size))
+                    cases[target].append(
+                        ingest_case(
+                            target,
+                            n,
+                            seed=rep + 1,
+                            work=work,
+                            synchronous=args.synchronous,
+                            inflight=args.inflight,
+                            profile=args.profile,
+                            sdk_batch=args.sdk_batch_size,
+                        )
+                    )
             tt, sk = cases["tracetune"], cases["sink"]
             rate, sink_rate = median([c["runs_per_s"] for c in tt]), median([c["runs_per_s"] for c in sk])
-            result.update({
-                "runs_per_s": rate,
-                "sink_runs_per_s": sink_rate,
-                "ratio": round(rate / sink_rate, 3) if rate and sink_rate else None,
-                "p50_ms": median([c["p50_ms"] for c in tt]),
-                "p99_ms": median([c["p99_ms"] for c in tt]),
-                "client_p50_ms": median([c["client_p50_ms"] for c in tt]),
-                "client_p99_ms": median([c["client_p99_ms"] for c in tt]),
-                "sink_p50_ms": median([c["p50_ms"] for c in sk]),
-                "sink_client_p50_ms": median([c["client_p50_ms"] for c in sk]),
-                "requests_per_rep": median([c["requests"] for c in tt]),
-                "server_cpu_us_per_run": median([c["server_cpu_us_per_run"] for c in tt]),
-                "sink_cpu_us_per_run": median([c["server_cpu_us_per_run"] for c in sk]),
-                "wire_bytes_per_run": wire_bytes_per_run(1),
-                "ingest_reps": {"tracetune": tt, "sink": sk},
-            })
+            result.update(
+                {
+                    "runs_per_s": rate,
+                    "sink_runs_per_s": sink_rate,
+                    "ratio": round(rate / sink_rate, 3) if rate and sink_rate else None,
+                    "p50_ms": median([c["p50_ms"] for c in tt]),
+                    "p99_ms": median([c["p99_ms"] for c in tt]),
+                    "client_p50_ms": median([c["client_p50_ms"] for c in tt]),
+                    "client_p99_ms": median([c["client_p99_ms"] for c in tt]),
+                    "sink_p50_ms": median([c["p50_ms"] for c in sk]),
+                    "sink_client_p50_ms": median([c["client_p50_ms"] for c in sk]),
+                    "requests_per_rep": median([c["requests"] for c in tt]),
+                    "server_cpu_us_per_run": median([c["server_cpu_us_per_run"] for c in tt]),
+                    "sink_cpu_us_per_run": median([c["server_cpu_us_per_run"] for c in sk]),
+                    "wire_bytes_per_run": wire_bytes_per_run(1),
+                    "ingest_reps": {"tracetune": tt, "sink": sk},
+                }
+            )
         if not args.skip_list:
             home = work / "list-home"
             project = "bench-list"
@@ -476,9 +593,15 @@ def main() -> None:
             result["list_first_page_p50_ms"] = {
                 name: {"http": timings[name]["http_p50_ms"], "sdk": timings[name]["sdk_p50_ms"]} for name in FILTERS
             }
-            result["list"] = {"stored_runs": loaded["runs"], "feedback": loaded["feedback"],
-                              "load_s": loaded["load_s"], "query_reps": query_reps, "filters": FILTERS,
-                              "detail": timings, "plans": loaded["plans"]}
+            result["list"] = {
+                "stored_runs": loaded["runs"],
+                "feedback": loaded["feedback"],
+                "load_s": loaded["load_s"],
+                "query_reps": query_reps,
+                "filters": FILTERS,
+                "detail": timings,
+                "plans": loaded["plans"],
+            }
         result["loadavg_end"] = os.getloadavg()[0]
         result["machine"] = machine_info()
     finally:

@@ -40,12 +40,18 @@ def capture(n: int, folder: Path) -> list[tuple[bytes, dict[str, str]]]:
     port = free_port()
     py = sys.executable
     workers = str(HERE / "_workers.py")
-    sink = subprocess.Popen([py, workers, "sink", "--timing-log", str(folder / "timing.log"), "--port", str(port),
-                             "--save", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sink = subprocess.Popen(
+        [py, workers, "sink", "--timing-log", str(folder / "timing.log"), "--port", str(port), "--save", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", sink)
-        subprocess.run([py, workers, "send", "--url", f"http://127.0.0.1:{port}/api/v1", "--n", str(n),
-                        "--project", "stages"], check=True, capture_output=True)
+        subprocess.run(
+            [py, workers, "send", "--url", f"http://127.0.0.1:{port}/api/v1", "--n", str(n), "--project", "stages"],
+            check=True,
+            capture_output=True,
+        )
     finally:
         sink.send_signal(signal.SIGINT)
         sink.wait(15)
@@ -117,16 +123,21 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"])
     ap.add_argument("--profile", action="store_true")
-    ap.add_argument("--bodies", default=None, help="use (or, if empty/missing, fill) this folder of captured bodies, "
-                    "so that two trees can be compared on the very same requests")
+    ap.add_argument(
+        "--bodies",
+        default=None,
+        help="use (or, if empty/missing, fill) this folder of captured bodies, "
+        "so that two trees can be compared on the very same requests",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="tt-stages-") as tmp:
         work = Path(tmp)
         folder = Path(args.bodies) if args.bodies else work / "bodies"
         folder.mkdir(parents=True, exist_ok=True)
         if any(folder.glob("*.body")):
-            bodies = [(f.read_bytes(), json.loads(f.with_suffix(".json").read_text()))
-                      for f in sorted(folder.glob("*.body"))]
+            bodies = [
+                (f.read_bytes(), json.loads(f.with_suffix(".json").read_text())) for f in sorted(folder.glob("*.body"))
+            ]
         else:
             bodies = capture(args.n, folder)
         gc.collect()
@@ -146,8 +157,18 @@ def main() -> None:
             else:
                 results.append(run_once(bodies, home, args.synchronous))
     med = {k: round(statistics.median(r[k] for r in results), 1) for k in results[0]}
-    print(json.dumps({"bench": "ingest_stages", "us_per_run": med, "bodies": len(bodies), "n": args.n,
-                      "synchronous": args.synchronous, "reps": results}))
+    print(
+        json.dumps(
+            {
+                "bench": "ingest_stages",
+                "us_per_run": med,
+                "bodies": len(bodies),
+                "n": args.n,
+                "synchronous": args.synchronous,
+                "reps": results,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

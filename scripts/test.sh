@@ -7,6 +7,7 @@ scripts/setup.sh test
 export TRACETUNE_TEST_POSTGRES_URL="${TRACETUNE_TEST_POSTGRES_URL:-$(scripts/start-postgres.sh)}"
 export HF_HUB_OFFLINE=1
 .venv/bin/ruff check tracetune tests bench
+.venv/bin/ruff format --check tracetune tests bench
 .venv/bin/mypy
 set +e
 .venv/bin/pytest "$@"

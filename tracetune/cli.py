@@ -22,9 +22,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
 
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="Data home (default: $TRACETUNE_HOME).")]
-DbOpt = Annotated[
-    str | None, typer.Option("--database-url", help="Store URL (default: $TRACETUNE_DATABASE_URL).")
-]
+DbOpt = Annotated[str | None, typer.Option("--database-url", help="Store URL (default: $TRACETUNE_DATABASE_URL).")]
 
 
 def fail(message: str) -> None:
@@ -43,9 +41,7 @@ def _open(home: Path | None, database_url: str | None) -> Any:
 
 @app.command()
 def serve(
-    host: Annotated[
-        str | None, typer.Option(help="Bind address (default 127.0.0.1, $TRACETUNE_HOST).")
-    ] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1, $TRACETUNE_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8080, $TRACETUNE_PORT).")] = None,
     home: HomeOpt = None,
     database_url: DbOpt = None,
@@ -115,9 +111,7 @@ def keys_create(
     _, store = _open(home, database_url)
     key, info = store.workspaces.create_key(workspace, name)
     typer.echo(key)
-    typer.echo(
-        f"created key {info.prefix}… for workspace {info.workspace!r}; it is not shown again.", err=True
-    )
+    typer.echo(f"created key {info.prefix}… for workspace {info.workspace!r}; it is not shown again.", err=True)
 
 
 @keys_app.command("list")
@@ -153,12 +147,8 @@ def keys_revoke(prefix: str, home: HomeOpt = None, database_url: DbOpt = None) -
 def runs_list(
     project: Annotated[str, typer.Option("--project", "-p", help="Project name.")],
     run_type: Annotated[str | None, typer.Option("--run-type", help="llm, chain, tool, …")] = None,
-    filter_: Annotated[
-        str | None, typer.Option("--filter", help="Filter expression, e.g. 'eq(name, \"x\")'.")
-    ] = None,
-    trace_filter: Annotated[
-        str | None, typer.Option("--trace-filter", help="Filter on each run's root.")
-    ] = None,
+    filter_: Annotated[str | None, typer.Option("--filter", help="Filter expression, e.g. 'eq(name, \"x\")'.")] = None,
+    trace_filter: Annotated[str | None, typer.Option("--trace-filter", help="Filter on each run's root.")] = None,
     root: Annotated[bool, typer.Option("--root", help="Only root runs.")] = False,
     limit: Annotated[int, typer.Option(help="How many runs (newest first).")] = 20,
     workspace: Annotated[str, typer.Option(help="Workspace name.")] = "default",
@@ -224,9 +214,7 @@ def _print_runs(runs: list[dict[str, Any]]) -> None:
     table = Table("id", "name", "type", "status", "start", "latency s", "tokens", "feedback")
     for r in runs:
         fb = ", ".join(
-            f"{k}={v['avg']:g}"
-            for k, v in (r.get("feedback_stats") or {}).items()
-            if v.get("avg") is not None
+            f"{k}={v['avg']:g}" for k, v in (r.get("feedback_stats") or {}).items() if v.get("avg") is not None
         )
         table.add_row(
             r["id"][:8] + "…",

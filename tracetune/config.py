@@ -42,9 +42,7 @@ class Settings(BaseSettings):
         description="SQLite `synchronous` pragma. FULL makes every acknowledged write survive power loss; "
         "NORMAL survives a process crash only.",
     )
-    log_level: str = Field(
-        default="info", description="Log level of the server (debug, info, warning, error)."
-    )
+    log_level: str = Field(default="info", description="Log level of the server (debug, info, warning, error).")
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -85,7 +85,11 @@ def test_plain_bodies_are_split_identically(body: bytes) -> None:
         b"--" + B + b"\r\n\r\n{}\r\n--" + B + b"--",  # no headers at all
         b"--" + B + b'\r\nBad Header: x\r\nContent-Disposition: form-data; name="p"\r\n\r\nv\r\n--' + B + b"--",
         b"--" + B + b'\r\nContent-Disposition: form-data; name="' + b"n" * 5000 + b'"\r\n\r\nv\r\n--' + B + b"--",
-        b"--" + B + b"\r\n" + b"X-A: 1\r\n" * 40 + b'Content-Disposition: form-data; name="p"\r\n\r\nv\r\n--'
+        b"--"
+        + B
+        + b"\r\n"
+        + b"X-A: 1\r\n" * 40
+        + b'Content-Disposition: form-data; name="p"\r\n\r\nv\r\n--'
         + B
         + b"--",
         b"--" + B + b"--\r\n",  # no parts

@@ -92,7 +92,11 @@ def test_patches_of_different_shapes_in_one_call(store, ws) -> None:
     assert (rb["end_us"], rb["outputs"], rb["error"], rb["total_tokens"]) == (None, {"o": 1}, "boom", 7)
     assert rb["inputs"] == {"q": str(b)} and rb["name"] == "r" and rb["start_us"] == T0
     assert {k: rc[k] for k in ("name", "run_type", "start_us", "end_us", "inputs")} == {
-        "name": "r", "run_type": "llm", "start_us": T0, "end_us": None, "inputs": {"q": str(c)}
+        "name": "r",
+        "run_type": "llm",
+        "start_us": T0,
+        "end_us": None,
+        "inputs": {"q": str(c)},
     }
     assert tags_of(store, ws, a) == {"t1"} and tags_of(store, ws, b) == {"t1", "t2"}
 
@@ -113,9 +117,35 @@ def test_posts_of_different_shapes_fill_only_what_is_missing(store, ws) -> None:
 @pytest.mark.parametrize(
     "value",
     [
-        "plain", "", "é ü 漢字", 'quo"te', "back\\slash", "new\nline", "tab\t", "\x00nul", "\x7f", "\u2028", "\ud800",
-        "\xa0nbsp", 0, -5, 2**70, True, False, None, 0.2, -0.0, 1e16, 1.5e-7, 3.0, math.nan, math.inf, -math.inf,
-        {"b": 1, "a": [1, "x"]}, [], [None, 1.0],
+        "plain",
+        "",
+        "é ü 漢字",
+        'quo"te',
+        "back\\slash",
+        "new\nline",
+        "tab\t",
+        "\x00nul",
+        "\x7f",
+        "\u2028",
+        "\ud800",
+        "\xa0nbsp",
+        0,
+        -5,
+        2**70,
+        True,
+        False,
+        None,
+        0.2,
+        -0.0,
+        1e16,
+        1.5e-7,
+        3.0,
+        math.nan,
+        math.inf,
+        -math.inf,
+        {"b": 1, "a": [1, "x"]},
+        [],
+        [None, 1.0],
     ],
 )
 def test_metadata_text_is_canonical_json(value: Any) -> None:

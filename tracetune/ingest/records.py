@@ -94,8 +94,16 @@ def _start_from_dotted_order(dotted: str) -> int | None:
         digits = stamp[:8] + stamp[9:21]
         if digits.isdigit():  # the fixed-width form every SDK writes: no strptime (several times slower)
             try:
-                dt = datetime(int(digits[:4]), int(digits[4:6]), int(digits[6:8]), int(digits[8:10]),
-                              int(digits[10:12]), int(digits[12:14]), int(digits[14:20]), tzinfo=UTC)
+                dt = datetime(
+                    int(digits[:4]),
+                    int(digits[4:6]),
+                    int(digits[6:8]),
+                    int(digits[8:10]),
+                    int(digits[10:12]),
+                    int(digits[12:14]),
+                    int(digits[14:20]),
+                    tzinfo=UTC,
+                )
             except ValueError:
                 pass  # strptime decides
             else:

@@ -33,8 +33,12 @@ class IngestResult:
     attachments: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {"posts": self.posts, "patches": self.patches, "feedback": self.feedback,
-                "attachments": self.attachments}
+        return {
+            "posts": self.posts,
+            "patches": self.patches,
+            "feedback": self.feedback,
+            "attachments": self.attachments,
+        }
 
 
 def _part_json(data: bytes, part_name: str) -> Any:
@@ -120,9 +124,7 @@ class IngestService:
             op = ops.get(key)
             if op is None:  # the first part of this operation: its run id is checked once
                 if not run_id:
-                    raise InvalidInput(
-                        "a run part needs a run id: post.<id> or patch.<id>", field=f"part {name!r}"
-                    )
+                    raise InvalidInput("a run part needs a run id: post.<id> or patch.<id>", field=f"part {name!r}")
                 parse_uuid(run_id, f"part {name!r}")
                 op = ops[key] = {}
                 order.append(key)
@@ -177,9 +179,7 @@ class IngestService:
             return f"{kind}[{i}]" if where_prefix else "body"
 
         post_recs = merge_records([run_record(r, "post", where("post", i)) for i, r in enumerate(posts)], "post")
-        patch_recs = merge_records(
-            [run_record(r, "patch", where("patch", i)) for i, r in enumerate(patches)], "patch"
-        )
+        patch_recs = merge_records([run_record(r, "patch", where("patch", i)) for i, r in enumerate(patches)], "patch")
         # Attachments are files; they are on disk (fsync'd) before the runs that own them are committed.
         for run_id, name, data in attachments:
             self._write_attachment(workspace_id, run_id, name, data)

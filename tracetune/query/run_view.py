@@ -66,9 +66,7 @@ def run_view(
     """The LangSmith run object for ``row``. ``select`` limits the heavy fields (inputs, outputs, …)."""
     inputs, outputs = flatten_llm(row.get("run_type"), row.get("inputs"), row.get("outputs"))
     start, end = row.get("start_us"), row.get("end_us")
-    dotted = row.get("dotted_order") or (
-        default_dotted_order(row) if row.get("parent_run_id") is None else None
-    )
+    dotted = row.get("dotted_order") or (default_dotted_order(row) if row.get("parent_run_id") is None else None)
     view: dict[str, Any] = {
         "id": str(row["id"]),
         "name": row.get("name") or "",

@@ -111,7 +111,12 @@ def sessions_list(
     offset: int = Query(default=0, ge=0),
 ) -> list[dict[str, Any]]:
     rows = state(request).store.projects.list(
-        ws.id, name=name, name_contains=name_contains, ids=id, include_stats=include_stats, limit=limit,
+        ws.id,
+        name=name,
+        name_contains=name_contains,
+        ids=id,
+        include_stats=include_stats,
+        limit=limit,
         offset=offset,
     )
     return [session_view(r, ws.id) for r in rows]
@@ -130,7 +135,11 @@ def sessions_create(
     body: SessionCreate, request: Request, ws: Workspace = Depends(workspace), upsert: bool = False
 ) -> dict[str, Any]:
     row = state(request).store.projects.create(
-        ws.id, body.name, project_id=body.id, description=body.description, extra=body.extra,
+        ws.id,
+        body.name,
+        project_id=body.id,
+        description=body.description,
+        extra=body.extra,
         upsert_existing=upsert,
     )
     return session_view(row, ws.id)

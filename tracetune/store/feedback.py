@@ -27,9 +27,7 @@ class FeedbackStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def create(
-        self, workspace_id: uuid.UUID, item: dict[str, Any], *, ignore_existing: bool = False
-    ) -> dict[str, Any]:
+    def create(self, workspace_id: uuid.UUID, item: dict[str, Any], *, ignore_existing: bool = False) -> dict[str, Any]:
         """Store one feedback record (keys as in ``feedback`` columns). 409 on a duplicate id unless ignored."""
         self.create_many(workspace_id, [item], ignore_existing=ignore_existing)
         return self.get(workspace_id, item["id"])
@@ -59,15 +57,11 @@ class FeedbackStore:
             self._insert(c, workspace_id, rows, ignore_existing)
 
     @staticmethod
-    def _insert(
-        conn: Any, workspace_id: uuid.UUID, rows: list[dict[str, Any]], ignore_existing: bool
-    ) -> None:
+    def _insert(conn: Any, workspace_id: uuid.UUID, rows: list[dict[str, Any]], ignore_existing: bool) -> None:
         ids = [r["id"] for r in rows]
         taken = {
             r.id: r.workspace_id
-            for r in conn.execute(
-                select(feedback.c.id, feedback.c.workspace_id).where(feedback.c.id.in_(ids))
-            )
+            for r in conn.execute(select(feedback.c.id, feedback.c.workspace_id).where(feedback.c.id.in_(ids)))
         }
         if taken:
             other = [fid for fid, ws in taken.items() if ws != workspace_id]
@@ -107,9 +101,7 @@ class FeedbackStore:
         with self.db.read() as conn:
             return [_out(r) for r in conn.execute(q)]
 
-    def update(
-        self, workspace_id: uuid.UUID, feedback_id: uuid.UUID, changes: dict[str, Any]
-    ) -> dict[str, Any]:
+    def update(self, workspace_id: uuid.UUID, feedback_id: uuid.UUID, changes: dict[str, Any]) -> dict[str, Any]:
         values = {k: v for k, v in changes.items() if k in UPDATABLE}
         values["modified_at"] = utcnow()
         with self.db.write() as conn:

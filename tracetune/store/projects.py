@@ -19,9 +19,7 @@ class ProjectStore:
         self.db = db
         self._ids: dict[tuple[uuid.UUID, str], uuid.UUID] = {}
 
-    def ids_for_names(
-        self, conn: Connection, workspace_id: uuid.UUID, names: Iterable[str]
-    ) -> dict[str, uuid.UUID]:
+    def ids_for_names(self, conn: Connection, workspace_id: uuid.UUID, names: Iterable[str]) -> dict[str, uuid.UUID]:
         """Project ids for ``names`` in the caller's write transaction, creating the missing ones."""
         found: dict[str, uuid.UUID] = {}
         missing = []
@@ -35,10 +33,7 @@ class ProjectStore:
             now = utcnow()
             conn.execute(
                 upsert(conn, projects).on_conflict_do_nothing(index_elements=["workspace_id", "name"]),
-                [
-                    {"id": uuid.uuid4(), "workspace_id": workspace_id, "name": n, "created_at": now}
-                    for n in missing
-                ],
+                [{"id": uuid.uuid4(), "workspace_id": workspace_id, "name": n, "created_at": now} for n in missing],
             )
             rows = conn.execute(
                 select(projects.c.id, projects.c.name).where(
@@ -91,9 +86,7 @@ class ProjectStore:
                 )
         return self.get(workspace_id, pid)
 
-    def get(
-        self, workspace_id: uuid.UUID, project_id: uuid.UUID, *, include_stats: bool = False
-    ) -> dict[str, Any]:
+    def get(self, workspace_id: uuid.UUID, project_id: uuid.UUID, *, include_stats: bool = False) -> dict[str, Any]:
         found = self.list(workspace_id, ids=[project_id], include_stats=include_stats, limit=1)
         if not found:
             raise NotFound(f"project {project_id} not found", field="session_id")
@@ -128,9 +121,7 @@ class ProjectStore:
                         func.max(runs.c.start_us).label("last_start_us"),
                         func.min(runs.c.start_us).label("first_start_us"),
                     )
-                    .where(
-                        runs.c.workspace_id == workspace_id, runs.c.project_id.in_([r["id"] for r in rows])
-                    )
+                    .where(runs.c.workspace_id == workspace_id, runs.c.project_id.in_([r["id"] for r in rows]))
                     .group_by(runs.c.project_id)
                 ).all()
                 by_id = {s.project_id: s for s in stats}

@@ -66,18 +66,14 @@ class WorkspaceStore:
                 .values(id=uuid.uuid4(), name=name, created_at=utcnow())
                 .on_conflict_do_nothing(index_elements=["name"])
             )
-            row = conn.execute(
-                select(workspaces.c.id, workspaces.c.name).where(workspaces.c.name == name)
-            ).one()
+            row = conn.execute(select(workspaces.c.id, workspaces.c.name).where(workspaces.c.name == name)).one()
         ws = Workspace(row.id, row.name)
         self._by_name[name] = ws
         return ws
 
     def get(self, name: str) -> Workspace:
         with self.db.read() as conn:
-            row = conn.execute(
-                select(workspaces.c.id, workspaces.c.name).where(workspaces.c.name == name)
-            ).first()
+            row = conn.execute(select(workspaces.c.id, workspaces.c.name).where(workspaces.c.name == name)).first()
         if row is None:
             raise NotFound(f"no workspace named {name!r}", field="workspace")
         return Workspace(row.id, row.name)
@@ -141,9 +137,7 @@ class WorkspaceStore:
         if cached and now - cached[0] < self.KEYS_PRESENT_TTL_S:
             return cached[1]
         with self.db.read() as conn:
-            n = conn.execute(
-                select(func.count()).select_from(api_keys).where(api_keys.c.revoked_at.is_(None))
-            ).scalar()
+            n = conn.execute(select(func.count()).select_from(api_keys).where(api_keys.c.revoked_at.is_(None))).scalar()
         present = bool(n)
         self._keys_present = (now, present)
         return present
