@@ -1,0 +1,77 @@
+"""Hyperparameter resolution: numbers pass through, "auto" follows the documented rules, bad values name the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from tracetune.errors import InvalidInput
+from tracetune.train.hyperparams import (
+    BASE_LEARNING_RATE,
+    auto_batch_size,
+    auto_n_epochs,
+    hyperparameters_from,
+    resolve_hyperparameters,
+)
+
+
+@pytest.mark.parametrize(
+    ("n_examples", "epochs"),
+    [(1, 25), (3, 25), (4, 25), (5, 20), (10, 10), (20, 5), (33, 3), (34, 3), (1000, 3), (8333, 3), (8334, 2),
+     (12_501, 1), (100_000, 1)],
+)  # fmt: skip
+def test_auto_epochs_aim_at_100_to_25000_examples_seen(n_examples, epochs):
+    assert auto_n_epochs(n_examples) == epochs
+
+
+@pytest.mark.parametrize(("n_examples", "size"), [(1, 1), (19, 1), (20, 2), (45, 4), (80, 8), (10_000, 8)])
+def test_auto_batch_size(n_examples, size):
+    assert auto_batch_size(n_examples) == size
+
+
+def test_all_auto_for_the_calculator_set():
+    hp = resolve_hyperparameters(20)
+    assert hp.as_dict() == {
+        "n_epochs": 5,
+        "batch_size": 2,
+        "learning_rate_multiplier": 1.0,
+        "learning_rate": BASE_LEARNING_RATE,
+    }
+
+
+def test_explicit_values_pass_through():
+    hp = resolve_hyperparameters(20, n_epochs=3, batch_size=4, learning_rate_multiplier=2)
+    assert (hp.n_epochs, hp.batch_size, hp.learning_rate_multiplier) == (3, 4, 2.0)
+    assert hp.learning_rate == pytest.approx(2 * BASE_LEARNING_RATE)
+    assert resolve_hyperparameters(3, batch_size=8).batch_size == 3  # never more than the examples
+    assert resolve_hyperparameters(20, n_epochs=4.0).n_epochs == 4  # JSON may carry 4.0
+
+
+def test_from_a_request_object():
+    assert hyperparameters_from(None, 20) == resolve_hyperparameters(20)
+    assert hyperparameters_from({"n_epochs": 2, "batch_size": "auto"}, 20).n_epochs == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"n_epochs": 0}, "hyperparameters.n_epochs"),
+        ({"n_epochs": 2.5}, "hyperparameters.n_epochs"),
+        ({"n_epochs": "many"}, "hyperparameters.n_epochs"),
+        ({"batch_size": True}, "hyperparameters.batch_size"),
+        ({"batch_size": 1000}, "hyperparameters.batch_size"),
+        ({"learning_rate_multiplier": -1}, "hyperparameters.learning_rate_multiplier"),
+        ({"learning_rate_multiplier": float("nan")}, "hyperparameters.learning_rate_multiplier"),
+    ],
+)
+def test_bad_values_name_the_field(kwargs, field):
+    with pytest.raises(InvalidInput) as err:
+        resolve_hyperparameters(20, **kwargs)
+    assert err.value.field == field
+
+
+def test_unknown_and_empty():
+    with pytest.raises(InvalidInput) as err:
+        hyperparameters_from({"epochs": 3}, 20)
+    assert err.value.field == "hyperparameters.epochs"
+    with pytest.raises(InvalidInput):
+        resolve_hyperparameters(0)

@@ -1,0 +1,159 @@
+"""Training data: OpenAI chat fine-tuning JSONL → token ids + loss labels, and length-grouped batches.
+
+A record (``{"messages": [...], "tools"?: [...], "functions"?: [...]}``) is rendered by
+:func:`tracetune.chat_format.render` — the same text serving feeds the model — and tokenized as one string by
+:func:`tracetune.chat_format.encode_segments`. A token's label is its id when it is trainable (an assistant
+turn's text, tool-call blocks and end marker, unless the message has ``weight: 0``) and :data:`IGNORE_INDEX`
+otherwise, so the loss falls on assistant tokens only.
+
+Batches group examples of similar length: each epoch the examples are shuffled (seeded by ``seed`` and the
+epoch), cut into buckets of ``batch_size * BUCKET_BATCHES`` examples, sorted by length within a bucket and cut
+into batches, and the batches are shuffled. A batch is padded only to its own longest example.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from tracetune.chat_format import CHATML, ChatTemplate, OffsetTokenizer, encode_segments, render
+from tracetune.convert.validate import validate_lines
+from tracetune.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import torch
+
+IGNORE_INDEX = -100  # the label of a token that carries no loss (torch's cross_entropy default)
+BUCKET_BATCHES = 50  # batches per length-sorting bucket: large enough to group well, small enough to stay random
+MAX_PROBLEMS_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class Example:
+    """One tokenized record: ``labels[i]`` is ``input_ids[i]`` where the token is trained on, else -100."""
+
+    line: int
+    input_ids: list[int]
+    labels: list[int]
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def n_trainable(self) -> int:
+        return sum(1 for label in self.labels if label != IGNORE_INDEX)
+
+
+def read_records(path: Path, *, field: str = "training_file") -> list[tuple[int, dict[str, Any]]]:
+    """``(line number, record)`` for every line of a chat fine-tuning JSONL file, validated first.
+
+    Raises :class:`InvalidInput` (with ``field`` and the first bad line) listing the first problems when any
+    line is invalid; blank lines at the end are ignored.
+    """
+    try:
+        lines = Path(path).read_bytes().splitlines()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror or exc}", field=field) from None
+    report = validate_lines(lines)
+    errors = [p for p in report.problems if p.level == "error"]
+    if errors:
+        parts = [f"line {p.line}: {p.field + ': ' if p.field else ''}{p.message}" for p in errors[:MAX_PROBLEMS_SHOWN]]
+        if len(errors) > MAX_PROBLEMS_SHOWN:
+            parts.append(f"… {len(errors) - MAX_PROBLEMS_SHOWN} more")
+        shown = "; ".join(parts)
+        raise InvalidInput(
+            f"{Path(path).name} is not valid chat fine-tuning data: {shown}", field=field, line=errors[0].line
+        )
+    return [(n, orjson.loads(raw)) for n, raw in enumerate(lines, 1) if raw.strip()]
+
+
+def encode_record(
+    record: dict[str, Any], tokenizer: OffsetTokenizer, *, template: ChatTemplate | str = CHATML, line: int = 0
+) -> Example:
+    """Render and tokenize one record; labels keep the trainable tokens only."""
+    segments = render(
+        record["messages"], tools=record.get("tools"), functions=record.get("functions"), template=template
+    )
+    ids, mask = encode_segments(segments, tokenizer)
+    return Example(line, ids, [t if m else IGNORE_INDEX for t, m in zip(ids, mask, strict=True)])
+
+
+def load_examples(
+    path: Path,
+    tokenizer: OffsetTokenizer,
+    *,
+    context_length: int,
+    template: ChatTemplate | str = CHATML,
+    field: str = "training_file",
+) -> list[Example]:
+    """Every record of ``path`` tokenized. An example longer than ``context_length`` tokens, or with no token to
+    train on (every assistant turn has ``weight: 0``), is an :class:`InvalidInput` naming its line."""
+    examples = [encode_record(r, tokenizer, template=template, line=n) for n, r in read_records(path, field=field)]
+    if not examples:
+        raise InvalidInput(f"{Path(path).name} holds no examples", field=field)
+    too_long = [e for e in examples if len(e) > context_length]
+    if too_long:
+        first = too_long[0]
+        more = f" ({len(too_long) - 1} more lines too)" if len(too_long) > 1 else ""
+        raise InvalidInput(
+            f"the example on line {first.line} is {len(first)} tokens, over the model's context length of "
+            f"{context_length}{more}",
+            field=field,
+            line=first.line,
+        )
+    empty = next((e for e in examples if e.n_trainable == 0), None)
+    if empty is not None:
+        raise InvalidInput(
+            f"the example on line {empty.line} has nothing to train on (every assistant message has weight 0)",
+            field=field,
+            line=empty.line,
+        )
+    return examples
+
+
+def length_grouped_batches(
+    lengths: Sequence[int], batch_size: int, *, seed: int, epoch: int, bucket_batches: int = BUCKET_BATCHES
+) -> list[list[int]]:
+    """The batches (lists of example indexes) of one epoch: shuffled, grouped by length, deterministic for a
+    given ``(seed, epoch)``. There are always ``ceil(len(lengths) / batch_size)`` of them."""
+    rng = random.Random(f"tracetune:{seed}:{epoch}")
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    bucket = batch_size * bucket_batches
+    batches: list[list[int]] = []
+    for start in range(0, len(order), bucket):
+        chunk = sorted(order[start : start + bucket], key=lambda i: -lengths[i])
+        batches.extend(chunk[k : k + batch_size] for k in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Batches in a fixed order (longest first), for evaluation: least padding, no randomness."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
+
+
+def collate(examples: Sequence[Example], pad_id: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` tensors, as wide as the longest example."""
+    import torch
+
+    width = max(len(e) for e in examples)
+    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, example in enumerate(examples):
+        n = len(example)
+        input_ids[row, :n] = torch.tensor(example.input_ids, dtype=torch.long)
+        labels[row, :n] = torch.tensor(example.labels, dtype=torch.long)
+        attention_mask[row, :n] = 1
+    return {
+        "input_ids": input_ids.to(device),
+        "attention_mask": attention_mask.to(device),
+        "labels": labels.to(device),
+    }

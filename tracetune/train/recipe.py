@@ -1,0 +1,392 @@
+"""The LoRA supervised fine-tuning recipe: one readable lifecycle, setup → train → checkpoint → cleanup.
+
+``run_training(config, on_event)`` loads the base model (:mod:`tracetune.models.weights`), tokenizes the chat
+JSONL (:mod:`tracetune.train.data`), resolves the hyperparameters (:mod:`tracetune.train.hyperparams`), wraps
+the model with a PEFT LoRA adapter on the attention and MLP projections, and trains it with AdamW under a
+linear-warmup + linear/cosine-decay schedule. The loss is the mean cross-entropy over the assistant tokens of a
+batch, computed by :mod:`tracetune.train.loss` (logits only where a label is; a prefix the rows share, such as
+the system prompt and tool schemas, run once per batch).
+
+Progress has ONE source, the ``on_event`` callback, which the job runner, the CLI progress bar and the UI all
+consume (``python -m tracetune.train.recipe CONFIG.json`` writes the same events as JSON lines to stdout):
+
+* ``{"type": "setup", "hyperparameters": {...}, "total_steps", "steps_per_epoch", "n_train_examples",
+  "n_valid_examples", "trainable_parameters", "resumed_from_step"}``;
+* per optimizer step ``{"type": "metrics", "step", "total_steps", "epoch" (epochs done, fractional),
+  "train_loss", "train_mean_token_accuracy", "learning_rate", "tokens" (non-padding tokens so far),
+  "tokens_per_s", "eta_s"}``, plus ``valid_loss`` / ``valid_mean_token_accuracy`` at an epoch's last step
+  when a validation file is given;
+* ``{"type": "checkpoint", "step", "epoch", "path"}`` after each epoch;
+* ``{"type": "done", "adapter_dir", "steps", "tokens", "train_wall_s", "tokens_per_s", "train_loss"}``.
+
+Outputs under ``output_dir``: ``checkpoints/step-<n>/`` per epoch (the PEFT adapter as saved —
+``adapter_model.safetensors`` + ``adapter_config.json``, loadable by ``PeftModel.from_pretrained`` and vLLM —
+plus ``training_state.pt``: optimizer state, RNG state, step, and ``trainer_state.json``), the final adapter in
+``adapter/``, and ``metrics.csv``. ``resume_from=<checkpoint dir>`` continues from a checkpoint: the step count
+carries on, and on CPU the result is the same, bit for bit, as an uninterrupted run (data order is a function
+of seed and epoch; the learning rate a function of the step, so the step is the whole scheduler state).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import math
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from tracetune.config import load_settings
+from tracetune.errors import InvalidInput, TracetuneError
+from tracetune.models.registry import DEFAULT_MODEL_ID, resolve
+from tracetune.models.tokenizer import ModelTokenizer, load_tokenizer
+from tracetune.models.weights import load_base_model
+from tracetune.train.checkpoint import (
+    MetricsLog,
+    read_checkpoint_info,
+    restore_checkpoint,
+    save_adapter,
+    save_checkpoint,
+)
+from tracetune.train.data import Example, collate, length_grouped_batches, load_examples, sorted_batches
+from tracetune.train.hyperparams import Hyperparameters, lr_factor, resolve_hyperparameters
+from tracetune.train.loss import CausalLM, token_loss
+
+TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+Event = dict[str, Any]
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs; JSON-serializable (the job runner writes it for the recipe process)."""
+
+    training_file: str
+    output_dir: str
+    model: str = DEFAULT_MODEL_ID
+    validation_file: str | None = None
+    home: str | None = None  # TRACETUNE_HOME (model registry and caches); None: from the settings
+    n_epochs: int | str = "auto"
+    batch_size: int | str = "auto"
+    learning_rate_multiplier: float | str = "auto"
+    seed: int = 42
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: list(TARGET_MODULES))
+    lr_scheduler: str = "linear"  # or "cosine"
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    checkpoint_every_epoch: bool = True
+    share_prefix: bool = True  # run a prefix all rows of a batch share once (see tracetune.train.loss)
+    device: str | None = None  # None: CUDA (bf16) when available, else CPU (fp32)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidInput(f"unknown training setting {unknown[0]!r}", field=unknown[0])
+        if data.get("lr_scheduler", "linear") not in ("linear", "cosine"):
+            raise InvalidInput('lr_scheduler must be "linear" or "cosine"', field="lr_scheduler")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    adapter_dir: Path
+    hyperparameters: Hyperparameters
+    steps: int
+    checkpoints: list[Path]
+    train_loss: float | None
+    tokens: int
+    train_wall_s: float
+    tokens_per_s: float
+
+
+class LoRARecipe:
+    """The lifecycle, one method per phase. :func:`run_training` drives it."""
+
+    def __init__(self, config: TrainConfig, on_event: Callable[[Event], None] | None = None) -> None:
+        self.config = config
+        self.emit = on_event or (lambda event: None)
+        self.output_dir = Path(config.output_dir)
+        self.step = 0
+        self.tokens = 0
+        self.checkpoints: list[Path] = []
+        self.last_loss: float | None = None
+        self._metrics: MetricsLog | None = None
+
+    # -- setup ---------------------------------------------------------------------------------------------------
+
+    def setup(
+        self, *, resume_from: Path | None = None, base_model: Any = None, tokenizer: ModelTokenizer | None = None
+    ) -> None:
+        """Load the model and data, resolve hyperparameters, add LoRA, build the optimizer; restore a checkpoint."""
+        import torch
+        from peft import LoraConfig, get_peft_model
+
+        cfg = self.config
+        if base_model is None:  # the data is checked before the weights load: bad input fails in a second
+            home = Path(cfg.home) if cfg.home else load_settings().home
+            spec = resolve(home, cfg.model)
+            tokenizer, context_length, template = (
+                load_tokenizer(home, cfg.model),
+                spec.context_length,
+                spec.chat_template,
+            )
+        elif tokenizer is None:
+            raise ValueError("a base_model needs its tokenizer")
+        else:
+            context_length, template = int(base_model.config.max_position_embeddings), "chatml"
+        self.train_set = load_examples(
+            Path(cfg.training_file), tokenizer, context_length=context_length, template=template
+        )
+        self.valid_set: list[Example] = []
+        if cfg.validation_file:
+            self.valid_set = load_examples(
+                Path(cfg.validation_file), tokenizer, context_length=context_length, template=template,
+                field="validation_file",
+            )  # fmt: skip
+        self.hp = resolve_hyperparameters(
+            len(self.train_set), cfg.n_epochs, cfg.batch_size, cfg.learning_rate_multiplier
+        )
+        if base_model is None:
+            base_model, _ = load_base_model(home, cfg.model, cfg.device)
+        self.device = next(base_model.parameters()).device
+        self.steps_per_epoch = math.ceil(len(self.train_set) / self.hp.batch_size)
+        self.total_steps = self.steps_per_epoch * self.hp.n_epochs
+        self.warmup_steps = round(cfg.warmup_ratio * self.total_steps)
+        self.pad_id = _pad_id(base_model, tokenizer)
+
+        torch.manual_seed(cfg.seed)
+        lora = LoraConfig(
+            r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+            target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM",
+        )  # fmt: skip
+        self.model = get_peft_model(base_model, lora)
+        self.model.peft_config["default"].base_model_name_or_path = cfg.model
+        self.lm = CausalLM.of(self.model)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=self.hp.learning_rate, weight_decay=cfg.weight_decay)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        if resume_from is not None:
+            self._restore(Path(resume_from))
+        self._metrics = MetricsLog(self.output_dir / "metrics.csv", self.step)
+        self.emit(
+            {
+                "type": "setup",
+                "hyperparameters": self.hp.as_dict(),
+                "total_steps": self.total_steps,
+                "steps_per_epoch": self.steps_per_epoch,
+                "n_train_examples": len(self.train_set),
+                "n_valid_examples": len(self.valid_set),
+                "trainable_parameters": sum(p.numel() for p in self.params),
+                "resumed_from_step": self.step if resume_from is not None else None,
+            }
+        )
+
+    # -- train ---------------------------------------------------------------------------------------------------
+
+    def train(self) -> None:
+        """Run the remaining optimizer steps, with validation and a checkpoint at every epoch's end."""
+        import torch
+
+        lengths = [len(e) for e in self.train_set]
+        started, done_here, tokens_here = time.perf_counter(), 0, 0
+        self.model.train()
+        for epoch in range(self.step // self.steps_per_epoch, self.hp.n_epochs):
+            batches = length_grouped_batches(lengths, self.hp.batch_size, seed=self.config.seed, epoch=epoch)
+            for index, batch_ids in enumerate(batches):
+                step = epoch * self.steps_per_epoch + index + 1
+                if step <= self.step:  # done before the checkpoint we resumed from
+                    continue
+                lr = self.hp.learning_rate * lr_factor(
+                    step - 1, self.total_steps, self.warmup_steps, self.config.lr_scheduler
+                )
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                batch = collate([self.train_set[i] for i in batch_ids], self.pad_id, self.device)
+                loss, correct, count = token_loss(self.lm, batch, self.config.share_prefix)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                n_tokens = int(batch["attention_mask"].sum())
+                self.step, self.tokens, self.last_loss = step, self.tokens + n_tokens, float(loss.detach())
+                done_here, tokens_here = done_here + 1, tokens_here + n_tokens
+                elapsed = time.perf_counter() - started
+                event: Event = {
+                    "type": "metrics",
+                    "step": step,
+                    "total_steps": self.total_steps,
+                    "epoch": round(step / self.steps_per_epoch, 4),
+                    "train_loss": self.last_loss,
+                    "train_mean_token_accuracy": correct / count,
+                    "learning_rate": lr,
+                    "tokens": self.tokens,
+                    "tokens_per_s": round(tokens_here / elapsed, 1),
+                    "eta_s": round(elapsed / done_here * (self.total_steps - step), 1),
+                }
+                end_of_epoch = index == len(batches) - 1
+                if end_of_epoch and self.valid_set:
+                    event["valid_loss"], event["valid_mean_token_accuracy"] = self.evaluate(self.valid_set)
+                assert self._metrics is not None
+                self._metrics.write(event)
+                self.emit(event)
+                if end_of_epoch and self.config.checkpoint_every_epoch:
+                    self.save_checkpoint()
+        self.train_wall_s = time.perf_counter() - started
+        self.tokens_here = tokens_here
+
+    def evaluate(self, examples: list[Example]) -> tuple[float, float]:
+        """``(loss, mean token accuracy)`` over all trainable tokens of ``examples`` (no dropout, no gradients)."""
+        import torch
+
+        was_training = self.model.training
+        self.model.eval()
+        total_loss, total_correct, total_count = 0.0, 0, 0
+        with torch.no_grad():
+            for batch_ids in sorted_batches([len(e) for e in examples], self.hp.batch_size):
+                batch = collate([examples[i] for i in batch_ids], self.pad_id, self.device)
+                loss, correct, count = token_loss(self.lm, batch, self.config.share_prefix)
+                total_loss += float(loss) * count
+                total_correct, total_count = total_correct + correct, total_count + count
+        self.model.train(was_training)
+        return total_loss / total_count, total_correct / total_count
+
+    # -- checkpoint ----------------------------------------------------------------------------------------------
+
+    def save_checkpoint(self) -> Path:
+        """``checkpoints/step-<n>/``: the adapter as PEFT saves it, plus what resuming needs."""
+        epoch = self.step / self.steps_per_epoch
+        info = {
+            "step": self.step, "epoch": epoch, "total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch,
+            "tokens": self.tokens, "seed": self.config.seed, "model": self.config.model,
+            "hyperparameters": self.hp.as_dict(),
+        }  # fmt: skip
+        target = save_checkpoint(
+            self.output_dir / "checkpoints" / f"step-{self.step}", self.model, self.optimizer, info
+        )
+        self.checkpoints.append(target)
+        self.emit({"type": "checkpoint", "step": self.step, "epoch": epoch, "path": str(target)})
+        return target
+
+    def _restore(self, checkpoint: Path) -> None:
+        info = read_checkpoint_info(checkpoint)
+        if (info.get("steps_per_epoch"), info.get("total_steps")) != (self.steps_per_epoch, self.total_steps):
+            raise InvalidInput(
+                f"{checkpoint} was made with {info.get('steps_per_epoch')} steps per epoch and "
+                f"{info.get('total_steps')} in all; this run has {self.steps_per_epoch} and {self.total_steps} "
+                "(other data or hyperparameters)",
+                field="resume_from",
+            )
+        restore_checkpoint(checkpoint, self.model, self.optimizer, self.device)
+        self.step, self.tokens = int(info["step"]), int(info.get("tokens", 0))
+
+    # -- cleanup -------------------------------------------------------------------------------------------------
+
+    def cleanup(self) -> None:
+        """Close files and free the model (also after a failure)."""
+        if self._metrics is not None:
+            self._metrics.close()
+            self._metrics = None
+        for name in ("model", "lm", "optimizer", "params"):
+            self.__dict__.pop(name, None)
+        gc.collect()
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def run_training(
+    config: TrainConfig,
+    on_event: Callable[[Event], None] | None = None,
+    *,
+    resume_from: str | Path | None = None,
+    base_model: Any = None,
+    tokenizer: ModelTokenizer | None = None,
+) -> TrainResult:
+    """Train a LoRA adapter as ``config`` says, reporting progress through ``on_event`` (see the module doc).
+
+    ``base_model`` + ``tokenizer`` replace loading ``config.model`` (tests pass a tiny model); the model is
+    modified in place (LoRA layers are injected).
+    """
+    recipe = LoRARecipe(config, on_event)
+    try:
+        recipe.setup(resume_from=Path(resume_from) if resume_from else None, base_model=base_model, tokenizer=tokenizer)
+        recipe.train()
+        adapter = save_adapter(recipe.model, recipe.output_dir / "adapter")
+        rate = round(recipe.tokens_here / recipe.train_wall_s, 1) if recipe.train_wall_s else 0.0
+        result = TrainResult(
+            adapter, recipe.hp, recipe.step, recipe.checkpoints, recipe.last_loss, recipe.tokens,
+            round(recipe.train_wall_s, 3), rate,
+        )  # fmt: skip
+        recipe.emit(
+            {
+                "type": "done", "adapter_dir": str(adapter), "steps": result.steps, "tokens": result.tokens,
+                "train_wall_s": result.train_wall_s, "tokens_per_s": rate, "train_loss": result.train_loss,
+            }
+        )  # fmt: skip
+        return result
+    finally:
+        recipe.cleanup()
+
+
+def _pad_id(model: Any, tokenizer: Any) -> int:
+    for value in (getattr(model.config, "pad_token_id", None), getattr(tokenizer, "eos_token_id", None)):
+        if isinstance(value, int):
+            return value
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tracetune.train.recipe CONFIG.json [--resume-from DIR]``: run the recipe in this process,
+    writing every event as one JSON line to stdout (anything else that prints goes to stderr). Exit status 0 when
+    done, 2 for bad input (an ``error`` event with ``message``/``field``/``line``), 1 for a failure."""
+    parser = argparse.ArgumentParser(prog="python -m tracetune.train.recipe", description=main.__doc__)
+    parser.add_argument("config", type=Path, help="JSON file of TrainConfig fields")
+    parser.add_argument("--resume-from", type=Path, default=None, help="a checkpoint directory to continue from")
+    args = parser.parse_args(argv)
+    sys.stdout.flush()
+    events = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", buffering=1)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints (C libraries too) must not corrupt the stream
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    def on_event(event: Event) -> None:
+        events.write(json.dumps(event) + "\n")
+
+    try:
+        try:
+            config = TrainConfig.from_dict(json.loads(args.config.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError) as exc:
+            raise InvalidInput(f"cannot read the training config {args.config}: {exc}", field="config") from None
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        run_training(config, on_event, resume_from=args.resume_from)
+        return 0
+    except TracetuneError as exc:
+        on_event({"type": "error", "message": exc.message, "field": exc.field, "line": exc.line})
+        return 2
+    except Exception as exc:
+        on_event({"type": "error", "message": f"{type(exc).__name__}: {exc}", "field": None, "line": None})
+        traceback.print_exc()
+        return 1
+    finally:
+        events.close()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
