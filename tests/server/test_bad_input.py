@@ -226,22 +226,6 @@ def test_filter_numbers_beyond_64_bits_are_refused(api: httpx.Client, text: str,
 
 
 @pytest.fixture(scope="module")
-def small_server(tmp_path_factory) -> Iterator[LiveServer]:
-    """A server of its own whose bodies may be 4 KiB at most (after decompression too)."""
-    from tracetune.config import Settings
-    from tracetune.store import open_store
-
-    home = tmp_path_factory.mktemp("small-home")
-    url = f"sqlite:///{home / 'tracetune.db'}"
-    server = LiveServer(Settings(home=home, database_url=url, max_body_bytes=4096), open_store(url))
-    try:
-        yield server
-    finally:
-        server.stop()
-        server.store.close()
-
-
-@pytest.fixture(scope="module")
 def small(small_server: LiveServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=small_server.langsmith_url, timeout=20, verify=False) as client:
         yield client

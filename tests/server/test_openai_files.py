@@ -206,21 +206,6 @@ def test_files_are_scoped_to_the_workspace(store, tmp_path: Path) -> None:
 # -- body size ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def small_server(tmp_path_factory) -> Iterator[LiveServer]:
-    from tracetune.config import Settings
-    from tracetune.store import open_store
-
-    home = tmp_path_factory.mktemp("small-oai-home")
-    url = f"sqlite:///{home / 'tracetune.db'}"
-    server = LiveServer(Settings(home=home, database_url=url, max_body_bytes=4096), open_store(url))
-    try:
-        yield server
-    finally:
-        server.stop()
-        server.store.close()
-
-
 def test_upload_over_the_body_limit_is_413(small_server: LiveServer) -> None:
     with _client(small_server) as oai:
         with pytest.raises(openai.APIStatusError) as info:
