@@ -86,7 +86,8 @@ def store(db_url: str):
 class LiveServer:
     """A uvicorn server in a background thread of this process, on a free loopback port."""
 
-    def __init__(self, settings, store) -> None:
+    def __init__(self, settings, store, *, lifespan: str = "off") -> None:
+        """``lifespan="on"`` runs the app's start-up (the fine-tuning job runner when ``settings.run_jobs``)."""
         import socket
         import threading
 
@@ -102,7 +103,7 @@ class LiveServer:
         self.settings = settings
         self.store = store
         self.app = create_app(settings, store)
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off")
+        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan=lifespan)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
         self._thread.start()

@@ -46,8 +46,17 @@ def serve(
     home: HomeOpt = None,
     database_url: DbOpt = None,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+    model_alias: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model-alias",
+            metavar="NAME=MODEL",
+            help="Serve MODEL (a base or ft: model id) under NAME too, e.g. gpt-4o-mini=smollm2-135m-instruct. "
+            "Repeatable; adds to $TRACETUNE_MODEL_ALIASES.",
+        ),
+    ] = None,
 ) -> None:
-    """Run the server: LangSmith-compatible API at /api/v1, health at /healthz."""
+    """Run the server: LangSmith-compatible API at /api/v1, OpenAI-compatible API at /v1, health at /healthz."""
     import gc
 
     import uvicorn
@@ -58,6 +67,8 @@ def serve(
     from tracetune.store import open_store_from_settings
 
     settings = load_settings(host=host, port=port, home=home, database_url=database_url)
+    if model_alias:
+        settings.model_aliases = {**settings.model_aliases, **_parse_aliases(model_alias)}
     try:
         store = open_store_from_settings(settings)
     except TracetuneError as exc:
@@ -95,6 +106,16 @@ def serve(
         log_level=settings.log_level,
         access_log=access_log,
     )
+
+
+def _parse_aliases(values: list[str]) -> dict[str, str]:
+    aliases: dict[str, str] = {}
+    for value in values:
+        name, sep, model = value.partition("=")
+        if not sep or not name.strip() or not model.strip():
+            fail(f"--model-alias takes NAME=MODEL, got {value!r}")
+        aliases[name.strip()] = model.strip()
+    return aliases
 
 
 @keys_app.command("create")
@@ -239,14 +260,19 @@ def db_upgrade(home: HomeOpt = None, database_url: DbOpt = None) -> None:
     typer.echo(f"{store.db.engine.url!r} at revision {current_revision(store.db.engine)}")
 
 
-def _register_dataset_commands() -> None:
+def _register_commands() -> None:
     from tracetune.cli_export import export_command, validate_command
+    from tracetune.cli_jobs import jobs_app, models_app, train_command, worker_command
 
     app.command("export")(export_command)
     app.command("validate")(validate_command)
+    app.command("train")(train_command)
+    app.command("worker")(worker_command)
+    app.add_typer(jobs_app, name="jobs")
+    app.add_typer(models_app, name="models")
 
 
-_register_dataset_commands()
+_register_commands()
 
 
 def main() -> None:

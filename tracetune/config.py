@@ -43,6 +43,35 @@ class Settings(BaseSettings):
         "NORMAL survives a process crash only.",
     )
     log_level: str = Field(default="info", description="Log level of the server (debug, info, warning, error).")
+    run_jobs: bool = Field(
+        default=True,
+        description="Whether `tracetune serve` runs fine-tuning jobs itself. Set false when `tracetune worker` "
+        "processes (other machines sharing the PostgreSQL store and the home) run them.",
+    )
+    job_stale_after_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds without a heartbeat after which a running job's worker is taken for dead and "
+        "another worker resumes the job from its last checkpoint.",
+    )
+    job_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="Training starts per job: a training process that dies (killed, out of memory) is restarted "
+        "from the last checkpoint until this many attempts were made, then the job fails.",
+    )
+    fine_tune_max_file_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        ge=1,
+        description="Largest training or validation file a fine-tuning job accepts (OpenAI's limit: 512 MB).",
+    )
+
+    model_aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="Model aliases, NAME → MODEL (a JSON object in the environment): a request, or a fine-tuning job, "
+        "that names NAME uses MODEL (a base or fine-tuned model id), so an app written for a hosted model name "
+        "runs unchanged. `tracetune serve --model-alias NAME=MODEL` adds to them.",
+    )
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -18,6 +18,7 @@ from tracetune.store.schema import metadata
 TABLES = {"workspaces", "api_keys", "projects", "runs", "run_tags", "run_metadata", "feedback"}
 DATASET_TABLES = {"datasets", "dataset_records"}  # 0002; empty in _fill (tests/store/test_datasets_migration.py)
 FILE_TABLES = {"files"}  # 0003; empty in _fill (tests/server/test_openai_files.py)
+JOB_TABLES = {"fine_tuning_jobs", "fine_tuning_job_events", "fine_tuning_checkpoints", "fine_tuned_models"}  # 0004
 
 
 def _alembic(engine: Engine, action: str, target: str) -> None:
@@ -64,7 +65,9 @@ def test_blank_database_upgrades_to_head_and_matches_the_schema(db_url: str) -> 
         assert inspect(engine).get_table_names() == []
         assert current_revision(engine) is None
         upgrade_to_head(engine)
-        assert set(inspect(engine).get_table_names()) == TABLES | DATASET_TABLES | FILE_TABLES | {"alembic_version"}
+        assert set(inspect(engine).get_table_names()) == TABLES | DATASET_TABLES | FILE_TABLES | JOB_TABLES | {
+            "alembic_version"
+        }
         assert current_revision(engine) == head()
         with engine.connect() as conn:  # the migrations build exactly what schema.py declares
             assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata) == []
@@ -176,7 +179,9 @@ def test_downgrade_to_base_and_back(db_url: str) -> None:
         assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
         assert current_revision(engine) is None
         upgrade_to_head(engine)
-        assert set(inspect(engine).get_table_names()) == TABLES | DATASET_TABLES | FILE_TABLES | {"alembic_version"}
+        assert set(inspect(engine).get_table_names()) == TABLES | DATASET_TABLES | FILE_TABLES | JOB_TABLES | {
+            "alembic_version"
+        }
     finally:
         engine.dispose()
 
@@ -193,7 +198,9 @@ def test_db_upgrade_cli(db_url: str, tmp_path: Path, twice: bool) -> None:
         assert f"at revision {head()}" in result.stdout
     engine = create_store_engine(db_url)
     try:
-        assert set(inspect(engine).get_table_names()) == TABLES | DATASET_TABLES | FILE_TABLES | {"alembic_version"}
+        assert set(inspect(engine).get_table_names()) == TABLES | DATASET_TABLES | FILE_TABLES | JOB_TABLES | {
+            "alembic_version"
+        }
     finally:
         engine.dispose()
 

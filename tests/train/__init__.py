@@ -118,3 +118,34 @@ def first_smollm2_load(tmp_path_factory: Any) -> tuple[Any, Any, list[str], Path
             logger.setLevel(old_level)
         _first_load[key] = (model, tokenizer, messages, home)
     return _first_load[key]
+
+
+def make_tiny_home(directory: Path, tokenizer: Any, model_id: str = "tiny") -> Path:
+    """A data home under ``directory`` where ``model_id`` is a registered Hugging Face directory holding a tiny
+    random Llama and the SmolLM2 tokenizer (fast to train, loads like any local model)."""
+    import shutil
+
+    from tracetune.models import register
+
+    model_dir = directory / f"{model_id}-model"
+    shutil.copytree(tokenizer.path, model_dir)
+    tiny_llama(tokenizer.vocab_size).save_pretrained(str(model_dir))
+    home = directory / "home"
+    register(home, model_id, model_dir)
+    return home
+
+
+def training_processes(job_id: str) -> list[int]:
+    """Pids of the live training processes (``python -m tracetune.train.recipe``) of fine-tuning job ``job_id``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and b"tracetune.train.recipe" in cmdline and any(job_id.encode() in a for a in cmdline):
+            pids.append(int(proc.name))
+    return pids

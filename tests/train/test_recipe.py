@@ -6,7 +6,6 @@ import csv
 import itertools
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +14,9 @@ import pytest
 import torch
 
 from tests.models import shared_smollm2_tokenizer
-from tests.train import CALCULATOR_HELDOUT, CALCULATOR_TRAIN, tiny_llama
+from tests.train import CALCULATOR_HELDOUT, CALCULATOR_TRAIN, make_tiny_home, tiny_llama
 from tracetune.errors import InvalidInput
-from tracetune.models import ModelTokenizer, register
+from tracetune.models import ModelTokenizer
 from tracetune.train.data import load_examples
 from tracetune.train.hyperparams import lr_factor
 from tracetune.train.recipe import TARGET_MODULES, TrainConfig, run_training
@@ -206,12 +205,7 @@ def test_config_from_dict_refuses_unknown_settings():
 @pytest.fixture
 def tiny_home(tmp_path, tokenizer) -> Path:
     """A data home where "tiny" is a registered Hugging Face directory (random weights + the SmolLM2 tokenizer)."""
-    directory = tmp_path / "tiny-model"
-    shutil.copytree(tokenizer.path, directory)
-    tiny_llama(tokenizer.vocab_size).save_pretrained(str(directory))
-    home = tmp_path / "home"
-    register(home, "tiny", directory)
-    return home
+    return make_tiny_home(tmp_path, tokenizer)
 
 
 def run_recipe_process(tmp_path: Path, settings: dict, *extra: str) -> tuple[int, list[dict]]:

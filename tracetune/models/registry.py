@@ -14,7 +14,7 @@ import re
 import struct
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -69,6 +69,13 @@ def resolve(home: Path, model_id: str) -> ModelSpec:
             f"model {model_id!r} was registered at {spec.weights_path}, which no longer exists", field="model"
         )
     return spec
+
+
+def resolve_alias(aliases: Mapping[str, str], model_id: str) -> str:
+    """The model an alias stands for (``model_aliases`` setting, ``tracetune serve --model-alias NAME=MODEL``),
+    or ``model_id`` itself when it is no alias. One step: an alias names a model id, not another alias, so an
+    app written for a hosted model name (``gpt-4o-mini``) runs unchanged against a local or fine-tuned one."""
+    return aliases.get(model_id, model_id)
 
 
 def list_models(home: Path) -> list[ModelSpec]:

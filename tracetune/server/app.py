@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 
 from tracetune import __version__
 from tracetune.config import Settings
@@ -12,13 +15,34 @@ from tracetune.ingest.service import IngestService
 from tracetune.server import datasets_api, langsmith_api, openai_api
 from tracetune.server.http import AppState, install_error_handlers
 from tracetune.store import Store, open_store_from_settings
+from tracetune.train.runner import JobRunner
 
 
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     """The app over ``store`` (opened from ``settings`` when not given; the store is upgraded on open)."""
     store = store or open_store_from_settings(settings)
-    app = FastAPI(title="tracetune", version=__version__, docs_url="/api/docs", openapi_url="/api/openapi.json")
-    app.state.tt = AppState(settings=settings, store=store, ingest=IngestService(store, settings.home / "attachments"))
+    runner = JobRunner(store, settings) if settings.run_jobs else None
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if runner is not None:
+            runner.start()
+        try:
+            yield
+        finally:
+            if runner is not None:
+                await run_in_threadpool(runner.stop)
+
+    app = FastAPI(
+        title="tracetune",
+        version=__version__,
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.tt = AppState(
+        settings=settings, store=store, ingest=IngestService(store, settings.home / "attachments"), runner=runner
+    )
     install_error_handlers(app)
     app.include_router(langsmith_api.router)
     app.include_router(datasets_api.router)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import FastAPI, Request
@@ -19,6 +19,9 @@ from tracetune.ingest.service import IngestService
 from tracetune.store import Store
 from tracetune.store.workspaces import DEFAULT_WORKSPACE, Workspace
 
+if TYPE_CHECKING:
+    from tracetune.train.runner import JobRunner
+
 log = logging.getLogger("tracetune.server")
 
 
@@ -27,6 +30,7 @@ class AppState:
     settings: Settings
     store: Store
     ingest: IngestService
+    runner: JobRunner | None = None  # runs fine-tuning jobs in this process (settings.run_jobs)
 
 
 def state(request: Request) -> AppState:

@@ -1,10 +1,11 @@
-"""OpenAI-compatible routes under /v1 (files, models). Thin: parse, call one service, shape the answer.
+"""OpenAI-compatible routes under /v1 (files, models, fine-tuning jobs). Thin: parse, call one service, answer.
 
 Errors on this surface are ``{"error": {"message", "type", "param", "code"}}`` (mapped once, in ``http.py``).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -12,22 +13,35 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from python_multipart.multipart import parse_options_header
 
-from tracetune.errors import InvalidInput, NotFound
+from tracetune.errors import Forbidden, InvalidInput, NotFound
 from tracetune.ingest.multipart import Part, split_parts
 from tracetune.models.registry import list_models
-from tracetune.server.http import read_body, state, workspace
+from tracetune.server.http import parse_json, read_body, state, workspace
 from tracetune.server.openai_protocol import (
     FileDeleted,
     FileList,
     FileObject,
+    FineTuningJob,
+    FineTuningJobCheckpointList,
+    FineTuningJobCreate,
+    FineTuningJobEventList,
+    FineTuningJobList,
     Model,
+    ModelDeleted,
     ModelList,
     file_list,
     file_object,
+    fine_tuned_model_object,
+    fine_tuning_job,
+    job_checkpoint,
+    job_event,
     model_object,
 )
+from tracetune.store.jobs import event_id
 from tracetune.store.workspaces import Workspace
+from tracetune.train.jobs import create_job
 
+log = logging.getLogger("tracetune.server")
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 _FORM_FIELDS = ("purpose", "file", "expires_after[anchor]", "expires_after[seconds]")
@@ -130,13 +144,105 @@ def files_delete(file_id: str, request: Request, ws: Workspace = Depends(workspa
 
 
 @router.get("/models")
-def models_list(request: Request, _: Workspace = Depends(workspace)) -> ModelList:
-    return ModelList(data=[model_object(spec) for spec in list_models(state(request).settings.home)])
+def models_list(request: Request, ws: Workspace = Depends(workspace)) -> ModelList:
+    """The base models, then the workspace's fine-tuned models (oldest first)."""
+    st = state(request)
+    base = [model_object(spec) for spec in list_models(st.settings.home)]
+    return ModelList(data=base + [fine_tuned_model_object(row, ws.name) for row in st.store.models.list(ws.id)])
 
 
 @router.get("/models/{model_id:path}")
-def models_retrieve(model_id: str, request: Request, _: Workspace = Depends(workspace)) -> Model:
-    for spec in list_models(state(request).settings.home):
+def models_retrieve(model_id: str, request: Request, ws: Workspace = Depends(workspace)) -> Model:
+    st = state(request)
+    if model_id.startswith("ft:"):
+        return fine_tuned_model_object(st.store.models.get(ws.id, model_id), ws.name)
+    for spec in list_models(st.settings.home):
         if spec.id == model_id:
             return model_object(spec)
     raise NotFound(f"The model '{model_id}' does not exist", field="model", code="model_not_found")
+
+
+@router.delete("/models/{model_id:path}")
+def models_delete(model_id: str, request: Request, ws: Workspace = Depends(workspace)) -> ModelDeleted:
+    """Delete one of the workspace's fine-tuned models (base models cannot be deleted through the API)."""
+    st = state(request)
+    if not model_id.startswith("ft:"):
+        if any(spec.id == model_id for spec in list_models(st.settings.home)):
+            raise Forbidden(
+                f"'{model_id}' is a base model; only fine-tuned models can be deleted", field="model",
+                code="model_not_deletable",
+            )  # fmt: skip
+        raise NotFound(f"The model '{model_id}' does not exist", field="model", code="model_not_found")
+    st.store.models.delete(ws.id, model_id)
+    return ModelDeleted(id=model_id)
+
+
+# -- fine-tuning jobs -------------------------------------------------------------------------------------------
+
+
+@router.post("/fine_tuning/jobs")
+async def jobs_create(request: Request, ws: Workspace = Depends(workspace)) -> FineTuningJob:
+    st = state(request)
+    body = parse_json(await read_body(request))
+    if not isinstance(body, dict):
+        raise InvalidInput("the body must be a JSON object", field="body")
+    parsed = FineTuningJobCreate.model_validate(body)
+    if parsed.model_extra:
+        log.info("fine_tuning.jobs.create: ignoring unknown keys %s", sorted(parsed.model_extra))
+    row = await run_in_threadpool(create_job, st.store, st.settings, ws, parsed.model_dump(exclude_unset=True))
+    if st.runner is not None:
+        st.runner.wake()
+    return fine_tuning_job(row, ws.name)
+
+
+@router.get("/fine_tuning/jobs")
+def jobs_list(
+    request: Request,
+    ws: Workspace = Depends(workspace),
+    after: str | None = Query(default=None, max_length=64),
+    limit: int = Query(default=20, ge=1, le=100),
+) -> FineTuningJobList:
+    metadata = {
+        key[len("metadata[") : -1]: value
+        for key, value in request.query_params.items()
+        if key.startswith("metadata[") and key.endswith("]")
+    }
+    rows, has_more = state(request).store.jobs.list(ws.id, after=after, limit=limit, metadata=metadata)
+    return FineTuningJobList(data=[fine_tuning_job(r, ws.name) for r in rows], has_more=has_more)
+
+
+@router.get("/fine_tuning/jobs/{job_id}")
+def jobs_retrieve(job_id: str, request: Request, ws: Workspace = Depends(workspace)) -> FineTuningJob:
+    return fine_tuning_job(state(request).store.jobs.get(ws.id, job_id), ws.name)
+
+
+@router.post("/fine_tuning/jobs/{job_id}/cancel")
+def jobs_cancel(job_id: str, request: Request, ws: Workspace = Depends(workspace)) -> FineTuningJob:
+    return fine_tuning_job(state(request).store.jobs.cancel(ws.id, job_id), ws.name)
+
+
+@router.get("/fine_tuning/jobs/{job_id}/events")
+def jobs_events(
+    job_id: str,
+    request: Request,
+    ws: Workspace = Depends(workspace),
+    after: str | None = Query(default=None, max_length=64),
+    limit: int = Query(default=20, ge=1, le=1000),
+) -> FineTuningJobEventList:
+    rows, has_more = state(request).store.jobs.events(ws.id, job_id, after=after, limit=limit)
+    return FineTuningJobEventList(data=[job_event(r, event_id(r["seq"])) for r in rows], has_more=has_more)
+
+
+@router.get("/fine_tuning/jobs/{job_id}/checkpoints")
+def jobs_checkpoints(
+    job_id: str,
+    request: Request,
+    ws: Workspace = Depends(workspace),
+    after: str | None = Query(default=None, max_length=64),
+    limit: int = Query(default=10, ge=1, le=100),
+) -> FineTuningJobCheckpointList:
+    rows, has_more = state(request).store.jobs.checkpoints(ws.id, job_id, after=after, limit=limit)
+    data = [job_checkpoint(r) for r in rows]
+    return FineTuningJobCheckpointList(
+        data=data, has_more=has_more, first_id=data[0].id if data else None, last_id=data[-1].id if data else None
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from tracetune.models.registry import ModelSpec
 
@@ -91,3 +91,164 @@ def model_object(spec: ModelSpec) -> Model:
     except OSError:
         created = 0
     return Model(id=spec.id, created=created)
+
+
+def fine_tuned_model_object(row: dict[str, Any], owner: str) -> Model:
+    return Model(id=row["id"], created=row["created_at"], owned_by=owner)
+
+
+class ModelDeleted(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    deleted: bool = True
+
+
+# -- fine-tuning jobs ------------------------------------------------------------------------------------------
+
+Auto = Literal["auto"]
+
+
+class FineTuningJobCreate(BaseModel):
+    """The body of ``POST /v1/fine_tuning/jobs``. Values are checked by ``tracetune.train.jobs`` (which names the
+    parameter); unknown keys are accepted and logged (newer clients send more)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: Any = None
+    training_file: Any = None
+    validation_file: Any = None
+    suffix: Any = None
+    seed: Any = None
+    hyperparameters: Any = None
+    method: Any = None
+    metadata: Any = None
+    integrations: Any = None
+
+
+class Hyperparameters(BaseModel):
+    n_epochs: int | Auto = "auto"
+    batch_size: int | Auto = "auto"
+    learning_rate_multiplier: float | Auto = "auto"
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+    param: str | None = None
+
+
+class FineTuningJob(BaseModel):
+    id: str
+    object: Literal["fine_tuning.job"] = "fine_tuning.job"
+    created_at: int
+    model: str
+    status: Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
+    fine_tuned_model: str | None
+    finished_at: int | None
+    hyperparameters: Hyperparameters
+    organization_id: str
+    result_files: list[str]
+    seed: int
+    trained_tokens: int | None
+    training_file: str
+    validation_file: str | None
+    error: JobError | None
+    estimated_finish: int | None = None
+    metadata: dict[str, str] | None = None
+    method: dict[str, Any] | None = None
+    integrations: list[Any] | None = None
+
+
+class FineTuningJobList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[FineTuningJob]
+    has_more: bool
+
+
+class FineTuningJobEvent(BaseModel):
+    object: Literal["fine_tuning.job.event"] = "fine_tuning.job.event"
+    id: str
+    created_at: int
+    level: Literal["info", "warn", "error"]
+    message: str
+    type: Literal["message", "metrics"] | None = None
+    data: dict[str, Any] | None = None
+
+
+class FineTuningJobEventList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[FineTuningJobEvent]
+    has_more: bool
+
+
+class CheckpointMetrics(BaseModel):
+    step: float | None = None
+    train_loss: float | None = None
+    train_mean_token_accuracy: float | None = None
+    valid_loss: float | None = None
+    valid_mean_token_accuracy: float | None = None
+    full_valid_loss: float | None = None
+    full_valid_mean_token_accuracy: float | None = None
+
+
+class FineTuningJobCheckpoint(BaseModel):
+    object: Literal["fine_tuning.job.checkpoint"] = "fine_tuning.job.checkpoint"
+    id: str
+    created_at: int
+    fine_tuned_model_checkpoint: str
+    fine_tuning_job_id: str
+    step_number: int
+    metrics: CheckpointMetrics
+
+
+class FineTuningJobCheckpointList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[FineTuningJobCheckpoint]
+    has_more: bool
+    first_id: str | None = None
+    last_id: str | None = None
+
+
+def fine_tuning_job(row: dict[str, Any], organization: str) -> FineTuningJob:
+    return FineTuningJob(
+        id=row["id"],
+        created_at=row["created_at"],
+        model=row["model"],
+        status=row["status"],
+        fine_tuned_model=row["fine_tuned_model"],
+        finished_at=row["finished_at"],
+        hyperparameters=Hyperparameters(**row["hyperparameters"]),
+        organization_id=organization,
+        result_files=list(row["result_files"] or []),
+        seed=row["seed"],
+        trained_tokens=row["trained_tokens"],
+        training_file=row["training_file"],
+        validation_file=row["validation_file"],
+        error=JobError(**row["error"]) if row["error"] else None,
+        estimated_finish=row["estimated_finish"] if row["status"] not in ("succeeded", "failed", "cancelled") else None,
+        metadata=row["user_metadata"],
+        method=row["method"],
+        integrations=[],
+    )
+
+
+def job_event(row: dict[str, Any], event_id: str) -> FineTuningJobEvent:
+    return FineTuningJobEvent(
+        id=event_id,
+        created_at=row["created_at"],
+        level=row["level"],
+        message=row["message"],
+        type=row["type"],
+        data=row["data"],
+    )
+
+
+def job_checkpoint(row: dict[str, Any]) -> FineTuningJobCheckpoint:
+    return FineTuningJobCheckpoint(
+        id=row["id"],
+        created_at=row["created_at"],
+        fine_tuned_model_checkpoint=row["fine_tuned_model_checkpoint"],
+        fine_tuning_job_id=row["job_id"],
+        step_number=row["step_number"],
+        metrics=CheckpointMetrics(**row["metrics"]),
+    )

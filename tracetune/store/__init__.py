@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     from tracetune.store.datasets import DatasetStore
     from tracetune.store.feedback import FeedbackStore
     from tracetune.store.files import FileStore
+    from tracetune.store.jobs import JobStore
+    from tracetune.store.models import FineTunedModelStore
     from tracetune.store.projects import ProjectStore
     from tracetune.store.runs import RunStore
     from tracetune.store.workspaces import WorkspaceStore
@@ -26,11 +28,15 @@ class Store:
     feedback: FeedbackStore = field(init=False)
     datasets: DatasetStore = field(init=False)
     files: FileStore = field(init=False)
+    jobs: JobStore = field(init=False)
+    models: FineTunedModelStore = field(init=False)
 
     def __post_init__(self) -> None:
         from tracetune.store.datasets import DatasetStore
         from tracetune.store.feedback import FeedbackStore
         from tracetune.store.files import FileStore
+        from tracetune.store.jobs import JobStore
+        from tracetune.store.models import FineTunedModelStore
         from tracetune.store.projects import ProjectStore
         from tracetune.store.runs import RunStore
         from tracetune.store.workspaces import WorkspaceStore
@@ -41,6 +47,8 @@ class Store:
         self.feedback = FeedbackStore(self.db)
         self.datasets = DatasetStore(self.db)
         self.files = FileStore(self.db)
+        self.jobs = JobStore(self.db)
+        self.models = FineTunedModelStore(self.db)
 
     def close(self) -> None:
         self.db.engine.dispose()

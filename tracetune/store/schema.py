@@ -202,3 +202,78 @@ files = Table(
     Column("blob_path", String(200), nullable=False),
     Index("ix_files_workspace_created", "workspace_id", "created_at", "id"),
 )
+
+# -- fine-tuning (migration 0004) ----------------------------------------------------------------------------
+# Jobs of the OpenAI-compatible ``/v1/fine_tuning/jobs``, their events and checkpoints, and the fine-tuned models
+# they produce. Times are integer Unix seconds (OpenAI's), except the runner's ``heartbeat_at`` (float seconds).
+# A job's files (config, log, checkpoints, adapter) live under ``$TRACETUNE_HOME/jobs/<job id>/``; paths stored
+# here are relative to the home so that several machines sharing it (a network mount) agree on them.
+
+fine_tuning_jobs = Table(
+    "fine_tuning_jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),  # ftjob-<24 hex>
+    Column("workspace_id", Uuid, ForeignKey("workspaces.id"), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("model", String(200), nullable=False),  # the base model id (an alias is resolved at creation)
+    Column("training_file", String(64), nullable=False),
+    Column("validation_file", String(64), nullable=True),
+    Column("suffix", String(64), nullable=True),
+    Column("seed", BigInteger, nullable=False),
+    Column("method", JSONValue, nullable=False),  # {"type": "supervised", "supervised": {...}} as requested
+    Column("hyperparameters", JSONValue, nullable=False),  # requested (numbers or "auto"); resolved once known
+    Column("user_metadata", JSONValue, nullable=True),
+    Column("status", String(32), nullable=False),
+    Column("fine_tuned_model", String(300), nullable=True),  # set when it succeeds
+    Column("output_model", String(300), nullable=False),  # the id the model gets (fixed at creation)
+    Column("trained_tokens", BigInteger, nullable=True),
+    Column("error", JSONValue, nullable=True),  # {code, message, param} when failed
+    Column("result_files", JSONValue, nullable=False),
+    Column("estimated_finish", BigInteger, nullable=True),
+    Column("started_at", BigInteger, nullable=True),
+    Column("finished_at", BigInteger, nullable=True),
+    Column("cancel_requested", Integer, nullable=False, server_default="0"),
+    Column("worker_id", String(200), nullable=True),  # who holds it (validating / running)
+    Column("heartbeat_at", Float, nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),  # training starts (1 + resumes)
+    Index("ix_fine_tuning_jobs_workspace_created", "workspace_id", "created_at", "id"),
+    Index("ix_fine_tuning_jobs_status_created", "status", "created_at"),
+)
+
+fine_tuning_job_events = Table(
+    "fine_tuning_job_events",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(64), ForeignKey("fine_tuning_jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("level", String(8), nullable=False),  # info | warn | error
+    Column("type", String(16), nullable=False),  # message | metrics
+    Column("message", Text, nullable=False),
+    Column("data", JSONValue, nullable=True),
+    Index("ix_fine_tuning_job_events_job_seq", "job_id", "seq"),
+)
+
+fine_tuning_checkpoints = Table(
+    "fine_tuning_checkpoints",
+    metadata,
+    Column("id", String(64), primary_key=True),  # ftckpt-<24 hex>
+    Column("job_id", String(64), ForeignKey("fine_tuning_jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("step_number", Integer, nullable=False),
+    Column("metrics", JSONValue, nullable=False),
+    Column("fine_tuned_model_checkpoint", String(300), nullable=False),
+    Column("path", String(300), nullable=False),  # relative to the home
+    UniqueConstraint("job_id", "step_number"),
+)
+
+fine_tuned_models = Table(
+    "fine_tuned_models",
+    metadata,
+    Column("workspace_id", Uuid, ForeignKey("workspaces.id"), nullable=False),
+    Column("id", String(300), nullable=False),  # ft:<base>:<workspace>:<suffix>:<short id>
+    Column("base_model", String(200), nullable=False),
+    Column("job_id", String(64), nullable=True),
+    Column("adapter_dir", String(300), nullable=False),  # relative to the home
+    Column("created_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("workspace_id", "id"),
+)

@@ -351,6 +351,21 @@ def _pad_id(model: Any, tokenizer: Any) -> int:
     return 0
 
 
+def _die_with_parent() -> None:
+    """Be killed (SIGKILL) when the job runner that started this process dies, so that a dead worker never leaves
+    training running that another worker is about to resume (Linux ``PR_SET_PDEATHSIG``; elsewhere a no-op: an
+    orphan then dies at its next event write, on the closed pipe)."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the call
+        os._exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m tracetune.train.recipe CONFIG.json [--resume-from DIR]``: run the recipe in this process,
     writing every event as one JSON line to stdout (anything else that prints goes to stderr). Exit status 0 when
@@ -358,7 +373,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tracetune.train.recipe", description=main.__doc__)
     parser.add_argument("config", type=Path, help="JSON file of TrainConfig fields")
     parser.add_argument("--resume-from", type=Path, default=None, help="a checkpoint directory to continue from")
+    parser.add_argument(
+        "--die-with-parent", action="store_true", help="exit when the process that started this one dies (Linux)"
+    )
     args = parser.parse_args(argv)
+    if args.die_with_parent:
+        _die_with_parent()
     sys.stdout.flush()
     events = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", buffering=1)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints (C libraries too) must not corrupt the stream

@@ -1,0 +1,435 @@
+"""The job runner: claim a fine-tuning job, validate its files, run the recipe as its own process, record what
+it reports, and finish the job. ``tracetune serve`` runs one in a thread (unless ``run_jobs`` is off);
+``tracetune worker`` runs one as a process of its own, on this or another machine sharing the store and home.
+
+One job at a time per runner:
+
+1. ``validating_files``: every line of the training (and validation) file is checked (``convert.validate``);
+   a bad file fails the job with ``error.code = "invalid_training_file"`` (or ``invalid_validation_file``)
+   and a message listing every bad line. Good files move the job to ``queued``.
+2. ``queued`` (or ``running`` under a worker that stopped heartbeating): the job goes ``running`` and
+   ``python -m tracetune.train.recipe`` starts on ``$TRACETUNE_HOME/jobs/<job id>/config.json``, resuming from the
+   job's last checkpoint if it has one. Its JSON-line events become job events (``metrics`` each step,
+   checkpoints as checkpoint rows), its stderr goes to ``jobs/<job id>/train.log``.
+3. The runner heartbeats every second. When the job was cancelled (or taken over after this worker stalled),
+   the heartbeat says so and the training process is stopped (SIGTERM, then SIGKILL).
+4. Exit 0: the metrics CSV becomes a ``fine-tune-results`` file, the fine-tuned model is added and the job
+   ``succeeded``, in one commit. Exit 2: the recipe refused the data (``invalid_training_file``). Any other
+   end (a crash, a kill, out of memory) restarts training from the last checkpoint until ``job_max_attempts``
+   starts were made, then the job ``failed`` with the log's path in the message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from tracetune.convert.validate import validate_lines
+from tracetune.train.jobs import checkpoint_model_id
+
+if TYPE_CHECKING:
+    from tracetune.config import Settings
+    from tracetune.store import Store
+
+log = logging.getLogger("tracetune.jobs")
+
+HEARTBEAT_S = 1.0
+STOP_GRACE_S = 5.0
+MAX_LINES_DETAILED = 50
+FILE_ERRORS = (("training_file", "invalid_training_file"), ("validation_file", "invalid_validation_file"))
+CHECKPOINT_METRICS = ("step", "train_loss", "train_mean_token_accuracy", "valid_loss", "valid_mean_token_accuracy")
+Observer = Callable[[str, dict[str, Any]], None]  # (job id, recipe event)
+
+
+def job_dir(home: Path, job_id: str) -> Path:
+    return home / "jobs" / job_id
+
+
+@dataclass
+class _Attempt:
+    """What one training process reported."""
+
+    setup: dict[str, Any] | None = None
+    done: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    last_metrics: dict[str, Any] = field(default_factory=dict)
+    held: bool = True
+    returncode: int | None = None
+
+
+class JobRunner:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        worker_id: str | None = None,
+        poll_s: float = 1.0,
+        observer: Observer | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.home = settings.home
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.poll_s = poll_s
+        self.observer = observer
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- driving --------------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run :meth:`serve_forever` in a daemon thread (the server's way)."""
+        self._thread = threading.Thread(target=self.serve_forever, name="tracetune-jobs", daemon=True)
+        self._thread.start()
+
+    def request_stop(self) -> None:
+        """Ask the runner to stop (safe from a signal handler): a running training process is stopped and its job
+        handed back, to resume from its last checkpoint."""
+        self._stop.set()
+        self._wake.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """:meth:`request_stop`, then wait for the runner thread to end."""
+        self.request_stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def wake(self) -> None:
+        """Look for work now (called when a job is created in this process)."""
+        self._wake.set()
+
+    def serve_forever(self) -> None:
+        log.info("job runner %s started", self.worker_id)
+        while not self._stop.is_set():
+            try:
+                worked = self.run_once()
+            except Exception:  # a bug or a lost database must not kill the runner for good
+                log.exception("job runner: unexpected error; retrying in %.0f s", self.poll_s)
+                worked = False
+            if not worked:
+                self._wake.wait(self.poll_s)
+                self._wake.clear()
+
+    def run_once(self, job_id: str | None = None) -> bool:
+        """Claim one job (``job_id`` only, when given) and take it one stage on; False when there was none."""
+        job = self.store.jobs.claim(self.worker_id, stale_after=self.settings.job_stale_after_s, job_id=job_id)
+        if job is None:
+            return False
+        if job["status"] == "validating_files":
+            self._validate(job)
+        else:
+            self._train(job)
+        return True
+
+    def run_job(self, job_id: str) -> dict[str, Any]:
+        """Run one job to its end in this thread (``tracetune train``); its final row."""
+        while self.store.jobs.status(job_id) not in ("succeeded", "failed", "cancelled") and not self._stop.is_set():
+            if not self.run_once(job_id):
+                time.sleep(self.poll_s)
+        return self.store.jobs.row(job_id)
+
+    # -- validating_files -----------------------------------------------------------------------------------------
+
+    def _validate(self, job: dict[str, Any]) -> None:
+        for field_name, code in (
+            ("training_file", "invalid_training_file"),
+            ("validation_file", "invalid_validation_file"),
+        ):
+            file_id = job[field_name]
+            if file_id is None:
+                continue
+            problem = self._file_problem(job, file_id)
+            if problem is not None:
+                message = f"{'Training' if field_name == 'training_file' else 'Validation'} file {file_id} {problem}"
+                self.store.jobs.transition(
+                    job["id"], self.worker_id, "failed",
+                    error={"code": code, "message": message, "param": field_name}, messages=[("error", message)],
+                )  # fmt: skip
+                return
+        self.store.jobs.transition(
+            job["id"], self.worker_id, "queued", release=True,
+            messages=[("info", "Files validated, moving job to queued state")],
+        )  # fmt: skip
+
+    def _file_problem(self, job: dict[str, Any], file_id: str) -> str | None:
+        """None when every line of the file is a valid chat fine-tuning record, else what is wrong (every line)."""
+        try:
+            path = self.store.files.blob(job["workspace_id"], file_id, self.home / "files")
+            lines = path.read_bytes().splitlines()
+        except Exception as exc:  # deleted since creation, unreadable
+            return f"cannot be read: {getattr(exc, 'message', exc)}"
+        report = validate_lines(lines)
+        by_line: dict[int, list[str]] = {}
+        for p in report.problems:
+            if p.level == "error":
+                by_line.setdefault(p.line, []).append(f"{p.field + ': ' if p.field else ''}{p.message}")
+        if not by_line:
+            return None if report.valid_lines else "holds no examples"
+        numbers = sorted(by_line)
+        detail = "; ".join(f"line {n}: {' / '.join(by_line[n])}" for n in numbers[:MAX_LINES_DETAILED])
+        more = numbers[MAX_LINES_DETAILED:]
+        if more:
+            detail += f"; and {len(more)} more invalid lines: {', '.join(map(str, more))}"
+        return f"has {len(numbers)} invalid line{'s' if len(numbers) > 1 else ''} (of {report.lines}): {detail}"
+
+    # -- training -------------------------------------------------------------------------------------------------
+
+    def _train(self, job: dict[str, Any]) -> None:
+        jobs = self.store.jobs
+        while True:
+            checkpoint = jobs.latest_checkpoint(job["id"])
+            attempts = int(job["attempts"]) + 1
+            if attempts > self.settings.job_max_attempts:
+                self._fail(job, "training_failed", f"training stopped {attempts - 1} times; see {self._log(job)}")
+                return
+            if checkpoint is None:
+                note = "Fine-tuning job started" if attempts == 1 else "Fine-tuning job restarted from the beginning"
+            else:
+                note = f"Resuming from the checkpoint at step {checkpoint['step_number']} (attempt {attempts})"
+            if not jobs.transition(
+                job["id"], self.worker_id, "running", messages=[("info", note)], attempts=attempts,
+                started_at=job["started_at"] or int(time.time()),
+            ):  # fmt: skip
+                return  # cancelled meanwhile
+            job = {**job, "attempts": attempts}
+            outcome = self._run_process(job, self.home / checkpoint["path"] if checkpoint else None)
+            if not outcome.held:
+                return  # cancelled, or taken over by another worker: nothing more to write
+            if outcome.returncode == 0 and outcome.done is not None:
+                self._succeed(job, outcome)
+                return
+            if outcome.returncode == 2 and outcome.error is not None:
+                param = outcome.error.get("field") or "training_file"
+                code = "invalid_validation_file" if param == "validation_file" else "invalid_training_file"
+                self._fail(job, code, outcome.error.get("message") or "the training data was refused", param=param)
+                return
+            why = _exit_reason(outcome.returncode, outcome.error)
+            if self._stop.is_set():
+                jobs.transition(
+                    job["id"], self.worker_id, "queued", release=True,
+                    messages=[("warn", f"Worker {self.worker_id} stopped; the job resumes from its last checkpoint")],
+                )  # fmt: skip
+                return
+            if attempts >= self.settings.job_max_attempts:
+                self._fail(job, "training_failed", f"the training process {why}; see {self._log(job)}")
+                return
+            jobs.add_events(job["id"], [{"level": "warn", "message": f"The training process {why}; restarting it"}])
+
+    def _run_process(self, job: dict[str, Any], resume_from: Path | None) -> _Attempt:
+        directory = job_dir(self.home, job["id"])
+        directory.mkdir(parents=True, exist_ok=True)
+        config_path = directory / "config.json"
+        config = self._config(job, directory)
+        scratch = config_path.with_name(f".config-{secrets.token_hex(4)}.json")
+        scratch.write_text(json.dumps(config, indent=2), encoding="utf-8")
+        os.replace(scratch, config_path)
+        command = [sys.executable, "-m", "tracetune.train.recipe", str(config_path), "--die-with-parent"]
+        if resume_from is not None:
+            command += ["--resume-from", str(resume_from)]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRACETUNE_HOME": str(self.home)}
+        outcome = _Attempt()
+        with open(directory / "train.log", "ab") as log_file:
+            log_file.write(f"\n== attempt {job['attempts']}: {' '.join(command)}\n".encode())
+            log_file.flush()
+            proc = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=log_file, env=env, start_new_session=True
+            )  # fmt: skip
+            assert proc.stdout is not None
+            lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
+            reader = threading.Thread(target=_read_events, args=(proc.stdout, lines), daemon=True)
+            reader.start()
+            finished = False
+            next_beat = 0.0
+            while not finished:
+                batch: list[dict[str, Any]] = []
+                try:
+                    item = lines.get(timeout=HEARTBEAT_S / 2)
+                    while True:
+                        if item is None:
+                            finished = True
+                            break
+                        batch.append(item)
+                        item = lines.get_nowait()
+                except queue.Empty:
+                    pass
+                self._record(job, batch, outcome)
+                now = time.monotonic()
+                if now >= next_beat or finished:
+                    next_beat = now + HEARTBEAT_S
+                    eta = outcome.last_metrics.get("eta_s")
+                    values = {"estimated_finish": int(time.time() + eta)} if isinstance(eta, int | float) else {}
+                    if not self.store.jobs.heartbeat(job["id"], self.worker_id, **values):
+                        outcome.held = False  # cancelled, or another worker took it over
+                        _stop_process(proc)
+                        break
+                    if self._stop.is_set():  # this runner stops: the job is handed back (see _train)
+                        _stop_process(proc)
+                        break
+            outcome.returncode = proc.wait()
+            reader.join(timeout=5)
+        return outcome
+
+    def _config(self, job: dict[str, Any], directory: Path) -> dict[str, Any]:
+        files_root = self.home / "files"
+        hp = job["method"]["supervised"]["hyperparameters"]
+        return {
+            "training_file": str(self.store.files.blob(job["workspace_id"], job["training_file"], files_root)),
+            "validation_file": str(self.store.files.blob(job["workspace_id"], job["validation_file"], files_root))
+            if job["validation_file"]
+            else None,
+            "output_dir": str(directory),
+            "model": job["model"],
+            "home": str(self.home),
+            "seed": int(job["seed"]),
+            "n_epochs": hp.get("n_epochs", "auto"),
+            "batch_size": hp.get("batch_size", "auto"),
+            "learning_rate_multiplier": hp.get("learning_rate_multiplier", "auto"),
+        }
+
+    def _record(self, job: dict[str, Any], batch: list[dict[str, Any]], outcome: _Attempt) -> None:
+        """Turn the recipe's events into job events / checkpoints / resolved hyperparameters."""
+        if not batch:
+            return
+        events: list[dict[str, Any]] = []
+        for event in batch:
+            kind = event.get("type")
+            if self.observer is not None:
+                self.observer(job["id"], event)
+            if kind == "setup":
+                outcome.setup = event
+                hp = {k: event["hyperparameters"][k] for k in ("n_epochs", "batch_size", "learning_rate_multiplier")}
+                self.store.jobs.heartbeat(
+                    job["id"], self.worker_id, hyperparameters=hp,
+                    method={"type": "supervised", "supervised": {"hyperparameters": hp}},
+                )  # fmt: skip
+                if event.get("resumed_from_step") is None:
+                    events.append({"message": (
+                        f"Training started: {event['n_train_examples']} examples, {hp['n_epochs']} epochs of "
+                        f"{event['steps_per_epoch']} steps (batch size {hp['batch_size']}, learning rate "
+                        f"{event['hyperparameters']['learning_rate']:g})"
+                    ), "data": None})  # fmt: skip
+            elif kind == "metrics":
+                outcome.last_metrics = event
+                data = {k: v for k, v in event.items() if k != "type"}
+                text = f"Step {event['step']}/{event['total_steps']}: training loss={event['train_loss']:.4f}"
+                if "valid_loss" in event:
+                    text += f", validation loss={event['valid_loss']:.4f}"
+                events.append({"message": text, "type": "metrics", "data": data})
+            elif kind == "checkpoint":
+                self.store.jobs.add_events(job["id"], events)
+                events = []
+                step = int(event["step"])
+                metrics = {
+                    k: outcome.last_metrics[k]
+                    for k in (
+                        "step",
+                        "train_loss",
+                        "train_mean_token_accuracy",
+                        "valid_loss",
+                        "valid_mean_token_accuracy",
+                    )
+                    if k in outcome.last_metrics and outcome.last_metrics.get("step") == step
+                }
+                self.store.jobs.add_checkpoint(
+                    {
+                        "job_id": job["id"], "step_number": step, "metrics": metrics or {"step": step},
+                        "fine_tuned_model_checkpoint": checkpoint_model_id(job["output_model"], step),
+                        "path": str(Path(event["path"]).resolve().relative_to(self.home.resolve())),
+                    }
+                )  # fmt: skip
+                events.append({"message": f"Checkpoint created at step {step}", "data": {"step": step}})
+            elif kind == "done":
+                outcome.done = event
+            elif kind == "error":
+                outcome.error = event
+        self.store.jobs.add_events(job["id"], events)
+
+    def _succeed(self, job: dict[str, Any], outcome: _Attempt) -> None:
+        assert outcome.done is not None
+        directory = job_dir(self.home, job["id"])
+        csv_bytes = (directory / "metrics.csv").read_bytes()
+        result = self.store.files.create(
+            job["workspace_id"], self.home / "files", filename="step_metrics.csv", purpose="fine-tune-results",
+            data=csv_bytes,
+        )  # fmt: skip
+        adapter = Path(outcome.done["adapter_dir"]).resolve().relative_to(self.home.resolve())
+        model_row = {
+            "workspace_id": job["workspace_id"], "id": job["output_model"], "base_model": job["model"],
+            "job_id": job["id"], "adapter_dir": str(adapter), "created_at": int(time.time()),
+        }  # fmt: skip
+        done = self.store.jobs.transition(
+            job["id"], self.worker_id, "succeeded",
+            fine_tuned_model=job["output_model"], trained_tokens=int(outcome.done["tokens"]),
+            result_files=[result["id"]], also=lambda conn: self.store.models.add(conn, model_row),
+            messages=[("info", f"New fine-tuned model created: {job['output_model']}"),
+                      ("info", "The job has successfully completed")],
+        )  # fmt: skip
+        if not done:  # cancelled in the last second: drop the result file we made
+            self.store.files.delete(job["workspace_id"], result["id"], self.home / "files")
+
+    def _fail(self, job: dict[str, Any], code: str, message: str, *, param: str | None = None) -> None:
+        self.store.jobs.transition(
+            job["id"], self.worker_id, "failed",
+            error={"code": code, "message": message, "param": param}, messages=[("error", message)],
+        )  # fmt: skip
+
+    def _log(self, job: dict[str, Any]) -> Path:
+        return job_dir(self.home, job["id"]) / "train.log"
+
+
+def _read_events(stream: IO[bytes], out: queue.Queue[dict[str, Any] | None]) -> None:
+    """Parse the recipe's JSON lines into ``out``; ``None`` marks the end of the stream."""
+    try:
+        for raw in stream:
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                log.warning("training process wrote a line that is not an event: %r", raw[:200])
+                continue
+            if isinstance(event, dict):
+                out.put(event)
+    finally:
+        out.put(None)
+
+
+def _stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the training process group, SIGKILL it after a grace period."""
+    for sig, wait in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, STOP_GRACE_S)):
+        if proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _exit_reason(returncode: int | None, error: dict[str, Any] | None) -> str:
+    if returncode is not None and returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = str(-returncode)
+        return f"was killed by {name}"
+    if error and error.get("message"):
+        return f"failed: {error['message']}"
+    return f"exited with status {returncode}"
