@@ -261,6 +261,7 @@ def db_upgrade(home: HomeOpt = None, database_url: DbOpt = None) -> None:
 
 
 def _register_commands() -> None:
+    from tracetune.cli_eval import eval_command
     from tracetune.cli_export import export_command, validate_command
     from tracetune.cli_jobs import jobs_app, models_app, train_command, worker_command
 
@@ -268,6 +269,7 @@ def _register_commands() -> None:
     app.command("validate")(validate_command)
     app.command("train")(train_command)
     app.command("worker")(worker_command)
+    app.command("eval")(eval_command)
     app.add_typer(jobs_app, name="jobs")
     app.add_typer(models_app, name="models")
 

@@ -1,0 +1,1 @@
+"""Evaluation: replay held-out conversations against models through the chat API and score the replies."""

@@ -1,0 +1,148 @@
+"""Replaying held-out conversations against models through an OpenAI-compatible chat API, and the report.
+
+Each record of an OpenAI chat fine-tuning JSONL file is cut before its last assistant message; the messages
+before it (and the record's ``tools`` / ``functions``) are sent to ``/v1/chat/completions`` with the model free
+to answer or call (``tool_choice`` is not forced), greedily (``temperature=0``); the reply is scored against that
+last assistant message (:mod:`tracetune.evaluate.scoring`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tracetune.errors import InvalidInput
+from tracetune.evaluate.scoring import Score, score_reply, summarize
+
+Progress = Callable[[str, int, int], None]  # (model, done, total)
+
+
+def split_record(record: Mapping[str, Any], line: int = 0) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """``(prompt messages, expected assistant message)``: the record cut before its last assistant message."""
+    messages = record.get("messages")
+    if not isinstance(messages, list):
+        raise InvalidInput("a record needs a 'messages' list", field="messages", line=line)
+    for index in range(len(messages) - 1, -1, -1):
+        if isinstance(messages[index], dict) and messages[index].get("role") == "assistant":
+            if index == 0:
+                break
+            return [dict(m) for m in messages[:index]], dict(messages[index])
+    raise InvalidInput("a record needs an assistant message after at least one other", field="messages", line=line)
+
+
+def replay_one(
+    client: Any, model: str, record: Mapping[str, Any], *, line: int = 0, max_tokens: int = 256
+) -> tuple[dict[str, Any], float]:
+    """The model's reply message to ``record``'s prompt, and the request's latency in seconds."""
+    prompt, _ = split_record(record, line)
+    request: dict[str, Any] = {"model": model, "messages": prompt, "temperature": 0, "max_tokens": max_tokens}
+    if record.get("tools"):
+        request["tools"] = record["tools"]
+    elif record.get("functions"):
+        request["functions"] = record["functions"]
+    started = time.perf_counter()
+    response = client.chat.completions.create(**request)
+    latency = time.perf_counter() - started
+    return response.choices[0].message.model_dump(exclude_none=True), latency
+
+
+def evaluate(
+    client: Any,
+    models: Sequence[str],
+    records: Sequence[tuple[int, Mapping[str, Any]]],
+    *,
+    max_tokens: int = 256,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Replay every ``(line, record)`` against every model; summaries and per-example results."""
+    results: dict[str, Any] = {"models": {}, "examples": len(records)}
+    for model in models:
+        scores: list[Score] = []
+        rows: list[dict[str, Any]] = []
+        for done, (line, record) in enumerate(records, 1):
+            _, expected = split_record(record, line)
+            reply, latency = replay_one(client, model, record, line=line, max_tokens=max_tokens)
+            score = score_reply(expected, reply, latency_s=round(latency, 3))
+            scores.append(score)
+            rows.append({"line": line, "reply": reply, **score.as_dict()})
+            if progress is not None:
+                progress(model, done, len(records))
+        results["models"][model] = {"summary": summarize(scores), "results": rows}
+    return results
+
+
+def read_records(path: Path, limit: int | None = None) -> list[tuple[int, dict[str, Any]]]:
+    """``(line, record)`` of a JSONL file (blank lines skipped), at most ``limit``."""
+    out: list[tuple[int, dict[str, Any]]] = []
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except ValueError as exc:
+            raise InvalidInput(f"{path.name} line {number} is not JSON: {exc}", field="data", line=number) from None
+        split_record(record, number)
+        out.append((number, record))
+        if limit is not None and len(out) >= limit:
+            break
+    if not out:
+        raise InvalidInput(f"{path} holds no records", field="data")
+    return out
+
+
+METRICS = (
+    ("accuracy", "accuracy"),
+    ("tool_name_accuracy", "tool name"),
+    ("tool_args_exact", "exact args"),
+    ("valid_json_rate", "valid JSON"),
+    ("text_exact", "text exact"),
+    ("text_fuzzy", "text fuzzy"),
+    ("latency_p50_s", "p50 latency (s)"),
+)
+
+
+def table_rows(results: Mapping[str, Any]) -> list[list[str]]:
+    """``[metric label, value per model …]`` rows (percentages for rates, "-" where a metric does not apply)."""
+    rows = []
+    for key, label in METRICS:
+        row = [label]
+        for model in results["models"]:
+            value = results["models"][model]["summary"][key]
+            if value is None:
+                row.append("-")
+            elif key.startswith("latency"):
+                row.append(f"{value:.2f}")
+            else:
+                row.append(f"{100 * value:.0f}%")
+        rows.append(row)
+    return rows
+
+
+def write_chart(results: Mapping[str, Any], path: Path) -> Path:
+    """A bar chart of the rates per model (PNG; needs matplotlib, in the ``demo`` extra)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [(k, label) for k, label in METRICS if not k.startswith("latency")]
+    models = list(results["models"])
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / max(1, len(models))
+    for i, model in enumerate(models):
+        summary = results["models"][model]["summary"]
+        values = [100 * (summary[k] or 0) for k, _ in keys]
+        ax.bar([x + i * width for x in range(len(keys))], values, width, label=model)
+    ax.set_xticks([x + width * (len(models) - 1) / 2 for x in range(len(keys))], [label for _, label in keys])
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 105)
+    ax.set_title(f"held-out evaluation ({results['examples']} examples)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

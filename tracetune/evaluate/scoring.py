@@ -1,0 +1,128 @@
+"""Scoring one model reply against the held-out answer: pure functions over OpenAI-format messages.
+
+A held-out record (OpenAI chat fine-tuning JSONL) is replayed up to its last assistant turn; that turn is the
+*expected* answer and the model's reply (an OpenAI chat ``message``: ``content``, ``tool_calls`` or legacy
+``function_call``) is scored against it:
+
+* expected calls → ``name_correct`` (the same function names, in order), ``args_exact`` (the same arguments too,
+  numbers compared as numbers: ``12`` equals ``12.0``, ``"12"`` does not), ``valid_json`` (every call the model
+  made, or tried to make — a ``<tool_call>`` block left in its text — has arguments that parse as a JSON object);
+* expected text → ``text_exact`` (equal after trimming and collapsing whitespace) and ``text_fuzzy`` (a
+  ``difflib`` ratio of at least :data:`FUZZY_THRESHOLD` on the normalised, case-folded texts).
+
+``correct`` is ``args_exact`` for a call, ``text_exact`` for text.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from tracetune.chat_format import TOOL_CALL_OPEN, content_text
+
+FUZZY_THRESHOLD = 0.8
+_SPACES = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class Score:
+    expected_kind: str  # "call" | "text"
+    correct: bool
+    name_correct: bool | None = None
+    args_exact: bool | None = None
+    valid_json: bool | None = None  # None: the model made no call and tried none
+    text_exact: bool | None = None
+    text_fuzzy: bool | None = None
+    latency_s: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Call = tuple[str, Any]  # (name, parsed arguments, or the raw text when it is not a JSON object)
+
+
+def calls_of(message: Mapping[str, Any]) -> list[Call]:
+    """The calls of an OpenAI assistant message (``tool_calls``, else ``function_call``), arguments parsed."""
+    raw: list[Mapping[str, Any]] = []
+    for call in message.get("tool_calls") or []:
+        fn = call.get("function") or {}
+        raw.append(fn)
+    if not raw and message.get("function_call"):
+        raw.append(message["function_call"])
+    return [(str(fn.get("name", "")), _arguments(fn.get("arguments"))) for fn in raw]
+
+
+def score_reply(expected: Mapping[str, Any], reply: Mapping[str, Any], *, latency_s: float | None = None) -> Score:
+    """Score ``reply`` (the model's message) against ``expected`` (the record's last assistant message)."""
+    want = calls_of(expected)
+    got = calls_of(reply)
+    text = _text(reply)
+    tried = got or TOOL_CALL_OPEN in text
+    valid_json = None if not tried else (TOOL_CALL_OPEN not in text and all(isinstance(a, dict) for _, a in got))
+    if want:
+        names = [n for n, _ in got] == [n for n, _ in want]
+        exact = names and all(same_value(a, b) for (_, a), (_, b) in zip(got, want, strict=True))
+        return Score("call", exact, names, exact, valid_json, latency_s=latency_s)
+    wanted, said = _normal(_text(expected)), _normal(text)
+    exact = not got and said == wanted
+    fuzzy = not got and difflib.SequenceMatcher(None, said.casefold(), wanted.casefold()).ratio() >= FUZZY_THRESHOLD
+    return Score("text", exact, valid_json=valid_json, text_exact=exact, text_fuzzy=fuzzy, latency_s=latency_s)
+
+
+def same_value(got: Any, want: Any) -> bool:
+    """Equal as JSON values, numbers compared as numbers (``12 == 12.0``; booleans are not numbers)."""
+    if _number(got) and _number(want):
+        return float(got) == float(want)
+    if isinstance(want, dict):
+        return isinstance(got, dict) and got.keys() == want.keys() and all(same_value(got[k], want[k]) for k in want)
+    if isinstance(want, list):
+        return isinstance(got, list) and len(got) == len(want) and all(map(same_value, got, want))
+    return type(got) is type(want) and bool(got == want)
+
+
+def summarize(scores: Sequence[Score]) -> dict[str, Any]:
+    """Rates over ``scores``: each metric over the examples it applies to (``None`` when it applies to none)."""
+
+    def rate(values: list[bool | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return round(sum(known) / len(known), 4) if known else None
+
+    latencies = sorted(s.latency_s for s in scores if s.latency_s is not None)
+    return {
+        "examples": len(scores),
+        "accuracy": rate([s.correct for s in scores]),
+        "tool_name_accuracy": rate([s.name_correct for s in scores]),
+        "tool_args_exact": rate([s.args_exact for s in scores]),
+        "valid_json_rate": rate([s.valid_json for s in scores]),
+        "text_exact": rate([s.text_exact for s in scores]),
+        "text_fuzzy": rate([s.text_fuzzy for s in scores]),
+        "latency_p50_s": round(latencies[len(latencies) // 2], 3) if latencies else None,
+        "latency_mean_s": round(sum(latencies) / len(latencies), 3) if latencies else None,
+    }
+
+
+def _arguments(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value) if value.strip() else {}
+        except ValueError:
+            return value
+    return value if value is not None else {}
+
+
+def _text(message: Mapping[str, Any]) -> str:
+    content = message.get("content")
+    return content_text(content) if content is not None else ""
+
+
+def _normal(text: str) -> str:
+    return _SPACES.sub(" ", text).strip()
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
