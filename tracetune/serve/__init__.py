@@ -1,0 +1,1 @@
+"""Serving: the inference engine behind the OpenAI-compatible chat completions."""
