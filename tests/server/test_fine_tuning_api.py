@@ -245,3 +245,17 @@ def test_a_killed_training_process_resumes_from_its_checkpoint(client, training_
     config = json.loads((Path(ft_server.settings.home) / "jobs" / job.id / "config.json").read_text())
     assert config["model"] == "tiny"
     assert "== attempt 2" in (ft_server.settings.home / "jobs" / job.id / "train.log").read_text()
+
+
+def test_an_alias_names_the_base_model_and_is_listed(client, training_file, ft_server):
+    settings = ft_server.settings
+    settings.model_aliases = {"gpt-4o-mini": "tiny"}
+    try:
+        assert "gpt-4o-mini" in [m.id for m in client.models.list()]
+        assert client.models.retrieve("gpt-4o-mini").id == "gpt-4o-mini"
+        job = client.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=training_file, suffix="alias")
+        assert job.model == "tiny"
+        client.fine_tuning.jobs.cancel(job.id)
+    finally:
+        settings.model_aliases = {}
+    assert "gpt-4o-mini" not in [m.id for m in client.models.list()]

@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from tracetune import __version__
 from tracetune.config import Settings
 from tracetune.ingest.service import IngestService
-from tracetune.server import datasets_api, langsmith_api, openai_api
+from tracetune.server import chat_api, datasets_api, langsmith_api, openai_api
 from tracetune.server.http import AppState, install_error_handlers
 from tracetune.store import Store, open_store_from_settings
 from tracetune.train.runner import JobRunner
@@ -24,7 +24,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     runner = JobRunner(store, settings) if settings.run_jobs else None
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if runner is not None:
             runner.start()
         try:
@@ -32,6 +32,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         finally:
             if runner is not None:
                 await run_in_threadpool(runner.stop)
+            await run_in_threadpool(chat_api.close_chat_service, app)
 
     app = FastAPI(
         title="tracetune",
@@ -47,6 +48,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.include_router(langsmith_api.router)
     app.include_router(datasets_api.router)
     app.include_router(openai_api.router)
+    app.include_router(chat_api.router)
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:

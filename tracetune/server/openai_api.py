@@ -145,15 +145,20 @@ def files_delete(file_id: str, request: Request, ws: Workspace = Depends(workspa
 
 @router.get("/models")
 def models_list(request: Request, ws: Workspace = Depends(workspace)) -> ModelList:
-    """The base models, then the workspace's fine-tuned models (oldest first)."""
+    """The base models, the workspace's fine-tuned models (oldest first), then the aliases (``model_aliases``), so
+    an app that checks its configured model name in the list finds it."""
     st = state(request)
     base = [model_object(spec) for spec in list_models(st.settings.home)]
-    return ModelList(data=base + [fine_tuned_model_object(row, ws.name) for row in st.store.models.list(ws.id)])
+    tuned = [fine_tuned_model_object(row, ws.name) for row in st.store.models.list(ws.id)]
+    aliases = [Model(id=name, created=0) for name in sorted(st.settings.model_aliases)]
+    return ModelList(data=base + tuned + aliases)
 
 
 @router.get("/models/{model_id:path}")
 def models_retrieve(model_id: str, request: Request, ws: Workspace = Depends(workspace)) -> Model:
     st = state(request)
+    if model_id in st.settings.model_aliases:
+        return Model(id=model_id, created=0)
     if model_id.startswith("ft:"):
         return fine_tuned_model_object(st.store.models.get(ws.id, model_id), ws.name)
     for spec in list_models(st.settings.home):
