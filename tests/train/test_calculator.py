@@ -81,4 +81,3 @@ def test_tuned_model_calls_the_calculator_right(tmp_path, smollm2):
               if not same_call(call, expected_call(r))]  # fmt: skip
     assert tuned_score >= 17, misses
     assert base_score <= 5
-    assert result.train_wall_s < 120
