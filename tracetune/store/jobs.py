@@ -249,20 +249,26 @@ class JobStore:
                     also(conn)
             return bool(changed)
 
-    def add_events(self, job_id: str, items: builtins.list[dict[str, Any]]) -> None:
-        """Append events: ``{"message", "level"?, "type"?, "data"?}`` each."""
+    def add_events(self, job_id: str, items: builtins.list[dict[str, Any]], *, worker_id: str | None = None) -> None:
+        """Append events: ``{"message", "level"?, "type"?, "data"?}`` each. With ``worker_id``, only while that
+        worker still holds the job (a cancelled job gets no events after "Fine-tuning job cancelled")."""
         if not items:
             return
         with self.db.write() as conn:
+            if worker_id is not None and not self._held(conn, job_id, worker_id):
+                return
             for item in items:
                 self._event(
                     conn, job_id, item["message"], item.get("level", "info"), item.get("type"), item.get("data")
                 )
 
-    def add_checkpoint(self, row: dict[str, Any]) -> None:
+    def add_checkpoint(self, row: dict[str, Any], *, worker_id: str | None = None) -> None:
         """Record a checkpoint (``job_id, step_number, metrics, fine_tuned_model_checkpoint, path``); a checkpoint
-        of a step already recorded (a resumed run redoing it) replaces nothing and is ignored."""
+        of a step already recorded (a resumed run redoing it) replaces nothing and is ignored. With ``worker_id``,
+        only while that worker still holds the job."""
         with self.db.write() as conn:
+            if worker_id is not None and not self._held(conn, job_id=row["job_id"], worker_id=worker_id):
+                return
             exists = conn.execute(
                 select(checkpoints.c.id).where(
                     checkpoints.c.job_id == row["job_id"], checkpoints.c.step_number == row["step_number"]
@@ -284,6 +290,17 @@ class JobStore:
     def status(self, job_id: str) -> str | None:
         with self.db.read() as conn:
             return conn.execute(select(jobs.c.status).where(jobs.c.id == job_id)).scalar()
+
+    @staticmethod
+    def _held(conn: Any, job_id: str, worker_id: str) -> bool:
+        return (
+            conn.execute(
+                select(jobs.c.id).where(
+                    jobs.c.id == job_id, jobs.c.worker_id == worker_id, jobs.c.status.not_in(TERMINAL)
+                )
+            ).first()
+            is not None
+        )
 
     @staticmethod
     def _event(

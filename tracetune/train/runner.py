@@ -331,7 +331,7 @@ class JobRunner:
                     text += f", validation loss={event['valid_loss']:.4f}"
                 events.append({"message": text, "type": "metrics", "data": data})
             elif kind == "checkpoint":
-                self.store.jobs.add_events(job["id"], events)
+                self.store.jobs.add_events(job["id"], events, worker_id=self.worker_id)
                 events = []
                 step = int(event["step"])
                 metrics = {
@@ -350,14 +350,15 @@ class JobRunner:
                         "job_id": job["id"], "step_number": step, "metrics": metrics or {"step": step},
                         "fine_tuned_model_checkpoint": checkpoint_model_id(job["output_model"], step),
                         "path": str(Path(event["path"]).resolve().relative_to(self.home.resolve())),
-                    }
+                    },
+                    worker_id=self.worker_id,
                 )  # fmt: skip
                 events.append({"message": f"Checkpoint created at step {step}", "data": {"step": step}})
             elif kind == "done":
                 outcome.done = event
             elif kind == "error":
                 outcome.error = event
-        self.store.jobs.add_events(job["id"], events)
+        self.store.jobs.add_events(job["id"], events, worker_id=self.worker_id)
 
     def _succeed(self, job: dict[str, Any], outcome: _Attempt) -> None:
         assert outcome.done is not None
