@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# The test command: set up .venv with the test extra, start a throw-away PostgreSQL, run lint, types and
-# the suite on both SQLite and PostgreSQL. Pytest's "no tests collected" (exit 5) counts as a failure.
+# The test command: set up .venv with the test extra, start a throw-away PostgreSQL, install chromium (the UI's
+# browser test), run lint, types and the suite on both SQLite and PostgreSQL. Pytest's "no tests collected"
+# (exit 5) counts as a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
 export TRACETUNE_TEST_POSTGRES_URL="${TRACETUNE_TEST_POSTGRES_URL:-$(scripts/start-postgres.sh)}"
+# The UI's browser test drives Debian's chromium through playwright (never `playwright install`): install it when
+# missing, as start-postgres.sh does for PostgreSQL.
+if [ ! -x /usr/bin/chromium ]; then
+  echo "installing chromium from Debian packages" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2
+fi
 export HF_HUB_OFFLINE=1
 .venv/bin/ruff check tracetune tests bench
 .venv/bin/ruff format --check tracetune tests bench

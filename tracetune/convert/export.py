@@ -43,6 +43,7 @@ __all__ = [
     "export_dataset",
     "export_runs",
     "load_target",
+    "preview_dataset",
     "read_runs_file",
     "validation_path",
 ]
@@ -346,6 +347,36 @@ def export_dataset(
             )
 
     return _run(options, target, groups, out, store_as)
+
+
+def preview_dataset(
+    store: Store,
+    workspace_id: uuid.UUID,
+    selection: Selection,
+    options: ExportOptions,
+    *,
+    limit: int = 20,
+    home: Path | None = None,
+    target: TargetModel | None = None,
+) -> tuple[list[BuiltRecord], dict[str, Any]]:
+    """The first ``limit`` records ``export_dataset`` would build from ``selection`` (same pipeline, nothing
+    written) and the summary of the runs read until then: the problems it found (with run ids), skips, tokens.
+    Stops reading at the end of the trace that completes ``limit`` records, so it stays fast on a big store."""
+    target = target or load_target(home or _settings_home(), options.model)
+    stmt = _selection_statement(store, workspace_id, selection)
+    builder = DatasetBuilder(options, target.inspect)
+    records: list[BuiltRecord] = []
+    groups = stream_store_groups(store, workspace_id, stmt, corrections=options.use_corrections)
+    try:
+        for runs, fixes in groups:
+            records.extend(builder.add_group(runs, fixes))
+            if len(records) >= limit:
+                break
+    finally:
+        getattr(groups, "close", lambda: None)()  # a generator: ends the streamed statement (and its read) now
+    summary = builder.summary.as_dict()
+    summary["model"] = {"id": target.model_id, "context_length": target.context_length}
+    return records[:limit], summary
 
 
 def export_runs(

@@ -14,6 +14,7 @@ from tracetune.config import Settings
 from tracetune.ingest.service import IngestService
 from tracetune.server import chat_api, datasets_api, langsmith_api, openai_api
 from tracetune.server.http import AppState, install_error_handlers
+from tracetune.server.ui import mount_ui
 from tracetune.store import Store, open_store_from_settings
 from tracetune.train.runner import JobRunner
 
@@ -49,6 +50,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.include_router(datasets_api.router)
     app.include_router(openai_api.router)
     app.include_router(chat_api.router)
+    mount_ui(app)  # the web UI at / (after the APIs: its paths never overlap theirs)
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:

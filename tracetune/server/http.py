@@ -40,17 +40,22 @@ def state(request: Request) -> AppState:
 def workspace(request: Request) -> Workspace:
     """The caller's workspace: from its API key (``x-api-key`` or ``Authorization: Bearer``), or the default
     workspace when the server runs open (no keys configured)."""
-    st = state(request)
     key = request.headers.get("x-api-key")
     if not key:
         auth = request.headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
             key = auth[7:].strip()
-    if not st.store.workspaces.any_keys():
-        return st.store.workspaces.ensure(DEFAULT_WORKSPACE)
+    return workspace_for_key(state(request).store, key)
+
+
+def workspace_for_key(store: Store, key: str | None) -> Workspace:
+    """The workspace of API key ``key``; the default workspace when the server runs open (no keys configured).
+    Shared by the APIs (key from a header) and the web UI (key from its session cookie)."""
+    if not store.workspaces.any_keys():
+        return store.workspaces.ensure(DEFAULT_WORKSPACE)
     if not key:
         raise Unauthorized("this server requires an API key: send it as x-api-key (or Authorization: Bearer)")
-    ws = st.store.workspaces.authenticate(key)
+    ws = store.workspaces.authenticate(key)
     if ws is None:
         raise Unauthorized("invalid or revoked API key")
     return ws

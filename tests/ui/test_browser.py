@@ -1,0 +1,214 @@
+"""The whole path in a real headless Chromium (Debian's ``chromium``; no browser download): log in with a key →
+open a trace the real ``langsmith`` SDK recorded → rate it → build a dataset from a feedback filter → fine-tune
+("tiny", a random Llama, trained by the server's job runner) → watch it succeed with a loss chart → chat with the
+tuned model in the playground. A screenshot of each page goes to ``$TRACETUNE_TEST_ARTIFACTS/ui`` (default
+``artifacts/ui``). Along the way: hostile HTML/JS from a trace never executes, and no page fetches anything but
+the tracetune server.
+
+Skipped when Chromium or Playwright is missing, except in CI (``CI`` set), where that fails.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import IN_CI, LiveServer
+
+CHROMIUM = Path("/usr/bin/chromium")
+APPS = Path(__file__).parent / "apps"
+ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT_MS = 240_000  # the longest wait: a fine-tune on two CPU cores
+
+
+def _need_browser() -> Any:
+    problem = None
+    if not CHROMIUM.exists():
+        problem = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+    else:
+        try:
+            from playwright import sync_api
+        except ImportError:
+            problem = "the playwright package is not installed (the test extra)"
+    if problem:
+        if IN_CI:
+            pytest.fail(f"CI must provide the browser: {problem}")
+        pytest.skip(problem)
+    return sync_api
+
+
+@pytest.fixture(scope="module")
+def artifacts() -> Path:
+    base = Path(os.environ.get("TRACETUNE_TEST_ARTIFACTS") or ROOT / "artifacts")
+    out = base / "ui"
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def keyed_server(tiny_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, str]]:
+    """A server with an API key configured and its job runner on, over the "tiny" data home."""
+    from tracetune.config import Settings
+    from tracetune.store import open_store
+
+    db = tmp_path_factory.mktemp("browser-db") / "tracetune.db"
+    settings = Settings(home=tiny_home, database_url=f"sqlite:///{db}", job_stale_after_s=5)
+    store = open_store(settings.resolved_database_url, sqlite_synchronous="NORMAL")
+    key, _ = store.workspaces.create_key("default", "browser-test")
+    server = LiveServer(settings, store, lifespan="on")
+    try:
+        yield server, key
+    finally:
+        server.stop()
+        store.close()
+
+
+def trace_with_sdk(server: LiveServer, key: str, project: str, questions: int) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LANGSMITH_", "LANGCHAIN_", "OPENAI_"))}
+    env.update(
+        LANGSMITH_ENDPOINT=server.langsmith_url, LANGSMITH_API_KEY=key, LANGSMITH_TRACING="true",
+        LANGSMITH_PROJECT=project, NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost",
+    )  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, str(APPS / "traced_calculator.py"), str(questions)],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "Failed to" not in done.stderr, done.stderr
+
+
+def test_trace_to_tuned_model_in_a_browser(keyed_server, artifacts):
+    sync_api = _need_browser()
+    server, key = keyed_server
+    trace_with_sdk(server, key, "calculator", questions=4)
+    base = server.url
+    outside: list[str] = []
+    dialogs: list[str] = []
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+        page.on("request", lambda r: None if r.url.startswith(base) else outside.append(r.url))
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        expect = sync_api.expect
+
+        def shot(name: str) -> None:
+            page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
+
+        # -- log in: the key's workspace scopes every page ----------------------------------------------------
+        page.goto(base + "/")
+        expect(page).to_have_url(base + "/login?next=/")
+        page.fill("input[name=key]", "tt_wrong")
+        page.click("#login-button")
+        expect(page.locator("#login-error")).to_contain_text("invalid or revoked")
+        page.fill("input[name=key]", key)
+        shot("01-login")
+        page.click("#login-button")
+        expect(page.locator("#projects")).to_contain_text("calculator")
+        shot("02-projects")
+
+        # -- the runs table: filter (errors inline), then open a trace ----------------------------------------
+        page.click("#projects >> text=calculator")
+        expect(page.locator("#runs tbody tr")).to_have_count(16)  # 4 traces x (agent, model, add, model)
+        page.fill("input[name=filter]", 'eq(run_type "llm")')
+        page.click("#apply-filter")
+        expect(page.locator("#filter-error")).to_contain_text("at position 12")
+        shot("03-runs-filter-error")
+        page.fill("input[name=filter]", 'eq(name, "calculator-agent")')
+        page.click("#apply-filter")
+        expect(page.locator("#runs tbody tr")).to_have_count(4)
+        assert "filter=eq" in page.url  # htmx pushed the filter into the address
+        shot("04-runs")
+        runs_url = page.url
+        assert not dialogs and page.evaluate("window.__pwned") is None  # the hostile question showed as text
+
+        for row in (1, 2):  # rate the final answer of two traces (the newest first: the hostile one is row 0)
+            page.locator("#runs tbody tr").nth(row).locator("a").first.click()
+            expect(page.locator("#run-tree .node")).to_have_count(4)
+            page.locator("#run-tree .node").nth(3).locator("a").click()  # the second model call: the answer
+            expect(page.locator("#chat")).to_contain_text("The answer is")
+            expect(page.locator("#chat .toolcall").first).to_contain_text("call add")
+            page.click("#thumbs-up")
+            expect(page.locator('#feedback-panel [data-feedback-key="user_score"]')).to_contain_text("1")
+            if row == 1:
+                page.click("#raw-json summary")
+                expect(page.locator("#raw-json pre")).to_contain_text('"run_type": "llm"')
+                shot("05-trace-rated")
+            page.goto(runs_url)
+            expect(page.locator("#runs tbody tr")).to_have_count(4)
+
+        page.locator("#runs tbody tr").nth(0).locator("a").first.click()  # the hostile trace
+        expect(page.locator("#run-tree .node")).to_have_count(4)
+        page.locator("#run-tree .node").nth(1).locator("a").click()
+        expect(page.locator("#chat")).to_contain_text("<script>window.__pwned = 1; alert(1)</script>")
+        shot("06-trace-hostile")
+        assert not dialogs and page.evaluate("window.__pwned") is None
+
+        # -- a dataset from the feedback filter: preview, save, download --------------------------------------
+        page.click("header >> text=Datasets")
+        page.click("#new-dataset")
+        page.select_option("#project", "calculator")
+        page.fill("#feedback_key", "user_score")
+        page.fill("#min_score", "1")
+        page.select_option("#model", "tiny")
+        page.click("#preview-button")
+        expect(page.locator("#preview .record")).to_have_count(2)
+        expect(page.locator("#preview-summary")).to_contain_text("2 (2 train, 0 validation)")
+        shot("07-dataset-preview")
+        page.fill("#dataset-name", "calculator-liked")
+        page.click("#save-dataset")
+        expect(page.locator("#dataset-title")).to_have_text("calculator-liked")
+        expect(page.locator("#lineage")).to_contain_text("user_score")
+        shot("08-dataset")
+        download = page.request.get(base + (page.locator("#download-train").get_attribute("href") or ""))
+        assert download.status == 200 and len(download.text().splitlines()) == 2
+
+        # -- fine-tune it and watch it succeed ----------------------------------------------------------------
+        page.select_option("#ft-model", "tiny")
+        page.fill("#ft-suffix", "calc")
+        page.fill("#ft-epochs", "2")
+        page.fill("#ft-batch", "1")
+        page.click("#start-fine-tune")
+        expect(page.locator("#job-live")).to_have_attribute("data-status", "succeeded", timeout=TIMEOUT_MS)
+        expect(page.locator("#train-line")).to_have_count(1)
+        expect(page.locator("#checkpoints tbody tr").first).to_be_visible()
+        expect(page.locator("#events")).to_contain_text("The job has successfully completed")
+        shot("09-job-succeeded")
+        tuned = page.locator("#job-model a").inner_text()
+        assert tuned.startswith("ft:tiny:default:calc:")
+
+        page.click("header >> text=Models")
+        expect(page.locator("#tuned-models")).to_contain_text("calculator-liked v1")
+        expect(page.locator("#tuned-models")).to_contain_text("runs of calculator")
+        shot("10-models")
+        page.click("header >> text=Jobs")
+        expect(page.locator("#jobs")).to_contain_text("succeeded")
+        shot("10a-jobs")
+        page.click("header >> text=Datasets")
+        expect(page.locator("#datasets")).to_contain_text("calculator-liked")
+        shot("10b-datasets")
+
+        # -- chat with the tuned model, tools offered ---------------------------------------------------------
+        page.goto(base + "/playground?model=" + tuned)
+        expect(page.locator("#pg-model")).to_have_value(tuned)
+        page.fill("#pg-tools", '[{"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}]')
+        page.fill("#pg-content", "What is 2 + 3?")
+        page.click("#pg-send")
+        expect(page.locator("#conversation .msg.assistant")).to_have_count(1, timeout=120_000)
+        expect(page.locator("#conversation .msg.user")).to_contain_text("What is 2 + 3?")
+        shot("11-playground")
+
+        # -- log out: the pages ask for the key again ---------------------------------------------------------
+        page.click("#logout")
+        expect(page).to_have_url(base + "/login")
+        browser.close()
+
+    assert not outside, f"pages fetched from outside the server: {outside}"
+    assert not dialogs

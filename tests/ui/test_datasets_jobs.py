@@ -1,0 +1,250 @@
+"""The dataset builder (preview with problems, save with lineage, download), "Fine-tune this", the jobs pages
+(live status, loss chart, events, checkpoints, cancel), the models page with lineage and the playground."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from typing import Any
+
+import orjson
+
+from tests.ui.support import HOSTILE, TOOLS, hostile_trace, llm_trace
+from tests.ui.test_pages import ESCAPED, no_hostile_markup
+from tracetune.server.chat_api import install_chat_service
+
+
+def bad_call_trace(project: str, name: str, i: int) -> list[dict[str, Any]]:
+    """An LLM run alone in its trace that calls tool ``name``, which it was not offered."""
+    runs = llm_trace(project, i)[1:2]
+    call = {"id": "call_9", "type": "function", "function": {"name": name, "arguments": '{"a": 1}'}}
+    runs[0].update(trace_id=runs[0]["id"], parent_run_id=None, dotted_order=runs[0]["dotted_order"].split(".")[-1])
+    runs[0]["outputs"] = {"choices": [{"message": {"role": "assistant", "content": None, "tool_calls": [call]}}]}
+    return runs
+
+
+def builder_url(project: str, **params: str) -> str:
+    from urllib.parse import urlencode
+
+    return "/datasets/new?" + urlencode({"project": project, "model": "tiny", "preview": "1", **params})
+
+
+def test_empty_dataset_job_and_model_pages(ui):
+    assert 'id="no-datasets"' in ui.page("/datasets")
+    assert "(no projects yet)" in ui.page("/datasets/new")
+    assert 'id="no-jobs"' in ui.page("/jobs")
+    models = ui.page("/models")
+    assert 'id="no-tuned"' in models
+    playground = ui.page("/playground")
+    assert 'id="empty-chat"' in playground
+    assert "No such fine-tuning job" in ui.page("/jobs/ftjob-nope", status=404)
+    assert "not found" in ui.page(f"/datasets/{uuid.uuid4()}", status=404)
+
+
+def test_builder_previews_examples_and_highlights_problems(tiny_ui):
+    ui = tiny_ui
+    good = llm_trace("ds")
+    warned = bad_call_trace("ds", "multiply", 1)  # a warning: kept, flagged
+    wrong = bad_call_trace("ds", "no such name!", 2)  # an error: the record is left out
+    ui.ingest(good + warned + wrong)
+    html = ui.page(builder_url("ds"))
+    assert 'id="preview"' in html
+    records = re.findall(r'<div class="record chat([^"]*)">', html)
+    assert sorted(records) == [" ", " flagged"]  # the agent trace's two calls merged into one conversation
+    assert "<b>call add</b>" in html and "2 + 3 = 5" in html
+    warning = re.search(r'<div class="problem warning" data-code="undeclared_tool">(.*?)</div>', html, re.S)
+    assert warning and "multiply" in warning.group(1) and f"/runs/{warned[0]['id']}" in warning.group(1)
+    error = re.search(r'<div class="problem error" data-code="invalid_function_name">(.*?)</div>', html, re.S)
+    assert error and f"/runs/{wrong[0]['id']}" in error.group(1)
+    assert "invalid: 1" in html  # counted as skipped
+
+
+def test_builder_shows_a_bad_filter_at_its_position(tiny_ui):
+    tiny_ui.ingest(llm_trace("dsf"))
+    html = tiny_ui.page(builder_url("dsf", filter='eq(name "x")'), status=400)
+    assert 'id="builder-error"' in html and "at position 8" in html
+    assert re.search(r'<span class="caret"> {8}\^</span>', html)
+    assert "no project named" in tiny_ui.page(builder_url("nope"), status=404)
+
+
+def test_save_dataset_from_a_feedback_filter_then_download_and_fine_tune(tiny_ui):
+    ui = tiny_ui
+    traces = [llm_trace("dsave", i, answer=f"answer {i}") for i in range(3)]
+    ui.ingest([r for t in traces for r in t])
+    for t in traces[:2]:  # thumbs up on the final LLM call of two traces
+        ui.client.post(f"/runs/{t[3]['id']}/feedback", data={"kind": "up"})
+    ui.client.post(f"/runs/{traces[2][3]['id']}/feedback", data={"kind": "down"})
+    preview = ui.page(builder_url("dsave", feedback_key="user_score", min_score="1"))
+    assert len(re.findall(r'<div class="record chat[^"]*">', preview)) == 2
+    form = {"project": "dsave", "model": "tiny", "run_type": "llm", "feedback_key": "user_score", "min_score": "1",
+            "name": "liked", "filter": ""}  # fmt: skip
+    saved = ui.client.post("/datasets", data=form)
+    assert saved.status_code == 303, saved.text
+    dataset_url = saved.headers["location"]
+    page = ui.page(dataset_url)
+    assert "liked" in page and "user_score" in page and 'id="lineage"' in page
+    assert re.search(r"<dt>Train</dt><dd>2</dd>", page)
+    download = ui.client.get(dataset_url + "/download?split=train")
+    lines = [orjson.loads(line) for line in download.content.splitlines()]
+    assert len(lines) == 2 and {line["messages"][-1]["content"] for line in lines} == {"answer 0", "answer 1"}
+    assert all(line["tools"] == TOOLS for line in lines)
+    assert 'id="datasets"' in ui.page("/datasets") and ">liked</a>" in ui.page("/datasets")
+
+    bad = ui.client.post(dataset_url + "/fine-tune", data={"model": "tiny", "n_epochs": "lots"})
+    assert bad.status_code == 400 and "n_epochs must be a number" in bad.text
+    started = ui.client.post(
+        dataset_url + "/fine-tune", data={"model": "tiny", "suffix": "liked", "n_epochs": "1", "batch_size": "2"}
+    )
+    assert started.status_code == 303
+    job_id = started.headers["location"].rsplit("/", 1)[1]
+    job = ui.store.jobs.get(ui.ws.id, job_id)
+    assert job["user_metadata"]["dataset_id"] == dataset_url.rsplit("/", 1)[1]
+    assert job["method"]["supervised"]["hyperparameters"] == {"n_epochs": 1, "batch_size": 2,
+                                                             "learning_rate_multiplier": "auto"}  # fmt: skip
+    uploaded = ui.store.files.blob(ui.ws.id, job["training_file"], ui.app.state.tt.settings.home / "files")
+    assert uploaded.read_bytes() == download.content
+    html = ui.page(f"/jobs/{job_id}")
+    assert 'hx-trigger="every 2s"' in html and "validating_files" in html and "liked v1" in html
+    assert 'id="no-chart"' in html
+    assert f'href="/jobs/{job_id}"' in ui.page(dataset_url)  # the dataset lists the jobs started from it
+    listing = ui.page("/jobs")
+    assert job_id in listing and 'hx-trigger="every 5s"' in listing  # a live job: the list refreshes itself
+
+
+def test_job_page_draws_loss_checkpoints_and_cancels(tiny_ui):
+    ui = tiny_ui
+    from tracetune.store.jobs import new_id
+
+    job_id = new_id("ftjob")
+    ui.store.jobs.create(
+        {"id": job_id, "workspace_id": ui.ws.id, "model": "tiny", "training_file": "file-x", "seed": 1,
+         "method": {"type": "supervised"}, "hyperparameters": {"n_epochs": 1}, "output_model": "ft:tiny:default::x"},
+        ["Created fine-tuning job", HOSTILE],
+    )  # fmt: skip
+    metrics = [{"step": s, "total_steps": 4, "train_loss": 3.0 - s * 0.5} for s in range(1, 5)]
+    metrics[1]["valid_loss"], metrics[3]["valid_loss"] = 2.8, 2.2
+    ui.store.jobs.add_events(job_id, [{"message": f"Step {m['step']}", "type": "metrics", "data": m} for m in metrics])
+    checkpoint = {"job_id": job_id, "step_number": 4, "metrics": {"train_loss": 1.0, "valid_loss": 2.2},
+                  "fine_tuned_model_checkpoint": "ft:tiny:default::x:ckpt-step-4", "path": "p"}  # fmt: skip
+    ui.store.jobs.add_checkpoint(checkpoint)
+    html = ui.page(f"/jobs/{job_id}")
+    no_hostile_markup(html)
+    assert ESCAPED in html
+    train = re.search(r'id="train-line" points="([^"]+)"', html)
+    valid = re.search(r'id="valid-line" points="([^"]+)"', html)
+    assert train and len(train.group(1).split()) == 4 and valid and len(valid.group(1).split()) == 2
+    xs = [float(p.split(",")[0]) for p in train.group(1).split()]
+    ys = [float(p.split(",")[1]) for p in train.group(1).split()]
+    assert xs == sorted(xs) and ys == sorted(ys)  # later steps right; lower loss lower on the chart (larger y)
+    assert "ckpt-step-4" in html and "step 4 of 4" in html
+    cancelled = ui.client.post(f"/jobs/{job_id}/cancel")
+    assert cancelled.status_code == 303
+    after = ui.page(f"/jobs/{job_id}")
+    assert 'data-status="cancelled"' in after and "hx-trigger" not in after and 'id="cancel-job"' not in after
+    again = ui.client.post(f"/jobs/{job_id}/cancel")
+    assert again.status_code == 400 and "already been cancelled" in again.text
+
+
+def test_models_page_shows_lineage_of_a_tuned_model(tiny_ui):
+    ui = tiny_ui
+    ui.ingest(llm_trace("lin"))
+    saved = ui.client.post("/datasets", data={"project": "lin", "model": "tiny", "run_type": "llm", "name": "d1",
+                                              "filter": 'eq(name, "ChatOpenAI")'})  # fmt: skip
+    dataset_id = saved.headers["location"].rsplit("/", 1)[1]
+    started = ui.client.post(f"/datasets/{dataset_id}/fine-tune", data={"model": "tiny", "suffix": "s"})
+    job_id = started.headers["location"].rsplit("/", 1)[1]
+    job = ui.store.jobs.get(ui.ws.id, job_id)
+    with ui.store.db.write() as conn:
+        row = {"workspace_id": ui.ws.id, "id": job["output_model"], "base_model": "tiny", "job_id": job_id,
+               "adapter_dir": "jobs/x/adapter", "created_at": int(time.time())}  # fmt: skip
+        ui.store.models.add(conn, row)
+    html = ui.page("/models")
+    row = html.split('id="tuned-models"')[1]
+    assert job["output_model"] in row and f'href="/jobs/{job_id}"' in row and f'href="/datasets/{dataset_id}"' in row
+    assert "eq(name, &#34;ChatOpenAI&#34;)" in row and "runs of lin" in row
+    runs_link = re.search(r'<a href="(/projects/[^"]+)">runs of lin</a>', row).group(1).replace("&amp;", "&")
+    listed = ui.page(runs_link)  # the runs the dataset was selected from
+    assert listed.count('<a href="/runs/') == 2 and "ChatOpenAI" in listed
+    assert "tiny" in html.split('id="base-models"')[1]
+
+
+class FakeChat:
+    """A stand-in serving class: answers with a tool call (hostile arguments), then with text."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.engines = self  # the app closes its service's engines at shutdown
+
+    def close(self) -> None:
+        pass
+
+    def prepare(self, body: dict[str, Any], workspace_id: Any) -> dict[str, Any]:
+        if body["model"] == "missing":
+            from tracetune.errors import NotFound
+
+            raise NotFound("The model 'missing' does not exist", field="model")
+        self.bodies.append(body)
+        return body
+
+    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+        if body["messages"][-1]["role"] == "tool":
+            message = {"role": "assistant", "content": f"The sum is {body['messages'][-1]['content']} {HOSTILE}"}
+        else:
+            call = {"id": "call_a", "type": "function", "function": {"name": "add", "arguments": '{"a": 2, "b": 3}'}}
+            message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        return {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
+
+
+def test_playground_offers_tools_shows_calls_and_keeps_the_conversation(ui):
+    fake = FakeChat()
+    install_chat_service(ui.app, fake)  # type: ignore[arg-type]
+    tools = json.dumps(TOOLS)
+    first = ui.client.post("/playground", data={"model": "m", "system": "Be brief", "content": "2+3?", "tools": tools})
+    assert first.status_code == 200
+    assert fake.bodies[0]["tools"] == TOOLS and fake.bodies[0]["messages"][0] == {
+        "role": "system",
+        "content": "Be brief",
+    }
+    assert "<b>call add</b>" in first.text and "call_a" in first.text
+    history = re.search(r'name="history" value="([^"]*)"', first.text).group(1)
+    import html as html_lib
+
+    second = ui.client.post("/playground", data={"model": "m", "history": html_lib.unescape(history), "role": "tool",
+                                                 "content": "5", "tools": tools})  # fmt: skip
+    assert fake.bodies[1]["messages"][-1] == {"role": "tool", "tool_call_id": "call_a", "content": "5"}
+    no_hostile_markup(second.text)
+    assert "The sum is 5 " + ESCAPED in second.text and "result of call_a" in second.text
+    missing = ui.client.post("/playground", data={"model": "missing", "content": "hi"})
+    assert missing.status_code == 404 and 'id="pg-error"' in missing.text
+    bad_tools = ui.client.post("/playground", data={"model": "m", "content": "hi", "tools": "[{"})
+    assert bad_tools.status_code == 400 and "not valid JSON" in bad_tools.text
+
+
+def test_hostile_runs_in_dataset_job_and_model_pages(tiny_ui):
+    ui = tiny_ui
+    ui.ingest(hostile_trace("hostile-ds"))
+    html = ui.page(builder_url("hostile-ds", filter=HOSTILE), status=400)
+    no_hostile_markup(html)  # the filter text, echoed in the form and the error
+    html = ui.page(builder_url("hostile-ds"))
+    no_hostile_markup(html)
+    assert ESCAPED in html
+    saved = ui.client.post("/datasets", data={"project": "hostile-ds", "model": "tiny", "run_type": "llm",
+                                              "name": f"d {HOSTILE}"})  # fmt: skip
+    assert saved.status_code == 303, saved.text
+    for path in ("/datasets", saved.headers["location"]):
+        page = ui.page(path)
+        no_hostile_markup(page)
+        assert "d " + ESCAPED in page
+    started = ui.client.post(saved.headers["location"] + "/fine-tune", data={"model": "tiny"})
+    job_id = started.headers["location"].rsplit("/", 1)[1]
+    job = ui.store.jobs.get(ui.ws.id, job_id)
+    with ui.store.db.write() as conn:
+        row = {"workspace_id": ui.ws.id, "id": job["output_model"], "base_model": "tiny", "job_id": job_id,
+               "adapter_dir": "jobs/x/adapter", "created_at": int(time.time())}  # fmt: skip
+        ui.store.models.add(conn, row)
+    for path in ("/jobs", f"/jobs/{job_id}", "/models", "/playground"):
+        page = ui.page(path)
+        no_hostile_markup(page)
+    assert "d " + ESCAPED in ui.page("/models")

@@ -1,0 +1,213 @@
+"""The web UI at ``/``: server-rendered Jinja2 pages plus htmx (vendored, no build step), from this process.
+
+Why templates + htmx, not a JavaScript bundle: every page is one Python route calling the same service the API
+route calls, so the UI cannot drift from the API; autoescaping makes every value from a trace text, never markup
+(the XSS defence: nothing from a run is ever marked ``|safe``); installing needs no Node toolchain; and every
+form works without JavaScript too (htmx only swaps fragments: ``hx-select`` picks them out of the full page).
+
+Authentication: when API keys exist, a page without a valid key in the ``tracetune_key`` cookie (HttpOnly,
+SameSite=Lax) redirects to ``/login``; the key's workspace scopes everything the page reads and writes,
+exactly as the key does on the APIs (:func:`tracetune.server.http.workspace_for_key`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from tracetune import __version__
+from tracetune.errors import TracetuneError, Unauthorized
+from tracetune.server.http import state, workspace_for_key
+from tracetune.store.workspaces import Workspace
+from tracetune.ui.views import selection_filter
+
+UI_DIR = Path(__file__).resolve().parent.parent / "ui"
+COOKIE = "tracetune_key"
+COOKIE_MAX_AGE_S = 30 * 24 * 3600
+API_PREFIXES = ("/api/", "/v1/", "/tt/", "/healthz", "/static/")
+
+# A second line of defence behind autoescaping: only this server's own script files run (no inline script, no
+# event-handler attribute), nothing is fetched from elsewhere, and no other site may frame the UI.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+router = APIRouter(include_in_schema=False)
+
+
+# -- templates -------------------------------------------------------------------------------------------------
+
+
+def _fmt_time(value: Any) -> str:
+    """A time (ISO text, epoch seconds, or a datetime) as ``YYYY-MM-DD HH:MM:SS`` UTC; empty when unknown."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, int | float):
+        value = datetime.fromtimestamp(value, UTC)
+    elif isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return str(value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"))
+
+
+def _fmt_seconds(value: Any) -> str:
+    if value is None:
+        return ""
+    seconds = float(value)
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    return f"{seconds:.2f} s"
+
+
+def _fmt_number(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return str(value)
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _pretty_json(value: Any) -> str:
+    """Indented JSON text (autoescaped when shown, like every other value)."""
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str, sort_keys=False)
+
+
+def _env() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(str(UI_DIR / "templates")),
+        autoescape=select_autoescape(enabled_extensions=("html",), default=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(time=_fmt_time, seconds=_fmt_seconds, number=_fmt_number, pretty=_pretty_json, urlq=quote)
+    env.globals["version"] = __version__
+    env.globals["selection_filter"] = selection_filter
+    return env
+
+
+ENV = _env()
+
+
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    """The page ``template`` (autoescaped) with the caller's workspace and the navigation in its context."""
+    context.setdefault("ws", getattr(request.state, "ui_workspace", None))
+    context["auth_enabled"] = state(request).store.workspaces.any_keys()
+    context["path"] = request.url.path
+    html = ENV.get_template(template).render(request=request, **context)
+    return HTMLResponse(html, status_code=status_code, headers={"Content-Security-Policy": CSP})
+
+
+def see_other(url: str) -> RedirectResponse:
+    """Redirect after a form post (303: the browser follows with GET)."""
+    return RedirectResponse(url, status_code=303)
+
+
+# -- authentication --------------------------------------------------------------------------------------------
+
+
+class LoginRequired(Exception):
+    """A page needs a key and the request carries no valid one (answered with a redirect to ``/login``)."""
+
+
+def ui_workspace(request: Request) -> Workspace:
+    """The workspace of the key in the UI's cookie (the default workspace when the server runs open)."""
+    try:
+        ws = workspace_for_key(state(request).store, request.cookies.get(COOKIE))
+    except Unauthorized:
+        raise LoginRequired from None
+    request.state.ui_workspace = ws
+    return ws
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a local path may be a post-login destination (no open redirect to another site)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+@router.get("/login")
+def login_page(request: Request, next: str = "/") -> HTMLResponse:
+    return render(request, "login.html", next=_safe_next(next), error=None)
+
+
+@router.post("/login", response_model=None)
+def login(request: Request, key: str = Form(""), next: str = Form("/")) -> Response:
+    store = state(request).store
+    try:
+        ws = workspace_for_key(store, key.strip())
+    except Unauthorized as exc:
+        return render(request, "login.html", status_code=401, next=_safe_next(next), error=exc.message)
+    response = see_other(_safe_next(next))
+    if store.workspaces.any_keys():
+        response.set_cookie(
+            COOKIE,
+            key.strip(),
+            max_age=COOKIE_MAX_AGE_S,
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+        )
+    request.state.ui_workspace = ws
+    return response
+
+
+@router.post("/logout")
+def logout() -> RedirectResponse:
+    response = see_other("/login")
+    response.delete_cookie(COOKIE)
+    return response
+
+
+# -- mounting --------------------------------------------------------------------------------------------------
+
+
+def is_ui(request: Request) -> bool:
+    """Whether ``request`` is for a UI page (not an API, the health check or a static asset)."""
+    path = request.url.path
+    return path != "/v1" and not path.startswith(API_PREFIXES)
+
+
+def mount_ui(app: FastAPI) -> None:
+    """Serve the UI from ``app``: its pages, ``/static`` and HTML error pages for UI paths (the APIs keep theirs).
+    Call after the API routers are included (the UI's paths never overlap theirs)."""
+    from tracetune.server import ui_datasets, ui_jobs, ui_models, ui_runs
+
+    app.mount("/static", StaticFiles(directory=str(UI_DIR / "static")), name="static")
+    app.include_router(router)
+    for module in (ui_runs, ui_datasets, ui_jobs, ui_models):
+        app.include_router(module.router)
+    api_handler: Any = app.exception_handlers[TracetuneError]
+
+    async def login_required(request: Request, exc: Exception) -> Response:
+        target = f"/login?next={quote(str(request.url.path) + ('?' + request.url.query if request.url.query else ''))}"
+        response = see_other(target)
+        response.headers["HX-Redirect"] = target  # an htmx request follows with a full page load
+        return response
+
+    async def domain_error(request: Request, exc: Exception) -> Response:
+        if not is_ui(request):
+            return await api_handler(request, exc)
+        assert isinstance(exc, TracetuneError)
+        if isinstance(exc, Unauthorized):
+            return await login_required(request, exc)
+        return render(request, "error.html", status_code=exc.status_code, error=exc)
+
+    app.add_exception_handler(LoginRequired, login_required)
+    app.add_exception_handler(TracetuneError, domain_error)

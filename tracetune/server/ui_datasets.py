@@ -1,0 +1,240 @@
+"""UI pages over datasets: the builder (filter → preview with validation problems → save), a dataset (lineage,
+records, JSONL download) and "Fine-tune this". Thin: the builder runs the export pipeline the dataset API runs
+(``export_dataset``, or ``preview_dataset`` which writes nothing); the download is the API's own route."""
+
+from __future__ import annotations
+
+import uuid
+from itertools import islice
+from typing import Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from pydantic import ValidationError
+
+from tracetune.errors import InvalidInput, NotFound, TracetuneError
+from tracetune.models.registry import list_models
+from tracetune.server import datasets_api
+from tracetune.server.http import state
+from tracetune.server.tt_protocol import OptionsBody, SelectionBody
+from tracetune.server.ui import render, see_other, ui_workspace
+from tracetune.store.workspaces import Workspace
+from tracetune.ui.actions import fine_tune_dataset
+from tracetune.ui.views import THUMBS_KEY, caret_line, display_message
+
+router = APIRouter(include_in_schema=False)
+
+PREVIEW_RECORDS = 10
+HYPERPARAMETER_FIELDS = ("n_epochs", "batch_size", "learning_rate_multiplier")
+
+
+def _model_ids(request: Request) -> list[str]:
+    return [spec.id for spec in list_models(state(request).settings.home)]
+
+
+def _bodies(form: dict[str, str]) -> tuple[SelectionBody, OptionsBody]:
+    """The builder's form → the dataset API's own request models (so the UI accepts what the API accepts)."""
+    try:
+        selection = SelectionBody.model_validate(
+            {
+                "project": form.get("project", ""),
+                "run_type": form.get("run_type") or None,
+                "filter": form.get("filter") or None,
+                "feedback_key": form.get("feedback_key") or None,
+                "min_score": form.get("min_score") or None,
+            }
+        )  # the form's texts are converted (and checked) by the API's own models
+        options = OptionsBody.model_validate(
+            {
+                "model": form.get("model") or None,
+                "split": form.get("split") or None,
+                "seed": form.get("seed") or 0,
+                "use_corrections": bool(form.get("use_corrections")),
+                "dedupe": bool(form.get("dedupe")),
+            }
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise InvalidInput(f"{field}: {first['msg']}", field=field) from None
+    return selection, options
+
+
+def _builder_form(request: Request, **values: Any) -> dict[str, str]:
+    form = {
+        "project": "", "filter": "", "run_type": "llm", "feedback_key": "", "min_score": "", "model": "",
+        "split": "", "seed": "0", "use_corrections": "", "dedupe": "", "name": "",
+    }  # fmt: skip
+    form.update({k: str(v) for k, v in values.items() if v is not None and k in form})
+    if not form["model"]:
+        ids = _model_ids(request)
+        form["model"] = ids[0] if ids else ""
+    return form
+
+
+def _render_builder(
+    request: Request, ws: Workspace, form: dict[str, str], *, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    error = context.pop("error", None)
+    projects = state(request).store.projects.list(ws.id, limit=500)
+    return render(
+        request,
+        "dataset_new.html",
+        status_code=status_code,
+        form=form,
+        projects=[p["name"] for p in projects],
+        models=_model_ids(request),
+        error=error,
+        caret=caret_line(error.position if isinstance(error, TracetuneError) and error.field == "filter" else None),
+        thumbs_key=THUMBS_KEY,
+        **context,
+    )
+
+
+@router.get("/datasets", response_class=HTMLResponse)
+def datasets_page(request: Request, ws: Workspace = Depends(ui_workspace)) -> HTMLResponse:
+    return render(request, "datasets.html", datasets=state(request).store.datasets.list(ws.id, limit=200))
+
+
+@router.get("/datasets/new", response_class=HTMLResponse)
+async def dataset_builder(request: Request, ws: Workspace = Depends(ui_workspace), preview: str = "") -> HTMLResponse:
+    form = _builder_form(request, **dict(request.query_params))
+    if not preview or not form["project"]:
+        return _render_builder(request, ws, form)
+    from tracetune.convert.export import preview_dataset
+
+    st = state(request)
+    try:
+        selection, options = _bodies(form)
+        records, summary = await run_in_threadpool(
+            preview_dataset,
+            st.store,
+            ws.id,
+            selection.to_selection(),
+            options.to_options("preview"),
+            limit=PREVIEW_RECORDS,
+            home=st.settings.home,
+        )
+    except (InvalidInput, NotFound) as exc:
+        return _render_builder(request, ws, form, status_code=exc.status_code, error=exc)
+    problems = summary["validation_problems"]["first"]
+    flagged = {rid for p in problems for rid in p["run_ids"]}
+    shown = [
+        {
+            "split": r.split,
+            "run_ids": r.run_ids,
+            "messages": [display_message(m) for m in r.record.get("messages", [])],
+            "tools": [t.get("function", t).get("name") for t in r.record.get("tools") or []],
+            "flagged": bool(flagged & set(r.run_ids)),
+        }
+        for r in records
+    ]
+    return _render_builder(request, ws, form, preview={"records": shown, "summary": summary, "problems": problems})
+
+
+@router.post("/datasets", response_model=None)
+async def dataset_save(request: Request, ws: Workspace = Depends(ui_workspace)) -> Response:
+    from tracetune.convert.export import export_dataset
+
+    st = state(request)
+    form = _builder_form(request, **{k: v for k, v in (await request.form()).items() if isinstance(v, str)})
+    try:
+        if not form["name"].strip():
+            raise InvalidInput("give the dataset a name", field="name")
+        selection, options = _bodies(form)
+        result = await run_in_threadpool(
+            export_dataset,
+            st.store,
+            ws.id,
+            selection.to_selection(),
+            options.to_options(form["name"].strip()),
+            home=st.settings.home,
+        )
+    except (InvalidInput, NotFound) as exc:
+        return _render_builder(request, ws, form, status_code=exc.status_code, error=exc)
+    assert result.dataset is not None
+    return see_other(f"/datasets/{result.dataset['id']}")
+
+
+@router.get("/datasets/{dataset_id}", response_class=HTMLResponse)
+def dataset_page(dataset_id: uuid.UUID, request: Request, ws: Workspace = Depends(ui_workspace)) -> HTMLResponse:
+    return _dataset(request, ws, dataset_id)
+
+
+def _dataset(
+    request: Request, ws: Workspace, dataset_id: uuid.UUID, *, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    store = state(request).store
+    dataset = store.datasets.get(ws.id, dataset_id)
+    head = list(islice(store.datasets.iter_records(ws.id, dataset_id), PREVIEW_RECORDS))
+    project = None
+    if dataset["selection"].get("project"):
+        found = store.projects.list(ws.id, name=dataset["selection"]["project"], limit=1)
+        project = found[0] if found else None
+    records = [
+        {**r, "messages": [display_message(m) for m in r["record"].get("messages", [])]}
+        for r in head
+        if isinstance(r["record"], dict)
+    ]
+    context.setdefault("ft", {"model": dataset["options"].get("model") or "", "suffix": "", "seed": ""})
+    return render(
+        request,
+        "dataset.html",
+        status_code=status_code,
+        dataset=dataset,
+        project=project,
+        records=records,
+        models=_model_ids(request),
+        jobs=store.jobs.list(ws.id, limit=100, metadata={"dataset_id": str(dataset_id)})[0],
+        **context,
+    )
+
+
+@router.get("/datasets/{dataset_id}/download")
+def dataset_download(
+    dataset_id: uuid.UUID, request: Request, ws: Workspace = Depends(ui_workspace), split: str | None = None
+) -> StreamingResponse:
+    if split not in (None, "train", "validation"):
+        raise InvalidInput("split must be train or validation", field="split")
+    return datasets_api.datasets_records(dataset_id, request, ws, split, lineage=False)  # type: ignore[arg-type]
+
+
+@router.post("/datasets/{dataset_id}/fine-tune", response_model=None)
+async def dataset_fine_tune(
+    dataset_id: uuid.UUID,
+    request: Request,
+    ws: Workspace = Depends(ui_workspace),
+    model: str = Form(""),
+    suffix: str = Form(""),
+    seed: str = Form(""),
+    n_epochs: str = Form(""),
+    batch_size: str = Form(""),
+    learning_rate_multiplier: str = Form(""),
+) -> Response:
+    st = state(request)
+    raw = {"n_epochs": n_epochs, "batch_size": batch_size, "learning_rate_multiplier": learning_rate_multiplier}
+    form = {"model": model, "suffix": suffix, "seed": seed, **raw}
+    try:
+        hyperparameters = {k: _number(k, v) for k, v in raw.items() if v.strip() and v.strip() != "auto"}
+        body: dict[str, Any] = {
+            "model": model,
+            "suffix": suffix or None,
+            "method": {"type": "supervised", "supervised": {"hyperparameters": hyperparameters}},
+        }
+        if seed.strip():
+            body["seed"] = _number("seed", seed)
+        job = await run_in_threadpool(fine_tune_dataset, st.store, st.settings, ws, dataset_id, body)
+    except InvalidInput as exc:
+        return _dataset(request, ws, dataset_id, status_code=400, ft_error=exc, ft=form)
+    if st.runner is not None:
+        st.runner.wake()
+    return see_other(f"/jobs/{job['id']}")
+
+
+def _number(field: str, text: str) -> int | float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidInput(f"{field} must be a number or 'auto', not {text!r}", field=field) from None
+    return int(value) if value.is_integer() and field != "learning_rate_multiplier" else value

@@ -1,0 +1,74 @@
+"""UI pages over fine-tuning jobs: the list, a job (live status, loss chart, events, checkpoints, lineage) and
+cancel. Thin: the job store functions the ``/v1/fine_tuning/jobs`` routes call."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from tracetune.errors import NotFound
+from tracetune.server.http import state
+from tracetune.server.ui import render, see_other, ui_workspace
+from tracetune.store.jobs import TERMINAL
+from tracetune.store.workspaces import Workspace
+from tracetune.ui.views import loss_chart
+
+router = APIRouter(include_in_schema=False)
+
+PAGE_SIZE = 50
+EVENTS_SHOWN = 200
+POLL_SECONDS = 2
+
+
+def dataset_of(store: Any, ws: Workspace, job: dict[str, Any]) -> dict[str, Any] | None:
+    """The dataset a job was started from in the UI (its metadata names it), when it still exists."""
+    dataset_id = (job.get("user_metadata") or {}).get("dataset_id")
+    if not dataset_id:
+        return None
+    try:
+        return store.datasets.get(ws.id, uuid.UUID(dataset_id))
+    except (NotFound, ValueError):
+        return None
+
+
+@router.get("/jobs", response_class=HTMLResponse)
+def jobs_page(request: Request, ws: Workspace = Depends(ui_workspace), after: str | None = None) -> HTMLResponse:
+    rows, has_more = state(request).store.jobs.list(ws.id, after=after or None, limit=PAGE_SIZE)
+    return render(
+        request,
+        "jobs.html",
+        jobs=rows,
+        any_live=any(r["status"] not in TERMINAL for r in rows),  # then the list refreshes itself
+        next_after=rows[-1]["id"] if has_more and rows else None,
+    )
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(job_id: str, request: Request, ws: Workspace = Depends(ui_workspace)) -> HTMLResponse:
+    store = state(request).store
+    job = store.jobs.get(ws.id, job_id)
+    events = store.jobs.all_events(job_id)
+    metrics = [e["data"] for e in events if e["type"] == "metrics" and isinstance(e["data"], dict)]
+    checkpoints, _ = store.jobs.checkpoints(ws.id, job_id, limit=100)
+    last = metrics[-1] if metrics else None
+    return render(
+        request,
+        "job.html",
+        job=job,
+        live=job["status"] not in TERMINAL,
+        poll_seconds=POLL_SECONDS,
+        events=list(reversed(events))[:EVENTS_SHOWN],
+        chart=loss_chart(metrics),
+        progress=last,
+        checkpoints=checkpoints,
+        dataset=dataset_of(store, ws, job),
+    )
+
+
+@router.post("/jobs/{job_id}/cancel")
+def job_cancel(job_id: str, request: Request, ws: Workspace = Depends(ui_workspace)) -> RedirectResponse:
+    state(request).store.jobs.cancel(ws.id, job_id)
+    return see_other(f"/jobs/{job_id}")

@@ -1,0 +1,163 @@
+"""UI pages over traces: projects, a project's runs (filter + facets, keyset pages), a trace, feedback on a run.
+Thin: each calls the query/store functions the LangSmith routes call (``query_runs``, ``run_view``, the store)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, Response
+
+from tracetune.errors import InvalidInput, NotFound
+from tracetune.query.run_view import run_view
+from tracetune.query.runs_query import MAX_LIMIT, RunQuery, query_runs
+from tracetune.server.http import state
+from tracetune.server.ui import render, see_other, ui_workspace
+from tracetune.store.workspaces import Workspace
+from tracetune.ui.actions import rate_run
+from tracetune.ui.views import CORRECTION_KEY, caret_line, chat_view, check_filter, combined_filter, trace_tree
+
+router = APIRouter(include_in_schema=False)
+
+PAGE_SIZE = 50
+LIST_FIELDS = [
+    "name", "run_type", "status", "error", "latency", "total_tokens", "feedback_stats", "start_time", "end_time",
+]  # fmt: skip
+TREE_FIELDS = ["name", "run_type", "status", "error", "latency", "start_time", "end_time"]
+
+
+@router.get("/", response_class=HTMLResponse)
+def projects_page(request: Request, ws: Workspace = Depends(ui_workspace)) -> HTMLResponse:
+    projects = state(request).store.projects.list(ws.id, include_stats=True, limit=500)
+    return render(request, "projects.html", projects=projects, base_url=str(request.base_url))
+
+
+@router.get("/projects/{project_id}", response_class=HTMLResponse)
+def runs_page(
+    project_id: uuid.UUID,
+    request: Request,
+    ws: Workspace = Depends(ui_workspace),
+    filter: str = "",
+    run_type: str = "",
+    errors: str = "",
+    feedback: str = "",
+    root: str = "",
+    cursor: str = "",
+) -> HTMLResponse:
+    store = state(request).store
+    project = store.projects.get(ws.id, project_id)
+    facets = {"filter": filter, "run_type": run_type, "errors": errors, "feedback": feedback, "root": root}
+    facets["filter_for_dataset"] = combined_filter(filter, feedback) or ""
+    runs: list[dict[str, Any]] = []
+    next_cursor = None
+    filter_error = None
+    try:
+        check_filter(filter)  # on its own: an error's position is in the text the user typed
+        query = RunQuery(
+            project_ids=[project_id],
+            run_type=run_type or None,
+            error={"only": True, "none": False}.get(errors),
+            is_root=True if root else None,
+            filter=combined_filter(filter, feedback),
+            cursor=cursor or None,
+            limit=PAGE_SIZE,
+            select=LIST_FIELDS,
+        )
+        page = query_runs(store, ws.id, query)
+        runs, next_cursor = page.runs, page.next_cursor
+    except InvalidInput as exc:
+        if exc.field not in ("filter", "cursor"):
+            raise
+        filter_error = exc
+    kept = {k: v for k, v in facets.items() if v and k != "filter_for_dataset"}
+    return render(
+        request,
+        "runs.html",
+        status_code=400 if filter_error else 200,
+        project=project,
+        facets=facets,
+        runs=runs,
+        cursor=cursor,
+        next_cursor=next_cursor,
+        query_first=urlencode(kept),
+        query_next=urlencode({**kept, "cursor": next_cursor or ""}),
+        filter_error=filter_error,
+        filter_text=filter,
+        caret=caret_line(filter_error.position if filter_error else None),
+    )
+
+
+@router.get("/runs/{run_id}", response_class=HTMLResponse)
+def trace_page(run_id: uuid.UUID, request: Request, ws: Workspace = Depends(ui_workspace)) -> HTMLResponse:
+    return _trace(request, ws, run_id)
+
+
+@router.post("/runs/{run_id}/feedback", response_model=None)
+def feedback_post(
+    run_id: uuid.UUID,
+    request: Request,
+    ws: Workspace = Depends(ui_workspace),
+    kind: str = Form(...),
+    correction: str = Form(""),
+) -> Response:
+    st = state(request)
+    run = _run(st.store, ws, run_id)
+    try:
+        rate_run(st.store, st.ingest, ws, run, kind, correction)
+    except InvalidInput as exc:
+        return _trace(request, ws, run_id, status_code=400, feedback_error=exc, correction_text=correction)
+    return see_other(f"/runs/{run_id}")
+
+
+def _run(store: Any, ws: Workspace, run_id: uuid.UUID) -> dict[str, Any]:
+    row = store.runs.get(ws.id, run_id)
+    if row is None:
+        raise NotFound(f"run {run_id} not found", field="run_id")
+    return run_view(row, feedback_stats=store.feedback.stats_for_runs(ws.id, [run_id]).get(run_id))
+
+
+def _trace(
+    request: Request,
+    ws: Workspace,
+    run_id: uuid.UUID,
+    *,
+    status_code: int = 200,
+    feedback_error: InvalidInput | None = None,
+    correction_text: str | None = None,
+) -> HTMLResponse:
+    store = state(request).store
+    run = _run(store, ws, run_id)
+    trace = query_runs(
+        store,
+        ws.id,
+        RunQuery(trace_id=uuid.UUID(run["trace_id"]), order="asc", limit=MAX_LIMIT, select=TREE_FIELDS),
+    )
+    feedback = store.feedback.list(ws.id, run_ids=[run_id], limit=200)
+    chat = chat_view(run)
+    if correction_text is None:  # the editor starts from the saved correction, else from the run's answer
+        corrections = [f["correction"] for f in feedback if f["key"] == CORRECTION_KEY and f["correction"] is not None]
+        last = corrections[-1] if corrections else None
+        if last is None:
+            correction_text = chat.answer_text() if chat else ""
+        else:
+            correction_text = last if isinstance(last, str) else json.dumps(last, indent=2)
+    project_name = None
+    if run.get("session_id"):
+        found = store.projects.list(ws.id, ids=[uuid.UUID(run["session_id"])], limit=1)
+        project_name = found[0]["name"] if found else None
+    return render(
+        request,
+        "trace.html",
+        status_code=status_code,
+        run=run,
+        tree=trace_tree(trace.runs),
+        truncated=trace.next_cursor is not None,
+        chat=chat,
+        feedback=feedback,
+        feedback_error=feedback_error,
+        correction_text=correction_text,
+        project_name=project_name,
+    )

@@ -1,0 +1,255 @@
+"""Pure functions that shape data for the UI's templates (no I/O, no web framework): run facets → a filter
+expression, a trace's runs → a tree with timing bars, an LLM run → a chat, metrics events → a loss chart."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+THUMBS_KEY = "user_score"  # the feedback key of the UI's thumbs up (score 1) / down (score 0)
+CORRECTION_KEY = "correction"
+FEEDBACK_FACETS = {
+    "up": f'and(eq(feedback_key, "{THUMBS_KEY}"), eq(feedback_score, 1))',
+    "down": f'and(eq(feedback_key, "{THUMBS_KEY}"), eq(feedback_score, 0))',
+    "corrected": f'eq(feedback_key, "{CORRECTION_KEY}")',
+}
+
+
+def combined_filter(user_filter: str | None, feedback: str | None) -> str | None:
+    """The user's filter (checked by the caller on its own, so error positions are the user's) and-ed with the
+    feedback facet's expression."""
+    parts = [p for p in ((user_filter or "").strip(), FEEDBACK_FACETS.get(feedback or "", "")) if p]
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else f"and({', '.join(parts)})"
+
+
+def selection_filter(selection: dict[str, Any]) -> str:
+    """A stored dataset selection as one runs-page filter: its run type, filter and feedback condition (the runs
+    page shows the runs with that feedback of their own; the dataset also took runs whose ROOT has it)."""
+    parts = []
+    if selection.get("run_type"):
+        parts.append(f"eq(run_type, {json.dumps(selection['run_type'])})")
+    if selection.get("filter"):
+        parts.append(str(selection["filter"]))
+    if selection.get("feedback_key") is not None:
+        parts.append(f"eq(feedback_key, {json.dumps(selection['feedback_key'])})")
+        if selection.get("min_score") is not None:
+            parts.append(f"gte(feedback_score, {float(selection['min_score'])!r})")
+    return parts[0] if len(parts) == 1 else f"and({', '.join(parts)})" if parts else ""
+
+
+def check_filter(text: str | None) -> None:
+    """Raise the filter language's ``InvalidInput`` (with ``position`` in ``text``) for a filter that does not
+    parse or names an unknown field; None when fine. Compiles the SQL expression only (no query runs)."""
+    if text and text.strip():
+        from tracetune.query.filter_sql import filter_clause
+        from tracetune.store.schema import runs
+
+        filter_clause(text, runs)
+
+
+def caret_line(position: int | None) -> str:
+    """Spaces then ``^`` under character ``position`` (an inline error marker below the filter text)."""
+    return "" if position is None else " " * max(0, position) + "^"
+
+
+# -- the trace tree --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TreeRow:
+    run: dict[str, Any]
+    depth: int
+    offset_pct: float  # where its bar starts in the trace's span
+    width_pct: float  # how long it is
+
+
+def trace_tree(runs: list[dict[str, Any]]) -> list[TreeRow]:
+    """The runs of one trace (``run_view`` dicts, any order) depth-first by start time, each with its depth and
+    its timing bar in percent of the trace's span. A run whose parent is missing is shown at the top level."""
+    if not runs:
+        return []
+    ids = {r["id"] for r in runs}
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    for run in runs:
+        parent = run.get("parent_run_id")
+        children.setdefault(parent if parent in ids else None, []).append(run)
+    for group in children.values():
+        group.sort(key=lambda r: (r.get("start_time") or "", r["id"]))
+    starts = [_us(r.get("start_time")) for r in runs]
+    ends = [_us(r.get("end_time")) or _us(r.get("start_time")) for r in runs]
+    t0 = min((s for s in starts if s is not None), default=0)
+    t1 = max((e for e in ends if e is not None), default=t0)
+    span = max(t1 - t0, 1)
+    out: list[TreeRow] = []
+    stack: list[tuple[dict[str, Any], int]] = [(r, 0) for r in reversed(children.get(None, []))]
+    seen: set[str] = set()
+    while stack:
+        run, depth = stack.pop()
+        if run["id"] in seen:
+            continue
+        seen.add(run["id"])
+        start = _us(run.get("start_time")) or t0
+        end = _us(run.get("end_time")) or start
+        offset = 100.0 * (start - t0) / span
+        width = max(100.0 * (end - start) / span, 0.5)
+        out.append(TreeRow(run, depth, round(offset, 2), round(min(width, 100.0 - offset) or 0.5, 2)))
+        stack.extend((child, depth + 1) for child in reversed(children.get(run["id"], [])))
+    return out
+
+
+def _us(iso: str | None) -> int | None:
+    if not iso:
+        return None
+    from datetime import datetime
+
+    try:
+        dt = datetime.fromisoformat(iso)
+    except ValueError:
+        return None
+    return int(dt.timestamp() * 1_000_000)
+
+
+# -- LLM runs as chats -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class ChatView:
+    messages: list[dict[str, Any]] = field(default_factory=list)  # with "arguments_pretty" on tool calls
+    tools: list[dict[str, Any]] = field(default_factory=list)  # {"name", "description", "parameters"}
+    skipped: str | None = None  # why the run is not shown as a chat (the converter's reason)
+    answer: dict[str, Any] | None = None  # the run's final assistant message, as the converter read it
+
+    def answer_text(self) -> str:
+        """The answer as the correction editor starts it: its text, or the message as JSON when it calls tools."""
+        if not self.answer:
+            return ""
+        content = self.answer.get("content")
+        if isinstance(content, str) and not self.answer.get("tool_calls"):
+            return content
+        return _pretty({k: v for k, v in self.answer.items() if k in ("role", "content", "tool_calls")})
+
+
+def chat_view(run: dict[str, Any]) -> ChatView | None:
+    """An LLM run as the converter reads it (``session_from_run``: the SAME normalisation datasets use), shaped
+    for display; None for a run that is not an LLM run."""
+    if run.get("run_type") != "llm":
+        return None
+    from tracetune.convert.sessions import session_from_run
+
+    result: Any = session_from_run(run)
+    if "reason" in result:
+        return ChatView(skipped=f"{result['reason']}: {result.get('detail', '')}")
+    messages = [display_message(m) for m in result.get("messages", [])]
+    tools = [_tool(t) for t in result.get("tools") or []] + [_tool(f) for f in result.get("functions") or []]
+    raw = result.get("messages") or []
+    return ChatView(messages=messages, tools=tools, answer=raw[-1] if raw else None)
+
+
+def display_message(message: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI chat message with its text content and tool calls' arguments pretty-printed for display."""
+    content = message.get("content")
+    if isinstance(content, list):
+        texts = [p.get("text", "") if isinstance(p, dict) and p.get("type") == "text" else _pretty(p) for p in content]
+        content = "\n".join(texts)
+    calls = []
+    for call in message.get("tool_calls") or []:
+        fn = call.get("function") or {}
+        calls.append(
+            {"id": call.get("id"), "name": fn.get("name"), "arguments": _pretty_arguments(fn.get("arguments"))}
+        )
+    if message.get("function_call"):
+        fn = message["function_call"]
+        calls.append({"id": None, "name": fn.get("name"), "arguments": _pretty_arguments(fn.get("arguments"))})
+    return {
+        "role": message.get("role", "?"),
+        "name": message.get("name"),
+        "content": content if content is None or isinstance(content, str) else _pretty(content),
+        "tool_calls": calls,
+        "tool_call_id": message.get("tool_call_id"),
+    }
+
+
+def _tool(spec: dict[str, Any]) -> dict[str, Any]:
+    fn = spec.get("function", spec) if isinstance(spec, dict) else {}
+    return {
+        "name": fn.get("name"),
+        "description": fn.get("description"),
+        "parameters": _pretty(fn.get("parameters")) if fn.get("parameters") is not None else "",
+    }
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def _pretty_arguments(arguments: Any) -> str:
+    if isinstance(arguments, str):
+        try:
+            return _pretty(json.loads(arguments))
+        except ValueError:
+            return arguments
+    return _pretty(arguments)
+
+
+# -- the loss chart --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LossChart:
+    width: int
+    height: int
+    train: str  # SVG polyline points
+    valid: str
+    train_points: list[tuple[float, float]]  # (x, y) of each validation marker, to draw circles
+    valid_points: list[tuple[float, float]]
+    y_min: float
+    y_max: float
+    first_step: int
+    steps: int  # the last step
+
+
+def loss_chart(metrics: list[dict[str, Any]], width: int = 640, height: int = 240, pad: int = 32) -> LossChart | None:
+    """SVG coordinates of the train and validation loss over steps, from the job's ``metrics`` events' data
+    (``{"step", "train_loss", "valid_loss"?}``); None when there is no loss yet."""
+    train = [(m["step"], m["train_loss"]) for m in metrics if _num(m.get("step")) and _num(m.get("train_loss"))]
+    valid = [(m["step"], m["valid_loss"]) for m in metrics if _num(m.get("step")) and _num(m.get("valid_loss"))]
+    if not train and not valid:
+        return None
+    values = [v for _, v in train + valid]
+    steps = [s for s, _ in train + valid]
+    y_min, y_max = min(values), max(values)
+    if y_max - y_min < 1e-9:
+        y_min, y_max = y_min - 0.5, y_max + 0.5
+    s_min, s_max = min(steps), max(steps)
+    s_span = max(s_max - s_min, 1)
+
+    def point(step: float, loss: float) -> tuple[float, float]:
+        x = pad + (width - 2 * pad) * ((step - s_min) / s_span)
+        y = pad + (height - 2 * pad) * (1 - (loss - y_min) / (y_max - y_min))
+        return round(x, 1), round(y, 1)
+
+    train_points = [point(s, v) for s, v in train]
+    valid_points = [point(s, v) for s, v in valid]
+
+    def line(points: list[tuple[float, float]]) -> str:
+        return " ".join(f"{x},{y}" for x, y in points)
+
+    return LossChart(
+        width,
+        height,
+        line(train_points),
+        line(valid_points),
+        train_points,
+        valid_points,
+        y_min,
+        y_max,
+        int(s_min),
+        int(s_max),
+    )
+
+
+def _num(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
