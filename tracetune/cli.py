@@ -261,10 +261,12 @@ def db_upgrade(home: HomeOpt = None, database_url: DbOpt = None) -> None:
 
 
 def _register_commands() -> None:
+    from tracetune.cli_demo import demo_command
     from tracetune.cli_eval import eval_command
     from tracetune.cli_export import export_command, validate_command
     from tracetune.cli_jobs import jobs_app, models_app, train_command, worker_command
 
+    app.command("demo")(demo_command)
     app.command("export")(export_command)
     app.command("validate")(validate_command)
     app.command("train")(train_command)

@@ -24,6 +24,9 @@ def eval_command(
         "eval"
     ),
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Longest reply.")] = 256,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, help="Requests in flight at once (the server batches them).")
+    ] = 8,
     home: HomeOpt = None,
     database_url: DbOpt = None,
 ) -> None:
@@ -44,7 +47,8 @@ def eval_command(
         records = read_records(data, limit)
     except TracetuneError as exc:
         fail(str(exc))
-    server: Any = nullcontext(None) if url else InProcessServer(load_settings(home=home, database_url=database_url))
+    settings = load_settings(home=home, database_url=database_url, run_jobs=False)  # serve only: queued jobs wait
+    server: Any = nullcontext(None) if url else InProcessServer(settings)
     console = Console()
     with server as running:
         base_url = (url or running.url).rstrip("/")
@@ -53,7 +57,7 @@ def eval_command(
             tasks = {m: bar.add_task(m, total=len(records)) for m in model}
             try:
                 results = evaluate(
-                    client, model, records, max_tokens=max_tokens,
+                    client, model, records, max_tokens=max_tokens, concurrency=concurrency,
                     progress=lambda m, done, _total: bar.update(tasks[m], completed=done),
                 )  # fmt: skip
             except openai.APIError as exc:

@@ -55,22 +55,34 @@ def evaluate(
     records: Sequence[tuple[int, Mapping[str, Any]]],
     *,
     max_tokens: int = 256,
+    concurrency: int = 1,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Replay every ``(line, record)`` against every model; summaries and per-example results."""
+    """Replay every ``(line, record)`` against every model, ``concurrency`` requests at a time across all the
+    models (the server batches them, adapters mixed); summaries and per-example results, in record order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(model: str, line: int, record: Mapping[str, Any]) -> tuple[Score, dict[str, Any]]:
+        _, expected = split_record(record, line)
+        reply, latency = replay_one(client, model, record, line=line, max_tokens=max_tokens)
+        score = score_reply(expected, reply, latency_s=round(latency, 3))
+        return score, {"line": line, "reply": reply, **score.as_dict()}
+
+    done = dict.fromkeys(models, 0)
     results: dict[str, Any] = {"models": {}, "examples": len(records)}
-    for model in models:
-        scores: list[Score] = []
-        rows: list[dict[str, Any]] = []
-        for done, (line, record) in enumerate(records, 1):
-            _, expected = split_record(record, line)
-            reply, latency = replay_one(client, model, record, line=line, max_tokens=max_tokens)
-            score = score_reply(expected, reply, latency_s=round(latency, 3))
-            scores.append(score)
-            rows.append({"line": line, "reply": reply, **score.as_dict()})
-            if progress is not None:
-                progress(model, done, len(records))
-        results["models"][model] = {"summary": summarize(scores), "results": rows}
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        futures = {m: [pool.submit(one, m, line, record) for line, record in records] for m in models}
+        for model in models:
+            scores: list[Score] = []
+            rows: list[dict[str, Any]] = []
+            for future in futures[model]:
+                score, row = future.result()
+                scores.append(score)
+                rows.append(row)
+                done[model] += 1
+                if progress is not None:
+                    progress(model, done[model], len(records))
+            results["models"][model] = {"summary": summarize(scores), "results": rows}
     return results
 
 

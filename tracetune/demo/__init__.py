@@ -1,0 +1,1 @@
+"""``tracetune demo``: an app traced, its good runs picked, a model fine-tuned on them and shown to beat the base."""
