@@ -46,7 +46,7 @@ def test_train_offline_then_inspect_the_job_and_model(tiny_home):
 
     listed = json.loads(tracetune(tiny_home, "jobs", "list", "--json").stdout)
     assert [(j["status"], j["fine_tuned_model"], j["seed"]) for j in listed] == [("succeeded", model_id, 3)]
-    assert listed[0]["hyperparameters"] == {"n_epochs": 1, "batch_size": 10, "learning_rate_multiplier": 1.0}
+    assert listed[0]["hyperparameters"] == {"n_epochs": 1, "batch_size": 10, "learning_rate_multiplier": 3.0}
     job_id = listed[0]["id"]
     assert json.loads(tracetune(tiny_home, "jobs", "show", job_id).stdout)["trained_tokens"] > 0
     events = tracetune(tiny_home, "jobs", "events", job_id).stdout.splitlines()

@@ -1,6 +1,6 @@
 """Acceptance: the unmodified ``openai`` client fine-tunes the real SmolLM2 through tracetune's ``/v1`` API.
 
-Upload the 20 calculator function-call examples, create a job (3 epochs, the rest "auto"), poll it to
+Upload the 20 calculator function-call examples, create a job (3 epochs, the rest "auto": batch 4, lr 1e-3), poll it to
 ``succeeded``, list its events and checkpoints; the loss must go down, and the adapter the job wrote must turn a
 base model that never calls the calculator right (0/20 held-out) into one that does (≥ 17/20: the TRL
 baseline's score, ``/work/shared/reference/baselines/README.md`` §2); and the fine-tuned model, served by the

@@ -87,7 +87,7 @@ def test_a_job_runs_to_a_fine_tuned_model(client, training_file, ft_server):
     done = finish(client, job.id)
     assert done.status == "succeeded", done.error
     assert done.fine_tuned_model == f"ft:tiny:default:calc:{job.id[-8:]}"
-    assert done.hyperparameters.model_dump() == {"n_epochs": 2, "batch_size": 4, "learning_rate_multiplier": 1.0}
+    assert done.hyperparameters.model_dump() == {"n_epochs": 2, "batch_size": 4, "learning_rate_multiplier": 2.0}
     assert done.trained_tokens and done.trained_tokens > 0 and done.finished_at and done.seed == 7
     assert done.metadata == {"origin": "test"}
 

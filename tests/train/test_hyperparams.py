@@ -23,19 +23,32 @@ def test_auto_epochs_aim_at_100_to_25000_examples_seen(n_examples, epochs):
     assert auto_n_epochs(n_examples) == epochs
 
 
-@pytest.mark.parametrize(("n_examples", "size"), [(1, 1), (19, 1), (20, 2), (45, 4), (80, 8), (10_000, 8)])
+@pytest.mark.parametrize(("n_examples", "size"), [(1, 1), (9, 1), (10, 2), (20, 4), (39, 7), (40, 8), (10_000, 8)])
 def test_auto_batch_size(n_examples, size):
     assert auto_batch_size(n_examples) == size
+
+
+@pytest.mark.parametrize(("batch_size", "multiplier"), [(1, 1.0), (2, 1.0), (3, 1.5), (4, 2.0), (6, 3.0), (8, 3.0)])
+def test_auto_learning_rate_follows_the_batch_size(batch_size, multiplier):
+    hp = resolve_hyperparameters(100, batch_size=batch_size)
+    assert hp.learning_rate_multiplier == multiplier and hp.learning_rate == pytest.approx(
+        multiplier * BASE_LEARNING_RATE
+    )
+    assert (
+        resolve_hyperparameters(100, batch_size=batch_size, learning_rate_multiplier=0.5).learning_rate_multiplier
+        == 0.5
+    )
 
 
 def test_all_auto_for_the_calculator_set():
     hp = resolve_hyperparameters(20)
     assert hp.as_dict() == {
         "n_epochs": 5,
-        "batch_size": 2,
-        "learning_rate_multiplier": 1.0,
-        "learning_rate": BASE_LEARNING_RATE,
+        "batch_size": 4,
+        "learning_rate_multiplier": 2.0,
+        "learning_rate": 2 * BASE_LEARNING_RATE,
     }
+    assert resolve_hyperparameters(3, batch_size=8).learning_rate_multiplier == 1.5  # the batch as resolved: 3
 
 
 def test_explicit_values_pass_through():
