@@ -20,3 +20,19 @@ if [ -n "$extras" ]; then
 else
   "${pip[@]}" -e .
 fi
+# The demo's first run would spend ~30 s converting the built-in model (GGUF → float32 weights + tokenizer):
+# do it here, into $TRACETUNE_HOME (default: the user data dir), where every demo home links to it.
+case ",$extras," in
+  *,demo,*)
+    echo "preparing the built-in model's cached weights and tokenizer (once)" >&2
+    HF_HUB_OFFLINE=1 .venv/bin/python -c "
+from tracetune.config import load_settings
+from tracetune.models.registry import DEFAULT_MODEL_ID, resolve
+from tracetune.models.tokenizer import load_tokenizer
+from tracetune.models.weights import cached_weights
+home = load_settings().home
+load_tokenizer(home, DEFAULT_MODEL_ID)
+cached_weights(home, resolve(home, DEFAULT_MODEL_ID))
+" >&2
+    ;;
+esac
