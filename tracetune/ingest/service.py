@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from sqlalchemy import Connection
 
 from tracetune.errors import InvalidInput
 from tracetune.ingest.feedback_records import feedback_record
@@ -186,10 +187,15 @@ class IngestService:
         # Rows are bound before the write lock is taken, so the lock (one writer at a time) covers only SQL
         # and the commit; another request's parsing and binding overlaps with them.
         prepared = self.store.runs.prepare(workspace_id, post_recs, patch_recs) if post_recs or patch_recs else None
-        with self.store.db.write() as conn:  # runs and feedback of one request commit together
+
+        def write(conn: Connection) -> None:  # runs and feedback of one request commit together
             if prepared is not None:
                 self.store.runs.write(prepared, conn)
             self.store.feedback.create_many(workspace_id, feedback, ignore_existing=True, conn=conn)
+
+        # Two requests upserting the same runs can deadlock on PostgreSQL (an SDK retry racing a newer batch);
+        # the loser is aborted whole and run again here, so the client sees neither an error nor a partial write.
+        self.store.db.write_retrying(write)
         return IngestResult(len(post_recs), len(patch_recs), len(feedback), len(attachments))
 
     def _write_attachment(self, workspace_id: uuid.UUID, run_id: uuid.UUID, name: str, data: bytes) -> None:

@@ -10,13 +10,14 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tracetune.config import Settings
 from tracetune.errors import InvalidInput, PayloadTooLarge, TracetuneError, Unauthorized
 from tracetune.ingest.service import IngestService
 from tracetune.store import Store
+from tracetune.store.engine import is_retryable
 from tracetune.store.workspaces import DEFAULT_WORKSPACE, Workspace
 
 if TYPE_CHECKING:
@@ -167,6 +168,18 @@ def install_error_handlers(app: FastAPI) -> None:
         if is_openai(request):
             return openai_error(400, message)
         return JSONResponse({"detail": message}, status_code=400)
+
+    @app.exception_handler(OperationalError)
+    async def _operational(request: Request, exc: OperationalError) -> Response:
+        if not is_retryable(exc):
+            return await _bug(request, exc)
+        # Still losing the race after the store's own retries (``Database.write_retrying``): nothing was written.
+        log.warning("gave up on %s %s after repeated deadlocks: %s", request.method, request.url.path, exc.orig)
+        message = "the database was too busy with conflicting writes; nothing was stored, send the request again"
+        headers = {"Retry-After": "1"}
+        if is_openai(request):
+            return openai_error(503, message, headers=headers)
+        return JSONResponse({"detail": message}, status_code=503, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:

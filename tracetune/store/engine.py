@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import Insert
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# PostgreSQL's answers that mean "this transaction lost a race; run it again": deadlock_detected and
+# serialization_failure. Nothing of the transaction was committed, so running it again is safe.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+WRITE_ATTEMPTS = 6
+T = TypeVar("T")
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether ``exc`` is a database error that a fresh attempt of the same transaction can get past."""
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
 
 
 def _json_dumps(value: Any) -> str:
@@ -111,6 +124,20 @@ class Database:
                     conn.info["write"] = False
         for callback in after:
             callback()
+
+    def write_retrying(self, work: Callable[[Connection], T], *, attempts: int = WRITE_ATTEMPTS) -> T:
+        """``work(conn)`` in a write transaction, run again from the start (up to ``attempts`` times, with a
+        short random back-off) when the database aborts it as a deadlock victim or a serialization failure.
+        ``work`` must do nothing but database writes (it may run more than once)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.write() as conn:
+                    return work(conn)
+            except DBAPIError as exc:
+                if attempt == attempts or not is_retryable(exc):
+                    raise
+                time.sleep(random.uniform(0, 0.005 * 2**attempt))
+        raise AssertionError("unreachable")
 
 
 class BulkInsert:

@@ -50,6 +50,7 @@ class FeedbackStore:
             row["created_at"] = item.get("created_at") or now
             row["modified_at"] = item.get("modified_at") or now
             rows.append(row)
+        rows.sort(key=lambda r: str(r["id"]))  # one lock order for every writer (see RunStore._steps)
         if conn is not None:
             self._insert(conn, workspace_id, rows, ignore_existing)
             return

@@ -66,6 +66,10 @@ def _metadata_rows(records: list[dict[str, Any]]) -> dict[tuple[int, str], tuple
     return rows
 
 
+def _by_run_id(row: tuple[Any, ...]) -> int:
+    return int(row[1].int)
+
+
 @dataclass
 class RunWrite:
     """One ``apply`` call made ready by ``RunStore.prepare``: the statements and their bound rows (``steps``),
@@ -162,10 +166,12 @@ class RunStore:
         patches: list[dict[str, Any]],
         project_ids: dict[str, uuid.UUID],
     ) -> list[tuple[BulkInsert, list[Any]]]:
+        # Every statement writes its rows in id order: two transactions upserting the same runs then take their
+        # row locks in the same order, so they queue behind each other instead of deadlocking (PostgreSQL).
         dialect = self.db.engine.dialect
         steps: list[tuple[BulkInsert, list[Any]]] = []
         for records, fill in ((posts, True), (patches, False)):
-            rows = [self._row(workspace_id, rec, project_ids, fill) for rec in records]
+            rows = sorted((self._row(workspace_id, rec, project_ids, fill) for rec in records), key=_by_run_id)
             for statement, group in self._run_upsert_groups(rows, fill):
                 steps.append((statement, statement.prepare(dialect, group)))
         tags = {
@@ -174,12 +180,12 @@ class RunStore:
             for rec in records
             for tag in rec.get("tags") or ()
         }
-        tag_rows = [(workspace_id, rid, tag) for (_, tag), rid in tags.items()]
+        tag_rows = [(workspace_id, tags[key], key[1]) for key in sorted(tags)]
         steps.append((self._add_tags, self._add_tags.prepare(dialect, tag_rows)))
         overrides = _metadata_rows(patches)
         fills = {k: v for k, v in _metadata_rows(posts).items() if k not in overrides}
         for statement, meta in ((self._fill_metadata, fills), (self._override_metadata, overrides)):
-            rows = [(workspace_id, rid, key, value) for (_, key), (rid, value) in meta.items()]
+            rows = [(workspace_id, meta[key][0], key[1], meta[key][1]) for key in sorted(meta)]
             steps.append((statement, statement.prepare(dialect, rows)))
         return [(statement, rows) for statement, rows in steps if rows]
 
