@@ -73,7 +73,15 @@ def serve(
         store = open_store_from_settings(settings)
     except TracetuneError as exc:
         fail(str(exc))
-    if not store.workspaces.any_keys():
+    keyed = store.workspaces.auth_required()
+    if keyed and not any(k.revoked_at is None for k in store.workspaces.list_keys()):
+        typer.secho(
+            "Every API key of this store is revoked: every request will be refused. Create one with "
+            "`tracetune keys create --workspace NAME`, or run `tracetune keys open` to serve without keys.",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
+    if not keyed:
         if not settings.is_loopback():
             fail(
                 f"refusing to listen on {settings.host} without API keys: anyone on the network could read and "
@@ -162,6 +170,24 @@ def keys_revoke(prefix: str, home: HomeOpt = None, database_url: DbOpt = None) -
     if not n:
         fail(f"no active key starts with {prefix!r}")
     typer.echo(f"revoked {n} key(s)")
+
+
+@keys_app.command("open")
+def keys_open(home: HomeOpt = None, database_url: DbOpt = None) -> None:
+    """Serve this store without keys again (loopback only). Refused while a key is active.
+
+    Once a key has been created, a store stays keyed, also after its last key is revoked, until this command."""
+    from tracetune.errors import Conflict
+
+    _, store = _open(home, database_url)
+    try:
+        store.workspaces.open_without_keys()
+    except Conflict as exc:
+        fail(str(exc))
+    typer.echo(
+        "the store is open: requests without a key are let in (into the 'default' workspace) by servers on "
+        "127.0.0.1; servers on other addresses refuse them"
+    )
 
 
 @runs_app.command("list")

@@ -225,3 +225,108 @@ def test_serve_on_all_interfaces_with_a_key_starts_and_requires_it(tmp_path: Pat
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+# -- revocation: immediate on every server sharing the store; the last key's revocation never opens it --------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'tracetune.db'}"
+        return
+    admin = _need_postgres()
+    url, name = make_postgres_database(admin)
+    try:
+        yield url
+    finally:
+        drop_postgres_database(admin, name)
+
+
+def _served(home: Path, url: str, host: str = "127.0.0.1") -> LiveServer:
+    """A server whose settings say ``host`` (it listens on loopback either way)."""
+    from tracetune.config import Settings
+    from tracetune.store import open_store
+
+    settings = Settings(home=home, database_url=url, host=host)
+    return LiveServer(settings, open_store(url, sqlite_synchronous="NORMAL"))
+
+
+def test_revoking_from_another_process_takes_effect_at_once_and_never_opens(
+    tmp_path: Path, store_url: str, project_name: str
+) -> None:
+    from tracetune.store import open_store
+
+    server = _served(tmp_path, store_url)
+    other = open_store(store_url, sqlite_synchronous="NORMAL")  # what `tracetune keys …` in another process sees
+    key, info = server.store.workspaces.create_key("team")
+    try:
+        with httpx.Client(base_url=server.langsmith_url, verify=False, timeout=20) as api:
+            ok = {"x-api-key": key}
+            assert api.post("/runs", json=new_run(project_name), headers=ok).status_code == 202
+            assert api.get("/sessions", headers=ok).status_code == 200  # the key is known (and was cached before)
+            assert other.workspaces.revoke_key(info.prefix) == 1
+            # the very next request: the revoked key is refused, and no key is not an open door either
+            assert "invalid or revoked" in detail_of(api.get("/sessions", headers=ok), 401)
+            assert "requires an API key" in detail_of(api.get("/sessions"), 401)
+            assert "requires an API key" in detail_of(api.post("/runs", json=new_run(project_name)), 401)
+            r = api.get(server.url + "/v1/models")
+            assert r.status_code == 401 and "requires an API key" in r.json()["error"]["message"]
+            time.sleep(0.2)
+            assert api.get("/sessions").status_code == 401  # still closed later
+            # only an operator opens it again, and only once no key is active
+            key2, info2 = other.workspaces.create_key("team")
+            with pytest.raises(Exception, match="still active"):
+                other.workspaces.open_without_keys()
+            assert api.get("/sessions", headers={"x-api-key": key2}).status_code == 200
+            other.workspaces.revoke_key(info2.prefix)
+            other.workspaces.open_without_keys()
+            assert api.get("/sessions").status_code == 200
+            assert api.get("/sessions", headers=ok).status_code == 200  # a stray old key in open mode: let in
+            other.workspaces.create_key("team")
+            assert "requires an API key" in detail_of(api.get("/sessions"), 401)
+    finally:
+        other.close()
+        server.stop()
+        server.store.close()
+
+
+def test_a_server_on_another_address_refuses_an_opened_store_for_its_whole_life(tmp_path: Path, store_url: str) -> None:
+    server = _served(tmp_path, store_url, host="0.0.0.0")
+    key, info = server.store.workspaces.create_key("team")
+    try:
+        with httpx.Client(base_url=server.langsmith_url, verify=False, timeout=20) as api:
+            assert api.get("/sessions", headers={"x-api-key": key}).status_code == 200
+            server.store.workspaces.revoke_key(info.prefix)
+            server.store.workspaces.open_without_keys()  # an operator opens the store while this server runs
+            for method, path in (("GET", "/sessions"), ("POST", "/runs/batch")):
+                r = api.request(method, path, json={"post": []} if method == "POST" else None)
+                assert "listens on 0.0.0.0" in detail_of(r, 401)
+            assert "listens on 0.0.0.0" in api.get(server.url + "/v1/models").json()["error"]["message"]
+    finally:
+        server.stop()
+        server.store.close()
+
+
+def test_keys_open_from_the_cli(tmp_path: Path) -> None:
+    env = _cli_env(tmp_path)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "tracetune", "keys", *args]
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+
+    created = cli("create", "--workspace", "team")
+    key = created.stdout.strip()
+    refused = cli("open")
+    assert refused.returncode == 2 and "still active" in refused.stderr and key[:10] in refused.stderr
+    assert cli("revoke", key[:10]).returncode == 0
+    from tracetune.store import open_store
+
+    store = open_store(f"sqlite:///{tmp_path / 'tracetune.db'}")
+    try:
+        assert store.workspaces.auth_required()  # revoked the last key: still keyed
+        opened = cli("open")
+        assert opened.returncode == 0, opened.stderr
+        assert not store.workspaces.auth_required()
+    finally:
+        store.close()

@@ -19,6 +19,8 @@ TABLES = {"workspaces", "api_keys", "projects", "runs", "run_tags", "run_metadat
 DATASET_TABLES = {"datasets", "dataset_records"}  # 0002; empty in _fill (tests/store/test_datasets_migration.py)
 FILE_TABLES = {"files"}  # 0003; empty in _fill (tests/server/test_openai_files.py)
 JOB_TABLES = {"fine_tuning_jobs", "fine_tuning_job_events", "fine_tuning_checkpoints", "fine_tuned_models"}  # 0004
+FLAG_TABLES = {"store_flags"}  # 0005
+ALL_TABLES = TABLES | DATASET_TABLES | FILE_TABLES | JOB_TABLES | FLAG_TABLES | {"alembic_version"}
 
 
 def _alembic(engine: Engine, action: str, target: str) -> None:
@@ -65,9 +67,7 @@ def test_blank_database_upgrades_to_head_and_matches_the_schema(db_url: str) -> 
         assert inspect(engine).get_table_names() == []
         assert current_revision(engine) is None
         upgrade_to_head(engine)
-        assert set(inspect(engine).get_table_names()) == TABLES | DATASET_TABLES | FILE_TABLES | JOB_TABLES | {
-            "alembic_version"
-        }
+        assert set(inspect(engine).get_table_names()) == ALL_TABLES
         assert current_revision(engine) == head()
         with engine.connect() as conn:  # the migrations build exactly what schema.py declares
             assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata) == []
@@ -179,9 +179,7 @@ def test_downgrade_to_base_and_back(db_url: str) -> None:
         assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
         assert current_revision(engine) is None
         upgrade_to_head(engine)
-        assert set(inspect(engine).get_table_names()) == TABLES | DATASET_TABLES | FILE_TABLES | JOB_TABLES | {
-            "alembic_version"
-        }
+        assert set(inspect(engine).get_table_names()) == ALL_TABLES
     finally:
         engine.dispose()
 
@@ -198,9 +196,7 @@ def test_db_upgrade_cli(db_url: str, tmp_path: Path, twice: bool) -> None:
         assert f"at revision {head()}" in result.stdout
     engine = create_store_engine(db_url)
     try:
-        assert set(inspect(engine).get_table_names()) == TABLES | DATASET_TABLES | FILE_TABLES | JOB_TABLES | {
-            "alembic_version"
-        }
+        assert set(inspect(engine).get_table_names()) == ALL_TABLES
     finally:
         engine.dispose()
 
@@ -214,3 +210,33 @@ def test_db_upgrade_cli_default_database_is_under_home(tmp_path: Path, monkeypat
     assert result.exit_code == 0, result.output
     assert (tmp_path / "home" / "tracetune.db").exists()
     assert f"at revision {head()}" in result.stdout
+
+
+@pytest.mark.parametrize("had_keys", [False, True])
+def test_a_store_that_had_keys_before_0005_stays_keyed(db_url: str, had_keys: bool) -> None:
+    """0005 records the auth mode; a store whose keys were all revoked before it must not come out open."""
+    engine = create_store_engine(db_url)
+    try:
+        _alembic(engine, "upgrade", "0004")
+        if had_keys:
+            wid, kid = uuid.uuid4(), uuid.uuid4()
+            as_id = (lambda u: u.hex) if engine.dialect.name == "sqlite" else (lambda u: u)
+            with engine.begin() as conn:
+                conn.execute(
+                    text("INSERT INTO workspaces (id, name, created_at) VALUES (:id, 'w', :t)"),
+                    {"id": as_id(wid), "t": "2026-01-01 00:00:00"},
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO api_keys (id, workspace_id, prefix, key_hash, created_at, revoked_at) "
+                        "VALUES (:id, :w, 'tt_abcdefg', :h, :t, :t)"
+                    ),
+                    {"id": as_id(kid), "w": as_id(wid), "h": "0" * 64, "t": "2026-01-01 00:00:00"},
+                )
+    finally:
+        engine.dispose()
+    store = open_store(db_url)
+    try:
+        assert store.workspaces.auth_required() is had_keys
+    finally:
+        store.close()

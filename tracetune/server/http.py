@@ -40,26 +40,36 @@ def state(request: Request) -> AppState:
 
 def workspace(request: Request) -> Workspace:
     """The caller's workspace: from its API key (``x-api-key`` or ``Authorization: Bearer``), or the default
-    workspace when the server runs open (no keys configured)."""
+    workspace when the server runs open (its store never had keys, or was opened again)."""
     key = request.headers.get("x-api-key")
     if not key:
         auth = request.headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
             key = auth[7:].strip()
-    return workspace_for_key(state(request).store, key)
+    return workspace_for_key(state(request), key)
 
 
-def workspace_for_key(store: Store, key: str | None) -> Workspace:
-    """The workspace of API key ``key``; the default workspace when the server runs open (no keys configured).
-    Shared by the APIs (key from a header) and the web UI (key from its session cookie)."""
-    if not store.workspaces.any_keys():
-        return store.workspaces.ensure(DEFAULT_WORKSPACE)
-    if not key:
-        raise Unauthorized("this server requires an API key: send it as x-api-key (or Authorization: Bearer)")
-    ws = store.workspaces.authenticate(key)
-    if ws is None:
+def workspace_for_key(st: AppState, key: str | None) -> Workspace:
+    """The workspace of API key ``key``; the default workspace when the store runs open. Shared by the APIs (key
+    from a header) and the web UI (key from its session cookie). Read from the store on every call: a key
+    revoked by any process is refused on the next request, and revoking the last key does not open the server."""
+    keys = st.store.workspaces
+    if key:
+        ws = keys.authenticate(key)
+        if ws is not None:
+            return ws
+    if keys.auth_required():
+        if not key:
+            raise Unauthorized("this server requires an API key: send it as x-api-key (or Authorization: Bearer)")
         raise Unauthorized("invalid or revoked API key")
-    return ws
+    if not st.settings.is_loopback():
+        # Checked on every request, not only at start-up: the store may have been opened since.
+        raise Unauthorized(
+            f"this server listens on {st.settings.host} and its store has no API keys, so it refuses every request "
+            "(anyone on the network could read and write the traces): create one with `tracetune keys create "
+            "--workspace NAME`, or serve on 127.0.0.1"
+        )
+    return keys.ensure(DEFAULT_WORKSPACE)
 
 
 async def read_body(request: Request) -> bytes:

@@ -107,7 +107,7 @@ ENV = _env()
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     """The page ``template`` (autoescaped) with the caller's workspace and the navigation in its context."""
     context.setdefault("ws", getattr(request.state, "ui_workspace", None))
-    context["auth_enabled"] = state(request).store.workspaces.any_keys()
+    context["auth_enabled"] = state(request).store.workspaces.auth_required()
     context["path"] = request.url.path
     html = ENV.get_template(template).render(request=request, **context)
     return HTMLResponse(html, status_code=status_code, headers={"Content-Security-Policy": CSP})
@@ -128,7 +128,7 @@ class LoginRequired(Exception):
 def ui_workspace(request: Request) -> Workspace:
     """The workspace of the key in the UI's cookie (the default workspace when the server runs open)."""
     try:
-        ws = workspace_for_key(state(request).store, request.cookies.get(COOKIE))
+        ws = workspace_for_key(state(request), request.cookies.get(COOKIE))
     except Unauthorized:
         raise LoginRequired from None
     request.state.ui_workspace = ws
@@ -151,11 +151,11 @@ def login_page(request: Request, next: str = "/") -> HTMLResponse:
 def login(request: Request, key: str = Form(""), next: str = Form("/")) -> Response:
     store = state(request).store
     try:
-        ws = workspace_for_key(store, key.strip())
+        ws = workspace_for_key(state(request), key.strip())
     except Unauthorized as exc:
         return render(request, "login.html", status_code=401, next=_safe_next(next), error=exc.message)
     response = see_other(_safe_next(next))
-    if store.workspaces.any_keys():
+    if store.workspaces.auth_required():
         response.set_cookie(
             COOKIE,
             key.strip(),

@@ -29,6 +29,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    text,
 )
 
 # SQL NULL for Python None (not the JSON literal ``null``): COALESCE-based upserts rely on it.
@@ -41,6 +42,16 @@ metadata = MetaData(
         "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
         "pk": "pk_%(table_name)s",
     }
+)
+
+# Facts about the whole store, by name: ``auth_mode`` ("keyed" once a key was ever created, until an operator runs
+# ``tracetune keys open``; see ``WorkspaceStore``).
+store_flags = Table(
+    "store_flags",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("value", String(500), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
 workspaces = Table(
@@ -105,6 +116,14 @@ runs = Table(
     Index("ix_runs_project_start", "workspace_id", "project_id", "start_us", "id"),
     Index("ix_runs_trace", "workspace_id", "trace_id"),
     Index("ix_runs_parent", "workspace_id", "parent_run_id"),
+    # Runs posted without a dotted order wait here for their parent's (``RunStore`` derives it): a small index.
+    Index(
+        "ix_runs_awaiting_parent",
+        "workspace_id",
+        "parent_run_id",
+        sqlite_where=text("dotted_order IS NULL"),
+        postgresql_where=text("dotted_order IS NULL"),
+    ),
 )
 
 run_tags = Table(

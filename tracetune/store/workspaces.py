@@ -5,21 +5,21 @@ from __future__ import annotations
 import builtins
 import hashlib
 import secrets
-import threading
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, select, update
 
-from tracetune.errors import NotFound
+from tracetune.errors import Conflict, NotFound
 from tracetune.store.engine import Database
-from tracetune.store.schema import api_keys, workspaces
+from tracetune.store.schema import api_keys, store_flags, workspaces
 from tracetune.store.sqlutil import as_utc, upsert, utcnow
 
 DEFAULT_WORKSPACE = "default"
 KEY_PREFIX = "tt_"
+AUTH_MODE = "auth_mode"  # the store_flags row
+KEYED, OPEN = "keyed", "open"
 
 
 @dataclass(frozen=True)
@@ -43,17 +43,18 @@ def hash_key(key: str) -> str:
 
 
 class WorkspaceStore:
-    """Workspaces by name, keys by hash. Lookups are cached; the "are there any keys?" answer for a few s."""
+    """Workspaces by name, keys by hash, and the store's auth mode.
 
-    KEYS_PRESENT_TTL_S = 2.0
-    KEY_CACHE_TTL_S = 10.0  # a key revoked from another process stops working within this time
+    The mode is **keyed** from the moment a key is created, and stays keyed when keys are revoked (even the
+    last one: then nothing is let in) until an operator opens the store explicitly (``open_without_keys``,
+    ``tracetune keys open``). A store that never had a key is **open**. Key lookups and the mode are read from
+    the database on every request, never cached: a key revoked by any process sharing the store is refused on
+    the very next request to every server.
+    """
 
     def __init__(self, db: Database) -> None:
         self.db = db
         self._by_name: dict[str, Workspace] = {}
-        self._by_hash: dict[str, tuple[float, Workspace]] = {}
-        self._keys_present: tuple[float, bool] | None = None
-        self._lock = threading.Lock()
 
     def ensure(self, name: str) -> Workspace:
         """The workspace called ``name``, created on first use."""
@@ -101,7 +102,7 @@ class WorkspaceStore:
                     created_at=now,
                 )
             )
-        self._keys_present = None
+            self._set_mode(conn, KEYED)
         return key, ApiKeyInfo(key_id, ws.name, name, key[:10], now, None)
 
     def list_keys(self) -> builtins.list[ApiKeyInfo]:
@@ -118,46 +119,43 @@ class WorkspaceStore:
         ]
 
     def revoke_key(self, prefix: str) -> int:
-        """Revoke every active key starting with ``prefix``; returns how many were revoked."""
+        """Revoke every active key starting with ``prefix``; returns how many were revoked. The store stays
+        keyed: with no active key left, every request is refused until a key is created or the store opened."""
         with self.db.write() as conn:
             result = conn.execute(
                 update(api_keys)
                 .where(api_keys.c.prefix == prefix[:10], api_keys.c.revoked_at.is_(None))
                 .values(revoked_at=utcnow())
             )
-        with self._lock:
-            self._by_hash.clear()
-        self._keys_present = None
         return int(result.rowcount or 0)
 
-    def any_keys(self) -> bool:
-        """Whether any active key exists (then every request must carry one)."""
-        now = time.monotonic()
-        cached = self._keys_present
-        if cached and now - cached[0] < self.KEYS_PRESENT_TTL_S:
-            return cached[1]
+    def open_without_keys(self) -> None:
+        """Let requests in without a key again (into the default workspace). Refused while a key is active."""
+        with self.db.write() as conn:
+            active = conn.execute(select(api_keys.c.prefix).where(api_keys.c.revoked_at.is_(None))).scalars().all()
+            if active:
+                listed = ", ".join(p + "…" for p in active)
+                raise Conflict(f"{len(active)} key(s) still active ({listed}): revoke them first", field="keys")
+            self._set_mode(conn, OPEN)
+
+    def auth_required(self) -> bool:
+        """Whether every request must carry a key (the store is keyed; see the class docstring)."""
         with self.db.read() as conn:
-            n = conn.execute(select(func.count()).select_from(api_keys).where(api_keys.c.revoked_at.is_(None))).scalar()
-        present = bool(n)
-        self._keys_present = (now, present)
-        return present
+            mode = conn.execute(select(store_flags.c.value).where(store_flags.c.name == AUTH_MODE)).scalar()
+        return mode == KEYED
 
     def authenticate(self, key: str) -> Workspace | None:
-        digest = hash_key(key)
-        now = time.monotonic()
-        hit = self._by_hash.get(digest)
-        if hit and now - hit[0] < self.KEY_CACHE_TTL_S:
-            return hit[1]
+        """The workspace of the active key ``key``; None for an unknown or revoked key."""
         q = (
             select(workspaces.c.id, workspaces.c.name)
             .join(api_keys, api_keys.c.workspace_id == workspaces.c.id)
-            .where(api_keys.c.key_hash == digest, api_keys.c.revoked_at.is_(None))
+            .where(api_keys.c.key_hash == hash_key(key), api_keys.c.revoked_at.is_(None))
         )
         with self.db.read() as conn:
             row = conn.execute(q).first()
-        if row is None:
-            return None
-        ws = Workspace(row.id, row.name)
-        with self._lock:
-            self._by_hash[digest] = (now, ws)
-        return ws
+        return Workspace(row.id, row.name) if row else None
+
+    @staticmethod
+    def _set_mode(conn: Connection, mode: str) -> None:
+        stmt = upsert(conn, store_flags).values(name=AUTH_MODE, value=mode, updated_at=utcnow())
+        conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={"value": mode, "updated_at": utcnow()}))
