@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+MAX_MESSAGE_CHARS = 2000  # what an error body may hold at most (values are cut before that, see ``shown``)
+MAX_FIELD_CHARS = 200  # a field named after user input (a multipart part's name) is cut too
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: an error names a bad value without echoing 100 KB of it."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
 
 class TracetuneError(Exception):
     """Base of every error that is the caller's fault or a known condition (never a bug)."""
@@ -17,6 +28,10 @@ class TracetuneError(Exception):
         position: int | None = None,
         code: str | None = None,
     ) -> None:
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = message[:MAX_MESSAGE_CHARS] + f"… (cut at {MAX_MESSAGE_CHARS} characters)"
+        if field is not None and len(field) > MAX_FIELD_CHARS:
+            field = field[:MAX_FIELD_CHARS] + "…"
         super().__init__(message)
         self.message = message
         self.field = field
@@ -57,3 +72,19 @@ class NotFound(TracetuneError):
 
 class Conflict(TracetuneError):
     status_code = 409
+
+
+class Unprocessable(TracetuneError):
+    """A well-formed value the API does not accept (what LangSmith answers 422 for, e.g. an unknown run type)."""
+
+    status_code = 422
+
+
+class UnsupportedMediaType(TracetuneError):
+    status_code = 415
+
+
+class Unavailable(TracetuneError):
+    """A capability this installation lacks (a missing optional package): the message says what to install."""
+
+    status_code = 503

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures import capture_parts, load
-from tracetune.errors import InvalidInput
+from tracetune.errors import InvalidInput, Unprocessable
 from tracetune.ingest.feedback_records import feedback_record
 from tracetune.ingest.records import merge_records, run_record, time_to_us, us_to_time
 
@@ -190,20 +191,67 @@ def test_trace_id_defaults_to_the_id_of_a_root_post_only() -> None:
     assert "trace_id" not in run_record({"id": rid}, "patch", "p")
 
 
+GOOD = "7a2b5a52-6c32-4f0e-9a59-6b3c1e7d2a10"
+PATCHED = str(uuid.uuid4())
+
+
 @pytest.mark.parametrize(
     ("fields", "start"),
     [
         ({"start_time": "2026-01-01T00:00:05Z", "end_time": "2026-01-01T00:00:09Z"}, "2026-01-01T00:00:05Z"),
         (
-            {"dotted_order": "20260101T000000000001Zaaa.20260101T000003250000Zbbb", "end_time": "2026-01-01T00:00:09Z"},
+            {
+                "dotted_order": f"20260101T000000000001Z{GOOD}.20260101T000003250000Z{PATCHED}",
+                "end_time": "2026-01-01T00:00:09Z",
+            },
             "2026-01-01T00:00:03.25Z",
         ),
-        ({"dotted_order": "garbage", "end_time": "2026-01-01T00:00:09Z"}, "2026-01-01T00:00:09Z"),
         ({"end_time": "2026-01-01T00:00:09Z"}, "2026-01-01T00:00:09Z"),
     ],
 )
 def test_patch_start_time_fallbacks(fields: dict[str, Any], start: str) -> None:
-    assert run_record({"id": str(uuid.uuid4()), **fields}, "patch", "patch[0]")["start_us"] == us(start)
+    assert run_record({"id": PATCHED, **fields}, "patch", "patch[0]")["start_us"] == us(start)
+
+
+@pytest.mark.parametrize(
+    ("dotted", "needle"),
+    [
+        ("garbage!!", "segment 1 ('garbage!!') is not"),
+        (f"20260101T000000000001Z{GOOD}.x", "segment 2"),
+        (f"20260101T000000000001Z{GOOD}", "last segment names run"),
+        (f"2026-01-01T000000000001Z{PATCHED}", "segment 1"),
+    ],
+)
+def test_a_malformed_dotted_order_is_refused_naming_it(dotted: str, needle: str) -> None:
+    with pytest.raises(InvalidInput, match=re.escape(needle)) as caught:
+        run_record({"id": PATCHED, "dotted_order": dotted}, "post", "post[0]")
+    assert caught.value.field == "post[0].dotted_order"
+
+
+def test_a_dotted_order_must_agree_with_trace_and_parent() -> None:
+    dotted = f"20260101T000000000001Z{GOOD}.20260101T000003250000Z{PATCHED}"
+    other = str(uuid.uuid4())
+    with pytest.raises(InvalidInput, match="not the trace_id"):
+        run_record({"id": PATCHED, "dotted_order": dotted, "trace_id": other}, "post", "p")
+    with pytest.raises(InvalidInput, match="does not name the parent_run_id"):
+        run_record({"id": PATCHED, "dotted_order": dotted, "parent_run_id": other}, "post", "p")
+    rec = run_record({"id": PATCHED, "dotted_order": dotted, "trace_id": GOOD}, "post", "p")
+    assert rec["parent_run_id"] == uuid.UUID(GOOD)  # read off the dotted order
+
+
+@pytest.mark.parametrize("run_type", ["agent", "bogus", "LLM", ""])
+def test_an_unknown_run_type_is_422_naming_it(run_type: str) -> None:
+    with pytest.raises(Unprocessable, match="is not a run type") as caught:
+        run_record({"id": GOOD, "run_type": run_type}, "post", "post[0]")
+    assert caught.value.status_code == 422 and caught.value.field == "post[0].run_type"
+
+
+def test_a_root_posted_without_a_dotted_order_gets_its_own_segment() -> None:
+    rec = run_record({"id": GOOD, "start_time": "2026-01-01T00:00:03.25Z"}, "post", "p")
+    assert rec["dotted_order"] == f"20260101T000003250000Z{GOOD}"
+    assert rec["trace_id"] == uuid.UUID(GOOD)
+    child = run_record({"id": PATCHED, "parent_run_id": GOOD, "start_time": "2026-01-01T00:00:04Z"}, "post", "p")
+    assert "dotted_order" not in child and "trace_id" not in child  # the store derives them from the parent
 
 
 @pytest.mark.parametrize(
@@ -221,9 +269,11 @@ def test_empty_outputs(kind: str, fields: dict[str, Any], outputs: Any) -> None:
     assert rec.get("outputs", "absent") == outputs
 
 
-def test_non_string_error_becomes_a_string() -> None:
-    rec = run_record({"id": str(uuid.uuid4()), "error": {"type": "ValueError"}}, "patch", "p")
-    assert rec["error"] == "{'type': 'ValueError'}"
+@pytest.mark.parametrize("error", [5, {"type": "ValueError"}, ["x"], True])
+def test_a_non_string_error_is_refused(error: object) -> None:
+    with pytest.raises(InvalidInput, match="expected a string") as caught:
+        run_record({"id": str(uuid.uuid4()), "error": error}, "patch", "p")
+    assert caught.value.field == "p.error"
 
 
 def test_null_fields_mean_not_given() -> None:
@@ -243,8 +293,6 @@ def test_null_fields_mean_not_given() -> None:
 
 
 # -- errors name the field -----------------------------------------------------------------------------------
-
-GOOD = "7a2b5a52-6c32-4f0e-9a59-6b3c1e7d2a10"
 
 
 @pytest.mark.parametrize(
@@ -297,7 +345,6 @@ def test_limits_are_inclusive() -> None:
         {
             "id": GOOD,
             "name": "n" * 500,
-            "run_type": "r" * 32,
             "tags": ["t" * 500],
             "inputs": {"nul is fine in JSON": "\x00"},
         },

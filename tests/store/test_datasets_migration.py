@@ -14,6 +14,7 @@ from tests.dataset_support import chain_root, chat_run, ingest
 from tracetune.store import Store
 from tracetune.store.engine import MIGRATIONS_DIR, Database, create_store_engine, current_revision, upgrade_to_head
 from tracetune.store.schema import metadata
+from tracetune.store.sqlutil import utcnow
 
 OLD_TABLES = ("workspaces", "api_keys", "projects", "runs", "run_tags", "run_metadata", "feedback")
 NEW_TABLES = {"datasets", "dataset_records"}
@@ -62,7 +63,12 @@ def test_a_database_at_0001_holding_runs_upgrades_without_losing_a_row(db_url: s
         assert not NEW_TABLES & set(inspect(engine).get_table_names())
         old = Store(Database(engine))  # the 0001 tables are what these repositories write
         ws = old.workspaces.ensure("default").id
-        old.workspaces.create_key("default", "k")
+        with engine.begin() as conn:  # a key as 0001 stores it (the repository's create_key also sets 0005's flag)
+            conn.execute(
+                metadata.tables["api_keys"]
+                .insert()
+                .values(id=uuid.uuid4(), workspace_id=ws, prefix="tt_0001", key_hash="0" * 64, created_at=utcnow())
+            )
         root = chain_root()
         sent = [root, chat_run("q1", "a1", trace=root, thread="t1"), chat_run("q2", "a2", n=1)]
         sent[2]["tags"] = ["tagged"]

@@ -8,11 +8,12 @@ record carries only the columns the operation actually gave (``None`` = not give
 from __future__ import annotations
 
 import contextlib
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from tracetune.errors import InvalidInput
+from tracetune.errors import InvalidInput, Unprocessable, shown
 
 Kind = Literal["post", "patch"]
 
@@ -45,6 +46,10 @@ THREAD_KEYS = ("thread_id", "session_id", "conversation_id")
 MAX_CHARS = {"name": 500, "run_type": 32, "dotted_order": 2000, "session_name": 500, "tag": 500, "thread_id": 500}
 INT32 = 2**31
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# LangSmith's run types (``langsmith.schemas.RunTypeEnum``); anything else is a 422 there and here.
+RUN_TYPES = frozenset({"tool", "chain", "llm", "retriever", "embedding", "prompt", "parser"})
+# One segment of a dotted order per ancestor, root first: ``<YYYYMMDDTHHMMSSffffff>Z<run id>``.
+_SEGMENT = re.compile(r"\d{8}T\d{12}Z([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})")
 
 
 def parse_uuid(value: Any, field: str) -> uuid.UUID:
@@ -53,7 +58,7 @@ def parse_uuid(value: Any, field: str) -> uuid.UUID:
     try:
         return uuid.UUID(str(value))
     except (ValueError, TypeError, AttributeError):
-        raise InvalidInput(f"{value!r} is not a UUID", field=field) from None
+        raise InvalidInput(f"{shown(value)} is not a UUID", field=field) from None
 
 
 def time_to_us(value: Any, field: str) -> int:
@@ -64,7 +69,7 @@ def time_to_us(value: Any, field: str) -> int:
         try:
             dt = datetime.fromisoformat(value)
         except ValueError:
-            raise InvalidInput(f"{value!r} is not an ISO-8601 time", field=field) from None
+            raise InvalidInput(f"{shown(value)} is not an ISO-8601 time", field=field) from None
     else:
         raise InvalidInput(f"expected an ISO-8601 time string, got {type(value).__name__}", field=field)
     if dt.tzinfo is None:
@@ -86,6 +91,40 @@ def check_text(value: str, limit: int | None, field: str) -> str:
     if limit is not None and len(value) > limit:
         raise InvalidInput(f"at most {limit} characters allowed, got {len(value)}", field=field)
     return value
+
+
+def dotted_segment(start_us: int, run_id: uuid.UUID) -> str:
+    """The dotted-order segment of a run that started at ``start_us``: what the SDKs write for it."""
+    return (EPOCH + timedelta(microseconds=start_us)).strftime("%Y%m%dT%H%M%S%fZ") + str(run_id)
+
+
+def _dotted_ids(dotted: str, where: str) -> list[str]:
+    """The run ids of a dotted order, root first; a 400 naming the field when it is not one."""
+    ids = []
+    for i, segment in enumerate(dotted.split(".")):
+        match = _SEGMENT.fullmatch(segment)
+        if match is None:
+            shown = segment if len(segment) <= 80 else segment[:80] + "…"
+            raise InvalidInput(
+                f"segment {i + 1} ({shown!r}) is not <YYYYMMDDTHHMMSSffffff>Z<run id>", field=f"{where}.dotted_order"
+            )
+        ids.append(match.group(1).lower())
+    return ids
+
+
+def _check_dotted_order(rec: dict[str, Any], where: str) -> None:
+    """A dotted order must end with the run's own id, start with its trace's and name its parent next to last."""
+    ids = _dotted_ids(rec["dotted_order"], where)
+    field = f"{where}.dotted_order"
+    if ids[-1] != str(rec["id"]):
+        raise InvalidInput(f"its last segment names run {ids[-1]}, not this run ({rec['id']})", field=field)
+    if "trace_id" in rec and ids[0] != str(rec["trace_id"]):
+        raise InvalidInput(f"its first segment names run {ids[0]}, not the trace_id {rec['trace_id']}", field=field)
+    parent = rec.get("parent_run_id")
+    if parent is not None and (len(ids) < 2 or ids[-2] != str(parent)):
+        raise InvalidInput(f"it does not name the parent_run_id {parent} before the run's own segment", field=field)
+    if parent is None and len(ids) > 1 and "parent_run_id" not in rec:
+        rec["parent_run_id"] = uuid.UUID(ids[-2])  # the dotted order says who the parent is
 
 
 def _start_from_dotted_order(dotted: str) -> int | None:
@@ -158,6 +197,13 @@ def run_record(run: Any, kind: Kind, where: str) -> dict[str, Any]:
             if not isinstance(value, str):
                 raise InvalidInput(f"expected a string, got {type(value).__name__}", field=f"{where}.{key}")
             rec[key] = check_text(value, MAX_CHARS[key], f"{where}.{key}")
+    if "run_type" in rec and rec["run_type"] not in RUN_TYPES:
+        raise Unprocessable(
+            f"{shown(rec['run_type'])} is not a run type; expected one of {', '.join(sorted(RUN_TYPES))}",
+            field=f"{where}.run_type",
+        )
+    if "dotted_order" in rec:
+        _check_dotted_order(rec, where)
     if run.get("start_time") is not None:
         rec["start_us"] = time_to_us(run["start_time"], f"{where}.start_time")
     if run.get("end_time") is not None:
@@ -190,7 +236,9 @@ def run_record(run: Any, kind: Kind, where: str) -> dict[str, Any]:
         rec["tags"] = tags
     error = run.get("error")
     if error is not None:
-        rec["error"] = check_text(error if isinstance(error, str) else str(error), None, f"{where}.error")
+        if not isinstance(error, str):
+            raise InvalidInput(f"expected a string, got {type(error).__name__}", field=f"{where}.error")
+        rec["error"] = check_text(error, None, f"{where}.error")
     prompt, completion, total = _tokens(run, rec.get("outputs"), rec.get("extra"))
     for key, value in (("prompt_tokens", prompt), ("completion_tokens", completion), ("total_tokens", total)):
         if _int_or_none(value) is not None:
@@ -204,8 +252,12 @@ def run_record(run: Any, kind: Kind, where: str) -> dict[str, Any]:
                 thread = str(meta[key])
                 rec["thread_id"] = check_text(thread, MAX_CHARS["thread_id"], f"{where}.extra.metadata.{key}")
                 break
-    if "trace_id" not in rec and kind == "post" and "parent_run_id" not in rec:
-        rec["trace_id"] = rec["id"]
+    if kind == "post" and "parent_run_id" not in rec:  # a root: its own trace, and a dotted order of one segment
+        rec.setdefault("trace_id", rec["id"])
+        if "dotted_order" not in rec and "start_us" in rec and rec["trace_id"] == rec["id"]:
+            rec["dotted_order"] = dotted_segment(rec["start_us"], rec["id"])
+    # A child posted without a dotted order (``Client.create_run(parent_run_id=…)``) gets it, and its trace id,
+    # from its parent when both are stored (``RunStore``), whichever arrives first.
     if "start_us" not in rec and kind == "patch":
         start = _start_from_dotted_order(rec["dotted_order"]) if "dotted_order" in rec else None
         rec["start_us"] = start if start is not None else rec.get("end_us")

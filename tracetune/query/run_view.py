@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from tracetune.ingest.records import us_to_time
+from tracetune.ingest.records import dotted_segment, us_to_time
 
 # What `list_runs(select=…)` may name, beyond the columns themselves.
 ALWAYS = ("id", "name", "run_type", "start_time", "trace_id", "dotted_order", "parent_run_id", "session_id")
@@ -50,10 +50,10 @@ def ancestors(dotted_order: str | None) -> list[str]:
 
 
 def default_dotted_order(row: dict[str, Any]) -> str | None:
-    dt = us_to_time(row.get("start_us"))
-    if dt is None:
-        return None
-    return dt.strftime("%Y%m%dT%H%M%S%fZ") + str(row["id"])
+    """The run's own one-segment dotted order: a root's (stored before dotted orders were derived on write), or
+    a child's while its parent has not arrived."""
+    start = row.get("start_us")
+    return None if start is None else dotted_segment(start, row["id"])
 
 
 def run_view(
@@ -66,7 +66,9 @@ def run_view(
     """The LangSmith run object for ``row``. ``select`` limits the heavy fields (inputs, outputs, …)."""
     inputs, outputs = flatten_llm(row.get("run_type"), row.get("inputs"), row.get("outputs"))
     start, end = row.get("start_us"), row.get("end_us")
-    dotted = row.get("dotted_order") or (default_dotted_order(row) if row.get("parent_run_id") is None else None)
+    # The SDK (langsmith >= 0.15) requires a string. A child whose parent never arrived reads with its own segment
+    # until the parent comes (then ``RunStore`` stores the real one).
+    dotted = row.get("dotted_order") or default_dotted_order(row)
     view: dict[str, Any] = {
         "id": str(row["id"]),
         "name": row.get("name") or "",

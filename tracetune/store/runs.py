@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, Select, Table, func, select
+from sqlalchemy import Connection, Select, Table, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from tracetune.ingest.records import RUN_COLUMNS
+from tracetune.ingest.records import RUN_COLUMNS, dotted_segment
 from tracetune.store.engine import BulkInsert, Database
 from tracetune.store.jsonvalues import canonical_json
 from tracetune.store.projects import ProjectStore
@@ -29,6 +29,7 @@ _UPDATABLE_AT = tuple((col, _TABLE_COLUMNS.index(col)) for col in _UPDATABLE)
 
 _INFINITIES = (float("inf"), float("-inf"))
 _MAX_CACHED_STATEMENTS = 64
+_MAX_TREE_DEPTH = 1000  # levels of waiting descendants placed in one write
 
 
 def metadata_value(value: Any) -> str:
@@ -64,6 +65,14 @@ def _metadata_rows(records: list[dict[str, Any]]) -> dict[tuple[int, str], tuple
             for key, value in meta.items():
                 rows[(number, str(key))] = (rid, metadata_value(value))
     return rows
+
+
+def _waiting(conn: Connection, workspace_id: uuid.UUID, where: Any) -> list[Any]:
+    """Runs matching ``where`` that have a parent but no dotted order yet."""
+    q = select(runs.c.id, runs.c.parent_run_id, runs.c.start_us).where(
+        runs.c.workspace_id == workspace_id, runs.c.dotted_order.is_(None), runs.c.parent_run_id.is_not(None), where
+    )
+    return list(conn.execute(q))
 
 
 def _by_run_id(row: tuple[Any, ...]) -> int:
@@ -151,7 +160,55 @@ class RunStore:
             steps = self._steps(ws, prepared.posts, prepared.patches, project_ids)
         for statement, rows in steps:
             statement.run(conn, rows)
+        self._place_in_trees(conn, prepared)
         return len(prepared.posts) + len(prepared.patches)
+
+    def _place_in_trees(self, conn: Connection, prepared: RunWrite) -> None:
+        """Give runs stored without a dotted order (a child posted by ``Client.create_run(parent_run_id=…)``) their
+        parent's trace id and dotted order + their own segment, as LangSmith does: for the children written now
+        whose parent is stored, and for children stored earlier whose parent (or an ancestor) arrives now. The
+        common case, no run of the workspace waiting, costs one probe of a partial index."""
+        ws = prepared.workspace_id
+        lacking = [r["id"] for r in prepared.posts if "dotted_order" not in r and r.get("parent_run_id") is not None]
+        if not lacking:
+            waiting = conn.execute(
+                select(runs.c.id)
+                .where(runs.c.workspace_id == ws, runs.c.dotted_order.is_(None), runs.c.parent_run_id.is_not(None))
+                .limit(1)
+            ).first()
+            if waiting is None:
+                return
+        written = [r["id"] for r in (*prepared.posts, *prepared.patches) if r.get("dotted_order")]
+        pending = _waiting(conn, ws, runs.c.id.in_(lacking)) if lacking else []
+        for _ in range(_MAX_TREE_DEPTH):
+            if written:
+                pending += _waiting(conn, ws, runs.c.parent_run_id.in_(written))
+            if not pending:
+                return
+            parent_ids = {row.parent_run_id for row in pending}
+            parents = {
+                row.id: row
+                for row in conn.execute(
+                    select(runs.c.id, runs.c.trace_id, runs.c.dotted_order).where(
+                        runs.c.workspace_id == ws, runs.c.id.in_(parent_ids), runs.c.dotted_order.is_not(None)
+                    )
+                )
+            }
+            placed = []
+            for child in pending:
+                parent = parents.get(child.parent_run_id)
+                if parent is not None:
+                    dotted = f"{parent.dotted_order}.{dotted_segment(child.start_us, child.id)}"
+                    placed.append({"cid": child.id, "dotted": dotted, "trace": parent.trace_id or parent.id})
+            if placed:
+                conn.execute(
+                    update(runs)
+                    .where(runs.c.workspace_id == ws, runs.c.id == bindparam("cid"), runs.c.dotted_order.is_(None))
+                    .values(dotted_order=bindparam("dotted"), trace_id=bindparam("trace")),
+                    placed,
+                )
+            written = [p["cid"] for p in placed]  # their own waiting children come next
+            pending = []
 
     @staticmethod
     def _project_names(posts: list[dict[str, Any]], patches: list[dict[str, Any]]) -> set[str]:
