@@ -63,7 +63,8 @@ def capture(n: int, folder: Path) -> list[tuple[bytes, dict[str, str]]]:
 
 
 def run_once(bodies: list[tuple[bytes, dict[str, str]]], home: Path, synchronous: str) -> dict[str, float]:
-    from tracetune.ingest.multipart import decode_body, split_parts
+    from tracetune.ingest.encoding import decode_body
+    from tracetune.ingest.multipart import split_parts
     from tracetune.ingest.records import merge_records, run_record
     from tracetune.ingest.service import IngestService
     from tracetune.store import open_store

@@ -11,8 +11,9 @@ import pytest
 import zstandard
 
 from tests.fixtures import FIXTURES, load, multipart_body
-from tracetune.errors import InvalidInput, PayloadTooLarge
-from tracetune.ingest.multipart import boundary_of, decode_body, split_parts
+from tracetune.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from tracetune.ingest.encoding import decode_body
+from tracetune.ingest.multipart import boundary_of, split_parts
 
 RAW = load("ls_raw.json")["requests"]
 
@@ -146,15 +147,29 @@ def test_zstd_over_the_limit(pack) -> None:
     assert exc.value.status_code == 413
 
 
-@pytest.mark.parametrize("data", [b"not zstd at all", b"", zstandard.ZstdCompressor().compress(b"x" * 100)[:-4]])
+@pytest.mark.parametrize("data", [b"not zstd at all", b""])
 def test_invalid_zstd(data: bytes) -> None:
-    try:
-        decoded = decode_body(data, "zstd", 1000)
-    except InvalidInput as exc:
-        assert exc.field == "Content-Encoding"
-        assert "not valid zstd" in exc.message
-    else:  # an empty or cut-short stream decodes to what it holds; it can never pass as the whole body
-        assert len(decoded) < 100
+    with pytest.raises(InvalidInput) as exc:
+        decode_body(data, "zstd", 1000)
+    assert exc.value.field == "Content-Encoding"
+    assert "not valid zstd" in exc.value.message
+
+
+@pytest.mark.parametrize("pack", [zstandard.ZstdCompressor(write_checksum=True).compress, _zstd_stream])
+def test_a_truncated_zstd_stream_says_so(pack) -> None:
+    body, _ = raw(2)
+    packed = pack(body)
+    for cut in (3, 5, 12, len(packed) // 2, len(packed) - 1):
+        with pytest.raises(InvalidInput) as exc:
+            decode_body(packed[:cut], "zstd", len(body))
+        assert exc.value.field == "Content-Encoding"
+        assert f"the zstd stream is truncated: the {cut}-byte body ends inside" in exc.value.message
+
+
+def test_concatenated_zstd_frames_decode_whole() -> None:
+    one, two = b"a" * 5000, b"b" * 7000
+    packed = zstandard.ZstdCompressor().compress(one) + _zstd_stream(two)
+    assert decode_body(packed, "zstd", 12_000) == one + two
 
 
 def test_gzip_round_trip_and_limit() -> None:
@@ -164,17 +179,19 @@ def test_gzip_round_trip_and_limit() -> None:
         decode_body(gzip.compress(body), "gzip", len(body) - 1)
 
 
-@pytest.mark.parametrize("data", [b"not gzip", gzip.compress(b"x" * 1000)[:20]])
-def test_invalid_gzip(data: bytes) -> None:
+@pytest.mark.parametrize(
+    ("data", "needle"), [(b"not gzip", "not valid gzip"), (gzip.compress(b"x" * 1000)[:20], "gzip stream is truncated")]
+)
+def test_invalid_gzip(data: bytes, needle: str) -> None:
     with pytest.raises(InvalidInput) as exc:
         decode_body(data, "gzip", 10_000)
     assert exc.value.field == "Content-Encoding"
-    assert "not valid gzip" in exc.value.message
+    assert needle in exc.value.message
 
 
 @pytest.mark.parametrize("encoding", ["br", "deflate", "zstd, gzip"])
 def test_unsupported_encoding(encoding: str) -> None:
-    with pytest.raises(InvalidInput) as exc:
+    with pytest.raises(UnsupportedMediaType) as exc:
         decode_body(b"x", encoding, 10)
     assert exc.value.field == "Content-Encoding"
     assert repr(encoding) in exc.value.message

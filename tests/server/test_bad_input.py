@@ -114,12 +114,43 @@ def test_body_claiming_gzip_that_is_not(api: httpx.Client) -> None:
     assert "not valid gzip" in detail_of(r, 400)
 
 
-def test_unsupported_content_encoding(api: httpx.Client) -> None:
+@pytest.mark.parametrize("encoding", ["br", "deflate", "zstd, gzip"])
+@pytest.mark.parametrize("path", ["/runs/multipart", "/runs/batch", "/runs", "/feedback"])
+def test_unsupported_content_encoding_is_415_naming_it(api: httpx.Client, encoding: str, path: str) -> None:
     body, ctype = multipart_body([(f"post.{uuid.uuid4()}", {})])
-    r = api.post("/runs/multipart", content=body, headers={"content-type": ctype, "content-encoding": "br"})
-    detail = detail_of(r, 400)
-    assert "'br'" in detail
+    if path != "/runs/multipart":
+        body, ctype = json.dumps({"post": []}).encode(), "application/json"
+    r = api.post(path, content=body, headers={"content-type": ctype, "content-encoding": encoding})
+    detail = detail_of(r, 415)
+    assert repr(encoding) in detail
     assert "Content-Encoding" in detail
+
+
+@pytest.mark.parametrize("encoding", ["zstd", "gzip"])
+def test_batch_bodies_are_decoded_like_multipart_ones(api: httpx.Client, project_name: str, encoding: str) -> None:
+    run = new_run(project_name, inputs={"q": "compressed é"})
+    raw = json.dumps({"post": [run]}).encode()
+    packed = zstandard.ZstdCompressor().compress(raw) if encoding == "zstd" else gzip.compress(raw)
+    r = api.post(
+        "/runs/batch", content=packed, headers={"content-type": "application/json", "content-encoding": encoding}
+    )
+    assert r.status_code == 202, r.text
+    assert api.get(f"/runs/{run['id']}").json()["inputs"] == {"q": "compressed é"}
+
+
+def test_a_truncated_zstd_body_says_the_stream_is_truncated(api: httpx.Client) -> None:
+    rid = str(uuid.uuid4())
+    body, ctype = multipart_body([(f"post.{rid}", {"id": rid, "inputs": {"x": "y" * 5000}})])
+    packed = zstandard.ZstdCompressor().compress(body)
+    r = api.post(
+        "/runs/multipart",
+        content=packed[: len(packed) - 7],
+        headers={"content-type": ctype, "content-encoding": "zstd"},
+    )
+    detail = detail_of(r, 400)
+    assert "zstd stream is truncated" in detail and "Content-Encoding" in detail
+    assert "closing boundary" not in detail
+    assert api.get(f"/runs/{rid}").status_code == 404
 
 
 # -- ids that are not UUIDs ----------------------------------------------------------------------------------
@@ -510,3 +541,77 @@ def test_garbage_never_gets_a_500(api: httpx.Client) -> None:
         assert r.status_code < 500, (method, path, r.status_code, r.text)
         if r.status_code >= 400:
             detail_of(r, r.status_code)
+
+
+# -- accepted silently before, refused now (naming the field) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("run_type", ["agent", "bogus"])
+def test_an_unknown_run_type_is_422_on_every_write_path(api: httpx.Client, project_name: str, run_type: str) -> None:
+    run = new_run(project_name, run_type=run_type)
+    for r in (
+        api.post("/runs", json=run),
+        api.post("/runs/batch", json={"post": [run]}),
+        _mp(api, [(f"post.{run['id']}", run)]),
+    ):
+        detail = detail_of(r, 422)
+        assert f"'{run_type}' is not a run type" in detail and "run_type" in detail
+    assert api.patch(f"/runs/{run['id']}", json={"run_type": run_type}).status_code == 422
+    assert api.get(f"/runs/{run['id']}").status_code == 404
+
+
+def test_a_garbage_dotted_order_is_refused(api: httpx.Client, project_name: str) -> None:
+    run = new_run(project_name, dotted_order="garbage!!")
+    detail = detail_of(api.post("/runs/batch", json={"post": [run]}), 400)
+    assert "'post[0].dotted_order'" in detail and "garbage!!" in detail
+    assert api.get(f"/runs/{run['id']}").status_code == 404
+
+
+def test_a_patch_with_a_non_string_error_is_refused(api: httpx.Client, project_name: str) -> None:
+    run = new_run(project_name)
+    assert api.post("/runs", json=run).status_code == 202
+    detail = detail_of(api.patch(f"/runs/{run['id']}", json={"error": 5}), 400)
+    assert "'body.error'" in detail and "expected a string" in detail
+    assert api.get(f"/runs/{run['id']}").json()["error"] is None
+
+
+def test_a_multipart_part_whose_body_names_another_run_is_refused(api: httpx.Client, project_name: str) -> None:
+    run, other = new_run(project_name), str(uuid.uuid4())
+    detail = detail_of(_mp(api, [(f"post.{run['id']}", {**run, "id": other})]), 400)
+    assert f"post.{run['id']}" in detail and other in detail and "differs" in detail
+    assert api.get(f"/runs/{run['id']}").status_code == 404
+    assert api.get(f"/runs/{other}").status_code == 404
+
+
+def test_an_unknown_select_field_is_refused_naming_it(api: httpx.Client) -> None:
+    r = api.post("/runs/query", json={"select": ["inputs", "no_such_field"]})
+    detail = detail_of(r, 422)
+    assert "select.1" in detail and "'no_such_field'" in detail
+
+
+@pytest.mark.parametrize("param", ["filter", "trace_filter", "tree_filter"])
+def test_a_nul_in_a_filter_names_the_filter_and_position(api: httpx.Client, param: str) -> None:
+    detail = detail_of(api.post("/runs/query", json={param: 'eq(name, "a\u0000b")'}), 400)
+    assert f"field '{param}'" in detail and "position 9" in detail and "NUL" in detail
+
+
+@pytest.mark.parametrize(("path", "param"), [("/sessions", "name"), ("/feedback", "key")])
+def test_a_nul_in_a_query_parameter_is_refused_or_harmless(api: httpx.Client, path: str, param: str) -> None:
+    r = api.get(path, params={param: "a\x00b"})
+    if r.status_code == 200:  # SQLite compares it (no match); PostgreSQL refuses it, naming the parameter
+        assert r.json() == []
+    else:
+        assert f"'{param}'" in detail_of(r, 400)
+
+
+def test_a_huge_bad_value_is_not_echoed_whole(api: httpx.Client, project_name: str) -> None:
+    huge = "x" * 100_000
+    for r in (
+        api.post("/runs", json={**new_run(project_name), "id": huge}),
+        api.post("/runs", json={**new_run(project_name), "start_time": huge}),
+        api.get(f"/runs/{huge[:60_000]}"),
+        api.post("/feedback", json={"key": "k", "run_id": huge}),
+        _mp(api, [(f"post.{huge[:5000]}", {})]),
+    ):
+        assert 400 <= r.status_code < 500, r.text[:200]
+        assert len(r.content) < 3000, (r.request.url.path[:50], len(r.content))

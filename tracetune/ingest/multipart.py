@@ -1,4 +1,4 @@
-"""Request bodies → parts: zstd decoding with a size cap, and multipart/form-data splitting.
+"""Request bodies → parts: multipart/form-data splitting (``ingest.encoding`` undoes compression first).
 
 The multipart grammar is python-multipart's (the parser starlette uses); this module only collects
 ``(name, content_type, bytes)`` per part, with no per-field size limit (runs can carry megabytes of inputs).
@@ -12,10 +12,8 @@ odd headers, a truncated body) goes to python-multipart, so every malformed body
 
 from __future__ import annotations
 
-import io
 import re
 
-import zstandard
 from python_multipart.multipart import (
     TOKEN_CHARS,
     MultipartParseError,
@@ -23,7 +21,7 @@ from python_multipart.multipart import (
     parse_options_header,
 )
 
-from tracetune.errors import InvalidInput, PayloadTooLarge
+from tracetune.errors import InvalidInput
 
 
 class Part:
@@ -70,37 +68,6 @@ class Part:
 
     def __repr__(self) -> str:
         return f"Part(name={self.name!r}, content_type={self.content_type!r}, data=<{len(self.data)} bytes>)"
-
-
-def decode_body(body: bytes, content_encoding: str | None, max_bytes: int) -> bytes:
-    """The body with its ``Content-Encoding`` undone (zstd, gzip or none), never longer than ``max_bytes``."""
-    encoding = (content_encoding or "identity").strip().lower()
-    if encoding in ("identity", ""):
-        return body
-    if encoding == "zstd":
-        try:
-            with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(body)) as reader:
-                data = reader.read(max_bytes + 1)
-        except zstandard.ZstdError as exc:
-            raise InvalidInput(f"the body is not valid zstd: {exc}", field="Content-Encoding") from None
-        if len(data) > max_bytes:
-            raise PayloadTooLarge(f"the decompressed body is over the limit of {max_bytes} bytes", field="body")
-        return data
-    if encoding == "gzip":
-        import gzip
-        import zlib
-
-        try:
-            with gzip.GzipFile(fileobj=io.BytesIO(body)) as gz:
-                data = gz.read(max_bytes + 1)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise InvalidInput(f"the body is not valid gzip: {exc}", field="Content-Encoding") from None
-        if len(data) > max_bytes:
-            raise PayloadTooLarge(f"the decompressed body is over the limit of {max_bytes} bytes", field="body")
-        return data
-    raise InvalidInput(
-        f"unsupported Content-Encoding {content_encoding!r} (use zstd, gzip or none)", field="Content-Encoding"
-    )
 
 
 def boundary_of(content_type: str | None) -> bytes:

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection
 
-from tracetune.errors import InvalidInput
+from tracetune.errors import InvalidInput, shown
 from tracetune.ingest.feedback_records import feedback_record
 from tracetune.ingest.multipart import Part, split_parts
 from tracetune.ingest.records import Kind, merge_records, parse_uuid, run_record
@@ -133,6 +133,12 @@ class IngestService:
             if not sub:
                 if not isinstance(value, dict):
                     raise InvalidInput("must be a JSON object", field=f"part {name!r}")
+                body_id = value.get("id")
+                if body_id is not None and parse_uuid(body_id, f"part {name!r}.id") != parse_uuid(run_id, name):
+                    raise InvalidInput(
+                        f"the body's id {shown(body_id)} differs from the run id in the part name",
+                        field=f"part {name!r}.id",
+                    )
                 if op:
                     for k, v in value.items():
                         op.setdefault(k, v)

@@ -122,6 +122,8 @@ def tokenize(text: str) -> list[Token]:
             i += 1
         elif ch in "\"'":
             value, end = _read_string(text, i)
+            if "\x00" in value:  # neither database compares such text (PostgreSQL refuses it outright)
+                raise _error(f"the string at position {i} contains a NUL (\\u0000) character", i)
             tokens.append(Token("STRING", value, i, text[i:end]))
             i = end
         elif ch in _DIGITS or (ch == "-" and i + 1 < n and text[i + 1] in _DIGITS):

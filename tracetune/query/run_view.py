@@ -9,6 +9,23 @@ from tracetune.ingest.records import dotted_segment, us_to_time
 
 # What `list_runs(select=…)` may name, beyond the columns themselves.
 ALWAYS = ("id", "name", "run_type", "start_time", "trace_id", "dotted_order", "parent_run_id", "session_id")
+# Every field LangSmith's ``select`` knows (its RunSelectField); another name is refused. Fields tracetune does not
+# keep (previews, signed URLs, sharing, manifests) are simply absent from the answer.
+SELECTABLE = frozenset(
+    {
+        "id", "name", "run_type", "start_time", "end_time", "status", "error", "extra", "events", "inputs",
+        "inputs_preview", "inputs_s3_urls", "outputs", "outputs_preview", "outputs_s3_urls", "s3_urls", "serialized",
+        "parent_run_id", "parent_run_ids", "manifest_id", "manifest_s3_id", "manifest", "session_id",
+        "reference_example_id", "reference_dataset_id", "total_tokens", "prompt_tokens", "completion_tokens",
+        "prompt_token_details", "completion_token_details", "total_cost", "prompt_cost", "completion_cost",
+        "prompt_cost_details", "completion_cost_details", "price_model_id", "first_token_time", "trace_id",
+        "dotted_order", "last_queued_at", "feedback_stats", "child_run_ids", "tags", "in_dataset", "app_path",
+        "share_token", "trace_tier", "trace_first_received_at", "ttl_seconds", "trace_upgrade", "thread_id",
+        "messages", "inserted_at", "latency", "error_or_signed_url", "events_or_signed_url",
+        "extra_or_signed_url", "serialized_or_signed_url", "inputs_or_signed_url", "outputs_or_signed_url",
+        "trace_min_start_time", "trace_max_start_time",
+    }
+)  # fmt: skip
 
 
 def _iso(us: int | None) -> str | None:

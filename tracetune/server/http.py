@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, OperationalError
@@ -15,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tracetune.config import Settings
 from tracetune.errors import InvalidInput, PayloadTooLarge, TracetuneError, Unauthorized
+from tracetune.ingest.encoding import decode_body
 from tracetune.ingest.service import IngestService
 from tracetune.store import Store
 from tracetune.store.engine import is_retryable
@@ -73,7 +75,8 @@ def workspace_for_key(st: AppState, key: str | None) -> Workspace:
 
 
 async def read_body(request: Request) -> bytes:
-    """The raw body, refusing (413) anything over ``max_body_bytes`` before reading all of it."""
+    """The body, its ``Content-Encoding`` (zstd, gzip) undone, refusing (413) anything over ``max_body_bytes``
+    before reading or decompressing all of it; 415 for another encoding. Every route reads bodies here."""
     limit = state(request).settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -84,7 +87,11 @@ async def read_body(request: Request) -> bytes:
         if size > limit:
             raise PayloadTooLarge(f"the body is over the limit of {limit} bytes", field="body")
         chunks.append(chunk)
-    return b"".join(chunks)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding")
+    if encoding is None:
+        return body
+    return await run_in_threadpool(decode_body, body, encoding, limit)  # CPU work: off the event loop
 
 
 def parse_json(body: bytes) -> Any:
@@ -175,6 +182,10 @@ def install_error_handlers(app: FastAPI) -> None:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         log.info("refused a value on %s %s: %s", request.method, request.url.path, reason)
         message = f"the database cannot store or compare a value of this request: {reason}"
+        with_nul = sorted({k for k, v in request.query_params.multi_items() if "\x00" in v or "\x00" in k})
+        if with_nul or "\x00" in request.url.path:
+            where = ", ".join(f"'{k}'" for k in with_nul) or "the path"
+            message = f"text may not contain NUL (\\u0000) characters (field {where})"
         if is_openai(request):
             return openai_error(400, message)
         return JSONResponse({"detail": message}, status_code=400)

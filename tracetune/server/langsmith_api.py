@@ -9,7 +9,6 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from tracetune.errors import InvalidInput, NotFound
-from tracetune.ingest.multipart import decode_body
 from tracetune.ingest.records import parse_uuid
 from tracetune.query.run_view import run_view
 from tracetune.query.runs_query import query_runs
@@ -41,13 +40,7 @@ def info() -> dict[str, Any]:
 async def runs_multipart(request: Request, ws: Workspace = Depends(workspace)) -> dict[str, Any]:
     st = state(request)
     body = await read_body(request)
-    result = await run_in_threadpool(
-        lambda: st.ingest.multipart(
-            ws.id,
-            decode_body(body, request.headers.get("content-encoding"), st.settings.max_body_bytes),
-            request.headers.get("content-type"),
-        )
-    )
+    result = await run_in_threadpool(lambda: st.ingest.multipart(ws.id, body, request.headers.get("content-type")))
     return {**ACCEPTED, **result.as_dict()}
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from tracetune.errors import shown
 from tracetune.ingest.records import time_to_us, us_to_time
+from tracetune.query.run_view import SELECTABLE
 from tracetune.query.runs_query import MAX_LIMIT, RunQuery
 
 VERSION = "0.10.100"  # >= 0.8.10: the SDK then sends feedback inside /runs/multipart
@@ -37,6 +39,15 @@ class Lenient(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+def _selectable(name: str) -> str:
+    if name not in SELECTABLE:
+        raise ValueError(f"{shown(name)} is not a run field that select can name (e.g. inputs, outputs)")
+    return name
+
+
+SelectField = Annotated[str, AfterValidator(_selectable)]
+
+
 class RunQueryBody(Lenient):
     session: list[uuid.UUID] | None = None
     session_id: uuid.UUID | None = None
@@ -52,7 +63,7 @@ class RunQueryBody(Lenient):
     filter: str | None = None
     trace_filter: str | None = None
     tree_filter: str | None = None
-    select: list[str] | None = None
+    select: list[SelectField] | None = None
     limit: int = Field(default=100, ge=1, le=MAX_LIMIT)
     cursor: str | None = None
     order: Literal["asc", "desc"] = "desc"
