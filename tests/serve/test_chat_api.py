@@ -261,6 +261,51 @@ BAD = [
         None,
     ),
     ({"response_format": {"type": "xml"}}, 400, "response_format.type", None),
+    (
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "t", "schema": {"$ref": "#"}}}},
+        400,
+        "response_format.json_schema.schema",
+        "invalid_value",
+    ),
+    (
+        {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "t",
+                    "strict": True,
+                    "schema": {"type": "object", "properties": {"next": {"$ref": "#"}}, "required": ["next"]},
+                },
+            }
+        },
+        400,
+        "response_format.json_schema.schema",
+        "invalid_value",
+    ),
+    (
+        {
+            "tools": [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": "f",
+                        "parameters": {
+                            "$defs": {
+                                "A": {"type": "object", "properties": {"a": {"$ref": "#/$defs/A"}}, "required": ["a"]}
+                            },
+                            "type": "object",
+                            "properties": {"a": {"$ref": "#/$defs/A"}},
+                            "required": ["a"],
+                        },
+                    },
+                }
+            ],
+            "tool_choice": "required",
+        },
+        400,
+        "tools[0].function.parameters",
+        "invalid_value",
+    ),
     ({"n": 1000}, 400, "n", None),
     ({"n": 0}, 400, "n", None),
     ({"max_tokens": -5}, 400, "max_tokens", None),

@@ -538,3 +538,87 @@ def test_smollm2_greedy_forced_calculator_call(tmp_path_factory):
     assert name == "Calculator", text
     validate(args, CALCULATOR["function"]["parameters"])
     assert text == tool_call_to_block(name, args)
+
+
+# -- recursive schemas -------------------------------------------------------------------------------------------
+
+TREE = {
+    "$defs": {
+        "Node": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "children": {"type": "array", "items": {"$ref": "#/$defs/Node"}},
+            },
+            "required": ["name", "children"],
+            "additionalProperties": False,
+        }
+    },
+    "$ref": "#/$defs/Node",
+}
+
+
+def spelling(tokenizer, text: str, size: int = 49152) -> Callable[[int], torch.Tensor]:
+    """Logits that want exactly ``text``'s tokens, one per step (and end-of-turn after them)."""
+    wanted = [*tokenizer.encode(text), EOS]
+
+    def logits(step: int) -> torch.Tensor:
+        out = np.zeros(size, dtype=np.float32)
+        out[wanted[min(step, len(wanted) - 1)]] = 50.0
+        return torch.from_numpy(out)
+
+    return logits
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_a_recursive_schema_constrains_and_ends(tokenizer, strict):
+    fmt = {"type": "json_schema", "json_schema": {"name": "tree", "schema": TREE, "strict": strict}}
+    constraint = compile_constraint(tokenizer, constraint_for_request(response_format=fmt))  # type: ignore[arg-type]
+    tree = '{"name": "root", "children": [{"name": "leaf", "children": []}, {"name": "b", "children": []}]}'
+    text, _ = drive(constraint, tokenizer, spelling(tokenizer, tree))
+    assert text == tree
+    validate(json.loads(text), TREE)
+    # and whatever the model wants, what it writes stays a (prefix of a) valid tree
+    for seed in range(2):
+        state = constraint.start()
+        logits_for = random_logits(seed)
+        out: list[int] = []
+        for step in range(60):
+            logits = logits_for(step)
+            state.mask_logits(logits)
+            token = int(logits.numpy().argmax())
+            assert logits[token] > float("-inf")
+            state.advance(token)
+            out.append(token)
+        assert tokenizer.decode(out).startswith('{"name": "')
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"$ref": "#"},
+        {"$defs": {"A": {"$ref": "#/$defs/A"}}, "$ref": "#/$defs/A"},
+        {"type": "object", "properties": {"next": {"$ref": "#"}}, "required": ["next"]},
+        {"type": "array", "items": {"$ref": "#"}, "minItems": 1},
+        {"anyOf": [{"$ref": "#"}, {"allOf": [{"$ref": "#"}]}]},
+    ],
+)
+def test_a_schema_with_no_finite_value_is_refused(schema):
+    fmt = {"type": "json_schema", "json_schema": {"name": "loop", "schema": schema}}
+    with pytest.raises(InvalidInput, match="no finite value") as caught:
+        constraint_for_request(response_format=fmt)
+    assert caught.value.field == "response_format.json_schema.schema"
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        TREE,
+        {"type": "object", "properties": {"next": {"$ref": "#"}}},
+        {"type": "array", "items": {"$ref": "#"}},
+        {"anyOf": [{"type": "null"}, {"type": "object", "properties": {"n": {"$ref": "#"}}, "required": ["n"]}]},
+    ],
+)
+def test_recursion_with_a_way_out_is_accepted(schema):
+    fmt = {"type": "json_schema", "json_schema": {"name": "ok", "schema": schema}}
+    assert constraint_for_request(response_format=fmt) is not None

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from tracetune.chat_format import TOOL_CALL_JOINER, TOOL_CALL_JSON_SEPARATORS, tool_call_to_block
 from tracetune.errors import InvalidInput
+from tracetune.serve.schema_check import check_has_finite_instance
 
 if TYPE_CHECKING:
     import llguidance
@@ -188,6 +189,7 @@ def _response_format(response_format: Mapping[str, Any] | None) -> ConstraintSpe
     strict = spec.get("strict") is True
     if not isinstance(schema, Mapping):
         raise InvalidInput("the schema must be a JSON object", field=SCHEMA_FIELD, code="invalid_value")
+    check_has_finite_instance(schema, SCHEMA_FIELD)
     grammar = grammar_for_schema(schema, strict=strict)
     _check(grammar, SCHEMA_FIELD)
     name = spec.get("name")
@@ -255,6 +257,7 @@ def _parameters(fn: Mapping[str, Any], where: str) -> Any:
             field=f"{where}.parameters.type",
             code="invalid_value",
         )
+    check_has_finite_instance(schema, f"{where}.parameters")
     return _strictify(schema) if fn.get("strict") is True else schema
 
 
