@@ -93,6 +93,15 @@ def serve(
             err=True,
             fg=typer.colors.YELLOW,
         )
+    from tracetune.capabilities import INSTALL_MODELS, missing_capabilities
+
+    for capability, packages in missing_capabilities().items():
+        typer.secho(
+            f"off: {capability} — {', '.join(packages)} not installed (requests for it answer 503). "
+            f"Install: {INSTALL_MODELS}",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
     base = f"http://{settings.host}:{settings.port}"
     typer.echo(
         f"tracetune serving {base}  (LANGSMITH_ENDPOINT={base}/api/v1)  store: {store.db.engine.url!r}",

@@ -3,65 +3,15 @@ the feedback when it restarts on the same home (SQLite, synchronous=FULL) or dat
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.conftest import _need_postgres, drop_postgres_database, make_postgres_database
 from tests.fixtures import multipart_body
-from tests.server.support import T0, iso, new_run
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Served:
-    """``python -m tracetune serve`` in a subprocess, on a free port."""
-
-    def __init__(self, home: Path, database_url: str | None) -> None:
-        self.port = _free_port()
-        cmd = [sys.executable, "-m", "tracetune", "serve", "--port", str(self.port), "--home", str(home)]
-        if database_url:
-            cmd += ["--database-url", database_url]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRACETUNE_")}
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10, verify=False)
-        deadline = time.time() + 30
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"tracetune serve exited: {self.proc.stderr.read() if self.proc.stderr else ''}")
-            try:
-                if self.http.get("/healthz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.time() > deadline:
-                self.stop()
-                raise AssertionError("tracetune serve did not start in 30 s")
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-        self.http.close()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-        self.http.close()
+from tests.server.support import T0, Served, iso, new_run
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from tracetune import __version__
+from tracetune.capabilities import missing_capabilities
 from tracetune.config import Settings
 from tracetune.ingest.service import IngestService
 from tracetune.server import chat_api, datasets_api, langsmith_api, openai_api
@@ -52,8 +53,15 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.include_router(chat_api.router)
     mount_ui(app)  # the web UI at / (after the APIs: its paths never overlap theirs)
 
+    missing = missing_capabilities()  # found once: packages do not appear while the server runs
+
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
-        return {"status": "ok", "version": __version__, "database": store.db.dialect}
+        return {
+            "status": "ok",
+            "version": __version__,
+            "database": store.db.dialect,
+            "capabilities_off": {name: f"missing {', '.join(pkgs)}" for name, pkgs in missing.items()},
+        }
 
     return app

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tracetune.capabilities import unavailable
 from tracetune.config import Settings
 from tracetune.errors import InvalidInput, PayloadTooLarge, TracetuneError, Unauthorized
 from tracetune.ingest.encoding import decode_body
@@ -210,6 +211,14 @@ def install_error_handlers(app: FastAPI) -> None:
                 return openai_error(404, message, code="unknown_url", headers=exc.headers)
             return openai_error(exc.status_code, str(exc.detail), headers=exc.headers)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(ModuleNotFoundError)
+    async def _missing(request: Request, exc: ModuleNotFoundError) -> Response:
+        error = unavailable(exc)
+        if error is None:
+            return await _bug(request, exc)
+        log.warning("%s %s: %s", request.method, request.url.path, error.message)
+        return await _domain(request, error)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> Response:

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from tracetune.capabilities import INSTALL_MODELS, missing_capabilities
 from tracetune.convert.validate import validate_lines
 from tracetune.train.jobs import checkpoint_model_id
 
@@ -191,6 +192,11 @@ class JobRunner:
 
     def _train(self, job: dict[str, Any]) -> None:
         jobs = self.store.jobs
+        lacking = missing_capabilities().get("fine-tuning")
+        if lacking:  # the training process could only die on its imports: say what to install instead
+            message = f"this worker cannot fine-tune: {', '.join(lacking)} not installed; install with {INSTALL_MODELS}"
+            self._fail(job, "missing_dependency", message)
+            return
         while True:
             checkpoint = jobs.latest_checkpoint(job["id"])
             attempts = int(job["attempts"]) + 1
