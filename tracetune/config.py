@@ -73,6 +73,14 @@ class Settings(BaseSettings):
         "runs unchanged. `tracetune serve --model-alias NAME=MODEL` adds to them.",
     )
 
+    model_prices: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="Price table for run costs, MODEL → [USD per million input tokens, USD per million output "
+        'tokens] (a JSON object in the environment, e.g. {"gpt-4o-mini": [0.15, 0.6]}). A run read through the '
+        "LangSmith API whose usage reports no cost gets prompt_cost/completion_cost/total_cost from it, by the model "
+        "name the run gives (extra.metadata.ls_model_name, invocation_params.model, llm_output.model_name).",
+    )
+
     @cached_property
     def resolved_database_url(self) -> str:
         if self.database_url:

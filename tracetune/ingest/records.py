@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from tracetune.errors import InvalidInput, Unprocessable, shown
+from tracetune.ingest.usage import find_usage
 
 Kind = Literal["post", "patch"]
 
@@ -155,23 +156,13 @@ def _start_from_dotted_order(dotted: str) -> int | None:
 
 
 def _tokens(run: dict[str, Any], outputs: Any, extra: Any) -> tuple[Any, Any, Any]:
-    """(prompt, completion, total) from wherever this client put them."""
+    """(prompt, completion, total): the run's own counts, else from wherever its client put its usage."""
     prompt, completion, total = run.get("prompt_tokens"), run.get("completion_tokens"), run.get("total_tokens")
     if total is not None:
         return prompt, completion, total
-    sources: list[tuple[Any, str, str, str]] = []
-    meta = extra.get("metadata") if isinstance(extra, dict) else None
-    if isinstance(meta, dict):
-        sources.append((meta.get("usage_metadata"), "input_tokens", "output_tokens", "total_tokens"))
-    if isinstance(outputs, dict):
-        sources.append((outputs.get("usage_metadata"), "input_tokens", "output_tokens", "total_tokens"))
-        llm_output = outputs.get("llm_output")
-        if isinstance(llm_output, dict):
-            sources.append((llm_output.get("token_usage"), "prompt_tokens", "completion_tokens", "total_tokens"))
-        sources.append((outputs.get("usage"), "prompt_tokens", "completion_tokens", "total_tokens"))
-    for usage, p, c, t in sources:
-        if isinstance(usage, dict) and isinstance(usage.get(t), int):
-            return usage.get(p), usage.get(c), usage.get(t)
+    usage = find_usage(outputs, extra)
+    if usage is not None:
+        return usage["input_tokens"], usage["output_tokens"], usage["total_tokens"]
     return prompt, completion, total
 
 

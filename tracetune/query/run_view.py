@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from tracetune.ingest.records import dotted_segment, us_to_time
+from tracetune.ingest.usage import usage_fields
 
 # What `list_runs(select=…)` may name, beyond the columns themselves.
 ALWAYS = ("id", "name", "run_type", "start_time", "trace_id", "dotted_order", "parent_run_id", "session_id")
@@ -79,8 +81,10 @@ def run_view(
     feedback_stats: dict[str, Any] | None = None,
     child_run_ids: list[uuid.UUID] | None = None,
     select: set[str] | None = None,
+    prices: Mapping[str, tuple[float, float]] | None = None,
 ) -> dict[str, Any]:
-    """The LangSmith run object for ``row``. ``select`` limits the heavy fields (inputs, outputs, …)."""
+    """The LangSmith run object for ``row``. ``select`` limits the heavy fields (inputs, outputs, …); ``prices``
+    (model → USD per million input/output tokens) costs runs whose usage reports no cost."""
     inputs, outputs = flatten_llm(row.get("run_type"), row.get("inputs"), row.get("outputs"))
     start, end = row.get("start_us"), row.get("end_us")
     # The SDK (langsmith >= 0.15) requires a string. A child whose parent never arrived reads with its own segment
@@ -109,6 +113,7 @@ def run_view(
         "prompt_tokens": row.get("prompt_tokens"),
         "completion_tokens": row.get("completion_tokens"),
         "total_tokens": row.get("total_tokens"),
+        **usage_fields(row.get("outputs"), row.get("extra"), prices),
         "first_token_time": _iso(row.get("first_token_us")),
         "latency": (end - start) / 1e6 if start is not None and end is not None else None,
         "thread_id": row.get("thread_id"),

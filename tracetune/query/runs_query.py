@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,15 @@ from tracetune.store import Store
 from tracetune.store.schema import runs
 
 MAX_LIMIT = 1000
+USAGE_FIELDS = {
+    "prompt_token_details",
+    "completion_token_details",
+    "prompt_cost",
+    "completion_cost",
+    "total_cost",
+    "prompt_cost_details",
+    "completion_cost_details",
+}
 HEAVY = {
     "inputs": "inputs",
     "outputs": "outputs",
@@ -104,6 +114,8 @@ def build_statement(workspace_id: uuid.UUID, q: RunQuery) -> Any:
     if q.order not in ("asc", "desc"):
         raise InvalidInput("order must be 'asc' or 'desc'", field="order")
     wanted = set(q.select) if q.select else set(HEAVY)
+    if wanted & USAGE_FIELDS:  # token details and costs are read off the usage in outputs/extra
+        wanted |= {"outputs", "extra"}
     columns = [c for c in runs.c if c.name not in HEAVY or c.name in wanted]
     stmt = select(*columns).where(*where_clauses(workspace_id, q))
     desc = q.order == "desc"
@@ -117,8 +129,11 @@ def build_statement(workspace_id: uuid.UUID, q: RunQuery) -> Any:
     return stmt.order_by(*order).limit(q.limit + 1)
 
 
-def query_runs(store: Store, workspace_id: uuid.UUID, q: RunQuery) -> RunPage:
-    """One page of runs as LangSmith run objects, plus the cursor of the next page (None on the last)."""
+def query_runs(
+    store: Store, workspace_id: uuid.UUID, q: RunQuery, prices: Mapping[str, tuple[float, float]] | None = None
+) -> RunPage:
+    """One page of runs as LangSmith run objects, plus the cursor of the next page (None on the last);
+    ``prices`` as ``run_view`` takes them."""
     rows = store.runs.fetch(build_statement(workspace_id, q))
     has_more = len(rows) > q.limit
     rows = rows[: q.limit]
@@ -134,6 +149,7 @@ def query_runs(store: Store, workspace_id: uuid.UUID, q: RunQuery) -> RunPage:
             feedback_stats=stats.get(r["id"]),
             child_run_ids=children.get(r["id"], []) if want_children else None,
             select=select_set,
+            prices=prices,
         )
         for r in rows
     ]

@@ -73,7 +73,8 @@ async def runs_patch(run_id: str, request: Request, ws: Workspace = Depends(work
 
 @router.post("/runs/query")
 def runs_query(body: RunQueryBody, request: Request, ws: Workspace = Depends(workspace)) -> dict[str, Any]:
-    page = query_runs(state(request).store, ws.id, body.to_query())
+    st = state(request)
+    page = query_runs(st.store, ws.id, body.to_query(), prices=st.settings.model_prices)
     return {"runs": page.runs, "cursors": {"next": page.next_cursor, "prev": None}}
 
 
@@ -86,7 +87,7 @@ def runs_read(run_id: str, request: Request, ws: Workspace = Depends(workspace))
         raise NotFound(f"run {rid} not found", field="run_id")
     stats = store.feedback.stats_for_runs(ws.id, [rid]).get(rid)
     children = store.runs.child_ids(ws.id, [rid]).get(rid, [])
-    return run_view(row, feedback_stats=stats, child_run_ids=children)
+    return run_view(row, feedback_stats=stats, child_run_ids=children, prices=state(request).settings.model_prices)
 
 
 # -- projects (LangSmith "sessions") -----------------------------------------------------------------------
