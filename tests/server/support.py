@@ -89,7 +89,7 @@ def query_all(api: httpx.Client, body: dict[str, Any]) -> list[dict[str, Any]]:
     raise AssertionError("the cursor never ended")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -98,9 +98,12 @@ def _free_port() -> int:
 class Served:
     """``python -m tracetune serve`` in a subprocess, on a free port."""
 
-    def __init__(self, home: Path, database_url: str | None, env: dict[str, str] | None = None) -> None:
-        """``env`` adds to (or overrides) the environment, without the caller's TRACETUNE_* variables."""
-        self.port = _free_port()
+    def __init__(
+        self, home: Path, database_url: str | None, env: dict[str, str] | None = None, port: int | None = None
+    ) -> None:
+        """``env`` adds to (or overrides) the environment, without the caller's TRACETUNE_* variables; ``port``
+        (default: a free one) lets a restarted server take its predecessor's address."""
+        self.port = port or free_port()
         cmd = [sys.executable, "-m", "tracetune", "serve", "--port", str(self.port), "--home", str(home)]
         if database_url:
             cmd += ["--database-url", database_url]
