@@ -230,19 +230,6 @@ def test_serve_on_all_interfaces_with_a_key_starts_and_requires_it(tmp_path: Pat
 # -- revocation: immediate on every server sharing the store; the last key's revocation never opens it --------
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'tracetune.db'}"
-        return
-    admin = _need_postgres()
-    url, name = make_postgres_database(admin)
-    try:
-        yield url
-    finally:
-        drop_postgres_database(admin, name)
-
-
 def _served(home: Path, url: str, host: str = "127.0.0.1") -> LiveServer:
     """A server whose settings say ``host`` (it listens on loopback either way)."""
     from tracetune.config import Settings
@@ -253,12 +240,12 @@ def _served(home: Path, url: str, host: str = "127.0.0.1") -> LiveServer:
 
 
 def test_revoking_from_another_process_takes_effect_at_once_and_never_opens(
-    tmp_path: Path, store_url: str, project_name: str
+    tmp_path: Path, db_url: str, project_name: str
 ) -> None:
     from tracetune.store import open_store
 
-    server = _served(tmp_path, store_url)
-    other = open_store(store_url, sqlite_synchronous="NORMAL")  # what `tracetune keys …` in another process sees
+    server = _served(tmp_path, db_url)
+    other = open_store(db_url, sqlite_synchronous="NORMAL")  # what `tracetune keys …` in another process sees
     key, info = server.store.workspaces.create_key("team")
     try:
         with httpx.Client(base_url=server.langsmith_url, verify=False, timeout=20) as api:
@@ -291,8 +278,8 @@ def test_revoking_from_another_process_takes_effect_at_once_and_never_opens(
         server.store.close()
 
 
-def test_a_server_on_another_address_refuses_an_opened_store_for_its_whole_life(tmp_path: Path, store_url: str) -> None:
-    server = _served(tmp_path, store_url, host="0.0.0.0")
+def test_a_server_on_another_address_refuses_an_opened_store_for_its_whole_life(tmp_path: Path, db_url: str) -> None:
+    server = _served(tmp_path, db_url, host="0.0.0.0")
     key, info = server.store.workspaces.create_key("team")
     try:
         with httpx.Client(base_url=server.langsmith_url, verify=False, timeout=20) as api:
