@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from tracetune.errors import InvalidInput, Unprocessable, shown
-from tracetune.ingest.usage import find_usage
+from tracetune.ingest.usage import usage_counts
 
 Kind = Literal["post", "patch"]
 
@@ -50,7 +50,9 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # LangSmith's run types (``langsmith.schemas.RunTypeEnum``); anything else is a 422 there and here.
 RUN_TYPES = frozenset({"tool", "chain", "llm", "retriever", "embedding", "prompt", "parser"})
 # One segment of a dotted order per ancestor, root first: ``<YYYYMMDDTHHMMSSffffff>Z<run id>``.
-_SEGMENT = re.compile(r"\d{8}T\d{12}Z([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})")
+_SEGMENT_TEXT = r"\d{8}T\d{12}Z[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_SEGMENT = re.compile(_SEGMENT_TEXT)
+_DOTTED = re.compile(rf"{_SEGMENT_TEXT}(?:\.{_SEGMENT_TEXT})*")
 
 
 def parse_uuid(value: Any, field: str) -> uuid.UUID:
@@ -100,17 +102,17 @@ def dotted_segment(start_us: int, run_id: uuid.UUID) -> str:
 
 
 def _dotted_ids(dotted: str, where: str) -> list[str]:
-    """The run ids of a dotted order, root first; a 400 naming the field when it is not one."""
-    ids = []
+    """The run ids of a dotted order, root first; a 400 naming the field (and the bad segment) when it is not one."""
+    if _DOTTED.fullmatch(dotted):  # the common case: one match for the whole text, then slices
+        return [segment[22:].lower() for segment in dotted.split(".")]
     for i, segment in enumerate(dotted.split(".")):
-        match = _SEGMENT.fullmatch(segment)
-        if match is None:
-            shown = segment if len(segment) <= 80 else segment[:80] + "…"
+        if _SEGMENT.fullmatch(segment) is None:
+            shown_segment = segment if len(segment) <= 80 else segment[:80] + "…"
             raise InvalidInput(
-                f"segment {i + 1} ({shown!r}) is not <YYYYMMDDTHHMMSSffffff>Z<run id>", field=f"{where}.dotted_order"
+                f"segment {i + 1} ({shown_segment!r}) is not <YYYYMMDDTHHMMSSffffff>Z<run id>",
+                field=f"{where}.dotted_order",
             )
-        ids.append(match.group(1).lower())
-    return ids
+    raise AssertionError("unreachable: every segment matched")
 
 
 def _check_dotted_order(rec: dict[str, Any], where: str) -> None:
@@ -160,10 +162,8 @@ def _tokens(run: dict[str, Any], outputs: Any, extra: Any) -> tuple[Any, Any, An
     prompt, completion, total = run.get("prompt_tokens"), run.get("completion_tokens"), run.get("total_tokens")
     if total is not None:
         return prompt, completion, total
-    usage = find_usage(outputs, extra)
-    if usage is not None:
-        return usage["input_tokens"], usage["output_tokens"], usage["total_tokens"]
-    return prompt, completion, total
+    counts = usage_counts(outputs, extra)
+    return counts if counts is not None else (prompt, completion, total)
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -36,39 +36,56 @@ def _first_message_usage(outputs: Mapping[str, Any]) -> Any:
     return kwargs.get("usage_metadata")
 
 
-def find_usage(outputs: Any, extra: Any) -> dict[str, Any] | None:
-    """The run's usage as ``{"input_tokens", "output_tokens", "total_tokens", …details, …costs}`` (None if none)."""
-    candidates: list[tuple[Any, tuple[str, str, str]]] = []
+def _located(outputs: Any, extra: Any) -> tuple[Mapping[str, Any], tuple[str, str, str]] | None:
+    """The first usage dict found (see the module docstring) and the names of its three counts."""
     ex = _dict(extra)
     meta = _dict(ex.get("metadata")) if ex is not None else None
     if meta is not None:
-        candidates.append((meta.get("usage_metadata"), _LANGSMITH_KEYS))
+        found = _dict(meta.get("usage_metadata"))
+        if found is not None and isinstance(found.get("total_tokens"), int):
+            return found, _LANGSMITH_KEYS
     out = _dict(outputs)
-    if out is not None:
-        candidates.append((out.get("usage_metadata"), _LANGSMITH_KEYS))
-        candidates.append((_first_message_usage(out), _LANGSMITH_KEYS))
-        llm_output = _dict(out.get("llm_output"))
-        if llm_output is not None:
-            candidates.append((llm_output.get("token_usage"), _OPENAI_KEYS))
-        candidates.append((out.get("usage"), _OPENAI_KEYS))
-    for usage, (i, o, t) in candidates:
+    if out is None:
+        return None
+    llm_output = _dict(out.get("llm_output"))
+    candidates = (
+        (out.get("usage_metadata"), _LANGSMITH_KEYS),
+        (_first_message_usage(out), _LANGSMITH_KEYS),
+        (llm_output.get("token_usage") if llm_output is not None else None, _OPENAI_KEYS),
+        (out.get("usage"), _OPENAI_KEYS),
+    )
+    for usage, keys in candidates:
         found = _dict(usage)
-        if found is not None and isinstance(found.get(t), int):
-            normal = dict(found)
-            normal["input_tokens"], normal["output_tokens"], normal["total_tokens"] = (
-                found.get(i),
-                found.get(o),
-                found[t],
-            )
-            if i == "prompt_tokens":  # OpenAI's details → LangSmith's (cached_tokens → cache_read)
-                details = _dict(found.get("prompt_tokens_details"))
-                if details and isinstance(details.get("cached_tokens"), int):
-                    normal.setdefault("input_token_details", {"cache_read": details["cached_tokens"]})
-                details = _dict(found.get("completion_tokens_details"))
-                if details and isinstance(details.get("reasoning_tokens"), int):
-                    normal.setdefault("output_token_details", {"reasoning": details["reasoning_tokens"]})
-            return normal
+        if found is not None and isinstance(found.get(keys[2]), int):
+            return found, keys
     return None
+
+
+def usage_counts(outputs: Any, extra: Any) -> tuple[Any, Any, int] | None:
+    """(input, output, total) tokens of the run's usage, or None (ingest's token columns)."""
+    located = _located(outputs, extra)
+    if located is None:
+        return None
+    found, (i, o, t) = located
+    return found.get(i), found.get(o), found[t]
+
+
+def find_usage(outputs: Any, extra: Any) -> dict[str, Any] | None:
+    """The run's usage as ``{"input_tokens", "output_tokens", "total_tokens", …details, …costs}`` (None if none)."""
+    located = _located(outputs, extra)
+    if located is None:
+        return None
+    found, (i, o, t) = located
+    normal = dict(found)
+    normal.update(input_tokens=found.get(i), output_tokens=found.get(o), total_tokens=found[t])
+    if i == "prompt_tokens":  # OpenAI's details → LangSmith's (cached_tokens → cache_read)
+        details = _dict(found.get("prompt_tokens_details"))
+        if details and isinstance(details.get("cached_tokens"), int):
+            normal.setdefault("input_token_details", {"cache_read": details["cached_tokens"]})
+        details = _dict(found.get("completion_tokens_details"))
+        if details and isinstance(details.get("reasoning_tokens"), int):
+            normal.setdefault("output_token_details", {"reasoning": details["reasoning_tokens"]})
+    return normal
 
 
 def model_name(outputs: Any, extra: Any) -> str | None:
