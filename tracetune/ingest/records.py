@@ -102,9 +102,10 @@ def dotted_segment(start_us: int, run_id: uuid.UUID) -> str:
 
 
 def _dotted_ids(dotted: str, where: str) -> list[str]:
-    """The run ids of a dotted order, root first; a 400 naming the field (and the bad segment) when it is not one."""
+    """The run ids of a dotted order (32 lower-case hex digits, as ``UUID.hex``), root first; a 400 naming the
+    field (and the bad segment) when it is not one."""
     if _DOTTED.fullmatch(dotted):  # the common case: one match for the whole text, then slices
-        return [segment[22:].lower() for segment in dotted.split(".")]
+        return [segment[22:].replace("-", "").lower() for segment in dotted.split(".")]
     for i, segment in enumerate(dotted.split(".")):
         if _SEGMENT.fullmatch(segment) is None:
             shown_segment = segment if len(segment) <= 80 else segment[:80] + "…"
@@ -119,14 +120,16 @@ def _check_dotted_order(rec: dict[str, Any], where: str) -> None:
     """A dotted order must end with the run's own id, start with its trace's and name its parent next to last."""
     ids = _dotted_ids(rec["dotted_order"], where)
     field = f"{where}.dotted_order"
-    if ids[-1] != str(rec["id"]):
-        raise InvalidInput(f"its last segment names run {ids[-1]}, not this run ({rec['id']})", field=field)
-    if "trace_id" in rec and ids[0] != str(rec["trace_id"]):
-        raise InvalidInput(f"its first segment names run {ids[0]}, not the trace_id {rec['trace_id']}", field=field)
+    if ids[-1] != rec["id"].hex:
+        raise InvalidInput(f"its last segment names run {uuid.UUID(ids[-1])}, not this run ({rec['id']})", field=field)
+    if "trace_id" in rec and ids[0] != rec["trace_id"].hex:
+        raise InvalidInput(
+            f"its first segment names run {uuid.UUID(ids[0])}, not the trace_id {rec['trace_id']}", field=field
+        )
     parent = rec.get("parent_run_id")
-    if parent is not None and (len(ids) < 2 or ids[-2] != str(parent)):
+    if parent is not None and (len(ids) < 2 or ids[-2] != parent.hex):
         raise InvalidInput(f"it does not name the parent_run_id {parent} before the run's own segment", field=field)
-    if parent is None and len(ids) > 1 and "parent_run_id" not in rec:
+    if parent is None and len(ids) > 1:
         rec["parent_run_id"] = uuid.UUID(ids[-2])  # the dotted order says who the parent is
 
 

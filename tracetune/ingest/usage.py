@@ -47,18 +47,24 @@ def _located(outputs: Any, extra: Any) -> tuple[Mapping[str, Any], tuple[str, st
     out = _dict(outputs)
     if out is None:
         return None
-    llm_output = _dict(out.get("llm_output"))
-    candidates = (
-        (out.get("usage_metadata"), _LANGSMITH_KEYS),
-        (_first_message_usage(out), _LANGSMITH_KEYS),
-        (llm_output.get("token_usage") if llm_output is not None else None, _OPENAI_KEYS),
-        (out.get("usage"), _OPENAI_KEYS),
-    )
-    for usage, keys in candidates:
-        found = _dict(usage)
+    for source, keys in _OUTPUT_SOURCES:  # looked up lazily, in order
+        found = _dict(source(out))
         if found is not None and isinstance(found.get(keys[2]), int):
             return found, keys
     return None
+
+
+def _token_usage(out: Mapping[str, Any]) -> Any:
+    llm_output = _dict(out.get("llm_output"))
+    return llm_output.get("token_usage") if llm_output is not None else None
+
+
+_OUTPUT_SOURCES: tuple[tuple[Any, tuple[str, str, str]], ...] = (
+    (lambda out: out.get("usage_metadata"), _LANGSMITH_KEYS),
+    (_first_message_usage, _LANGSMITH_KEYS),
+    (_token_usage, _OPENAI_KEYS),
+    (lambda out: out.get("usage"), _OPENAI_KEYS),
+)
 
 
 def usage_counts(outputs: Any, extra: Any) -> tuple[Any, Any, int] | None:
