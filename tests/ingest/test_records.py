@@ -12,7 +12,8 @@ import pytest
 from tests.fixtures import capture_parts, load
 from tracetune.errors import InvalidInput, Unprocessable
 from tracetune.ingest.feedback_records import feedback_record
-from tracetune.ingest.records import merge_records, run_record, time_to_us, us_to_time
+from tracetune.ingest.records import merge_records, run_record
+from tracetune.timeutil import time_to_us, us_to_time
 
 PLAIN_ROOT = "01a1fd4e-fe12-7607-a250-34b55229be01"
 PLAIN_LLM = "01a1fd4e-fe76-709b-a454-39018d5fd50a"

@@ -10,43 +10,20 @@ from __future__ import annotations
 import contextlib
 import re
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from tracetune.errors import InvalidInput, Unprocessable, shown
 from tracetune.ingest.usage import usage_counts
+from tracetune.timeutil import dotted_segment, time_to_us
 
 Kind = Literal["post", "patch"]
 
-# Columns of ``runs`` a record may set (besides workspace_id, id and project_id).
-RUN_COLUMNS = (
-    "trace_id",
-    "parent_run_id",
-    "dotted_order",
-    "name",
-    "run_type",
-    "start_us",
-    "end_us",
-    "first_token_us",
-    "error",
-    "inputs",
-    "outputs",
-    "extra",
-    "serialized",
-    "events",
-    "tags",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "thread_id",
-    "reference_example_id",
-)
 JSON_OBJECT_FIELDS = ("inputs", "outputs", "extra", "serialized")
 THREAD_KEYS = ("thread_id", "session_id", "conversation_id")
 # Widths of the text columns these fields land in (``store/schema.py``); longer values are refused.
 MAX_CHARS = {"name": 500, "run_type": 32, "dotted_order": 2000, "session_name": 500, "tag": 500, "thread_id": 500}
 INT32 = 2**31
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # LangSmith's run types (``langsmith.schemas.RunTypeEnum``); anything else is a 422 there and here.
 RUN_TYPES = frozenset({"tool", "chain", "llm", "retriever", "embedding", "prompt", "parser"})
 # One segment of a dotted order per ancestor, root first: ``<YYYYMMDDTHHMMSSffffff>Z<run id>``.
@@ -64,29 +41,6 @@ def parse_uuid(value: Any, field: str) -> uuid.UUID:
         raise InvalidInput(f"{shown(value)} is not a UUID", field=field) from None
 
 
-def time_to_us(value: Any, field: str) -> int:
-    """ISO-8601 (naive = UTC, ``Z`` allowed) or a datetime → integer microseconds since the epoch."""
-    if isinstance(value, datetime):
-        dt = value
-    elif isinstance(value, str):
-        try:
-            dt = datetime.fromisoformat(value)
-        except ValueError:
-            raise InvalidInput(f"{shown(value)} is not an ISO-8601 time", field=field) from None
-    else:
-        raise InvalidInput(f"expected an ISO-8601 time string, got {type(value).__name__}", field=field)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    delta = dt - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def us_to_time(us: int | None) -> datetime | None:
-    if us is None:
-        return None
-    return EPOCH + timedelta(microseconds=us)
-
-
 def check_text(value: str, limit: int | None, field: str) -> str:
     """``value`` if both databases can store it: no NUL character, at most ``limit`` characters."""
     if "\x00" in value:
@@ -94,11 +48,6 @@ def check_text(value: str, limit: int | None, field: str) -> str:
     if limit is not None and len(value) > limit:
         raise InvalidInput(f"at most {limit} characters allowed, got {len(value)}", field=field)
     return value
-
-
-def dotted_segment(start_us: int, run_id: uuid.UUID) -> str:
-    """The dotted-order segment of a run that started at ``start_us``: what the SDKs write for it."""
-    return (EPOCH + timedelta(microseconds=start_us)).strftime("%Y%m%dT%H%M%S%fZ") + str(run_id)
 
 
 def _dotted_ids(dotted: str, where: str) -> list[str]:

@@ -26,10 +26,10 @@ from typing import Any
 from sqlalchemy import JSON, ColumnElement, FromClause, Text, and_, cast, exists, false, func, not_, or_, true
 
 from tracetune.errors import InvalidInput
-from tracetune.ingest.records import time_to_us
 from tracetune.query.filter_lang import Call, Ident, ListLit, Literal, Node, describe_node, parse_filter
 from tracetune.store import schema
 from tracetune.store.jsonvalues import canonical_json
+from tracetune.timeutil import time_to_us
 
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
     "eq": operator.eq,

@@ -6,8 +6,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from tracetune.ingest.records import dotted_segment, us_to_time
 from tracetune.ingest.usage import usage_fields
+from tracetune.timeutil import dotted_segment, us_to_time
 
 # What `list_runs(select=…)` may name, beyond the columns themselves.
 ALWAYS = ("id", "name", "run_type", "start_time", "trace_id", "dotted_order", "parent_run_id", "session_id")

@@ -13,9 +13,9 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from tracetune.errors import shown
-from tracetune.ingest.records import time_to_us, us_to_time
 from tracetune.query.run_view import SELECTABLE
 from tracetune.query.runs_query import MAX_LIMIT, RunQuery
+from tracetune.timeutil import time_to_us, us_to_time
 
 VERSION = "0.10.100"  # >= 0.8.10: the SDK then sends feedback inside /runs/multipart
 

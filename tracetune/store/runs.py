@@ -11,12 +11,35 @@ from typing import Any, cast
 from sqlalchemy import Connection, Select, Table, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from tracetune.ingest.records import RUN_COLUMNS, dotted_segment
 from tracetune.store.engine import BulkInsert, Database
 from tracetune.store.jsonvalues import canonical_json
 from tracetune.store.projects import ProjectStore
 from tracetune.store.schema import run_metadata, run_tags, runs
+from tracetune.timeutil import dotted_segment
 
+# Columns of ``runs`` an ingested run record may set (besides workspace_id, id and project_id).
+RUN_COLUMNS = (
+    "trace_id",
+    "parent_run_id",
+    "dotted_order",
+    "name",
+    "run_type",
+    "start_us",
+    "end_us",
+    "first_token_us",
+    "error",
+    "inputs",
+    "outputs",
+    "extra",
+    "serialized",
+    "events",
+    "tags",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "thread_id",
+    "reference_example_id",
+)
 DEFAULT_PROJECT = "default"
 _UPDATABLE = (*RUN_COLUMNS, "project_id")
 # ``runs`` rows are tuples in the table's column order: workspace_id, id, project_id, then the record columns.
