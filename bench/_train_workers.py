@@ -6,7 +6,7 @@ is its own. Each prints one JSON line on stdout.
   python bench/_train_workers.py eval  --home H --adapter DIR      warm base-model load, then held-out accuracy
 
 The TRL side trains on exactly the tokens tracetune trains on: the records of the calculator fixture rendered by
-``tracetune.chat_format`` and tokenized by ``tracetune.train.data.load_examples``, passed to ``SFTTrainer`` as a
+``tracetune.chat.format`` and tokenized by ``tracetune.train.data.load_examples``, passed to ``SFTTrainer`` as a
 pre-tokenized dataset (``input_ids`` + ``completion_mask``, the assistant tokens), so TRL builds the same labels
 (loss on assistant tokens only). The model is the same float32 base, loaded by ``load_base_model`` from the
 cached weights (the GGUF quantization marker is already removed there, else ``Trainer`` refuses to train it).

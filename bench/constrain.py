@@ -117,7 +117,7 @@ SEPARATORS = (", ", ": ")
 
 
 def call_text(args: dict[str, Any]) -> str:
-    from tracetune.chat_format import tool_call_to_block
+    from tracetune.chat.format import tool_call_to_block
 
     return tool_call_to_block("Calculator", args)
 
@@ -127,7 +127,7 @@ def json_text(value: Any) -> str:
 
 
 def call_prefix_suffix() -> tuple[str, str]:
-    from tracetune.chat_format import tool_call_to_block
+    from tracetune.chat.format import tool_call_to_block
 
     head, tail = tool_call_to_block("Calculator", {}).rsplit("{}", 1)
     return head, tail
@@ -490,7 +490,7 @@ def main() -> None:
     import torch
     from transformers import PreTrainedTokenizerFast
 
-    from tracetune.chat_format import render_prompt
+    from tracetune.chat.format import render_prompt
     from tracetune.config import load_settings
     from tracetune.models import DEFAULT_MODEL_ID
     from tracetune.models.weights import load_base_model

@@ -3,7 +3,7 @@
 
 Model: the built-in SmolLM2-135M-Instruct, float32 on CPU (the weights de-quantized from the GGUF, cached in
 --home). Prompt: the calculator function-calling prompt of the held-out set (system prompt + the Calculator tool
-rendered by tracetune.chat_format + one question; ~200 tokens), as in the reference baseline
+rendered by tracetune.chat.format + one question; ~200 tokens), as in the reference baseline
 (../shared/reference/baselines/serve_baseline.py: 31.6 decode tok/s with generate, 110 with llama.cpp).
 
 Figures (medians over --reps; the two batch-1 contenders alternate inside each rep):
@@ -60,7 +60,7 @@ HELDOUT = ROOT / "tests" / "train" / "fixtures" / "calculator_heldout.jsonl"
 
 
 def prompts(tokenizer: Any) -> list[tuple[list[int], list[dict[str, Any]]]]:
-    from tracetune.chat_format import render_prompt
+    from tracetune.chat.format import render_prompt
 
     out = []
     for line in HELDOUT.read_text().splitlines():

@@ -1,4 +1,4 @@
-"""tracetune.chat_format: rendering, parsing back, and agreement with SmolLM2's own template and tokenizer."""
+"""tracetune.chat.format: rendering, parsing back, and agreement with SmolLM2's own template and tokenizer."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.models import shared_smollm2_tokenizer
-from tracetune.chat_format import (
+from tracetune.chat.format import (
     CHATML,
     IM_END,
     IM_START,

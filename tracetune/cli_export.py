@@ -147,10 +147,10 @@ def validate_command(
     home: HomeOpt = None,
 ) -> None:
     """Validate a JSONL file: every problem with its line and field. Exit code 2 when there are errors."""
+    from tracetune.chat.validate import validate_lines
     from tracetune.config import load_settings
     from tracetune.convert.export import load_target
     from tracetune.convert.target_check import target_model_check
-    from tracetune.convert.validate import validate_lines
     from tracetune.errors import TracetuneError
 
     if not file.is_file():

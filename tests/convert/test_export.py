@@ -15,9 +15,9 @@ from sqlalchemy import event, select
 
 from tests.convert import captured
 from tests.dataset_support import chain_root, chat_run, ingest, smollm2_target
+from tracetune.chat.validate import validate_record
 from tracetune.convert.dataset_builder import ExportOptions, Selection
 from tracetune.convert.export import TargetModel, export_dataset, export_runs, validation_path
-from tracetune.convert.validate import validate_record
 from tracetune.errors import InvalidInput, NotFound
 from tracetune.query.run_view import run_view
 from tracetune.store.schema import runs as runs_table

@@ -9,13 +9,13 @@ import pytest
 
 from tests.convert import captured
 from tests.dataset_support import smollm2_target
-from tracetune.chat_format import render
+from tracetune.chat.format import render
+from tracetune.chat.validate import validate_lines
 from tracetune.convert.export import TargetModel
 from tracetune.convert.records import record_from_session
 from tracetune.convert.sessions import session_from_run
 from tracetune.convert.target_check import inspect_record, target_model_check
 from tracetune.convert.token_count import TokenCounter
-from tracetune.convert.validate import validate_lines
 
 CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}}}]

@@ -9,9 +9,9 @@ import pytest
 from langsmith.schemas import Run
 
 from tests.convert import captured, flat, run
+from tracetune.chat.types import ChatSession
 from tracetune.convert.sessions import session_from_run
 from tracetune.convert.trajectories import merge_trajectories, run_position, trajectories_from_runs
-from tracetune.convert.types import ChatSession
 
 ARGS = '{"location": "Paris", "unit": "celsius"}'
 CALL = {"id": "call_abc123", "type": "function", "function": {"name": "get_weather", "arguments": ARGS}}

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from tracetune.chat.validate import Problem, validate_lines, validate_record
 from tracetune.convert.records import dumps_record, record_from_session
-from tracetune.convert.validate import Problem, validate_lines, validate_record
 
 from .test_records import mutated
 

@@ -10,7 +10,7 @@ import torch
 
 from tests.serve.support import tiny_engine
 from tests.train import CALCULATOR_TRAIN, read_jsonl, tiny_llama
-from tracetune.chat_format import render_prompt
+from tracetune.chat.format import render_prompt
 from tracetune.serve.engine import GenerationRequest, SamplingParams, generate
 from tracetune.train.recipe import TrainConfig, run_training
 

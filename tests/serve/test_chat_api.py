@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.serve.support import WEATHER_TOOL
-from tracetune.chat_format import render_prompt
+from tracetune.chat.format import render_prompt
 
 UNIT_TOOL = {
     "type": "function",

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tracetune.chat_format import parse_assistant, tool_call_to_block
+from tracetune.chat.format import parse_assistant, tool_call_to_block
 from tracetune.serve.chat_stream import DeltaBuilder
 
 BLOCK = tool_call_to_block("get_weather", {"location": "Paris", "unit": "celsius"})

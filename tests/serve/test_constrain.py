@@ -20,7 +20,7 @@ import torch
 
 from tests.models import shared_smollm2_tokenizer
 from tests.train import first_smollm2_load
-from tracetune.chat_format import parse_assistant, render_prompt, tool_call_to_block
+from tracetune.chat.format import parse_assistant, render_prompt, tool_call_to_block
 from tracetune.errors import InvalidInput
 from tracetune.serve.constrain import (
     ConstraintViolation,

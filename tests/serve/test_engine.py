@@ -11,7 +11,7 @@ import torch
 
 from tests.serve.support import tiny_engine
 from tests.train import tiny_llama
-from tracetune.chat_format import parse_assistant, render_prompt
+from tracetune.chat.format import parse_assistant, render_prompt
 from tracetune.serve.engine import GenerationRequest, SamplingParams, SequenceEvent, generate
 
 PROMPTS = [

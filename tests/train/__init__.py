@@ -62,7 +62,7 @@ def first_calls(model: Any, tokenizer: Any, records: list[dict[str, Any]], max_n
     the first parsed tool call of each reply as ``(name, arguments)``, or None, and the reply text."""
     import torch
 
-    from tracetune.chat_format import parse_assistant, render_prompt
+    from tracetune.chat.format import parse_assistant, render_prompt
 
     prompts = [tokenizer.encode(render_prompt(r["messages"][:-1], tools=r.get("tools"))) for r in records]
     width = max(len(p) for p in prompts)

@@ -10,7 +10,7 @@ import pytest
 
 from tests.models import shared_smollm2_tokenizer
 from tests.train import CALCULATOR_TRAIN
-from tracetune.chat_format import render_prompt
+from tracetune.chat.format import render_prompt
 from tracetune.errors import InvalidInput
 from tracetune.models import ModelTokenizer
 from tracetune.train.data import (

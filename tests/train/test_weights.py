@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests.train import first_smollm2_load
-from tracetune.chat_format import render_prompt
+from tracetune.chat.format import render_prompt
 from tracetune.models import DEFAULT_MODEL_ID
 from tracetune.models.weights import load_base_model, weights_dir
 

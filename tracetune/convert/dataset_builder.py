@@ -29,14 +29,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple, cast
 
+from tracetune.chat.types import ChatSession, Skip
+from tracetune.chat.validate import Problem, validate_record
 from tracetune.convert.hygiene import PII_KINDS, Deduper, apply_correction, scrub_session
 from tracetune.convert.records import FORMATS, record_from_session
 from tracetune.convert.sessions import session_from_run
 from tracetune.convert.split import Split, assign_split
 from tracetune.convert.target_check import RecordInspection
 from tracetune.convert.trajectories import merge_trajectories, run_position
-from tracetune.convert.types import ChatSession, Skip
-from tracetune.convert.validate import Problem, validate_record
 from tracetune.errors import InvalidInput
 
 log = logging.getLogger(__name__)

@@ -57,9 +57,9 @@ from typing import Any, cast
 
 import orjson
 
+from tracetune.chat.types import ChatMessage, ChatSession
 from tracetune.convert.messages import ConversionError, message_from_any
 from tracetune.convert.records import chat_session_shape
-from tracetune.convert.types import ChatMessage, ChatSession
 from tracetune.errors import InvalidInput
 
 # ── duplicates ────────────────────────────────────────────────────────────────────────────────────────────

@@ -21,9 +21,9 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
+from tracetune.chat.types import ChatMessage, ChatSession, Skip
 from tracetune.convert.sessions import sessions_from_runs
 from tracetune.convert.trajectories import Scope, trajectories_from_runs
-from tracetune.convert.types import ChatMessage, ChatSession, Skip
 
 # TracetuneChatLoader is made on first access by __getattr__ below (no langchain-core import before that).
 __all__ = ["TracetuneChatLoader", "to_langchain_message", "to_langchain_session"]  # noqa: F822

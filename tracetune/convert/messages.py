@@ -38,7 +38,7 @@ from typing import Any
 
 import orjson
 
-from tracetune.convert.types import ChatMessage, FunctionCall, ToolCall
+from tracetune.chat.types import ChatMessage, FunctionCall, ToolCall
 
 __all__ = ["ConversionError", "message_from_any", "tool_call_from_langchain", "tool_call_from_openai"]
 

@@ -58,7 +58,7 @@ from typing import Any
 
 import orjson
 
-from tracetune.convert.types import ChatSession
+from tracetune.chat.types import ChatSession
 from tracetune.errors import InvalidInput
 
 FORMATS = ("openai", "hf", "sharegpt")

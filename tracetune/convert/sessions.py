@@ -41,8 +41,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from tracetune.chat.types import ChatMessage, ChatSession, SessionSource, Skip
 from tracetune.convert.messages import ConversionError, message_from_any
-from tracetune.convert.types import ChatMessage, ChatSession, SessionSource, Skip
 
 __all__ = ["session_from_run", "sessions_from_runs"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from typing import Literal
 
-from tracetune.convert.types import ChatSession
+from tracetune.chat.types import ChatSession
 from tracetune.errors import InvalidInput
 
 Split = Literal["train", "validation"]

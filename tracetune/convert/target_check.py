@@ -1,6 +1,6 @@
 """The target-model check: does an OpenAI-format record (``records.py``) train the base model it is meant for?
 
-Each record is rendered with the one chat format (``tracetune.chat_format.render``: messages + tools/functions,
+Each record is rendered with the one chat format (``tracetune.chat.format.render``: messages + tools/functions,
 with the trainable spans marked) and checked for (all ``level="error"``):
 
 * ``unrenderable`` — the chat format refuses it (e.g. an image part for a text model); ``field`` names the part;
@@ -25,7 +25,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from tracetune.chat_format import (
+from tracetune.chat.format import (
     CHATML,
     TOOL_CALL_CLOSE,
     TOOL_CALL_OPEN,
@@ -36,8 +36,8 @@ from tracetune.chat_format import (
     render,
     split_turns,
 )
+from tracetune.chat.validate import Problem, RecordCheck
 from tracetune.convert.token_count import CountingTokenizer, TokenCounter
-from tracetune.convert.validate import Problem, RecordCheck
 from tracetune.errors import InvalidInput
 
 __all__ = ["RecordInspection", "TokenCounter", "inspect_record", "target_model_check"]

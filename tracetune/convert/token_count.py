@@ -29,7 +29,7 @@ import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from tracetune.chat_format import CHATML, ChatTemplate
+from tracetune.chat.format import CHATML, ChatTemplate
 
 __all__ = ["CountingTokenizer", "TokenCounter"]
 

@@ -26,8 +26,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Literal
 
+from tracetune.chat.types import ChatSession, Skip
 from tracetune.convert.sessions import session_from_run
-from tracetune.convert.types import ChatSession, Skip
 
 __all__ = ["merge_trajectories", "run_position", "trajectories_from_runs"]
 

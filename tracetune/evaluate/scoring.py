@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tracetune.chat_format import TOOL_CALL_OPEN, content_text
+from tracetune.chat.format import TOOL_CALL_OPEN, content_text
 
 FUZZY_THRESHOLD = 0.8
 _SPACES = re.compile(r"\s+")

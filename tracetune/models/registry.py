@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tracetune.chat_format import get_template
+from tracetune.chat.format import get_template
 from tracetune.errors import Conflict, InvalidInput, NotFound
 
 DEFAULT_MODEL_ID = "smollm2-135m-instruct"

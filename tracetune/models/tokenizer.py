@@ -38,7 +38,7 @@ _key_locks: dict[tuple[str, str, str], threading.Lock] = {}
 
 class ModelTokenizer:
     """Text ↔ token ids for one base model. Encoding never adds special tokens: the rendered prompt
-    (:mod:`tracetune.chat_format`) already holds every marker the model needs."""
+    (:mod:`tracetune.chat.format`) already holds every marker the model needs."""
 
     def __init__(self, backend: tokenizers.Tokenizer, path: Path, config: dict[str, Any]) -> None:
         self.backend = backend

@@ -1,8 +1,8 @@
 """The serving class of ``POST /v1/chat/completions``: an OpenAI request → prompt + constraint → engine → an OpenAI
 response (or its stream of chunks), as plain dicts in OpenAI's shapes. No FastAPI here: the route is thin.
 
-* the prompt is rendered by :func:`tracetune.chat_format.render_prompt` and calls are parsed back by
-  :func:`~tracetune.chat_format.parse_assistant` — the very functions training uses (no train/serve skew);
+* the prompt is rendered by :func:`tracetune.chat.format.render_prompt` and calls are parsed back by
+  :func:`~tracetune.chat.format.parse_assistant` — the very functions training uses (no train/serve skew);
 * a forced call (``tool_choice`` named / ``required``, ``function_call`` named) or a JSON ``response_format``
   is decoded under a constraint (:mod:`tracetune.serve.constrain`), so the output parses and matches the schema;
   with ``auto`` the model decides;
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tracetune.chat_format import parse_assistant, render_prompt
+from tracetune.chat.format import parse_assistant, render_prompt
 from tracetune.errors import InvalidInput
 from tracetune.serve.chat_params import ChatOptions, read_options
 from tracetune.serve.chat_stream import DeltaBuilder

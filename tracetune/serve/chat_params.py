@@ -2,7 +2,7 @@
 
 Every refusal is an :class:`~tracetune.errors.InvalidInput` naming the parameter (``param`` in the OpenAI
 error), e.g. ``n``, ``max_completion_tokens``, ``messages[2].tool_call_id``, ``tools[0].function.parameters``.
-Messages and tool definitions are checked with the fine-tuning validator (:mod:`tracetune.convert.validate`): what
+Messages and tool definitions are checked with the fine-tuning validator (:mod:`tracetune.chat.validate`): what
 can be trained on can be served, and the other way round.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tracetune.convert.validate import validate_record
+from tracetune.chat.validate import validate_record
 from tracetune.errors import InvalidInput
 
 MAX_CHOICES = 16  # n

@@ -1,11 +1,11 @@
 """Streamed text of one choice → OpenAI ``delta`` objects: content pieces, tool-call deltas, legacy function_call.
 
 When calls can occur (tools or functions offered), the text is watched for the chat format's call blocks
-(``<tool_call>{"name": …, "arguments": {…}}</tool_call>``, :mod:`tracetune.chat_format`): text that may be the
+(``<tool_call>{"name": …, "arguments": {…}}</tool_call>``, :mod:`tracetune.chat.format`): text that may be the
 start of a block is held back; a block becomes a tool call (first delta: ``index``, ``id``, ``type``, ``name``,
 ``arguments: ""``; then ``arguments`` fragments) or, for legacy ``functions``, a ``function_call`` delta pair. A
 block that does not parse stays content, as in the non-streamed answer. Content is stripped at both ends, as
-:func:`~tracetune.chat_format.parse_assistant` strips it, so the streamed pieces join to the same content.
+:func:`~tracetune.chat.format.parse_assistant` strips it, so the streamed pieces join to the same content.
 
 ``progressive`` (a constraint guarantees the canonical block): the arguments are streamed as they are generated,
 fragment by fragment; otherwise a call is sent once its block closes (it must parse first).
@@ -18,7 +18,7 @@ import re
 import uuid
 from typing import Any
 
-from tracetune.chat_format import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, parse_assistant
+from tracetune.chat.format import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, parse_assistant
 
 Delta = dict[str, Any]
 _HEADER = re.compile(r'\s*\{"name"\s*:\s*("(?:[^"\\]|\\.)*")\s*,\s*"arguments"\s*:\s*')

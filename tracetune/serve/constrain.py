@@ -18,7 +18,7 @@ spending a model step on sampling it.
 
 What is generated, byte for byte:
 
-* a forced call is exactly the call block :mod:`tracetune.chat_format` renders for training
+* a forced call is exactly the call block :mod:`tracetune.chat.format` renders for training
   (``tool_call_to_block``: ``<tool_call>{"name": "N", "arguments": {…}}</tool_call>``, separators
   ``TOOL_CALL_JSON_SEPARATORS``, several blocks joined by ``TOOL_CALL_JOINER``), then end-of-turn
   (``<|im_end|>``, the tokenizer's eos). The arguments follow the tool's ``parameters`` schema with the
@@ -46,7 +46,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from tracetune.chat_format import TOOL_CALL_JOINER, TOOL_CALL_JSON_SEPARATORS, tool_call_to_block
+from tracetune.chat.format import TOOL_CALL_JOINER, TOOL_CALL_JSON_SEPARATORS, tool_call_to_block
 from tracetune.errors import InvalidInput
 from tracetune.serve.schema_check import check_has_finite_instance
 
@@ -86,7 +86,7 @@ class ConstraintViolation(ValueError):
 class ConstraintSpec:
     """What a request forces. ``grammar`` (a llguidance Lark grammar) is the whole constraint and the cache key.
 
-    ``kind``: ``"tool_call"`` (the output is call blocks: parse it with ``chat_format.parse_assistant``),
+    ``kind``: ``"tool_call"`` (the output is call blocks: parse it with ``chat.format.parse_assistant``),
     ``"json_schema"`` or ``"json_object"`` (the output is the message content). ``tool_names``: the tools a
     forced call may name (one for a named choice). ``parallel``: more than one call block may be produced."""
 

@@ -86,7 +86,7 @@ class Engine(Protocol):
 
     model_id: str  # the base model id
     context_length: int
-    chat_template: str  # the chat_format template name prompts are rendered with
+    chat_template: str  # the chat.format template name prompts are rendered with
     tokenizer: ModelTokenizer
 
     def submit(self, request: GenerationRequest, on_event: EventSink) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from tracetune.chat_format import get_template
+from tracetune.chat.format import get_template
 from tracetune.serve.engine import EventSink, GenerationRequest
 from tracetune.serve.text import TextTracker
 

@@ -1,8 +1,8 @@
 """Training data: OpenAI chat fine-tuning JSONL → token ids + loss labels, and length-grouped batches.
 
 A record (``{"messages": [...], "tools"?: [...], "functions"?: [...]}``) is rendered by
-:func:`tracetune.chat_format.render` — the same text serving feeds the model — and tokenized as one string by
-:func:`tracetune.chat_format.encode_segments`. A token's label is its id when it is trainable (an assistant
+:func:`tracetune.chat.format.render` — the same text serving feeds the model — and tokenized as one string by
+:func:`tracetune.chat.format.encode_segments`. A token's label is its id when it is trainable (an assistant
 turn's text, tool-call blocks and end marker, unless the message has ``weight: 0``) and :data:`IGNORE_INDEX`
 otherwise, so the loss falls on assistant tokens only.
 
@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from tracetune.chat_format import CHATML, ChatTemplate, OffsetTokenizer, encode_segments, render
-from tracetune.convert.validate import validate_lines
+from tracetune.chat.format import CHATML, ChatTemplate, OffsetTokenizer, encode_segments, render
+from tracetune.chat.validate import validate_lines
 from tracetune.errors import InvalidInput
 
 if TYPE_CHECKING:

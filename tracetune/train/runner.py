@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from tracetune.capabilities import INSTALL_MODELS, missing_capabilities
-from tracetune.convert.validate import validate_lines
+from tracetune.chat.validate import validate_lines
 from tracetune.train.jobs import checkpoint_model_id
 
 if TYPE_CHECKING:

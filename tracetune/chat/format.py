@@ -40,7 +40,7 @@ from typing import Any, NamedTuple, Protocol, TypedDict
 
 import orjson
 
-from tracetune.convert.types import ToolCall
+from tracetune.chat.types import ToolCall
 from tracetune.errors import InvalidInput
 
 IM_START = "<|im_start|>"
