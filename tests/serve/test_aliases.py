@@ -31,14 +31,14 @@ def test_the_setting_reads_a_json_object(monkeypatch):
 def test_serve_option_parses_name_equals_model():
     import typer
 
-    from tracetune.cli import _parse_aliases
+    from tracetune.cli.serve import parse_aliases
 
-    assert _parse_aliases(["gpt-4o-mini=smollm2-135m-instruct", "x = ft:a:b:c:d"]) == {
+    assert parse_aliases(["gpt-4o-mini=smollm2-135m-instruct", "x = ft:a:b:c:d"]) == {
         "gpt-4o-mini": "smollm2-135m-instruct",
         "x": "ft:a:b:c:d",
     }
     with pytest.raises(typer.Exit):
-        _parse_aliases(["no-equals-sign"])
+        parse_aliases(["no-equals-sign"])
 
 
 def test_serve_help_shows_the_option():

@@ -1,4 +1,4 @@
-"""``tracetune train``, ``worker``, ``jobs …`` and ``models …`` (registered on the app in ``cli.py``).
+"""``tracetune train``, ``worker``, ``jobs …`` and ``models …`` (registered on the app in ``cli/app.py``).
 
 They work on the store directly (no server needed), in one workspace (``--workspace``, default ``default``).
 """
@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tracetune.cli import DbOpt, HomeOpt, _open, fail
+from tracetune.cli._common import DbOpt, HomeOpt, fail, open_store_for
 
 jobs_app = typer.Typer(no_args_is_help=True, help="Fine-tuning jobs in the store.")
 models_app = typer.Typer(no_args_is_help=True, help="Base and fine-tuned models.")
@@ -45,7 +45,7 @@ def train_command(
     from tracetune.train.jobs import create_job
     from tracetune.train.runner import JobRunner
 
-    settings, store = _open(home, database_url)
+    settings, store = open_store_for(home, database_url)
     try:
         ws = store.workspaces.ensure(workspace)
         files_root = settings.home / "files"
@@ -87,7 +87,7 @@ def worker_command(
     """Run fine-tuning jobs from the store (another process or machine sharing the database and the home)."""
     from tracetune.train.runner import JobRunner
 
-    settings, store = _open(home, database_url)
+    settings, store = open_store_for(home, database_url)
 
     def report(job_id: str, event: dict[str, Any]) -> None:
         if event.get("type") in ("setup", "checkpoint", "done", "error"):
@@ -112,7 +112,7 @@ def jobs_list(
     database_url: DbOpt = None,
 ) -> None:
     """Fine-tuning jobs, newest first."""
-    _, store = _open(home, database_url)
+    _, store = open_store_for(home, database_url)
     rows, _ = store.jobs.list(_workspace(store, workspace).id, limit=limit)
     if as_json:
         typer.echo(json.dumps([_job_json(r) for r in rows], indent=2))
@@ -128,7 +128,7 @@ def jobs_show(
     job_id: str, workspace: WorkspaceOpt = "default", home: HomeOpt = None, database_url: DbOpt = None
 ) -> None:
     """One job (JSON, as the API shows it)."""
-    _, store = _open(home, database_url)
+    _, store = open_store_for(home, database_url)
     typer.echo(json.dumps(_job_json(_job(store, workspace, job_id)), indent=2))
 
 
@@ -147,7 +147,7 @@ def jobs_events(
 
     from tracetune.store.jobs import TERMINAL
 
-    _, store = _open(home, database_url)
+    _, store = open_store_for(home, database_url)
     _job(store, workspace, job_id)
     seen = 0
     while True:
@@ -166,7 +166,7 @@ def jobs_cancel(
     """Cancel a job; a running one stops within seconds."""
     from tracetune.errors import TracetuneError
 
-    _, store = _open(home, database_url)
+    _, store = open_store_for(home, database_url)
     try:
         row = store.jobs.cancel(_workspace(store, workspace).id, job_id)
     except TracetuneError as exc:
@@ -203,7 +203,7 @@ def models_list(workspace: WorkspaceOpt = "default", home: HomeOpt = None, datab
     from tracetune.models.registry import list_models
     from tracetune.store.models import adapter_path
 
-    settings, store = _open(home, database_url)
+    settings, store = open_store_for(home, database_url)
     for spec in list_models(settings.home):
         typer.echo(f"{spec.id}  base  {spec.weights_path}")
     for row in store.models.list(_workspace(store, workspace).id):

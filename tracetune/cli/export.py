@@ -1,4 +1,4 @@
-"""``tracetune export`` and ``tracetune validate`` (registered on the app in ``cli.py``). Heavy imports stay inside."""
+"""``tracetune export`` and ``tracetune validate`` (registered on the app in ``cli/app.py``); heavy imports inside."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tracetune.cli import DbOpt, HomeOpt, _open, fail
+from tracetune.cli._common import DbOpt, HomeOpt, fail, open_store_for
 
 
 def export_command(
@@ -80,7 +80,7 @@ def export_command(
             assert output is not None
             result = export_runs(input_file, options, out=output, target=load_target(settings.home, model))
         else:
-            settings, store = _open(home, database_url)
+            settings, store = open_store_for(home, database_url)
             ws = store.workspaces.get(workspace)
             selection = Selection(
                 project=project,

@@ -1,4 +1,4 @@
-"""``tracetune eval`` (registered on the app in ``cli.py``): held-out conversations replayed against models."""
+"""``tracetune eval`` (registered on the app in ``cli/app.py``): held-out conversations replayed against models."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tracetune.cli import DbOpt, HomeOpt, fail
+from tracetune.cli._common import DbOpt, HomeOpt, fail
 
 
 def eval_command(

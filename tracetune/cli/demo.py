@@ -1,4 +1,4 @@
-"""``tracetune demo`` (registered on the app in ``cli.py``): the whole loop, drawn with rich."""
+"""``tracetune demo`` (registered on the app in ``cli/app.py``): the whole loop, drawn with rich."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tracetune.cli import HomeOpt, fail
+from tracetune.cli._common import HomeOpt, fail
 
 
 def demo_command(
