@@ -1,1 +1,1 @@
-"""Tests of the web UI (tracetune.server.ui*, tracetune/ui)."""
+"""Tests of the web UI (tracetune/server/ui/)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from tests.ui.support import llm_trace
-from tracetune.server.ui import COOKIE
+from tracetune.server.ui.pages import COOKIE
 
 
 def test_pages_redirect_to_login_until_a_valid_key_is_given(ui):

@@ -15,7 +15,7 @@ from tracetune.config import Settings
 from tracetune.ingest.service import IngestService
 from tracetune.server import chat_api, datasets_api, langsmith_api, openai_api
 from tracetune.server.http import AppState, install_error_handlers
-from tracetune.server.ui import mount_ui
+from tracetune.server.ui.mount import mount_ui
 from tracetune.store import Store, open_store_from_settings
 from tracetune.train.runner import JobRunner
 

@@ -8,6 +8,9 @@ form works without JavaScript too (htmx only swaps fragments: ``hx-select`` pick
 Authentication: when API keys exist, a page without a valid key in the ``tracetune_key`` cookie (HttpOnly,
 SameSite=Lax) redirects to ``/login``; the key's workspace scopes everything the page reads and writes,
 exactly as the key does on the APIs (:func:`tracetune.server.http.workspace_for_key`).
+
+This module holds what every page shares (templates, rendering, the login); the pages are ``runs``, ``datasets``,
+``jobs`` and ``models`` beside it, mounted by ``mount.py``.
 """
 
 from __future__ import annotations
@@ -19,18 +22,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, FastAPI, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from tracetune import __version__
-from tracetune.errors import TracetuneError, Unauthorized
+from tracetune.errors import Unauthorized
 from tracetune.server.http import state, workspace_for_key
+from tracetune.server.ui.views import selection_filter
 from tracetune.store.workspaces import Workspace
-from tracetune.ui.views import selection_filter
 
-UI_DIR = Path(__file__).resolve().parent.parent / "ui"
+UI_DIR = Path(__file__).resolve().parent  # templates/ and static/
 COOKIE = "tracetune_key"
 COOKIE_MAX_AGE_S = 30 * 24 * 3600
 API_PREFIXES = ("/api/", "/v1/", "/tt/", "/healthz", "/static/")
@@ -182,32 +184,3 @@ def is_ui(request: Request) -> bool:
     """Whether ``request`` is for a UI page (not an API, the health check or a static asset)."""
     path = request.url.path
     return path != "/v1" and not path.startswith(API_PREFIXES)
-
-
-def mount_ui(app: FastAPI) -> None:
-    """Serve the UI from ``app``: its pages, ``/static`` and HTML error pages for UI paths (the APIs keep theirs).
-    Call after the API routers are included (the UI's paths never overlap theirs)."""
-    from tracetune.server import ui_datasets, ui_jobs, ui_models, ui_runs
-
-    app.mount("/static", StaticFiles(directory=str(UI_DIR / "static")), name="static")
-    app.include_router(router)
-    for module in (ui_runs, ui_datasets, ui_jobs, ui_models):
-        app.include_router(module.router)
-    api_handler: Any = app.exception_handlers[TracetuneError]
-
-    async def login_required(request: Request, exc: Exception) -> Response:
-        target = f"/login?next={quote(str(request.url.path) + ('?' + request.url.query if request.url.query else ''))}"
-        response = see_other(target)
-        response.headers["HX-Redirect"] = target  # an htmx request follows with a full page load
-        return response
-
-    async def domain_error(request: Request, exc: Exception) -> Response:
-        if not is_ui(request):
-            return await api_handler(request, exc)
-        assert isinstance(exc, TracetuneError)
-        if isinstance(exc, Unauthorized):
-            return await login_required(request, exc)
-        return render(request, "error.html", status_code=exc.status_code, error=exc)
-
-    app.add_exception_handler(LoginRequired, login_required)
-    app.add_exception_handler(TracetuneError, domain_error)

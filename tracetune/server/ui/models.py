@@ -18,10 +18,10 @@ from tracetune.models.registry import list_models
 from tracetune.server import chat_api
 from tracetune.server.http import state
 from tracetune.server.openai_protocol import ChatCompletionRequest
-from tracetune.server.ui import render, ui_workspace
-from tracetune.server.ui_jobs import dataset_of
+from tracetune.server.ui.jobs import dataset_of
+from tracetune.server.ui.pages import render, ui_workspace
+from tracetune.server.ui.views import display_message
 from tracetune.store.workspaces import Workspace
-from tracetune.ui.views import display_message
 
 router = APIRouter(include_in_schema=False)
 

@@ -18,10 +18,10 @@ from tracetune.models.registry import list_models
 from tracetune.server import datasets_api
 from tracetune.server.http import state
 from tracetune.server.tt_protocol import OptionsBody, SelectionBody
-from tracetune.server.ui import render, see_other, ui_workspace
+from tracetune.server.ui.actions import fine_tune_dataset
+from tracetune.server.ui.pages import render, see_other, ui_workspace
+from tracetune.server.ui.views import THUMBS_KEY, caret_line, display_message
 from tracetune.store.workspaces import Workspace
-from tracetune.ui.actions import fine_tune_dataset
-from tracetune.ui.views import THUMBS_KEY, caret_line, display_message
 
 router = APIRouter(include_in_schema=False)
 

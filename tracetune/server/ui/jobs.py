@@ -11,10 +11,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from tracetune.errors import NotFound
 from tracetune.server.http import state
-from tracetune.server.ui import render, see_other, ui_workspace
+from tracetune.server.ui.pages import render, see_other, ui_workspace
+from tracetune.server.ui.views import loss_chart
 from tracetune.store.jobs import TERMINAL
 from tracetune.store.workspaces import Workspace
-from tracetune.ui.views import loss_chart
 
 router = APIRouter(include_in_schema=False)
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from tracetune.errors import InvalidInput
-from tracetune.ui.views import CORRECTION_KEY, THUMBS_KEY
+from tracetune.server.ui.views import CORRECTION_KEY, THUMBS_KEY
 
 if TYPE_CHECKING:
     from tracetune.config import Settings

@@ -1,0 +1,3 @@
+"""The web UI at ``/`` (server-rendered Jinja2 + vendored htmx): ``pages`` (shared rendering and login), one
+module per page family, pure ``views``/``actions`` helpers, ``templates/`` and ``static/``; ``mount.mount_ui``
+puts it on the app."""

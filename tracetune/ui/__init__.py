@@ -1,1 +1,0 @@
-"""The web UI's templates, static assets and pure view helpers (the routes are in ``tracetune.server.ui*``)."""
