@@ -59,6 +59,10 @@ class Selection:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def as_query(self) -> dict[str, Any]:
+        """The keyword arguments of ``query.selection.selection_statement``."""
+        return asdict(self)
+
 
 @dataclass
 class ExportOptions:

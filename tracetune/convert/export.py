@@ -18,7 +18,6 @@ one transaction at the end (spooled to a temporary file meanwhile).
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import uuid
@@ -28,12 +27,12 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
-from sqlalchemy import Text, cast, or_, select
 
 from tracetune.convert.dataset_builder import BuiltRecord, DatasetBuilder, ExportOptions, Selection
 from tracetune.convert.records import dumps_record
 from tracetune.convert.target_check import RecordInspection, TokenCounter, inspect_record
-from tracetune.errors import InvalidInput, NotFound
+from tracetune.errors import InvalidInput
+from tracetune.query.selection import selection_statement, stream_run_groups
 from tracetune.store import Store
 from tracetune.store.datasets import DatasetRecord
 
@@ -47,25 +46,6 @@ __all__ = [
     "read_runs_file",
     "validation_path",
 ]
-
-BATCH = 500  # rows per fetch from the store, and run ids per corrections query
-# What the converter reads of a stored run (``run_view`` fills in the rest as None).
-_COLUMNS = (
-    "id",
-    "trace_id",
-    "parent_run_id",
-    "dotted_order",
-    "run_type",
-    "start_us",
-    "end_us",
-    "error",
-    "inputs",
-    "outputs",
-    "extra",
-    "project_id",
-    "thread_id",
-)
-_JSON_COLUMNS = ("inputs", "outputs", "extra")
 
 
 @dataclass
@@ -142,95 +122,6 @@ def _trace_groups(runs: Iterable[Any]) -> Iterator[list[Any]]:
         group.append(run)
     if group:
         yield group
-
-
-def _selection_statement(store: Store, workspace_id: uuid.UUID, selection: Selection) -> Any:
-    from tracetune.query.filter_sql import filter_clause, trace_filter_clause
-    from tracetune.query.runs_query import RunQuery, where_clauses
-    from tracetune.store.schema import runs
-
-    if not selection.project:
-        raise InvalidInput("a project is required", field="project")
-    found = store.projects.list(workspace_id, name=selection.project, limit=1)
-    if not found:
-        raise NotFound(f"no project named {selection.project!r}", field="project")
-    query = RunQuery(
-        project_ids=[found[0]["id"]],
-        run_type=selection.run_type,
-        filter=selection.filter,
-        trace_filter=selection.trace_filter,
-    )
-    clauses = where_clauses(workspace_id, query)
-    if selection.feedback_key is not None:
-        parts = [f"eq(feedback_key, {json.dumps(selection.feedback_key)})"]
-        if selection.min_score is not None:
-            parts.append(f"gte(feedback_score, {float(selection.min_score)!r})")
-        expr = f"and({', '.join(parts)})"
-        clauses.append(
-            or_(filter_clause(expr, runs, param="feedback_key"), trace_filter_clause(expr, runs, param="feedback_key"))
-        )
-    elif selection.min_score is not None:
-        raise InvalidInput("min_score needs a feedback_key", field="min_score")
-    # JSON columns are read as text and decoded here: measured 2-3x faster than the JSON type's result processing
-    columns = [cast(runs.c[name], Text).label(name) if name in _JSON_COLUMNS else runs.c[name] for name in _COLUMNS]
-    order = (runs.c.trace_id, runs.c.dotted_order, runs.c.start_us, runs.c.id)
-    return select(*columns).where(*clauses).order_by(*order)
-
-
-def _corrections(conn: Any, workspace_id: uuid.UUID, run_ids: list[uuid.UUID]) -> dict[str, Any]:
-    """The newest correction of each of ``run_ids`` that has one (one query). Read as JSON text and decoded
-    here: SQLite gives a JSON column numeric affinity, so a bare number comes back as a number, not JSON text."""
-    from tracetune.store.schema import feedback
-
-    q = (
-        select(feedback.c.run_id, cast(feedback.c.correction, Text))
-        .where(
-            feedback.c.workspace_id == workspace_id,
-            feedback.c.run_id.in_(run_ids),
-            feedback.c.correction.is_not(None),
-        )
-        .order_by(feedback.c.modified_at, feedback.c.id)
-    )
-    out = {}
-    for run_id, text in conn.execute(q):
-        try:
-            out[str(run_id)] = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            out[str(run_id)] = None  # unreadable: counted as an invalid correction
-    return out
-
-
-def stream_store_groups(
-    store: Store, workspace_id: uuid.UUID, stmt: Any, *, corrections: bool = False
-) -> Iterator[tuple[list[dict[str, Any]], dict[str, Any]]]:
-    """The runs ``stmt`` (``_selection_statement``) selects, as ``run_view`` dicts, one trace at a time, each
-    trace with the corrections of its runs."""
-    from tracetune.query.run_view import run_view
-
-    group: list[dict[str, Any]] = []
-    group_fixes: dict[str, Any] = {}
-    key: Any = None
-    with store.db.read() as conn:
-        result = conn.execute(stmt.execution_options(yield_per=BATCH))  # streamed: server-side cursor on PG
-        for partition in result.partitions():
-            rows = [row._mapping for row in partition]
-            fixes = _corrections(conn, workspace_id, [r["id"] for r in rows]) if corrections else {}
-            for row in rows:
-                k = row["trace_id"] or row["id"]
-                if group and k != key:
-                    yield group, group_fixes
-                    group, group_fixes = [], {}
-                key = k
-                values = dict(row)
-                for name in _JSON_COLUMNS:
-                    if values[name] is not None:
-                        values[name] = orjson.loads(values[name])
-                run = run_view(values)
-                group.append(run)
-                if run["id"] in fixes:
-                    group_fixes[run["id"]] = fixes[run["id"]]
-    if group:
-        yield group, group_fixes
 
 
 # -- sinks ---------------------------------------------------------------------------------------------------
@@ -327,10 +218,10 @@ def export_dataset(
     (``ExportResult.dataset``).
     """
     target = target or load_target(home or _settings_home(), options.model)
-    stmt = _selection_statement(store, workspace_id, selection)  # fails early: unknown project, bad filter
+    stmt = selection_statement(store, workspace_id, **selection.as_query())  # fails early: unknown project, bad filter
 
     def groups(_: DatasetBuilder) -> Iterable[tuple[list[Any], dict[str, Any]]]:
-        return stream_store_groups(store, workspace_id, stmt, corrections=options.use_corrections)
+        return stream_run_groups(store, workspace_id, stmt, corrections=options.use_corrections)
 
     store_as = None
     if options.name:
@@ -363,10 +254,10 @@ def preview_dataset(
     written) and the summary of the runs read until then: the problems it found (with run ids), skips, tokens.
     Stops reading at the end of the trace that completes ``limit`` records, so it stays fast on a big store."""
     target = target or load_target(home or _settings_home(), options.model)
-    stmt = _selection_statement(store, workspace_id, selection)
+    stmt = selection_statement(store, workspace_id, **selection.as_query())
     builder = DatasetBuilder(options, target.inspect)
     records: list[BuiltRecord] = []
-    groups = stream_store_groups(store, workspace_id, stmt, corrections=options.use_corrections)
+    groups = stream_run_groups(store, workspace_id, stmt, corrections=options.use_corrections)
     try:
         for runs, fixes in groups:
             records.extend(builder.add_group(runs, fixes))

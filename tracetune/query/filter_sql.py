@@ -376,6 +376,12 @@ def filter_clause(text: str | None, runs: FromClause, *, param: str = "filter") 
     return compile_filter(parse_filter(text, param=param), runs, param=param)
 
 
+def check_filter(text: str | None, *, param: str = "filter") -> None:
+    """The filter language's ``InvalidInput`` (with ``position``) for a filter that does not parse or names an
+    unknown field; None when fine. Compiles the SQL expression only (no query runs)."""
+    filter_clause(text, schema.runs, param=param)
+
+
 def trace_filter_clause(text: str | None, runs: FromClause, *, param: str = "trace_filter") -> ColumnElement[bool]:
     """``trace_filter``: the filter holds for the ROOT run of the row's trace."""
     if text is None or not text.strip():

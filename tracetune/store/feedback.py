@@ -6,7 +6,8 @@ import builtins
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, select, update
+import orjson
+from sqlalchemy import Text, cast, delete, select, update
 
 from tracetune.errors import Conflict, NotFound
 from tracetune.store.engine import Database
@@ -148,4 +149,25 @@ class FeedbackStore:
                     "n": row.n,
                     "avg": float(row.avg) if row.avg is not None else None,
                 }
+        return out
+
+    @staticmethod
+    def latest_corrections(conn: Any, workspace_id: uuid.UUID, run_ids: builtins.list[uuid.UUID]) -> dict[str, Any]:
+        """The newest correction of each of ``run_ids`` that has one (one query). Read as JSON text and decoded
+        here: SQLite gives a JSON column numeric affinity, so a bare number comes back as a number, not JSON text."""
+        q = (
+            select(feedback.c.run_id, cast(feedback.c.correction, Text))
+            .where(
+                feedback.c.workspace_id == workspace_id,
+                feedback.c.run_id.in_(run_ids),
+                feedback.c.correction.is_not(None),
+            )
+            .order_by(feedback.c.modified_at, feedback.c.id)
+        )
+        out = {}
+        for run_id, text in conn.execute(q):
+            try:
+                out[str(run_id)] = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                out[str(run_id)] = None  # unreadable: counted as an invalid correction
         return out

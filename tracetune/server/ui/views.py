@@ -44,10 +44,9 @@ def check_filter(text: str | None) -> None:
     """Raise the filter language's ``InvalidInput`` (with ``position`` in ``text``) for a filter that does not
     parse or names an unknown field; None when fine. Compiles the SQL expression only (no query runs)."""
     if text and text.strip():
-        from tracetune.query.filter_sql import filter_clause
-        from tracetune.store.schema import runs
+        from tracetune.query.filter_sql import check_filter as compile_check
 
-        filter_clause(text, runs)
+        compile_check(text)
 
 
 def caret_line(position: int | None) -> str:

@@ -1,0 +1,113 @@
+"""Streaming a selection of runs for export: one statement over a project's runs (filter language, feedback),
+read one trace at a time as ``run_view`` dicts with their reviewers' corrections. The converter (``convert``)
+reads runs only through here: it holds no SQL."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+from sqlalchemy import Text, cast, or_, select
+
+from tracetune.errors import InvalidInput, NotFound
+from tracetune.query.filter_sql import filter_clause, trace_filter_clause
+from tracetune.query.run_view import run_view
+from tracetune.query.runs_query import RunQuery, where_clauses
+from tracetune.store import Store
+from tracetune.store.schema import runs
+
+BATCH = 500  # rows per fetch from the store, and run ids per corrections query
+# What the converter reads of a stored run (``run_view`` fills in the rest as None).
+_COLUMNS = (
+    "id",
+    "trace_id",
+    "parent_run_id",
+    "dotted_order",
+    "run_type",
+    "start_us",
+    "end_us",
+    "error",
+    "inputs",
+    "outputs",
+    "extra",
+    "project_id",
+    "thread_id",
+)
+_JSON_COLUMNS = ("inputs", "outputs", "extra")
+
+
+def selection_statement(
+    store: Store,
+    workspace_id: uuid.UUID,
+    *,
+    project: str | None,
+    run_type: str | None = None,
+    filter: str | None = None,
+    trace_filter: str | None = None,
+    feedback_key: str | None = None,
+    min_score: float | None = None,
+) -> Any:
+    """One statement selecting a project's runs (filters, feedback) in trace order, the columns the converter
+    reads; 400 for a missing project name or a bad filter, 404 for an unknown project (before anything streams)."""
+    if not project:
+        raise InvalidInput("a project is required", field="project")
+    found = store.projects.list(workspace_id, name=project, limit=1)
+    if not found:
+        raise NotFound(f"no project named {project!r}", field="project")
+    query = RunQuery(
+        project_ids=[found[0]["id"]],
+        run_type=run_type,
+        filter=filter,
+        trace_filter=trace_filter,
+    )
+    clauses = where_clauses(workspace_id, query)
+    if feedback_key is not None:
+        parts = [f"eq(feedback_key, {json.dumps(feedback_key)})"]
+        if min_score is not None:
+            parts.append(f"gte(feedback_score, {float(min_score)!r})")
+        expr = f"and({', '.join(parts)})"
+        clauses.append(
+            or_(filter_clause(expr, runs, param="feedback_key"), trace_filter_clause(expr, runs, param="feedback_key"))
+        )
+    elif min_score is not None:
+        raise InvalidInput("min_score needs a feedback_key", field="min_score")
+    # JSON columns are read as text and decoded here: measured 2-3x faster than the JSON type's result processing
+    columns = [cast(runs.c[name], Text).label(name) if name in _JSON_COLUMNS else runs.c[name] for name in _COLUMNS]
+    order = (runs.c.trace_id, runs.c.dotted_order, runs.c.start_us, runs.c.id)
+    return select(*columns).where(*clauses).order_by(*order)
+
+
+def stream_run_groups(
+    store: Store, workspace_id: uuid.UUID, stmt: Any, *, corrections: bool = False
+) -> Iterator[tuple[list[dict[str, Any]], dict[str, Any]]]:
+    """The runs ``stmt`` (``selection_statement``) selects, as ``run_view`` dicts, one trace at a time, each
+    trace with the corrections of its runs."""
+    group: list[dict[str, Any]] = []
+    group_fixes: dict[str, Any] = {}
+    key: Any = None
+    with store.db.read() as conn:
+        result = conn.execute(stmt.execution_options(yield_per=BATCH))  # streamed: server-side cursor on PG
+        for partition in result.partitions():
+            rows = [row._mapping for row in partition]
+            fixes = (
+                store.feedback.latest_corrections(conn, workspace_id, [r["id"] for r in rows]) if corrections else {}
+            )
+            for row in rows:
+                k = row["trace_id"] or row["id"]
+                if group and k != key:
+                    yield group, group_fixes
+                    group, group_fixes = [], {}
+                key = k
+                values = dict(row)
+                for name in _JSON_COLUMNS:
+                    if values[name] is not None:
+                        values[name] = orjson.loads(values[name])
+                run = run_view(values)
+                group.append(run)
+                if run["id"] in fixes:
+                    group_fixes[run["id"]] = fixes[run["id"]]
+    if group:
+        yield group, group_fixes
