@@ -106,7 +106,7 @@ def sink(timing_log: str, port: int, save: str | None = None) -> None:
     import orjson
     import uvicorn
 
-    from tracetune.server.langsmith_protocol import INFO
+    from tracetune.server.langsmith.protocol import INFO
 
     info = orjson.dumps(INFO)
 

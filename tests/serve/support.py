@@ -35,7 +35,7 @@ def chat_server(home: Path, engine: Any, aliases: Mapping[str, str] | None = Non
     from tracetune.config import Settings
     from tracetune.serve.chat import ChatService
     from tracetune.serve.engines import EngineManager
-    from tracetune.server.chat_api import install_chat_service
+    from tracetune.server.openai.chat import install_chat_service
     from tracetune.store import open_store
 
     url = f"sqlite:///{home / 'tracetune.db'}"

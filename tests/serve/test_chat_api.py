@@ -348,7 +348,7 @@ def test_engines_stop_when_the_app_shuts_down(tmp_path, tokenizer):
     from tracetune.serve.engine import EngineClosed, GenerationRequest, SamplingParams
     from tracetune.serve.engines import EngineManager
     from tracetune.server.app import create_app
-    from tracetune.server.chat_api import install_chat_service
+    from tracetune.server.openai.chat import install_chat_service
 
     settings = Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'tt.db'}", run_jobs=False)
     app = create_app(settings)

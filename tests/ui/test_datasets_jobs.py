@@ -13,7 +13,7 @@ import orjson
 
 from tests.ui.support import HOSTILE, TOOLS, hostile_trace, llm_trace
 from tests.ui.test_pages import ESCAPED, no_hostile_markup
-from tracetune.server.chat_api import install_chat_service
+from tracetune.server.openai.chat import install_chat_service
 
 
 def bad_call_trace(project: str, name: str, i: int) -> list[dict[str, Any]]:

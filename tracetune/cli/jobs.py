@@ -288,7 +288,7 @@ def _job(store: Any, workspace: str, job_id: str) -> dict[str, Any]:
 
 
 def _job_json(row: dict[str, Any]) -> dict[str, Any]:
-    from tracetune.server.openai_protocol import fine_tuning_job
+    from tracetune.server.openai.protocol import fine_tuning_job
 
     return fine_tuning_job(row, "").model_dump(exclude={"organization_id"})
 

@@ -1,6 +1,6 @@
 """The engine interface: token ids in, token/text events out, many requests batched behind one model.
 
-Layering as in vLLM's OpenAI server: route (``tracetune.server.chat_api``) → serving class
+Layering as in vLLM's OpenAI server: route (``tracetune.server.openai.chat``) → serving class
 (:class:`tracetune.serve.chat.ChatService`: OpenAI request ↔ prompt, constraint, choices) → engine (this
 interface). The engine knows nothing of OpenAI, chat messages or tools: it decodes token ids under
 :class:`SamplingParams`, optionally through a LoRA adapter and a decoding constraint, and reports each step of each

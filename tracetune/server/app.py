@@ -13,8 +13,12 @@ from tracetune import __version__
 from tracetune.capabilities import missing_capabilities
 from tracetune.config import Settings
 from tracetune.ingest.service import IngestService
-from tracetune.server import chat_api, datasets_api, langsmith_api, openai_api
-from tracetune.server.http import AppState, install_error_handlers
+from tracetune.server.deps import AppState
+from tracetune.server.errors import install_error_handlers
+from tracetune.server.langsmith import routes as langsmith_routes
+from tracetune.server.openai import chat as openai_chat
+from tracetune.server.openai import routes as openai_routes
+from tracetune.server.tt import routes as tt_routes
 from tracetune.server.ui.mount import mount_ui
 from tracetune.store import Store, open_store_from_settings
 from tracetune.train.runner import JobRunner
@@ -34,7 +38,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         finally:
             if runner is not None:
                 await run_in_threadpool(runner.stop)
-            await run_in_threadpool(chat_api.close_chat_service, app)
+            await run_in_threadpool(openai_chat.close_chat_service, app)
 
     app = FastAPI(
         title="tracetune",
@@ -47,10 +51,10 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         settings=settings, store=store, ingest=IngestService(store, settings.home / "attachments"), runner=runner
     )
     install_error_handlers(app)
-    app.include_router(langsmith_api.router)
-    app.include_router(datasets_api.router)
-    app.include_router(openai_api.router)
-    app.include_router(chat_api.router)
+    app.include_router(langsmith_routes.router)
+    app.include_router(tt_routes.router)
+    app.include_router(openai_routes.router)
+    app.include_router(openai_chat.router)
     mount_ui(app)  # the web UI at / (after the APIs: its paths never overlap theirs)
 
     missing = missing_capabilities()  # found once: packages do not appear while the server runs

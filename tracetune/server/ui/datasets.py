@@ -15,9 +15,9 @@ from pydantic import ValidationError
 
 from tracetune.errors import InvalidInput, NotFound, TracetuneError
 from tracetune.models.registry import list_models
-from tracetune.server import datasets_api
-from tracetune.server.http import state
-from tracetune.server.tt_protocol import OptionsBody, SelectionBody
+from tracetune.server.deps import state
+from tracetune.server.tt import routes as tt_routes
+from tracetune.server.tt.protocol import OptionsBody, SelectionBody
 from tracetune.server.ui.actions import fine_tune_dataset
 from tracetune.server.ui.pages import render, see_other, ui_workspace
 from tracetune.server.ui.views import THUMBS_KEY, caret_line, display_message
@@ -197,7 +197,7 @@ def dataset_download(
 ) -> StreamingResponse:
     if split not in (None, "train", "validation"):
         raise InvalidInput("split must be train or validation", field="split")
-    return datasets_api.datasets_records(dataset_id, request, ws, split, lineage=False)  # type: ignore[arg-type]
+    return tt_routes.datasets_records(dataset_id, request, ws, split, lineage=False)  # type: ignore[arg-type]
 
 
 @router.post("/datasets/{dataset_id}/fine-tune", response_model=None)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from tracetune.errors import NotFound
-from tracetune.server.http import state
+from tracetune.server.deps import state
 from tracetune.server.ui.pages import render, see_other, ui_workspace
 from tracetune.server.ui.views import loss_chart
 from tracetune.store.jobs import TERMINAL

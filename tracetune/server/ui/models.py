@@ -15,9 +15,9 @@ from pydantic import ValidationError
 
 from tracetune.errors import InvalidInput, NotFound, TracetuneError
 from tracetune.models.registry import list_models
-from tracetune.server import chat_api
-from tracetune.server.http import state
-from tracetune.server.openai_protocol import ChatCompletionRequest
+from tracetune.server.deps import state
+from tracetune.server.openai import chat as openai_chat
+from tracetune.server.openai.protocol import ChatCompletionRequest
 from tracetune.server.ui.jobs import dataset_of
 from tracetune.server.ui.pages import render, ui_workspace
 from tracetune.server.ui.views import display_message
@@ -90,7 +90,7 @@ async def playground_send(
     try:
         messages = [*messages, *_new_messages(messages, system, role, content)]
         body = _chat_body(model, messages, tools, max_tokens, temperature)
-        service = chat_api.chat_service(request)
+        service = openai_chat.chat_service(request)
         prepared = await run_in_threadpool(service.prepare, body, ws.id)
         completion = await service.complete(prepared)
         messages.append(_answer(completion))

@@ -7,7 +7,7 @@ form works without JavaScript too (htmx only swaps fragments: ``hx-select`` pick
 
 Authentication: when API keys exist, a page without a valid key in the ``tracetune_key`` cookie (HttpOnly,
 SameSite=Lax) redirects to ``/login``; the key's workspace scopes everything the page reads and writes,
-exactly as the key does on the APIs (:func:`tracetune.server.http.workspace_for_key`).
+exactly as the key does on the APIs (:func:`tracetune.server.deps.workspace_for_key`).
 
 This module holds what every page shares (templates, rendering, the login); the pages are ``runs``, ``datasets``,
 ``jobs`` and ``models`` beside it, mounted by ``mount.py``.
@@ -28,7 +28,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from tracetune import __version__
 from tracetune.errors import Unauthorized
-from tracetune.server.http import state, workspace_for_key
+from tracetune.server.deps import state, workspace_for_key
 from tracetune.server.ui.views import selection_filter
 from tracetune.store.workspaces import Workspace
 

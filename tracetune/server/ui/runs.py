@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, Response
 from tracetune.errors import InvalidInput, NotFound
 from tracetune.query.run_view import run_view
 from tracetune.query.runs_query import MAX_LIMIT, RunQuery, query_runs
-from tracetune.server.http import state
+from tracetune.server.deps import state
 from tracetune.server.ui.actions import rate_run
 from tracetune.server.ui.pages import render, see_other, ui_workspace
 from tracetune.server.ui.views import CORRECTION_KEY, caret_line, chat_view, check_filter, combined_filter, trace_tree

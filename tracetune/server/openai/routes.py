@@ -16,8 +16,8 @@ from python_multipart.multipart import parse_options_header
 from tracetune.errors import Forbidden, InvalidInput, NotFound
 from tracetune.ingest.multipart import Part, split_parts
 from tracetune.models.registry import list_models
-from tracetune.server.http import parse_json, read_body, state, workspace
-from tracetune.server.openai_protocol import (
+from tracetune.server.deps import parse_json, read_body, state, workspace
+from tracetune.server.openai.protocol import (
     FileDeleted,
     FileList,
     FileObject,

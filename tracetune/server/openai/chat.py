@@ -19,8 +19,8 @@ from fastapi.responses import Response, StreamingResponse
 
 from tracetune.serve.chat import ChatService
 from tracetune.serve.engines import EngineManager, hf_engine_factory
-from tracetune.server.http import state, workspace
-from tracetune.server.openai_protocol import ChatCompletion, ChatCompletionRequest
+from tracetune.server.deps import state, workspace
+from tracetune.server.openai.protocol import ChatCompletion, ChatCompletionRequest
 from tracetune.store.workspaces import Workspace
 
 log = logging.getLogger("tracetune.server.chat")

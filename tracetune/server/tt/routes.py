@@ -11,8 +11,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from tracetune.convert.export import export_dataset
-from tracetune.server.http import state, workspace
-from tracetune.server.tt_protocol import DatasetCreate, dataset_view
+from tracetune.server.deps import state, workspace
+from tracetune.server.tt.protocol import DatasetCreate, dataset_view
 from tracetune.store.workspaces import Workspace
 
 router = APIRouter(prefix="/tt/v1", tags=["datasets"])

@@ -12,8 +12,8 @@ from tracetune.errors import InvalidInput, NotFound
 from tracetune.ingest.records import parse_uuid
 from tracetune.query.run_view import run_view
 from tracetune.query.runs_query import query_runs
-from tracetune.server.http import parse_json, read_body, state, workspace
-from tracetune.server.langsmith_protocol import (
+from tracetune.server.deps import parse_json, read_body, state, workspace
+from tracetune.server.langsmith.protocol import (
     INFO,
     FeedbackUpdate,
     RunQueryBody,

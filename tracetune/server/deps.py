@@ -1,0 +1,98 @@
+"""What every route depends on: the app state, the caller's workspace (authentication), the bounded and decoded body."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
+
+from tracetune.config import Settings
+from tracetune.errors import InvalidInput, PayloadTooLarge, Unauthorized
+from tracetune.ingest.encoding import decode_body
+from tracetune.ingest.service import IngestService
+from tracetune.store import Store
+from tracetune.store.workspaces import DEFAULT_WORKSPACE, Workspace
+
+if TYPE_CHECKING:
+    from tracetune.train.runner import JobRunner
+
+log = logging.getLogger("tracetune.server")
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    store: Store
+    ingest: IngestService
+    runner: JobRunner | None = None  # runs fine-tuning jobs in this process (settings.run_jobs)
+
+
+def state(request: Request) -> AppState:
+    return request.app.state.tt
+
+
+def workspace(request: Request) -> Workspace:
+    """The caller's workspace: from its API key (``x-api-key`` or ``Authorization: Bearer``), or the default
+    workspace when the server runs open (its store never had keys, or was opened again)."""
+    key = request.headers.get("x-api-key")
+    if not key:
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            key = auth[7:].strip()
+    return workspace_for_key(state(request), key)
+
+
+def workspace_for_key(st: AppState, key: str | None) -> Workspace:
+    """The workspace of API key ``key``; the default workspace when the store runs open. Shared by the APIs (key
+    from a header) and the web UI (key from its session cookie). Read from the store on every call: a key
+    revoked by any process is refused on the next request, and revoking the last key does not open the server."""
+    keys = st.store.workspaces
+    if key:
+        ws = keys.authenticate(key)
+        if ws is not None:
+            return ws
+    if keys.auth_required():
+        if not key:
+            raise Unauthorized("this server requires an API key: send it as x-api-key (or Authorization: Bearer)")
+        raise Unauthorized("invalid or revoked API key")
+    if not st.settings.is_loopback():
+        # Checked on every request, not only at start-up: the store may have been opened since.
+        raise Unauthorized(
+            f"this server listens on {st.settings.host} and its store has no API keys, so it refuses every request "
+            "(anyone on the network could read and write the traces): create one with `tracetune keys create "
+            "--workspace NAME`, or serve on 127.0.0.1"
+        )
+    return keys.ensure(DEFAULT_WORKSPACE)
+
+
+async def read_body(request: Request) -> bytes:
+    """The body, its ``Content-Encoding`` (zstd, gzip) undone, refusing (413) anything over ``max_body_bytes``
+    before reading or decompressing all of it; 415 for another encoding. Every route reads bodies here."""
+    limit = state(request).settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body ({declared} bytes) is over the limit of {limit} bytes", field="body")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is over the limit of {limit} bytes", field="body")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding")
+    if encoding is None:
+        return body
+    return await run_in_threadpool(decode_body, body, encoding, limit)  # CPU work: off the event loop
+
+
+def parse_json(body: bytes) -> Any:
+    if not body:
+        raise InvalidInput("the body is empty; expected JSON", field="body")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"malformed JSON: {exc}", field="body") from None

@@ -1,0 +1,1 @@
+"""tracetune's own API (``/tt/v1``): ``protocol`` (strict shapes, unknown fields refused) and ``routes``."""
