@@ -5,7 +5,7 @@ traceback."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,9 +16,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tracetune.capabilities import unavailable
 from tracetune.errors import TracetuneError
 from tracetune.store.engine import is_retryable
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("tracetune.server")
 
