@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark: the serving engine (tracetune.serve.hf_engine) against plain ``transformers.generate``, same run.
+"""Benchmark: the serving engine (tracetune.serve.engine.hf) against plain ``transformers.generate``, same run.
 
 Model: the built-in SmolLM2-135M-Instruct, float32 on CPU (the weights de-quantized from the GGUF, cached in
 --home). Prompt: the calculator function-calling prompt of the held-out set (system prompt + the Calculator tool
@@ -137,7 +137,7 @@ def run_engine(engine: Any, requests: list[Any]) -> tuple[float, list[Timing]]:
 
 
 def request(ids: list[int], new: int, constraint: Any = None, ignore_eos: bool = True) -> Any:
-    from tracetune.serve.engine import GenerationRequest, SamplingParams
+    from tracetune.serve.engine.protocol import GenerationRequest, SamplingParams
 
     params = SamplingParams(max_tokens=new, temperature=0, ignore_eos=ignore_eos)
     return GenerationRequest(list(ids), params, constraint=constraint)
@@ -265,7 +265,7 @@ def main() -> None:
         args.reps, args.new_tokens = 1, 24
 
     from tracetune.models import DEFAULT_MODEL_ID
-    from tracetune.serve.hf_engine import HFEngine
+    from tracetune.serve.engine.hf import HFEngine
 
     load_start = os.getloadavg()[0]
     started = time.perf_counter()

@@ -19,7 +19,7 @@ def tiny_engine(tokenizer: ModelTokenizer, seed: int = 0, **options: Any) -> Any
     """An :class:`HFEngine` over a 2-layer random Llama with SmolLM2's tokenizer, posing as the built-in model
     (so the registry resolves its id)."""
     from tests.train import tiny_llama
-    from tracetune.serve.hf_engine import HFEngine
+    from tracetune.serve.engine.hf import HFEngine
 
     return HFEngine(
         tiny_llama(tokenizer.vocab_size, seed=seed),
@@ -34,7 +34,7 @@ def chat_server(home: Path, engine: Any, aliases: Mapping[str, str] | None = Non
     """A live server (SQLite, no job runner) whose chat completions run on ``engine``."""
     from tracetune.config import Settings
     from tracetune.serve.chat import ChatService
-    from tracetune.serve.engines import EngineManager
+    from tracetune.serve.engine.manager import EngineManager
     from tracetune.server.openai.chat import install_chat_service
     from tracetune.store import open_store
 
@@ -53,7 +53,7 @@ def smollm2_engine(tmp_path_factory: pytest.TempPathFactory) -> Any:
     with the training tests)."""
     if "smollm2_engine" not in _shared:
         from tests.train import first_smollm2_load
-        from tracetune.serve.hf_engine import HFEngine
+        from tracetune.serve.engine.hf import HFEngine
 
         _, _, _, home = first_smollm2_load(tmp_path_factory)
         _shared["smollm2_engine"] = HFEngine.load(home, DEFAULT_MODEL_ID)

@@ -11,7 +11,7 @@ import torch
 from tests.serve.support import tiny_engine
 from tests.train import CALCULATOR_TRAIN, read_jsonl, tiny_llama
 from tracetune.chat.format import render_prompt
-from tracetune.serve.engine import GenerationRequest, SamplingParams, generate
+from tracetune.serve.engine.protocol import GenerationRequest, SamplingParams, generate
 from tracetune.train.recipe import TrainConfig, run_training
 
 RECORD = read_jsonl(CALCULATOR_TRAIN)[0]
@@ -82,7 +82,7 @@ def test_adapters_and_base_in_one_batch_decode_as_they_do_alone(tokenizer, adapt
 def test_mixed_adapter_forward_gives_each_adapter_s_own_logits(tokenizer, adapters):
     from peft import PeftModel
 
-    from tracetune.serve.adapters import BASE, AdapterSet
+    from tracetune.serve.engine.adapters import BASE, AdapterSet
 
     models = AdapterSet(tiny_llama(tokenizer.vocab_size), capacity=4)
     names = [models.acquire(str(a)) for a in adapters]

@@ -345,8 +345,8 @@ def test_engines_stop_when_the_app_shuts_down(tmp_path, tokenizer):
     from tests.serve.support import tiny_engine
     from tracetune.config import Settings
     from tracetune.serve.chat import ChatService
-    from tracetune.serve.engine import EngineClosed, GenerationRequest, SamplingParams
-    from tracetune.serve.engines import EngineManager
+    from tracetune.serve.engine.manager import EngineManager
+    from tracetune.serve.engine.protocol import EngineClosed, GenerationRequest, SamplingParams
     from tracetune.server.app import create_app
     from tracetune.server.openai.chat import install_chat_service
 

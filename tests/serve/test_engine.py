@@ -12,7 +12,7 @@ import torch
 from tests.serve.support import tiny_engine
 from tests.train import tiny_llama
 from tracetune.chat.format import parse_assistant, render_prompt
-from tracetune.serve.engine import GenerationRequest, SamplingParams, SequenceEvent, generate
+from tracetune.serve.engine.protocol import GenerationRequest, SamplingParams, SequenceEvent, generate
 
 PROMPTS = [
     render_prompt([{"role": "user", "content": "What is 2+2?"}]),
@@ -220,7 +220,7 @@ def test_a_shared_prompt_prefix_is_computed_once(tokenizer):
 
 
 def test_prefix_cache_keeps_recent_prompts_per_adapter():
-    from tracetune.serve.prefix_cache import PrefixCache
+    from tracetune.serve.engine.prefix_cache import PrefixCache
 
     layer = [(torch.zeros(1, 1, 40, 2), torch.zeros(1, 1, 40, 2))]
     cache = PrefixCache(max_entries=2, min_tokens=4)

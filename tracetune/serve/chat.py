@@ -26,8 +26,8 @@ from tracetune.chat.format import parse_assistant, render_prompt
 from tracetune.errors import InvalidInput
 from tracetune.serve.chat_params import ChatOptions, read_options
 from tracetune.serve.chat_stream import DeltaBuilder
-from tracetune.serve.engine import Engine, GenerationRequest, SamplingParams, SequenceEvent, stream_events
-from tracetune.serve.engines import EngineManager
+from tracetune.serve.engine.manager import EngineManager
+from tracetune.serve.engine.protocol import Engine, GenerationRequest, SamplingParams, SequenceEvent, stream_events
 from tracetune.serve.lookup import ServedModel, lookup_model
 
 SYSTEM_FINGERPRINT = "fp_tracetune"

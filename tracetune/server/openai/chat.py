@@ -18,7 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
 from tracetune.serve.chat import ChatService
-from tracetune.serve.engines import EngineManager, hf_engine_factory
+from tracetune.serve.engine.manager import EngineManager, hf_engine_factory
 from tracetune.server.deps import state, workspace
 from tracetune.server.openai.protocol import ChatCompletion, ChatCompletionRequest
 from tracetune.store.workspaces import Workspace

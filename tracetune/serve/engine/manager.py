@@ -7,16 +7,16 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from tracetune.serve.engine import Engine
+from tracetune.serve.engine.protocol import Engine
 
 EngineFactory = Callable[[str], Engine]
 
 
 def hf_engine_factory(home: Path, **options: object) -> EngineFactory:
-    """Engines on ``transformers`` (:class:`~tracetune.serve.hf_engine.HFEngine`) over the data home's models."""
+    """Engines on ``transformers`` (:class:`~tracetune.serve.engine.hf.HFEngine`) over the data home's models."""
 
     def make(base_id: str) -> Engine:
-        from tracetune.serve.hf_engine import HFEngine
+        from tracetune.serve.engine.hf import HFEngine
 
         return HFEngine.load(home, base_id, **options)
 

@@ -4,7 +4,7 @@ Layering as in vLLM's OpenAI server: route (``tracetune.server.openai.chat``) �
 (:class:`tracetune.serve.chat.ChatService`: OpenAI request ↔ prompt, constraint, choices) → engine (this
 interface). The engine knows nothing of OpenAI, chat messages or tools: it decodes token ids under
 :class:`SamplingParams`, optionally through a LoRA adapter and a decoding constraint, and reports each step of each
-choice to a callback from its own worker thread. :class:`~tracetune.serve.hf_engine.HFEngine` (transformers, KV
+choice to a callback from its own worker thread. :class:`~tracetune.serve.engine.hf.HFEngine` (transformers, KV
 cache, continuous batching) implements it; a llama.cpp or vLLM engine would implement the same four members.
 
 Two adaptors turn the callback into what callers want: :func:`stream_events` (an async iterator, for the event

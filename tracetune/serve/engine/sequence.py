@@ -1,4 +1,4 @@
-"""One sequence being decoded by :class:`~tracetune.serve.hf_engine.HFEngine` (a row of its batch once prefilled),
+"""One sequence being decoded by :class:`~tracetune.serve.engine.hf.HFEngine` (a row of its batch once prefilled),
 and the tokens that end a reply."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from tracetune.chat.format import get_template
-from tracetune.serve.engine import EventSink, GenerationRequest
+from tracetune.serve.engine.protocol import EventSink, GenerationRequest
 from tracetune.serve.text import TextTracker
 
 if TYPE_CHECKING:

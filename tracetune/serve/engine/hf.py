@@ -3,11 +3,11 @@ batching in a worker thread.
 
 The worker loops: admit queued requests (up to ``max_batch_size`` rows and ``prefill_budget`` prompt tokens per
 turn), prefill each one alone (its choices share that prefill and fork the cache; the part of the prompt that starts
-like a recent prompt is taken from :class:`~tracetune.serve.prefix_cache.PrefixCache`), sample their first tokens, merge
+like a recent prompt is taken from :class:`~.prefix_cache.PrefixCache`), sample their first tokens, merge
 them into the running batch; then decode one token for every running row in a single forward pass over the
-batch's KV cache (:class:`~tracetune.serve.kv.BatchCache`), each row through its own adapter
-(:class:`~tracetune.serve.adapters.AdapterSet`), each row masked by its own constraint state, then sampled
-(:mod:`~tracetune.serve.sampling`). A row that finishes leaves the batch at once, and a request that arrives while
+batch's KV cache (:class:`~tracetune.serve.engine.kv.BatchCache`), each row through its own adapter
+(:class:`~tracetune.serve.engine.adapters.AdapterSet`), each row masked by its own constraint state, then sampled
+(:mod:`~.sampling`). A row that finishes leaves the batch at once, and a request that arrives while
 others decode joins at the next step: requests are batched as they come, not queued behind each other. A
 constrained row decoding alone jumps forward: the tokens its grammar forces are run together in one pass. Inference
 never runs on the caller's thread (the server's event loop); results go to each request's callback.
@@ -26,12 +26,12 @@ import torch
 from transformers import DynamicCache
 
 from tracetune.errors import InvalidInput
-from tracetune.serve.adapters import AdapterSet
-from tracetune.serve.engine import EngineClosed, EventSink, FinishReason, GenerationRequest, SequenceEvent
-from tracetune.serve.kv import BatchCache, cache_layers
-from tracetune.serve.prefix_cache import PrefixCache
-from tracetune.serve.sampling import make_generator, sample_next
-from tracetune.serve.sequence import Choice, stop_token_ids
+from tracetune.serve.engine.adapters import AdapterSet
+from tracetune.serve.engine.kv import BatchCache, cache_layers
+from tracetune.serve.engine.prefix_cache import PrefixCache
+from tracetune.serve.engine.protocol import EngineClosed, EventSink, FinishReason, GenerationRequest, SequenceEvent
+from tracetune.serve.engine.sampling import make_generator, sample_next
+from tracetune.serve.engine.sequence import Choice, stop_token_ids
 from tracetune.serve.text import TextTracker
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ os.environ.setdefault("RAYON_NUM_THREADS", "1")
 
 
 class HFEngine:
-    """:class:`~tracetune.serve.engine.Engine` over a ``transformers`` causal LM."""
+    """:class:`~tracetune.serve.engine.protocol.Engine` over a ``transformers`` causal LM."""
 
     def __init__(
         self,
