@@ -172,10 +172,12 @@ class Llguidance(Candidate):
 
     def setup(self, tokenizer: Any, hf_tokenizer: Any, vocab_size: int) -> None:
         from tracetune.serve import constrain
+        from tracetune.serve.engine import grammar
 
         self.constrain = constrain
+        self.grammar = grammar
         self.tokenizer = tokenizer
-        constrain._tokenizer_info(tokenizer)
+        grammar._tokenizer_info(tokenizer)
 
     def compile(self, case: str) -> Any:
         c = self.constrain
@@ -531,7 +533,8 @@ def main() -> None:
             entry["error"] = f"{type(exc).__name__}: {exc}"[:300]
         candidates[cls.name] = entry
 
-    from tracetune.serve.constrain import compile_constraint, constraint_for_request
+    from tracetune.serve.constrain import constraint_for_request
+    from tracetune.serve.engine.grammar import compile_constraint
 
     spec = constraint_for_request(tools=[CALCULATOR], tool_choice="required", parallel_tool_calls=False)
     assert spec is not None

@@ -179,7 +179,8 @@ def bench_warm_prefix(engine: Any, cases: list[list[int]]) -> dict[str, float]:
 
 
 def bench_constraint(engine: Any, ids: list[int], tools: list[dict[str, Any]], reps: int) -> dict[str, Any]:
-    from tracetune.serve.constrain import compile_constraint, constraint_for_request
+    from tracetune.serve.constrain import constraint_for_request
+    from tracetune.serve.engine.grammar import compile_constraint
 
     name = tools[0]["function"]["name"]
     spec = constraint_for_request(tools=tools, tool_choice={"type": "function", "function": {"name": name}})

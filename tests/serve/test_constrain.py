@@ -22,11 +22,8 @@ from tests.models import shared_smollm2_tokenizer
 from tests.train import first_smollm2_load
 from tracetune.chat.format import parse_assistant, render_prompt, tool_call_to_block
 from tracetune.errors import InvalidInput
-from tracetune.serve.constrain import (
-    ConstraintViolation,
-    compile_constraint,
-    constraint_for_request,
-)
+from tracetune.serve.constrain import constraint_for_request
+from tracetune.serve.engine.grammar import ConstraintViolation, compile_constraint
 
 CALCULATOR = {
     "type": "function",

@@ -160,7 +160,8 @@ def test_a_constraint_is_applied_per_row(engine, tokenizer):
 
 
 def test_a_forced_tool_call_parses_even_from_a_random_model(engine, tokenizer):
-    from tracetune.serve.constrain import compile_constraint, constraint_for_request
+    from tracetune.serve.constrain import constraint_for_request
+    from tracetune.serve.engine.grammar import compile_constraint
 
     tool = {
         "type": "function",
@@ -241,7 +242,8 @@ def test_prefix_cache_keeps_recent_prompts_per_adapter():
 
 
 def test_jump_forward_takes_forced_tokens_without_a_step_each(tokenizer):
-    from tracetune.serve.constrain import compile_constraint, constraint_for_request
+    from tracetune.serve.constrain import constraint_for_request
+    from tracetune.serve.engine.grammar import compile_constraint
 
     tool = {
         "type": "function",

@@ -59,7 +59,8 @@ class ChatService:
 
     def prepare(self, body: Mapping[str, Any], workspace_id: Any) -> PreparedChat:
         """Check ``body``, find the model, render and tokenize the prompt, compile the constraint (blocking)."""
-        from tracetune.serve.constrain import compile_constraint, constraint_for_request
+        from tracetune.serve.constrain import constraint_for_request
+        from tracetune.serve.engine.grammar import compile_constraint
 
         options = read_options(body)
         model = lookup_model(

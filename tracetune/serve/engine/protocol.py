@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from tracetune.models.tokenizer import ModelTokenizer
-    from tracetune.serve.constrain import Constraint
+    from tracetune.serve.engine.grammar import Constraint
 
 FinishReason = Literal["stop", "length"]
 

@@ -14,7 +14,7 @@ from tracetune.serve.text import TextTracker
 
 if TYPE_CHECKING:
     from tracetune.models.tokenizer import ModelTokenizer
-    from tracetune.serve.constrain import ConstraintState
+    from tracetune.serve.engine.grammar import ConstraintState
 
 
 @dataclass(eq=False)
