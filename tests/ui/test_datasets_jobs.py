@@ -13,6 +13,7 @@ import orjson
 
 from tests.ui.support import HOSTILE, TOOLS, hostile_trace, llm_trace
 from tests.ui.test_pages import ESCAPED, no_hostile_markup
+from tracetune.serve.protocol import ChatCompletionRequest
 from tracetune.server.openai.chat import install_chat_service
 
 
@@ -180,7 +181,8 @@ class FakeChat:
     def close(self) -> None:
         pass
 
-    def prepare(self, body: dict[str, Any], workspace_id: Any) -> dict[str, Any]:
+    def prepare(self, request: ChatCompletionRequest, workspace_id: Any) -> dict[str, Any]:
+        body = request.model_dump(exclude_none=True)
         if body["model"] == "missing":
             from tracetune.errors import NotFound
 

@@ -24,11 +24,19 @@ from typing import Any
 
 from tracetune.chat.format import parse_assistant, render_prompt
 from tracetune.errors import InvalidInput
-from tracetune.serve.chat_params import ChatOptions, read_options
 from tracetune.serve.chat_stream import DeltaBuilder
 from tracetune.serve.engine.manager import EngineManager
 from tracetune.serve.engine.protocol import Engine, GenerationRequest, SamplingParams, SequenceEvent, stream_events
 from tracetune.serve.lookup import ServedModel, lookup_model
+from tracetune.serve.protocol import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Choice,
+    ChunkChoice,
+    Usage,
+)
 
 SYSTEM_FINGERPRINT = "fp_tracetune"
 
@@ -39,7 +47,7 @@ class PreparedChat:
 
     id: str
     created: int
-    options: ChatOptions
+    options: ChatCompletionRequest
     model: ServedModel
     engine: Engine
     request: GenerationRequest
@@ -57,12 +65,11 @@ class ChatService:
         self.engines = engines
         self.aliases = dict(aliases or {})
 
-    def prepare(self, body: Mapping[str, Any], workspace_id: Any) -> PreparedChat:
-        """Check ``body``, find the model, render and tokenize the prompt, compile the constraint (blocking)."""
+    def prepare(self, options: ChatCompletionRequest, workspace_id: Any) -> PreparedChat:
+        """Find the model, render and tokenize the prompt, check it fits, compile the constraint (blocking)."""
         from tracetune.serve.constrain import constraint_for_request
         from tracetune.serve.engine.grammar import compile_constraint
 
-        options = read_options(body)
         model = lookup_model(
             options.model, home=self.home, store=self.store, workspace_id=workspace_id, aliases=self.aliases
         )
@@ -81,26 +88,27 @@ class ChatService:
         prompt_ids = engine.tokenizer.encode(prompt)
         limit = engine.context_length
         room = limit - len(prompt_ids)
-        max_tokens = options.max_tokens if options.max_tokens is not None else room
+        asked_tokens = options.completion_limit
+        max_tokens = asked_tokens if asked_tokens is not None else room
         if len(prompt_ids) + max(max_tokens, 1) > limit:
-            asked = f"{len(prompt_ids)} in the messages, {options.max_tokens} in the completion"
+            asked = f"{len(prompt_ids)} in the messages, {asked_tokens} in the completion"
             raise InvalidInput(
                 f"This model's maximum context length is {limit} tokens. However, you requested "
-                f"{len(prompt_ids) + (options.max_tokens or 1)} tokens ({asked}). "
+                f"{len(prompt_ids) + (asked_tokens or 1)} tokens ({asked}). "
                 "Please reduce the length of the messages or completion.",
                 field="messages",
                 code="context_length_exceeded",
             )
         params = SamplingParams(
             max_tokens=max_tokens,
-            temperature=options.temperature,
-            top_p=options.top_p,
+            temperature=1.0 if options.temperature is None else options.temperature,
+            top_p=1.0 if options.top_p is None else options.top_p,
             seed=options.seed,
-            stop=options.stop,
+            stop=tuple(options.stop or ()),
         )
         constraint = compile_constraint(engine.tokenizer, spec) if spec is not None else None
         adapter = str(model.adapter_dir) if model.adapter_dir is not None else None
-        request = GenerationRequest(prompt_ids, params, n=options.n, adapter_dir=adapter, constraint=constraint)
+        request = GenerationRequest(prompt_ids, params, n=options.choices, adapter_dir=adapter, constraint=constraint)
         return PreparedChat(
             id=f"chatcmpl-{uuid.uuid4().hex[:24]}",
             created=int(time.time()),
@@ -111,9 +119,9 @@ class ChatService:
             constraint_kind=spec.kind if spec is not None else None,
         )
 
-    async def complete(self, chat: PreparedChat) -> dict[str, Any]:
+    async def complete(self, chat: PreparedChat) -> ChatCompletion:
         """The ``chat.completion`` object."""
-        n = chat.options.n
+        n = chat.options.choices
         texts: list[list[str]] = [[] for _ in range(n)]
         reasons: list[str] = ["stop"] * n
         used = [0] * n
@@ -135,7 +143,7 @@ class ChatService:
             "usage": _usage(prompt_tokens, sum(used)),
         }
 
-    async def stream(self, chat: PreparedChat) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, chat: PreparedChat) -> AsyncIterator[ChatCompletionChunk | dict[str, Any]]:
         """The ``chat.completion.chunk`` objects (then a usage chunk when asked); an engine failure midway is
         one last ``{"error": …}`` object, which the openai client raises as ``APIError``."""
         opts = chat.options
@@ -146,11 +154,11 @@ class ChatService:
                 parallel=opts.parallel,
                 progressive=chat.progressive_calls,
             )
-            for _ in range(opts.n)
+            for _ in range(opts.choices)
         ]
-        for i in range(opts.n):
+        for i in range(opts.choices):
             yield self._chunk(chat, i, {"role": "assistant", "content": ""})
-        used = [0] * opts.n
+        used = [0] * opts.choices
         async for event in stream_events(chat.engine, chat.request):
             if event.error is not None:
                 yield {"error": _error_body(event.error)}
@@ -164,42 +172,47 @@ class ChatService:
                     yield self._chunk(chat, event.index, delta)
                 yield self._chunk(chat, event.index, {}, builder.finish_reason(event.finish_reason))
         if opts.include_usage:
-            yield {**self._chunk_head(chat), "choices": [], "usage": _usage(len(chat.request.prompt_ids), sum(used))}
+            yield self._chunk_of(chat, [], usage=_usage(len(chat.request.prompt_ids), sum(used)))
 
     # -- shapes ------------------------------------------------------------------------------------------------
 
-    def _choice(self, chat: PreparedChat, index: int, text: str, reason: str) -> dict[str, Any]:
+    def _choice(self, chat: PreparedChat, index: int, text: str, reason: str) -> Choice:
         opts = chat.options
-        message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+        message: AssistantMessage = {"role": "assistant", "content": text, "refusal": None}
         if opts.parse_calls and chat.constraint_kind not in ("json_schema", "json_object"):
             parsed = parse_assistant(text)
             calls = parsed["tool_calls"] if opts.parallel else parsed["tool_calls"][:1]
             message["content"] = parsed["content"]
             if calls and opts.legacy:
-                message["function_call"] = dict(calls[0]["function"])
+                message["function_call"] = {**calls[0]["function"]}
                 reason = "function_call" if reason == "stop" else reason
             elif calls:
                 message["tool_calls"] = calls
                 reason = "tool_calls" if reason == "stop" else reason
         return {"index": index, "message": message, "logprobs": None, "finish_reason": reason}
 
-    def _chunk_head(self, chat: PreparedChat) -> dict[str, Any]:
-        return {
+    def _chunk(
+        self, chat: PreparedChat, index: int, delta: dict[str, Any], reason: str | None = None
+    ) -> ChatCompletionChunk:
+        return self._chunk_of(chat, [{"index": index, "delta": delta, "logprobs": None, "finish_reason": reason}])
+
+    def _chunk_of(
+        self, chat: PreparedChat, choices: list[ChunkChoice], usage: Usage | None = None
+    ) -> ChatCompletionChunk:
+        chunk: ChatCompletionChunk = {
             "id": chat.id,
             "object": "chat.completion.chunk",
             "created": chat.created,
             "model": chat.model.requested,
             "system_fingerprint": SYSTEM_FINGERPRINT,
+            "choices": choices,
         }
-
-    def _chunk(
-        self, chat: PreparedChat, index: int, delta: dict[str, Any], reason: str | None = None
-    ) -> dict[str, Any]:
-        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": reason}
-        return {**self._chunk_head(chat), "choices": [choice]}
+        if usage is not None:
+            chunk["usage"] = usage
+        return chunk
 
 
-def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+def _usage(prompt_tokens: int, completion_tokens: int) -> Usage:
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,

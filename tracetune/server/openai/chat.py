@@ -19,8 +19,8 @@ from fastapi.responses import Response, StreamingResponse
 
 from tracetune.serve.chat import ChatService
 from tracetune.serve.engine.manager import EngineManager, hf_engine_factory
+from tracetune.serve.protocol import ChatCompletionRequest
 from tracetune.server.deps import state, workspace
-from tracetune.server.openai.protocol import ChatCompletion, ChatCompletionRequest
 from tracetune.store.workspaces import Workspace
 
 log = logging.getLogger("tracetune.server.chat")
@@ -67,16 +67,14 @@ async def chat_completions(
     service = chat_service(request)
     if body.model_extra:
         log.debug("chat completions: ignoring unknown fields %s", sorted(body.model_extra))
-    payload = body.model_dump(exclude_none=True)
-    prepared = await run_in_threadpool(service.prepare, payload, ws.id)
-    if not prepared.options.stream:
+    prepared = await run_in_threadpool(service.prepare, body, ws.id)
+    if not body.stream:
         completion = await service.complete(prepared)
-        ChatCompletion.model_validate(completion)  # the shape the openai client validates (fields left out: absent)
         return Response(orjson.dumps(completion), media_type="application/json")
     return StreamingResponse(_sse(service.stream(prepared)), media_type="text/event-stream")
 
 
-async def _sse(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+async def _sse(chunks: AsyncIterator[Any]) -> AsyncIterator[bytes]:
     async for chunk in chunks:
         yield b"data: " + orjson.dumps(chunk) + b"\n\n"
     yield b"data: [DONE]\n\n"

@@ -1,13 +1,13 @@
-"""The OpenAI API shapes tracetune answers with, field by field (the openai client validates them strictly)."""
+"""The OpenAI API shapes of files, models and fine-tuning jobs, field by field (the openai client validates them
+strictly). Chat completions have theirs in :mod:`tracetune.serve.protocol`, beside the class that serves them."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from tracetune.models.registry import ModelSpec
-from tracetune.serve.chat_params import MAX_CHOICES
 
 FilePurpose = Literal[
     "assistants", "assistants_output", "batch", "batch_output", "fine-tune", "fine-tune-results", "vision", "user_data"
@@ -253,124 +253,3 @@ def job_checkpoint(row: dict[str, Any]) -> FineTuningJobCheckpoint:
         step_number=row["step_number"],
         metrics=CheckpointMetrics(**row["metrics"]),
     )
-
-
-# -- Chat completions (POST /v1/chat/completions) --------------------------------------------------------------
-# The request is checked here for types and ranges only; values that need context (messages, tools, tool_choice,
-# response_format, stop) are checked by the serving class (tracetune.serve.chat_params), which names the param.
-# Fields that take several shapes are typed Any here so that an error names the param, not a pydantic union arm.
-
-
-class ChatStreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    include_usage: bool | None = None
-
-
-class ChatCompletionRequest(BaseModel):
-    """The body of ``POST /v1/chat/completions``. Unknown fields are accepted (real SDKs send more)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    model: str = Field(min_length=1)
-    messages: list[dict[str, Any]] = Field(min_length=1)
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: Any = Field(default=None, description='"none" | "auto" | "required" | {"type": "function", …}')
-    functions: list[dict[str, Any]] | None = None
-    function_call: Any = Field(default=None, description='"none" | "auto" | {"name": …}')
-    parallel_tool_calls: bool | None = None
-    response_format: dict[str, Any] | None = None
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, ge=0, le=1)
-    seed: int | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    stop: Any = Field(default=None, description="a string or up to 4 strings")
-    n: int | None = Field(default=None, ge=1, le=MAX_CHOICES)
-    stream: bool | None = None
-    stream_options: ChatStreamOptions | None = None
-    logprobs: bool | None = None
-    top_logprobs: int | None = None
-    user: str | None = None
-
-
-class ChatFunctionCall(BaseModel):
-    name: str
-    arguments: str  # JSON text
-
-
-class ChatToolCall(BaseModel):
-    id: str
-    type: Literal["function"] = "function"
-    function: ChatFunctionCall
-
-
-class ChatCompletionMessage(BaseModel):
-    role: Literal["assistant"] = "assistant"
-    content: str | None = None
-    refusal: str | None = None
-    tool_calls: list[ChatToolCall] | None = None
-    function_call: ChatFunctionCall | None = None
-
-
-ChatFinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
-
-
-class ChatCompletionChoice(BaseModel):
-    index: int
-    message: ChatCompletionMessage
-    logprobs: None = None
-    finish_reason: ChatFinishReason
-
-
-class CompletionUsage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
-class ChatCompletion(BaseModel):
-    id: str
-    object: Literal["chat.completion"] = "chat.completion"
-    created: int
-    model: str
-    system_fingerprint: str | None = None
-    choices: list[ChatCompletionChoice]
-    usage: CompletionUsage | None = None
-
-
-class ChoiceDeltaFunctionCall(BaseModel):
-    name: str | None = None
-    arguments: str | None = None
-
-
-class ChoiceDeltaToolCall(BaseModel):
-    index: int
-    id: str | None = None
-    type: Literal["function"] | None = None
-    function: ChoiceDeltaFunctionCall | None = None
-
-
-class ChoiceDelta(BaseModel):
-    role: Literal["assistant"] | None = None
-    content: str | None = None
-    tool_calls: list[ChoiceDeltaToolCall] | None = None
-    function_call: ChoiceDeltaFunctionCall | None = None
-
-
-class ChatCompletionChunkChoice(BaseModel):
-    index: int
-    delta: ChoiceDelta
-    logprobs: None = None
-    finish_reason: ChatFinishReason | None = None
-
-
-class ChatCompletionChunk(BaseModel):
-    """One ``data:`` event of a streamed answer (the last may have no choices and carry ``usage``)."""
-
-    id: str
-    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    created: int
-    model: str
-    system_fingerprint: str | None = None
-    choices: list[ChatCompletionChunkChoice]
-    usage: CompletionUsage | None = None

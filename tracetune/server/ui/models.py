@@ -15,9 +15,9 @@ from pydantic import ValidationError
 
 from tracetune.errors import InvalidInput, NotFound, TracetuneError
 from tracetune.models.registry import list_models
+from tracetune.serve.protocol import ChatCompletion, ChatCompletionRequest
 from tracetune.server.deps import state
 from tracetune.server.openai import chat as openai_chat
-from tracetune.server.openai.protocol import ChatCompletionRequest
 from tracetune.server.ui.jobs import dataset_of
 from tracetune.server.ui.pages import render, ui_workspace
 from tracetune.server.ui.views import display_message
@@ -134,23 +134,32 @@ def _new_messages(history: list[dict[str, Any]], system: str, role: str, content
     return [*first, {"role": "user", "content": content}]
 
 
-def _chat_body(model: str, messages: list[dict[str, Any]], tools: str, max_tokens: str, temperature: str) -> Any:
+def _chat_body(
+    model: str, messages: list[dict[str, Any]], tools: str, max_tokens: str, temperature: str
+) -> ChatCompletionRequest:
     body: dict[str, Any] = {"model": model, "messages": messages}
     if tools.strip():
         try:
             body["tools"] = json.loads(tools)
         except ValueError as exc:
             raise InvalidInput(f"the tools are not valid JSON: {exc}", field="tools") from None
+    for name, text, kind in (
+        ("max_tokens", max_tokens or str(DEFAULT_MAX_TOKENS), int),
+        ("temperature", temperature or "0", float),
+    ):
+        try:
+            body[name] = kind(text)
+        except ValueError:
+            raise InvalidInput(f"{name} must be a number, got {text!r}", field=name) from None
     try:
-        body["max_tokens"] = int(max_tokens or DEFAULT_MAX_TOKENS)
-        body["temperature"] = float(temperature or 0)
-        request = ChatCompletionRequest.model_validate(body)
-    except (ValueError, ValidationError) as exc:
-        raise InvalidInput(f"invalid request: {exc}", field="body") from None
-    return request.model_dump(exclude_none=True)
+        return ChatCompletionRequest.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "body"
+        raise InvalidInput(f"{field}: {first['msg']}", field=field) from None
 
 
-def _answer(completion: dict[str, Any]) -> dict[str, Any]:
+def _answer(completion: ChatCompletion) -> dict[str, Any]:
     message = dict(completion["choices"][0]["message"])
     if not message.get("tool_calls"):
         message.pop("tool_calls", None)
