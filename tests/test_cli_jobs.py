@@ -79,7 +79,7 @@ def test_models_add_registers_a_local_model(tiny_home, tmp_path):
 def test_a_dead_workers_job_is_resumed_by_another_worker(tiny_home):
     from tracetune.config import Settings
     from tracetune.store import open_store
-    from tracetune.train.jobs import create_job
+    from tracetune.train.jobs import FineTuningJobCreate, create_job
 
     settings = Settings(home=tiny_home)
     store = open_store(settings.resolved_database_url)
@@ -89,7 +89,9 @@ def test_a_dead_workers_job_is_resumed_by_another_worker(tiny_home):
     )
     job = create_job(
         store, settings, ws,
-        {"model": "tiny", "training_file": upload["id"], "hyperparameters": {"n_epochs": 6, "batch_size": 1}},
+        FineTuningJobCreate.parse(
+            {"model": "tiny", "training_file": upload["id"], "hyperparameters": {"n_epochs": 6, "batch_size": 1}}
+        ),
     )  # fmt: skip
     stale = {"TRACETUNE_JOB_STALE_AFTER_S": "8"}
     first = subprocess.Popen(

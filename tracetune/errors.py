@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
+
+from pydantic import ValidationError
+from pydantic_core.core_schema import ErrorType
 
 MAX_MESSAGE_CHARS = 2000  # what an error body may hold at most (values are cut before that, see ``shown``)
 MAX_FIELD_CHARS = 200  # a field named after user input (a multipart part's name) is cut too
+_PYDANTIC_TYPES = frozenset(get_args(ErrorType))  # pydantic's own error types (a validator's custom ones are not)
 
 
 def shown(value: Any, limit: int = 80) -> str:
@@ -88,3 +92,16 @@ class Unavailable(TracetuneError):
     """A capability this installation lacks (a missing optional package): the message says what to install."""
 
     status_code = 503
+
+
+def invalid_input(exc: ValidationError) -> InvalidInput:
+    """A pydantic :class:`~pydantic.ValidationError` of a request body as the :class:`InvalidInput` the API
+    answers: the first problem, its location as the field (``method.supervised.hyperparameters.batch_size``).
+    The code is the error's own where a validator chose one (``PydanticCustomError("unsupported_method", …)``),
+    ``missing_required_parameter`` for a missing field and ``invalid_value`` for pydantic's built-in checks."""
+    first = exc.errors(include_url=False)[0]
+    field = ".".join(str(part) for part in first["loc"]) or "body"
+    kind = first["type"]
+    code = "missing_required_parameter" if kind == "missing" else "invalid_value" if kind in _PYDANTIC_TYPES else kind
+    message = f"{field} is required" if kind == "missing" else f"{field}: {first['msg']}"
+    return InvalidInput(message, field=field, code=code)

@@ -158,6 +158,18 @@ def test_a_training_file_with_bad_lines_fails_validation_naming_every_line(clien
             "invalid_value",
         ),
         ({"method": {"type": "dpo", "dpo": {}}}, "method.type", "unsupported_method"),
+        ({"method": {"type": "distill"}}, "method.type", "invalid_value"),
+        (
+            {
+                "hyperparameters": {"n_epochs": 2},
+                "method": {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 3}}},
+            },
+            "hyperparameters",
+            "invalid_value",
+        ),
+        ({"seed": True}, "seed", "invalid_value"),
+        ({"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata", "invalid_value"),
+        ({"metadata": {"k" * 65: "v"}}, "metadata." + "k" * 65 + ".[key]", "invalid_value"),  # the key is too long
         ({"suffix": "has space"}, "suffix", "invalid_value"),
         ({"suffix": "my-gpt-5-copy"}, "suffix", "invalid_value"),
         ({"seed": -1}, "seed", "invalid_value"),

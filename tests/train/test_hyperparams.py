@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
-from tracetune.errors import InvalidInput
+from tracetune.errors import InvalidInput, invalid_input
 from tracetune.train.hyperparams import (
     BASE_LEARNING_RATE,
+    RequestedHyperparameters,
     auto_batch_size,
     auto_n_epochs,
-    hyperparameters_from,
     resolve_hyperparameters,
 )
 
@@ -59,9 +60,13 @@ def test_explicit_values_pass_through():
     assert resolve_hyperparameters(20, n_epochs=4.0).n_epochs == 4  # JSON may carry 4.0
 
 
-def test_from_a_request_object():
-    assert hyperparameters_from(None, 20) == resolve_hyperparameters(20)
-    assert hyperparameters_from({"n_epochs": 2, "batch_size": "auto"}, 20).n_epochs == 2
+def test_a_request_object_keeps_auto_and_numbers_for_the_recipe():
+    requested = RequestedHyperparameters.model_validate({"n_epochs": 2.0, "batch_size": "auto"})
+    assert requested.model_dump() == {"n_epochs": 2, "batch_size": "auto", "learning_rate_multiplier": "auto"}
+    assert resolve_hyperparameters(20, **requested.model_dump()).n_epochs == 2
+    assert RequestedHyperparameters().model_dump() == dict.fromkeys(
+        ("n_epochs", "batch_size", "learning_rate_multiplier"), "auto"
+    )
 
 
 @pytest.mark.parametrize(
@@ -80,11 +85,15 @@ def test_bad_values_name_the_field(kwargs, field):
     with pytest.raises(InvalidInput) as err:
         resolve_hyperparameters(20, **kwargs)
     assert err.value.field == field
+    with pytest.raises(ValidationError) as refused:  # the same check when a request names them
+        RequestedHyperparameters.model_validate(kwargs)
+    assert invalid_input(refused.value).field == field.removeprefix("hyperparameters.")
+    assert invalid_input(refused.value).code == "invalid_value"
 
 
 def test_unknown_and_empty():
-    with pytest.raises(InvalidInput) as err:
-        hyperparameters_from({"epochs": 3}, 20)
-    assert err.value.field == "hyperparameters.epochs"
+    with pytest.raises(ValidationError) as err:
+        RequestedHyperparameters.model_validate({"epochs": 3})
+    assert invalid_input(err.value).field == "epochs"
     with pytest.raises(InvalidInput):
         resolve_hyperparameters(0)

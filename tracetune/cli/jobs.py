@@ -42,7 +42,7 @@ def train_command(
     The job is recorded in the store like one made through the API, so `tracetune serve` serves the model."""
     from tracetune.errors import TracetuneError
     from tracetune.store.models import adapter_path
-    from tracetune.train.jobs import create_job
+    from tracetune.train.jobs import FineTuningJobCreate, create_job
     from tracetune.train.runner import JobRunner
 
     settings, store = open_store_for(home, database_url)
@@ -60,7 +60,7 @@ def train_command(
             "hyperparameters": {"n_epochs": _number(epochs), "batch_size": _number(batch_size),
                                 "learning_rate_multiplier": _number(lr, float)},
         }  # fmt: skip
-        job = create_job(store, settings, ws, request)
+        job = create_job(store, settings, ws, FineTuningJobCreate.parse(request))
     except TracetuneError as exc:
         fail(str(exc))
     log_path = settings.home / "jobs" / job["id"] / "train.log"

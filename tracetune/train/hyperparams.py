@@ -25,14 +25,16 @@ cosine) decay towards 0; a pure function of the step, so resuming needs no sched
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic_core import PydanticCustomError
 
 from tracetune.errors import InvalidInput
 
 BASE_LEARNING_RATE = 5e-4
-AUTO = "auto"
+AUTO: Final = "auto"
 TARGET_EPOCHS = 3
 MIN_TARGET_EXAMPLES = 100
 MAX_TARGET_EXAMPLES = 25_000
@@ -98,21 +100,30 @@ def resolve_hyperparameters(
     return Hyperparameters(epochs, size, multiplier, base_learning_rate * multiplier)
 
 
-def hyperparameters_from(mapping: Mapping[str, Any] | None, n_examples: int) -> Hyperparameters:
-    """:func:`resolve_hyperparameters` from a request's ``hyperparameters`` object (missing keys are auto)."""
-    mapping = mapping or {}
-    unknown = set(mapping) - set(LIMITS)
-    if unknown:
-        name = sorted(unknown)[0]
-        raise InvalidInput(
-            f"unknown hyperparameter {name!r}; known: {', '.join(LIMITS)}", field=f"hyperparameters.{name}"
-        )
-    return resolve_hyperparameters(
-        n_examples,
-        mapping.get("n_epochs", AUTO),
-        mapping.get("batch_size", AUTO),
-        mapping.get("learning_rate_multiplier", AUTO),
-    )
+def _requested(name: str) -> BeforeValidator:
+    """A requested value: ``"auto"`` (or absent), or a number checked as :func:`resolve_hyperparameters` checks it."""
+    convert = _number if name == "learning_rate_multiplier" else _integer
+
+    def check(value: Any) -> Any:
+        if value is None or value == AUTO:
+            return AUTO
+        try:
+            return convert(name, value, 0)
+        except InvalidInput as exc:
+            raise PydanticCustomError("invalid_value", exc.message) from None
+
+    return BeforeValidator(check)
+
+
+class RequestedHyperparameters(BaseModel):
+    """The ``hyperparameters`` object of a job request: each a number in range or ``"auto"`` (resolved by the recipe
+    once the training set's size is known); an unknown name is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_epochs: Annotated[int | Literal["auto"], _requested("n_epochs")] = AUTO
+    batch_size: Annotated[int | Literal["auto"], _requested("batch_size")] = AUTO
+    learning_rate_multiplier: Annotated[float | Literal["auto"], _requested("learning_rate_multiplier")] = AUTO
 
 
 def _integer(name: str, value: Any, auto: int) -> int:

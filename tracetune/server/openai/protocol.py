@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from tracetune.models.registry import ModelSpec
 
@@ -107,23 +107,6 @@ class ModelDeleted(BaseModel):
 # -- fine-tuning jobs ------------------------------------------------------------------------------------------
 
 Auto = Literal["auto"]
-
-
-class FineTuningJobCreate(BaseModel):
-    """The body of ``POST /v1/fine_tuning/jobs``. Values are checked by ``tracetune.train.jobs`` (which names the
-    parameter); unknown keys are accepted and logged (newer clients send more)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    model: Any = None
-    training_file: Any = None
-    validation_file: Any = None
-    suffix: Any = None
-    seed: Any = None
-    hyperparameters: Any = None
-    method: Any = None
-    metadata: Any = None
-    integrations: Any = None
 
 
 class Hyperparameters(BaseModel):

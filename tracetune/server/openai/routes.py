@@ -23,7 +23,6 @@ from tracetune.server.openai.protocol import (
     FileObject,
     FineTuningJob,
     FineTuningJobCheckpointList,
-    FineTuningJobCreate,
     FineTuningJobEventList,
     FineTuningJobList,
     Model,
@@ -39,7 +38,7 @@ from tracetune.server.openai.protocol import (
 )
 from tracetune.store.jobs import event_id
 from tracetune.store.workspaces import Workspace
-from tracetune.train.jobs import create_job
+from tracetune.train.jobs import FineTuningJobCreate, create_job
 
 log = logging.getLogger("tracetune.server")
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -188,13 +187,10 @@ def models_delete(model_id: str, request: Request, ws: Workspace = Depends(works
 @router.post("/fine_tuning/jobs")
 async def jobs_create(request: Request, ws: Workspace = Depends(workspace)) -> FineTuningJob:
     st = state(request)
-    body = parse_json(await read_body(request))
-    if not isinstance(body, dict):
-        raise InvalidInput("the body must be a JSON object", field="body")
-    parsed = FineTuningJobCreate.model_validate(body)
+    parsed = FineTuningJobCreate.parse(parse_json(await read_body(request)))
     if parsed.model_extra:
         log.info("fine_tuning.jobs.create: ignoring unknown keys %s", sorted(parsed.model_extra))
-    row = await run_in_threadpool(create_job, st.store, st.settings, ws, parsed.model_dump(exclude_unset=True))
+    row = await run_in_threadpool(create_job, st.store, st.settings, ws, parsed)
     if st.runner is not None:
         st.runner.wake()
     return fine_tuning_job(row, ws.name)

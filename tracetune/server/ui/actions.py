@@ -76,7 +76,7 @@ def fine_tune_dataset(
     """Start a fine-tuning job on a stored dataset: its train (and validation) records are uploaded as
     ``fine-tune`` files, then ``request`` (an OpenAI job body without the files) goes to ``create_job``. The
     job's metadata names the dataset, which is the lineage the models page follows (model → job → dataset)."""
-    from tracetune.train.jobs import create_job
+    from tracetune.train.jobs import FineTuningJobCreate, create_job
 
     dataset = store.datasets.get(ws.id, dataset_id)
     if not dataset["train_count"]:
@@ -105,4 +105,4 @@ def fine_tune_dataset(
     body = {**request, "training_file": files["train"], "metadata": metadata}
     if "validation" in files:
         body["validation_file"] = files["validation"]
-    return create_job(store, settings, ws, body)
+    return create_job(store, settings, ws, FineTuningJobCreate.parse(body))
