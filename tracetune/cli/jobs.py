@@ -10,11 +10,14 @@ import signal
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from tracetune.cli._common import DbOpt, HomeOpt, fail, open_store_for
+
+if TYPE_CHECKING:
+    from tracetune.store.rows import JobRow
 
 jobs_app = typer.Typer(no_args_is_help=True, help="Fine-tuning jobs in the store.")
 models_app = typer.Typer(no_args_is_help=True, help="Base and fine-tuned models.")
@@ -277,7 +280,7 @@ def _workspace(store: Any, name: str) -> Any:
         fail(f"no workspace {name!r}")
 
 
-def _job(store: Any, workspace: str, job_id: str) -> dict[str, Any]:
+def _job(store: Any, workspace: str, job_id: str) -> JobRow:
     from tracetune.errors import TracetuneError
 
     try:
@@ -287,7 +290,7 @@ def _job(store: Any, workspace: str, job_id: str) -> dict[str, Any]:
         raise
 
 
-def _job_json(row: dict[str, Any]) -> dict[str, Any]:
+def _job_json(row: JobRow) -> dict[str, Any]:
     from tracetune.server.openai.protocol import fine_tuning_job
 
     return fine_tuning_job(row, "").model_dump(exclude={"organization_id"})

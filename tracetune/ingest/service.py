@@ -21,6 +21,7 @@ from tracetune.ingest.feedback_records import feedback_record
 from tracetune.ingest.multipart import Part, split_parts
 from tracetune.ingest.records import Kind, merge_records, parse_uuid, run_record
 from tracetune.store import Store
+from tracetune.store.rows import FeedbackRow
 
 RUN_SUBFIELDS = {"inputs", "outputs", "events", "extra", "error", "serialized"}
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,200}$")
@@ -101,7 +102,7 @@ class IngestService:
             raise InvalidInput("the body's id differs from the id in the path", field="id")
         return self._apply(workspace_id, [], [{**run, "id": str(rid)}], [], [], where_prefix=False)
 
-    def feedback(self, workspace_id: uuid.UUID, obj: Any) -> dict[str, Any]:
+    def feedback(self, workspace_id: uuid.UUID, obj: Any) -> FeedbackRow:
         rec = feedback_record(obj, "body")
         if rec["id"] is None:
             rec["id"] = uuid.uuid4()

@@ -35,7 +35,7 @@ def _iso(us: int | None) -> str | None:
     return dt.isoformat() if dt else None
 
 
-def status_of(row: dict[str, Any]) -> str:
+def status_of(row: Mapping[str, Any]) -> str:
     if row.get("error") is not None:
         return "error"
     return "success" if row.get("end_us") is not None else "pending"
@@ -68,7 +68,7 @@ def ancestors(dotted_order: str | None) -> list[str]:
     return out
 
 
-def default_dotted_order(row: dict[str, Any]) -> str | None:
+def default_dotted_order(row: Mapping[str, Any]) -> str | None:
     """The run's own one-segment dotted order: a root's (stored before dotted orders were derived on write), or
     a child's while its parent has not arrived."""
     start = row.get("start_us")
@@ -76,7 +76,7 @@ def default_dotted_order(row: dict[str, Any]) -> str | None:
 
 
 def run_view(
-    row: dict[str, Any],
+    row: Mapping[str, Any],
     *,
     feedback_stats: dict[str, Any] | None = None,
     child_run_ids: list[uuid.UUID] | None = None,

@@ -4,31 +4,33 @@ from __future__ import annotations
 
 import builtins
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import Text, cast, delete, select, update
+from sqlalchemy import Text, delete, select, update
+from sqlalchemy import cast as sql_cast
 
 from tracetune.errors import Conflict, NotFound
 from tracetune.store.engine import Database
+from tracetune.store.rows import FeedbackRow
 from tracetune.store.schema import feedback
 from tracetune.store.sqlutil import as_utc, upsert, utcnow
 
 UPDATABLE = ("score", "value", "comment", "correction", "extra", "feedback_source")
 
 
-def _out(row: Any) -> dict[str, Any]:
+def _out(row: Any) -> FeedbackRow:
     out = dict(row._mapping)
     out["created_at"] = as_utc(out["created_at"])
     out["modified_at"] = as_utc(out["modified_at"])
-    return out
+    return cast(FeedbackRow, out)
 
 
 class FeedbackStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def create(self, workspace_id: uuid.UUID, item: dict[str, Any], *, ignore_existing: bool = False) -> dict[str, Any]:
+    def create(self, workspace_id: uuid.UUID, item: dict[str, Any], *, ignore_existing: bool = False) -> FeedbackRow:
         """Store one feedback record (keys as in ``feedback`` columns). 409 on a duplicate id unless ignored."""
         self.create_many(workspace_id, [item], ignore_existing=ignore_existing)
         return self.get(workspace_id, item["id"])
@@ -73,7 +75,7 @@ class FeedbackStore:
         if fresh:
             conn.execute(upsert(conn, feedback).on_conflict_do_nothing(), fresh)
 
-    def get(self, workspace_id: uuid.UUID, feedback_id: uuid.UUID) -> dict[str, Any]:
+    def get(self, workspace_id: uuid.UUID, feedback_id: uuid.UUID) -> FeedbackRow:
         with self.db.read() as conn:
             row = conn.execute(
                 select(feedback).where(feedback.c.workspace_id == workspace_id, feedback.c.id == feedback_id)
@@ -91,7 +93,7 @@ class FeedbackStore:
         session_ids: list[uuid.UUID] | None = None,
         limit: int = 100,
         offset: int = 0,
-    ) -> list[dict[str, Any]]:
+    ) -> builtins.list[FeedbackRow]:
         q = select(feedback).where(feedback.c.workspace_id == workspace_id)
         if run_ids:
             q = q.where(feedback.c.run_id.in_(run_ids))
@@ -103,7 +105,7 @@ class FeedbackStore:
         with self.db.read() as conn:
             return [_out(r) for r in conn.execute(q)]
 
-    def update(self, workspace_id: uuid.UUID, feedback_id: uuid.UUID, changes: dict[str, Any]) -> dict[str, Any]:
+    def update(self, workspace_id: uuid.UUID, feedback_id: uuid.UUID, changes: dict[str, Any]) -> FeedbackRow:
         values = {k: v for k, v in changes.items() if k in UPDATABLE}
         values["modified_at"] = utcnow()
         with self.db.write() as conn:
@@ -156,7 +158,7 @@ class FeedbackStore:
         """The newest correction of each of ``run_ids`` that has one (one query). Read as JSON text and decoded
         here: SQLite gives a JSON column numeric affinity, so a bare number comes back as a number, not JSON text."""
         q = (
-            select(feedback.c.run_id, cast(feedback.c.correction, Text))
+            select(feedback.c.run_id, sql_cast(feedback.c.correction, Text))
             .where(
                 feedback.c.workspace_id == workspace_id,
                 feedback.c.run_id.in_(run_ids),

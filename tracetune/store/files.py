@@ -15,13 +15,14 @@ import secrets
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from sqlalchemy import and_, delete, insert, or_, select
 
 from tracetune.errors import InvalidInput, NotFound
 from tracetune.store.engine import Database
+from tracetune.store.rows import FilePurpose, FileRow
 from tracetune.store.schema import files
 
 PURPOSES = ("fine-tune", "fine-tune-results", "user_data", "batch", "assistants", "vision")
@@ -154,20 +155,21 @@ class FileStore:
         data: bytes,
         expires_anchor: str | None = None,
         expires_seconds: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> FileRow:
         """Check and store one upload; the stored row (``status`` ``processed``)."""
         check_upload(purpose, filename, data)
         created_at = int(time.time())
-        row: dict[str, Any] = {
+        row: FileRow = {
             "id": new_file_id(),
             "workspace_id": workspace_id,
             "filename": filename,
-            "purpose": purpose,
+            "purpose": cast(FilePurpose, purpose),  # checked by check_upload
             "bytes": len(data),
             "created_at": created_at,
             "expires_at": _expires_at(created_at, expires_anchor, expires_seconds),
             "status": "processed",
             "status_details": None,
+            "blob_path": "",
         }
         row["blob_path"] = f"{workspace_id}/{row['id']}"
         blob = root / row["blob_path"]
@@ -180,7 +182,7 @@ class FileStore:
             raise
         return row
 
-    def get(self, workspace_id: uuid.UUID, file_id: str) -> dict[str, Any]:
+    def get(self, workspace_id: uuid.UUID, file_id: str) -> FileRow:
         with self.db.read() as conn:
             found = conn.execute(
                 select(files).where(
@@ -189,7 +191,7 @@ class FileStore:
             ).first()
         if found is None:
             raise NotFound(f"No such File object: {file_id}", field="id", code="file_not_found")
-        return dict(found._mapping)
+        return cast(FileRow, dict(found._mapping))
 
     def list(
         self,
@@ -199,7 +201,7 @@ class FileStore:
         after: str | None = None,
         limit: int = 10000,
         order: str = "desc",
-    ) -> tuple[builtins.list[dict[str, Any]], bool]:
+    ) -> tuple[builtins.list[FileRow], bool]:
         """A page of the workspace's files ordered by ``(created_at, id)`` and whether more follow."""
         query = select(files).where(files.c.workspace_id == workspace_id, _live(int(time.time())))
         if purpose is not None:
@@ -222,7 +224,7 @@ class FileStore:
                 query = query.order_by(files.c.created_at.asc(), files.c.id.asc())
             else:
                 query = query.order_by(files.c.created_at.desc(), files.c.id.desc())
-            rows = [dict(r._mapping) for r in conn.execute(query.limit(limit + 1))]
+            rows = [cast(FileRow, dict(r._mapping)) for r in conn.execute(query.limit(limit + 1))]
         return rows[:limit], len(rows) > limit
 
     def blob(self, workspace_id: uuid.UUID, file_id: str, root: Path) -> Path:

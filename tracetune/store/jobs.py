@@ -19,12 +19,13 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, and_, insert, or_, select, update
 
 from tracetune.errors import InvalidInput, NotFound
 from tracetune.store.engine import Database
+from tracetune.store.rows import CheckpointRow, JobEventRow, JobRow
 from tracetune.store.schema import fine_tuning_checkpoints, fine_tuning_job_events, fine_tuning_jobs
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -58,7 +59,7 @@ class JobStore:
 
     # -- the API side --------------------------------------------------------------------------------------------
 
-    def create(self, row: dict[str, Any], first_events: builtins.list[str]) -> dict[str, Any]:
+    def create(self, row: dict[str, Any], first_events: builtins.list[str]) -> JobRow:
         """Insert a new job (``status`` ``validating_files``) and its first events, in one commit."""
         now = int(time.time())
         row = {
@@ -71,12 +72,12 @@ class JobStore:
                 self._event(conn, row["id"], message)
         return self.get(row["workspace_id"], row["id"])
 
-    def get(self, workspace_id: uuid.UUID, job_id: str) -> dict[str, Any]:
+    def get(self, workspace_id: uuid.UUID, job_id: str) -> JobRow:
         with self.db.read() as conn:
             found = conn.execute(select(jobs).where(jobs.c.workspace_id == workspace_id, jobs.c.id == job_id)).first()
         if found is None:
             raise NotFound(f"No such fine-tuning job: {job_id}", field="fine_tuning_job_id", code="job_not_found")
-        return dict(found._mapping)
+        return cast(JobRow, dict(found._mapping))
 
     def list(
         self,
@@ -85,7 +86,7 @@ class JobStore:
         after: str | None = None,
         limit: int = 20,
         metadata: Mapping[str, str] | None = None,
-    ) -> tuple[builtins.list[dict[str, Any]], bool]:
+    ) -> tuple[builtins.list[JobRow], bool]:
         """A page of the workspace's jobs, newest first, and whether more follow (``after`` = the last id seen).
 
         ``metadata`` keeps the jobs whose metadata has every given key with the given value (jobs are few; the
@@ -103,15 +104,15 @@ class JobStore:
             query = query.order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
             if metadata:
                 rows = [
-                    dict(r._mapping)
+                    cast(JobRow, dict(r._mapping))
                     for r in conn.execute(query)
                     if all((r.user_metadata or {}).get(k) == v for k, v in metadata.items())
                 ][: limit + 1]
             else:
-                rows = [dict(r._mapping) for r in conn.execute(query.limit(limit + 1))]
+                rows = [cast(JobRow, dict(r._mapping)) for r in conn.execute(query.limit(limit + 1))]
         return rows[:limit], len(rows) > limit
 
-    def cancel(self, workspace_id: uuid.UUID, job_id: str) -> dict[str, Any]:
+    def cancel(self, workspace_id: uuid.UUID, job_id: str) -> JobRow:
         """End a job that has not ended: ``cancelled`` now; a worker running it stops at its next heartbeat.
 
         Cancelling an ended job is an :class:`InvalidInput` (OpenAI answers 400 too)."""
@@ -135,25 +136,28 @@ class JobStore:
 
     def events(
         self, workspace_id: uuid.UUID, job_id: str, *, after: str | None = None, limit: int = 20
-    ) -> tuple[builtins.list[dict[str, Any]], bool]:
+    ) -> tuple[builtins.list[JobEventRow], bool]:
         """A page of the job's events, newest first (as OpenAI lists them), and whether more follow."""
         self.get(workspace_id, job_id)
         query = select(events).where(events.c.job_id == job_id)
         if after is not None:
             query = query.where(events.c.seq < _event_seq(after))
         with self.db.read() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(query.order_by(events.c.seq.desc()).limit(limit + 1))]
+            rows = [
+                cast(JobEventRow, dict(r._mapping))
+                for r in conn.execute(query.order_by(events.c.seq.desc()).limit(limit + 1))
+            ]
         return rows[:limit], len(rows) > limit
 
-    def all_events(self, job_id: str, *, after_seq: int = 0) -> builtins.list[dict[str, Any]]:
+    def all_events(self, job_id: str, *, after_seq: int = 0) -> builtins.list[JobEventRow]:
         """Every event after ``after_seq``, oldest first (for followers: the CLI, the UI)."""
         with self.db.read() as conn:
             query = select(events).where(events.c.job_id == job_id, events.c.seq > after_seq).order_by(events.c.seq)
-            return [dict(r._mapping) for r in conn.execute(query)]
+            return [cast(JobEventRow, dict(r._mapping)) for r in conn.execute(query)]
 
     def checkpoints(
         self, workspace_id: uuid.UUID, job_id: str, *, after: str | None = None, limit: int = 10
-    ) -> tuple[builtins.list[dict[str, Any]], bool]:
+    ) -> tuple[builtins.list[CheckpointRow], bool]:
         """A page of the job's checkpoints, newest (highest step) first, and whether more follow."""
         self.get(workspace_id, job_id)
         query = select(checkpoints).where(checkpoints.c.job_id == job_id)
@@ -166,14 +170,14 @@ class JobStore:
                     raise NotFound(f"No such checkpoint: {after} (the 'after' cursor)", field="after")
                 query = query.where(checkpoints.c.step_number < step)
             rows = [
-                dict(r._mapping)
+                cast(CheckpointRow, dict(r._mapping))
                 for r in conn.execute(query.order_by(checkpoints.c.step_number.desc()).limit(limit + 1))
             ]
         return rows[:limit], len(rows) > limit
 
     # -- the worker side ------------------------------------------------------------------------------------------
 
-    def claim(self, worker_id: str, *, stale_after: float, job_id: str | None = None) -> dict[str, Any] | None:
+    def claim(self, worker_id: str, *, stale_after: float, job_id: str | None = None) -> JobRow | None:
         """Take the oldest job that is waiting, or running under a worker silent for ``stale_after`` seconds
         (only ``job_id``, when given). A read looks first, so an idle poll never takes the write lock."""
         now = time.time()
@@ -192,15 +196,15 @@ class JobStore:
             if found is None:
                 return None
             conn.execute(update(jobs).where(jobs.c.id == found).values(worker_id=worker_id, heartbeat_at=now))
-            return dict(conn.execute(select(jobs).where(jobs.c.id == found)).one()._mapping)
+            return cast(JobRow, dict(conn.execute(select(jobs).where(jobs.c.id == found)).one()._mapping))
 
-    def row(self, job_id: str) -> dict[str, Any]:
+    def row(self, job_id: str) -> JobRow:
         """A job by id, whatever its workspace (workers and the CLI)."""
         with self.db.read() as conn:
             found = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
         if found is None:
             raise NotFound(f"No such fine-tuning job: {job_id}", field="fine_tuning_job_id", code="job_not_found")
-        return dict(found._mapping)
+        return cast(JobRow, dict(found._mapping))
 
     def heartbeat(self, job_id: str, worker_id: str, **values: Any) -> bool:
         """Refresh the hold (and set ``values``); False when the job is no longer this worker's to run."""
@@ -277,7 +281,7 @@ class JobStore:
             if exists is None:
                 conn.execute(insert(checkpoints).values(id=new_id("ftckpt"), created_at=int(time.time()), **row))
 
-    def latest_checkpoint(self, job_id: str) -> dict[str, Any] | None:
+    def latest_checkpoint(self, job_id: str) -> CheckpointRow | None:
         with self.db.read() as conn:
             found = conn.execute(
                 select(checkpoints)
@@ -285,7 +289,7 @@ class JobStore:
                 .order_by(checkpoints.c.step_number.desc())
                 .limit(1)
             ).first()
-        return dict(found._mapping) if found else None
+        return cast(CheckpointRow, dict(found._mapping)) if found else None
 
     def status(self, job_id: str) -> str | None:
         with self.db.read() as conn:

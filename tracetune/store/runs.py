@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from tracetune.store.engine import BulkInsert, Database
 from tracetune.store.jsonvalues import canonical_json
 from tracetune.store.projects import ProjectStore
+from tracetune.store.rows import RunRow
 from tracetune.store.schema import run_metadata, run_tags, runs
 from tracetune.timeutil import dotted_segment
 
@@ -320,12 +321,13 @@ class RunStore:
             return stmt.on_conflict_do_nothing(index_elements=["workspace_id", "id"])
         return stmt.on_conflict_do_update(index_elements=["workspace_id", "id"], set_=set_)
 
-    def get(self, workspace_id: uuid.UUID, run_id: uuid.UUID) -> dict[str, Any] | None:
+    def get(self, workspace_id: uuid.UUID, run_id: uuid.UUID) -> RunRow | None:
         with self.db.read() as conn:
             row = conn.execute(select(runs).where(runs.c.workspace_id == workspace_id, runs.c.id == run_id)).first()
-        return dict(row._mapping) if row else None
+        return cast(RunRow, dict(row._mapping)) if row else None
 
     def fetch(self, stmt: Select[Any]) -> list[dict[str, Any]]:
+        """The rows of a ``SELECT`` over ``runs`` (the query layer's: only the columns it selected)."""
         with self.db.read() as conn:
             return [dict(r._mapping) for r in conn.execute(stmt)]
 

@@ -23,6 +23,7 @@ from pydantic_core import PydanticCustomError
 from tracetune.errors import InvalidInput, NotFound, invalid_input
 from tracetune.models.registry import resolve, resolve_alias
 from tracetune.store.jobs import new_id
+from tracetune.store.rows import JobRow
 from tracetune.train.hyperparams import RequestedHyperparameters
 
 if TYPE_CHECKING:
@@ -114,7 +115,7 @@ class FineTuningJobCreate(BaseModel):
         return nested or self.hyperparameters or RequestedHyperparameters()
 
 
-def create_job(store: Store, settings: Settings, ws: Workspace, request: FineTuningJobCreate) -> dict[str, Any]:
+def create_job(store: Store, settings: Settings, ws: Workspace, request: FineTuningJobCreate) -> JobRow:
     """Check what ``request`` names (the base model, the files) and store the job; the new row."""
     model = _base_model(settings, request.model)
     training = _file(store, settings, ws, request.training_file, "training_file")

@@ -39,6 +39,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from tracetune.capabilities import INSTALL_MODELS, missing_capabilities
 from tracetune.chat.validate import validate_lines
+from tracetune.store.rows import JobRow, ModelRow
 from tracetune.train.jobs import checkpoint_model_id
 
 if TYPE_CHECKING:
@@ -137,7 +138,7 @@ class JobRunner:
             self._train(job)
         return True
 
-    def run_job(self, job_id: str) -> dict[str, Any]:
+    def run_job(self, job_id: str) -> JobRow:
         """Run one job to its end in this thread (``tracetune train``); its final row."""
         while self.store.jobs.status(job_id) not in ("succeeded", "failed", "cancelled") and not self._stop.is_set():
             if not self.run_once(job_id):
@@ -146,12 +147,11 @@ class JobRunner:
 
     # -- validating_files -----------------------------------------------------------------------------------------
 
-    def _validate(self, job: dict[str, Any]) -> None:
-        for field_name, code in (
-            ("training_file", "invalid_training_file"),
-            ("validation_file", "invalid_validation_file"),
+    def _validate(self, job: JobRow) -> None:
+        for field_name, code, file_id in (
+            ("training_file", "invalid_training_file", job["training_file"]),
+            ("validation_file", "invalid_validation_file", job["validation_file"]),
         ):
-            file_id = job[field_name]
             if file_id is None:
                 continue
             problem = self._file_problem(job, file_id)
@@ -167,7 +167,7 @@ class JobRunner:
             messages=[("info", "Files validated, moving job to queued state")],
         )  # fmt: skip
 
-    def _file_problem(self, job: dict[str, Any], file_id: str) -> str | None:
+    def _file_problem(self, job: JobRow, file_id: str) -> str | None:
         """None when every line of the file is a valid chat fine-tuning record, else what is wrong (every line)."""
         try:
             path = self.store.files.blob(job["workspace_id"], file_id, self.home / "files")
@@ -190,7 +190,7 @@ class JobRunner:
 
     # -- training -------------------------------------------------------------------------------------------------
 
-    def _train(self, job: dict[str, Any]) -> None:
+    def _train(self, job: JobRow) -> None:
         jobs = self.store.jobs
         lacking = missing_capabilities().get("fine-tuning")
         if lacking:  # the training process could only die on its imports: say what to install instead
@@ -236,7 +236,7 @@ class JobRunner:
                 return
             jobs.add_events(job["id"], [{"level": "warn", "message": f"The training process {why}; restarting it"}])
 
-    def _run_process(self, job: dict[str, Any], resume_from: Path | None) -> _Attempt:
+    def _run_process(self, job: JobRow, resume_from: Path | None) -> _Attempt:
         directory = job_dir(self.home, job["id"])
         directory.mkdir(parents=True, exist_ok=True)
         config_path = directory / "config.json"
@@ -290,7 +290,7 @@ class JobRunner:
             reader.join(timeout=5)
         return outcome
 
-    def _config(self, job: dict[str, Any], directory: Path) -> dict[str, Any]:
+    def _config(self, job: JobRow, directory: Path) -> dict[str, Any]:
         files_root = self.home / "files"
         hp = job["method"]["supervised"]["hyperparameters"]
         return {
@@ -307,7 +307,7 @@ class JobRunner:
             "learning_rate_multiplier": hp.get("learning_rate_multiplier", "auto"),
         }
 
-    def _record(self, job: dict[str, Any], batch: list[dict[str, Any]], outcome: _Attempt) -> None:
+    def _record(self, job: JobRow, batch: list[dict[str, Any]], outcome: _Attempt) -> None:
         """Turn the recipe's events into job events / checkpoints / resolved hyperparameters."""
         if not batch:
             return
@@ -366,7 +366,7 @@ class JobRunner:
                 outcome.error = event
         self.store.jobs.add_events(job["id"], events, worker_id=self.worker_id)
 
-    def _succeed(self, job: dict[str, Any], outcome: _Attempt) -> None:
+    def _succeed(self, job: JobRow, outcome: _Attempt) -> None:
         assert outcome.done is not None
         directory = job_dir(self.home, job["id"])
         csv_bytes = (directory / "metrics.csv").read_bytes()
@@ -375,7 +375,7 @@ class JobRunner:
             data=csv_bytes,
         )  # fmt: skip
         adapter = Path(outcome.done["adapter_dir"]).resolve().relative_to(self.home.resolve())
-        model_row = {
+        model_row: ModelRow = {
             "workspace_id": job["workspace_id"], "id": job["output_model"], "base_model": job["model"],
             "job_id": job["id"], "adapter_dir": str(adapter), "created_at": int(time.time()),
         }  # fmt: skip
@@ -389,13 +389,13 @@ class JobRunner:
         if not done:  # cancelled in the last second: drop the result file we made
             self.store.files.delete(job["workspace_id"], result["id"], self.home / "files")
 
-    def _fail(self, job: dict[str, Any], code: str, message: str, *, param: str | None = None) -> None:
+    def _fail(self, job: JobRow, code: str, message: str, *, param: str | None = None) -> None:
         self.store.jobs.transition(
             job["id"], self.worker_id, "failed",
             error={"code": code, "message": message, "param": param}, messages=[("error", message)],
         )  # fmt: skip
 
-    def _log(self, job: dict[str, Any]) -> Path:
+    def _log(self, job: JobRow) -> Path:
         return job_dir(self.home, job["id"]) / "train.log"
 
 

@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from tracetune.errors import shown
 from tracetune.query.run_view import SELECTABLE
 from tracetune.query.runs_query import MAX_LIMIT, RunQuery
+from tracetune.store.rows import FeedbackRow
 from tracetune.timeutil import time_to_us, us_to_time
 
 VERSION = "0.10.100"  # >= 0.8.10: the SDK then sends feedback inside /runs/multipart
@@ -136,7 +137,7 @@ def session_view(row: dict[str, Any], workspace_id: uuid.UUID) -> dict[str, Any]
     return out
 
 
-def feedback_view(row: dict[str, Any]) -> dict[str, Any]:
+def feedback_view(row: FeedbackRow) -> dict[str, Any]:
     def s(v: Any) -> str | None:
         return str(v) if v is not None else None
 

@@ -8,10 +8,18 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from tracetune.models.registry import ModelSpec
-
-FilePurpose = Literal[
-    "assistants", "assistants_output", "batch", "batch_output", "fine-tune", "fine-tune-results", "vision", "user_data"
-]
+from tracetune.store.rows import (
+    CheckpointRow,
+    EventLevel,
+    EventType,
+    FilePurpose,
+    FileRow,
+    FileStatus,
+    JobEventRow,
+    JobRow,
+    JobStatus,
+    ModelRow,
+)
 
 
 class FileObject(BaseModel):
@@ -21,7 +29,7 @@ class FileObject(BaseModel):
     created_at: int
     filename: str
     purpose: FilePurpose
-    status: Literal["uploaded", "processed", "error"]
+    status: FileStatus
     expires_at: int | None = None
     status_details: str | None = None
 
@@ -65,7 +73,7 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
-def file_object(row: dict[str, Any]) -> FileObject:
+def file_object(row: FileRow) -> FileObject:
     return FileObject(
         id=row["id"],
         bytes=row["bytes"],
@@ -78,7 +86,7 @@ def file_object(row: dict[str, Any]) -> FileObject:
     )
 
 
-def file_list(rows: list[dict[str, Any]], has_more: bool) -> FileList:
+def file_list(rows: list[FileRow], has_more: bool) -> FileList:
     data = [file_object(r) for r in rows]
     return FileList(
         data=data, has_more=has_more, first_id=data[0].id if data else None, last_id=data[-1].id if data else None
@@ -94,7 +102,7 @@ def model_object(spec: ModelSpec) -> Model:
     return Model(id=spec.id, created=created)
 
 
-def fine_tuned_model_object(row: dict[str, Any], owner: str) -> Model:
+def fine_tuned_model_object(row: ModelRow, owner: str) -> Model:
     return Model(id=row["id"], created=row["created_at"], owned_by=owner)
 
 
@@ -126,7 +134,7 @@ class FineTuningJob(BaseModel):
     object: Literal["fine_tuning.job"] = "fine_tuning.job"
     created_at: int
     model: str
-    status: Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
+    status: JobStatus
     fine_tuned_model: str | None
     finished_at: int | None
     hyperparameters: Hyperparameters
@@ -153,9 +161,9 @@ class FineTuningJobEvent(BaseModel):
     object: Literal["fine_tuning.job.event"] = "fine_tuning.job.event"
     id: str
     created_at: int
-    level: Literal["info", "warn", "error"]
+    level: EventLevel
     message: str
-    type: Literal["message", "metrics"] | None = None
+    type: EventType | None = None
     data: dict[str, Any] | None = None
 
 
@@ -193,7 +201,7 @@ class FineTuningJobCheckpointList(BaseModel):
     last_id: str | None = None
 
 
-def fine_tuning_job(row: dict[str, Any], organization: str) -> FineTuningJob:
+def fine_tuning_job(row: JobRow, organization: str) -> FineTuningJob:
     return FineTuningJob(
         id=row["id"],
         created_at=row["created_at"],
@@ -216,7 +224,7 @@ def fine_tuning_job(row: dict[str, Any], organization: str) -> FineTuningJob:
     )
 
 
-def job_event(row: dict[str, Any], event_id: str) -> FineTuningJobEvent:
+def job_event(row: JobEventRow, event_id: str) -> FineTuningJobEvent:
     return FineTuningJobEvent(
         id=event_id,
         created_at=row["created_at"],
@@ -227,7 +235,7 @@ def job_event(row: dict[str, Any], event_id: str) -> FineTuningJobEvent:
     )
 
 
-def job_checkpoint(row: dict[str, Any]) -> FineTuningJobCheckpoint:
+def job_checkpoint(row: CheckpointRow) -> FineTuningJobCheckpoint:
     return FineTuningJobCheckpoint(
         id=row["id"],
         created_at=row["created_at"],

@@ -12,6 +12,7 @@ import orjson
 
 from tracetune.errors import InvalidInput
 from tracetune.server.ui.views import CORRECTION_KEY, THUMBS_KEY
+from tracetune.store.rows import FeedbackRow, JobRow
 
 if TYPE_CHECKING:
     from tracetune.config import Settings
@@ -42,7 +43,7 @@ def parse_correction(text: str) -> Any:
 
 def rate_run(
     store: Store, ingest: IngestService, ws: Workspace, run: dict[str, Any], kind: str, correction: str = ""
-) -> dict[str, Any]:
+) -> FeedbackRow:
     """Thumbs ``up``/``down`` (key ``user_score``, score 1/0) or a ``correction`` on ``run`` (a ``run_view``).
     The UI keeps one of each per run: clicking again updates its earlier feedback rather than adding another."""
     if kind in ("up", "down"):
@@ -72,7 +73,7 @@ def rate_run(
 
 def fine_tune_dataset(
     store: Store, settings: Settings, ws: Workspace, dataset_id: uuid.UUID, request: dict[str, Any]
-) -> dict[str, Any]:
+) -> JobRow:
     """Start a fine-tuning job on a stored dataset: its train (and validation) records are uploaded as
     ``fine-tune`` files, then ``request`` (an OpenAI job body without the files) goes to ``create_job``. The
     job's metadata names the dataset, which is the lineage the models page follows (model → job → dataset)."""

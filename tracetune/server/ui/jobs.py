@@ -14,6 +14,7 @@ from tracetune.server.deps import state
 from tracetune.server.ui.pages import render, see_other, ui_workspace
 from tracetune.server.ui.views import loss_chart
 from tracetune.store.jobs import TERMINAL
+from tracetune.store.rows import JobRow
 from tracetune.store.workspaces import Workspace
 
 router = APIRouter(include_in_schema=False)
@@ -23,7 +24,7 @@ EVENTS_SHOWN = 200
 POLL_SECONDS = 2
 
 
-def dataset_of(store: Any, ws: Workspace, job: dict[str, Any]) -> dict[str, Any] | None:
+def dataset_of(store: Any, ws: Workspace, job: JobRow) -> dict[str, Any] | None:
     """The dataset a job was started from in the UI (its metadata names it), when it still exists."""
     dataset_id = (job.get("user_metadata") or {}).get("dataset_id")
     if not dataset_id:

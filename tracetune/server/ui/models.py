@@ -21,6 +21,7 @@ from tracetune.server.openai import chat as openai_chat
 from tracetune.server.ui.jobs import dataset_of
 from tracetune.server.ui.pages import render, ui_workspace
 from tracetune.server.ui.views import display_message
+from tracetune.store.rows import ModelRow
 from tracetune.store.workspaces import Workspace
 
 router = APIRouter(include_in_schema=False)
@@ -33,7 +34,7 @@ EXAMPLE_TOOLS = """[
 ]"""
 
 
-def _lineage(store: Any, ws: Workspace, row: dict[str, Any]) -> dict[str, Any]:
+def _lineage(store: Any, ws: Workspace, row: ModelRow) -> dict[str, Any]:
     try:
         job = store.jobs.get(ws.id, row["job_id"])
     except NotFound:

@@ -1,0 +1,128 @@
+"""The rows the repositories hand to the layers above, one TypedDict per table (keys are the columns of
+:mod:`tracetune.store.schema`; a JSON column is whatever JSON was stored). Checked by mypy where they are read."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal, TypedDict
+
+FilePurpose = Literal[
+    "assistants", "assistants_output", "batch", "batch_output", "fine-tune", "fine-tune-results", "vision", "user_data"
+]
+FileStatus = Literal["uploaded", "processed", "error"]
+JobStatus = Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
+EventLevel = Literal["info", "warn", "error"]
+EventType = Literal["message", "metrics"]
+
+
+class RunRow(TypedDict):
+    workspace_id: uuid.UUID
+    id: uuid.UUID
+    project_id: uuid.UUID | None
+    trace_id: uuid.UUID | None
+    parent_run_id: uuid.UUID | None
+    dotted_order: str | None
+    name: str | None
+    run_type: str | None
+    start_us: int
+    end_us: int | None
+    first_token_us: int | None
+    error: str | None
+    inputs: Any
+    outputs: Any
+    extra: Any
+    serialized: Any
+    events: Any
+    tags: Any
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    total_tokens: int | None
+    thread_id: str | None
+    reference_example_id: uuid.UUID | None
+
+
+class FeedbackRow(TypedDict):
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    run_id: uuid.UUID | None
+    trace_id: uuid.UUID | None
+    session_id: uuid.UUID | None
+    key: str
+    score: float | None
+    value: Any
+    comment: str | None
+    correction: Any
+    feedback_source: Any
+    extra: Any
+    created_at: datetime  # UTC
+    modified_at: datetime  # UTC
+
+
+class FileRow(TypedDict):
+    id: str  # file-<24 hex>
+    workspace_id: uuid.UUID
+    filename: str
+    purpose: FilePurpose
+    bytes: int
+    created_at: int  # unix seconds
+    expires_at: int | None
+    status: FileStatus
+    status_details: str | None
+    blob_path: str  # relative to <home>/files
+
+
+class JobRow(TypedDict):
+    id: str  # ftjob-<24 hex>
+    workspace_id: uuid.UUID
+    created_at: int
+    model: str  # the base model id
+    training_file: str
+    validation_file: str | None
+    suffix: str | None
+    seed: int
+    method: dict[str, Any]
+    hyperparameters: dict[str, Any]  # requested (numbers or "auto"); resolved once known
+    user_metadata: dict[str, str] | None
+    status: JobStatus
+    fine_tuned_model: str | None
+    output_model: str
+    trained_tokens: int | None
+    error: dict[str, Any] | None  # {code, message, param}
+    result_files: list[str]
+    estimated_finish: int | None
+    started_at: int | None
+    finished_at: int | None
+    cancel_requested: int
+    worker_id: str | None
+    heartbeat_at: float | None
+    attempts: int
+
+
+class JobEventRow(TypedDict):
+    seq: int
+    job_id: str
+    created_at: int
+    level: EventLevel
+    type: EventType
+    message: str
+    data: dict[str, Any] | None
+
+
+class CheckpointRow(TypedDict):
+    id: str  # ftckpt-<24 hex>
+    job_id: str
+    created_at: int
+    step_number: int
+    metrics: dict[str, Any]
+    fine_tuned_model_checkpoint: str
+    path: str  # relative to the home
+
+
+class ModelRow(TypedDict):
+    workspace_id: uuid.UUID
+    id: str  # ft:<base>:<workspace>:<suffix>:<short id>
+    base_model: str
+    job_id: str | None
+    adapter_dir: str  # relative to the home
+    created_at: int
