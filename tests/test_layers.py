@@ -150,3 +150,20 @@ def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
     module.write_text("from tracetune.server.app import create_app\n")
     assert "tracetune.server.app" in _imports("tracetune.store.m", module)
     assert RANK[_unit("tracetune.server.app")] > RANK[_unit("tracetune.store.m")]
+
+
+def test_every_package_names_its_modules() -> None:
+    """Each package's ``__init__`` docstring says what lives there: every module and subpackage is named in it
+    (as ``name``, ``name.…`` or :mod:`.name`), so a new module is placed and described, not just dropped in."""
+    unnamed = []
+    for init in sorted(PACKAGE.rglob("__init__.py")):
+        if "migrations" in init.parts:
+            continue
+        folder = init.parent
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        members = [p.stem for p in folder.glob("*.py") if p.stem not in ("__init__", "__main__")]
+        members += [p.name for p in folder.iterdir() if (p / "__init__.py").exists()]
+        for name in members:
+            if not any(form in doc for form in (f"``{name}``", f"``{name}.", f":mod:`.{name}`")):
+                unnamed.append(f"{folder.relative_to(PACKAGE.parent)}/{name}")
+    assert not unnamed, f"modules not named in their package's __init__ docstring: {unnamed}"

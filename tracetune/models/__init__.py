@@ -1,4 +1,6 @@
-"""Base models: the registry (ids → local weights) and their tokenizers. Importing this never imports torch."""
+"""Base models: ``registry`` (ids → local weights: ``ModelSpec``, ``resolve``, ``list_models``, ``register``),
+``tokenizer`` (``load_tokenizer``: the GGUF's tokenizer, no torch) and ``weights`` (loading the weights, which does
+import torch, on first use only). Importing this package never imports torch."""
 
 from tracetune.models.registry import DEFAULT_MODEL_ID, ModelSpec, list_models, register, resolve
 from tracetune.models.tokenizer import ModelTokenizer, load_tokenizer

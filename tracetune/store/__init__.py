@@ -1,4 +1,10 @@
-"""The store: one database (SQLite by default, PostgreSQL for scale) behind small repositories."""
+"""The store: one database (SQLite by default, PostgreSQL for scale) behind small repositories.
+
+Public: ``Store`` (the repositories of one database), ``open_store``, ``open_store_from_settings``. Modules:
+``schema`` (the tables, SQLAlchemy Core), ``engine`` (``Database``: opening, pragmas, migrations, retries),
+``rows`` (the TypedDict of each table's rows), ``sqlutil`` and ``jsonvalues`` (dialect helpers), and one repository
+per table family: ``workspaces``, ``projects``, ``runs`` (owns ``RUN_COLUMNS``), ``feedback``, ``datasets``,
+``files``, ``jobs``, ``models``."""
 
 from __future__ import annotations
 
