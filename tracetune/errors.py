@@ -88,6 +88,13 @@ class UnsupportedMediaType(TracetuneError):
     status_code = 415
 
 
+class NotSupported(TracetuneError):
+    """A request parameter tracetune does not implement (what LangSmith answers 501 for where it lacks a feature,
+    e.g. semantic search): the message names it and says what to use instead."""
+
+    status_code = 501
+
+
 class Unavailable(TracetuneError):
     """A capability this installation lacks (a missing optional package): the message says what to install."""
 

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -109,7 +110,7 @@ def test_no_key_or_a_wrong_key_is_401(keyed: KeyedServer, method: str, path: str
 
 def test_info_and_health_stay_open(keyed: KeyedServer) -> None:
     with keyed.client(None) as api:
-        assert api.get("/info").json()["instance_flags"] == {"zstd_compression_enabled": True}
+        assert api.get("/info").json()["instance_flags"]["zstd_compression_enabled"] is True
         assert api.get(keyed.server.url + "/healthz").json()["status"] == "ok"
 
 
@@ -119,7 +120,13 @@ def test_bearer_token_is_accepted(keyed: KeyedServer, project_name: str) -> None
         assert project_id(api, project_name) is not None
 
 
+def v2_query(project: Any) -> dict[str, Any]:
+    """A v2 runs query over ``project`` wide enough for the tests' fixed start time (T0)."""
+    return {"project_ids": [str(project)], "min_start_time": "2000-01-01T00:00:00Z", "selects": ["ID"]}
+
+
 def test_a_key_never_sees_another_workspace(keyed: KeyedServer, project_name: str) -> None:
+    V2 = keyed.server.url + "/api/v2"  # the v2 API, beside the client's base /api/v1
     run = new_run(project_name, name="b-secret", inputs={"ssn": "123"})
     fid = str(uuid.uuid4())
     with keyed.client(keyed.key_b) as b:
@@ -128,6 +135,7 @@ def test_a_key_never_sees_another_workspace(keyed: KeyedServer, project_name: st
         b_pid = project_id(b, project_name)
         assert b_pid is not None
         assert get_run(b, run["id"])["inputs"] == {"ssn": "123"}
+        assert [r["id"] for r in b.post(V2 + "/runs/query", json=v2_query(b_pid)).json()["items"]] == [run["id"]]
 
     with keyed.client(keyed.key_a) as a:
         assert a.get("/sessions", params={"name": project_name}).json() == []
@@ -137,6 +145,11 @@ def test_a_key_never_sees_another_workspace(keyed: KeyedServer, project_name: st
         assert a.post("/runs/query", json={"id": [run["id"]]}).json()["runs"] == []
         assert a.post("/runs/query", json={"trace": run["id"]}).json()["runs"] == []
         assert run["id"] in detail_of(a.get(f"/runs/{run['id']}"), 404)
+        assert a.post(V2 + "/runs/query", json=v2_query(b_pid)).json()["items"] == []
+        assert a.post(V2 + "/traces/query", json={**v2_query(b_pid), "project_id": b_pid}).json()["items"] == []
+        assert a.post(V2 + "/threads/query", json={**v2_query(b_pid), "project_id": b_pid}).json()["items"] == []
+        assert run["id"] in detail_of(a.get(f"{V2}/runs/{run['id']}", params={"project_id": b_pid}), 404)
+        assert a.get(f"{V2}/traces/{run['id']}/runs", params={"project_id": b_pid}).json()["items"] == []
         assert a.get("/feedback", params={"run": run["id"]}).json() == []
         assert fid not in [f["id"] for f in a.get("/feedback", params={"limit": 1000}).json()]
         assert fid in detail_of(a.get(f"/feedback/{fid}"), 404)

@@ -9,6 +9,8 @@ Semantics worth knowing:
   ``not(...)`` is the plain complement; ``neq(name, "a")`` matches runs whose name is set and differs;
 - inside one ``and(...)``, all ``feedback_*`` comparisons apply to the SAME feedback row, and all
   ``metadata_key``/``metadata_value`` comparisons to the same metadata row (nested ``and`` is flattened);
+- a ``FeedbackWindow`` (v2's ``min/max_feedback_modified_at``) bounds the ``modified_at`` of every feedback row
+  a ``feedback_*`` condition matches, and records that one did;
 - ``latency`` is in seconds; ``start_time``/``end_time``/``first_token_time`` take ISO-8601 strings
   (naive means UTC); ``metadata_value``/``feedback_value`` compare as canonical JSON text, so
   ``eq(metadata_value, 1)`` and ``eq(metadata_value, "1")`` are different values.
@@ -21,6 +23,7 @@ import operator
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, ColumnElement, FromClause, Text, and_, cast, exists, false, func, not_, or_, true
@@ -41,6 +44,16 @@ _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
 }
 _ORDERED = frozenset({"gt", "gte", "lt", "lte"})
 _STATUSES = ("success", "error", "pending")
+
+
+@dataclass
+class FeedbackWindow:
+    """Bounds on the ``modified_at`` of the feedback rows that ``feedback_*`` conditions match (inclusive lower,
+    exclusive upper, as LangSmith's v2 API has them). ``used`` turns true once a condition applied it."""
+
+    min_modified: datetime | None = None
+    max_modified: datetime | None = None
+    used: bool = False
 
 
 @dataclass(frozen=True)
@@ -91,9 +104,10 @@ def _contains(expr: Any, text: str) -> ColumnElement[bool]:
 
 
 class _Compiler:
-    def __init__(self, runs: FromClause, param: str) -> None:
+    def __init__(self, runs: FromClause, param: str, window: FeedbackWindow | None = None) -> None:
         self.runs = runs
         self.param = param
+        self.window = window
 
     def error(self, message: str, node: Node) -> InvalidInput:
         return InvalidInput(f"{message} at position {node.pos}", field=self.param, position=node.pos)
@@ -332,6 +346,12 @@ class _Compiler:
             if isinstance(expr.type, JSON):  # feedback.value: compare its JSON text
                 expr = cast(expr, Text)
             conditions.append(self.scalar_condition(call, spec.kind, expr))
+        if self.window is not None and first.name in _FEEDBACK_FIELDS:
+            self.window.used = True
+            if self.window.min_modified is not None:
+                conditions.append(table.c.modified_at >= self.window.min_modified)
+            if self.window.max_modified is not None:
+                conditions.append(table.c.modified_at < self.window.max_modified)
         return exists().where(
             table.c.workspace_id == self.runs.c.workspace_id,
             table.c[run_column] == self.runs.c.id,
@@ -364,16 +384,20 @@ def _side_group(call: Call) -> str | None:
     return None
 
 
-def compile_filter(node: Node, runs: FromClause, *, param: str = "filter") -> ColumnElement[bool]:
+def compile_filter(
+    node: Node, runs: FromClause, *, param: str = "filter", window: FeedbackWindow | None = None
+) -> ColumnElement[bool]:
     """The WHERE clause over ``runs`` (the ``runs`` table or an alias of it) that ``node`` means."""
-    return _Compiler(runs, param).compile(node)
+    return _Compiler(runs, param, window).compile(node)
 
 
-def filter_clause(text: str | None, runs: FromClause, *, param: str = "filter") -> ColumnElement[bool]:
+def filter_clause(
+    text: str | None, runs: FromClause, *, param: str = "filter", window: FeedbackWindow | None = None
+) -> ColumnElement[bool]:
     """``filter``: the clause for a filter string; a missing or blank filter matches every run."""
     if text is None or not text.strip():
         return true()
-    return compile_filter(parse_filter(text, param=param), runs, param=param)
+    return compile_filter(parse_filter(text, param=param), runs, param=param, window=window)
 
 
 def check_filter(text: str | None, *, param: str = "filter") -> None:
@@ -382,24 +406,34 @@ def check_filter(text: str | None, *, param: str = "filter") -> None:
     filter_clause(text, schema.runs, param=param)
 
 
-def trace_filter_clause(text: str | None, runs: FromClause, *, param: str = "trace_filter") -> ColumnElement[bool]:
+def trace_filter_clause(
+    text: str | None, runs: FromClause, *, param: str = "trace_filter", window: FeedbackWindow | None = None
+) -> ColumnElement[bool]:
     """``trace_filter``: the filter holds for the ROOT run of the row's trace."""
     if text is None or not text.strip():
         return true()
     root = schema.runs.alias()
-    condition = compile_filter(parse_filter(text, param=param), root, param=param)
+    condition = compile_filter(parse_filter(text, param=param), root, param=param, window=window)
     return exists().where(root.c.workspace_id == runs.c.workspace_id, root.c.id == runs.c.trace_id, condition)
 
 
-def tree_filter_clause(text: str | None, runs: FromClause, *, param: str = "tree_filter") -> ColumnElement[bool]:
-    """``tree_filter``: the filter holds for some OTHER run of the row's trace."""
+def tree_filter_clause(
+    text: str | None,
+    runs: FromClause,
+    *,
+    param: str = "tree_filter",
+    window: FeedbackWindow | None = None,
+    include_self: bool = False,
+) -> ColumnElement[bool]:
+    """``tree_filter``: the filter holds for some OTHER run of the row's trace (v1), or for any run of it, the row
+    included (``include_self``: v2's "anywhere in the run tree")."""
     if text is None or not text.strip():
         return true()
     other = schema.runs.alias()
-    condition = compile_filter(parse_filter(text, param=param), other, param=param)
+    condition = compile_filter(parse_filter(text, param=param), other, param=param, window=window)
     return exists().where(
         other.c.workspace_id == runs.c.workspace_id,
         other.c.trace_id == runs.c.trace_id,
-        other.c.id != runs.c.id,
+        true() if include_self else other.c.id != runs.c.id,
         condition,
     )

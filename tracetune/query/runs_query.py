@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, or_, select
 
 from tracetune.errors import InvalidInput
-from tracetune.query.filter_sql import filter_clause, trace_filter_clause, tree_filter_clause
+from tracetune.query.filter_sql import FeedbackWindow, filter_clause, trace_filter_clause, tree_filter_clause
 from tracetune.query.run_view import run_view
 from tracetune.store import Store
 from tracetune.store.schema import runs
@@ -50,6 +50,10 @@ class RunQuery:
     filter: str | None = None
     trace_filter: str | None = None
     tree_filter: str | None = None
+    tree_includes_self: bool = False  # v2: tree_filter may match the run itself ("anywhere in the run tree")
+    thread_id: str | None = None
+    reference_example_ids: list[uuid.UUID] | None = None
+    feedback_window: FeedbackWindow | None = None  # v2: bounds the feedback rows that feedback_* conditions match
     select: list[str] | None = None
     limit: int = 100
     cursor: str | None = None
@@ -63,16 +67,28 @@ class RunPage:
     next_cursor: str | None
 
 
-def encode_cursor(start_us: int, run_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{start_us}:{run_id}".encode()).decode().rstrip("=")
+def encode_cursor(start_us: int, key: uuid.UUID | str) -> str:
+    """An opaque keyset cursor: the last item's start time and key (a run id, or a thread id)."""
+    return base64.urlsafe_b64encode(f"{start_us}:{key}".encode()).decode().rstrip("=")
+
+
+def decode_key_cursor(cursor: str) -> tuple[int, str]:
+    """``(start_us, key)`` of a cursor ``encode_cursor`` made; 400 naming ``cursor`` for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        start, sep, key = raw.partition(":")
+        if not sep or not key:
+            raise ValueError(cursor)
+        return int(start), key
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("not a cursor this server issued", field="cursor") from None
 
 
 def decode_cursor(cursor: str) -> tuple[int, uuid.UUID]:
+    start, key = decode_key_cursor(cursor)
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        start, _, rid = raw.partition(":")
-        return int(start), uuid.UUID(rid)
-    except (ValueError, UnicodeDecodeError):
+        return start, uuid.UUID(key)
+    except ValueError:
         raise InvalidInput("not a cursor this server issued", field="cursor") from None
 
 
@@ -98,12 +114,23 @@ def where_clauses(workspace_id: uuid.UUID, q: RunQuery) -> list[ColumnElement[bo
         clauses.append(runs.c.start_us >= q.start_time_us)
     if q.end_time_us is not None:
         clauses.append(runs.c.start_us <= q.end_time_us)
+    if q.thread_id is not None:
+        clauses.append(runs.c.thread_id == q.thread_id)
+    if q.reference_example_ids:
+        clauses.append(runs.c.reference_example_id.in_(q.reference_example_ids))
+    window = q.feedback_window
     if q.filter:
-        clauses.append(filter_clause(q.filter, runs))
+        clauses.append(filter_clause(q.filter, runs, window=window))
     if q.trace_filter:
-        clauses.append(trace_filter_clause(q.trace_filter, runs))
+        clauses.append(trace_filter_clause(q.trace_filter, runs, window=window))
     if q.tree_filter:
-        clauses.append(tree_filter_clause(q.tree_filter, runs))
+        clauses.append(tree_filter_clause(q.tree_filter, runs, window=window, include_self=q.tree_includes_self))
+    if window is not None and not window.used:
+        raise InvalidInput(
+            "min/max_feedback_modified_at bound feedback conditions: give filter, trace_filter or tree_filter a "
+            'feedback condition (e.g. eq(feedback_key, "correctness"))',
+            field="min_feedback_modified_at" if window.min_modified is not None else "max_feedback_modified_at",
+        )
     return clauses
 
 

@@ -1,2 +1,3 @@
-"""The LangSmith-compatible surface (``/api/v1``): ``protocol`` (pydantic shapes mirroring LangSmith's) and
-``routes`` (thin: parse, call one service, shape the answer)."""
+"""The LangSmith-compatible surface: ``protocol`` (pydantic shapes mirroring LangSmith's, ``/info``), ``routes``
+(``/api/v1``: thin — parse, call one service, shape the answer) and ``v2`` (``/api/v2``: the runs, traces and
+threads queries of the current SDK's generated client)."""

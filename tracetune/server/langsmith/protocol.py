@@ -18,7 +18,10 @@ from tracetune.query.runs_query import MAX_LIMIT, RunQuery
 from tracetune.store.rows import FeedbackRow
 from tracetune.timeutil import time_to_us, us_to_time
 
-VERSION = "0.10.100"  # >= 0.8.10: the SDK then sends feedback inside /runs/multipart
+# What the SDK compares against its minimums: >= 0.8.10 sends feedback inside /runs/multipart; >= 0.16 is the v2
+# read API (client.runs / traces / threads); 0.17 its thread filters. Not 0.18: addresses (client.sessions) are
+# not served, and the SDK rightly warns before using them.
+VERSION = "0.17.0"
 
 INFO: dict[str, Any] = {
     "version": VERSION,
@@ -32,7 +35,9 @@ INFO: dict[str, Any] = {
         "scale_up_nthreads_limit": 16,
         "scale_down_nempty_trigger": 4,
     },
-    "instance_flags": {"zstd_compression_enabled": True},
+    # Both query backends (the SDK's "dual"): v1 /runs/query and the v2 API serve the same store, so the SDK keeps
+    # its v1 methods working and routes evaluate()/RunTree.url to v2 as it does on LangSmith.
+    "instance_flags": {"zstd_compression_enabled": True, "ch_query_enabled": True, "sdb_query_enabled": True},
 }
 
 
