@@ -19,6 +19,7 @@ from sqlalchemy import Connection
 from tracetune.errors import InvalidInput, shown
 from tracetune.ingest.feedback_records import feedback_record
 from tracetune.ingest.multipart import Part, split_parts
+from tracetune.ingest.otlp import decode_request, runs_from_request
 from tracetune.ingest.records import Kind, merge_records, parse_uuid, run_record
 from tracetune.store import Store
 from tracetune.store.rows import FeedbackRow
@@ -73,7 +74,7 @@ class IngestService:
         for key in order:
             kind, run_id = key
             (posts if kind == "post" else patches).append(ops[key])
-            part_names[kind].append(f"{kind}.{run_id}")
+            part_names[kind].append(f"part '{kind}.{run_id}'")
         return self._apply(workspace_id, posts, patches, feedback, attachments, part_names=part_names)
 
     def batch(self, workspace_id: uuid.UUID, payload: Any) -> IngestResult:
@@ -90,6 +91,12 @@ class IngestService:
                 raise InvalidInput("must be a list of runs", field=kind)
             lists[kind] = items
         return self._apply(workspace_id, lists["post"], lists["patch"], [], [], where_prefix=True)
+
+    def otlp(self, workspace_id: uuid.UUID, body: bytes, content_type: str | None, project: str | None) -> IngestResult:
+        """``POST …/otel/v1/traces``: an OTLP/HTTP export (protobuf or JSON), one run per span
+        (``ingest.otlp``); ``project`` is the ``Langsmith-Project`` header."""
+        runs, places = runs_from_request(decode_request(body, content_type), project)
+        return self._apply(workspace_id, runs, [], [], [], part_names={"post": places, "patch": []})
 
     def post_run(self, workspace_id: uuid.UUID, run: Any) -> IngestResult:
         return self._apply(workspace_id, [run], [], [], [], where_prefix=False)
@@ -183,11 +190,11 @@ class IngestService:
         attachments: list[tuple[uuid.UUID, str, bytes]],
         *,
         where_prefix: bool = True,
-        part_names: dict[str, list[str]] | None = None,
+        part_names: dict[str, list[str]] | None = None,  # what errors call each record (else kind[i])
     ) -> IngestResult:
         def where(kind: Kind, i: int) -> str:
             if part_names is not None:
-                return f"part {part_names[kind][i]!r}"
+                return part_names[kind][i]
             return f"{kind}[{i}]" if where_prefix else "body"
 
         post_recs = merge_records([run_record(r, "post", where("post", i)) for i, r in enumerate(posts)], "post")

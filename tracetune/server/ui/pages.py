@@ -35,7 +35,7 @@ from tracetune.store.workspaces import Workspace
 UI_DIR = Path(__file__).resolve().parent  # templates/ and static/
 COOKIE = "tracetune_key"
 COOKIE_MAX_AGE_S = 30 * 24 * 3600
-API_PREFIXES = ("/api/", "/v1/", "/tt/", "/healthz", "/static/")
+API_PREFIXES = ("/api/", "/v1/", "/tt/", "/otel/", "/healthz", "/static/")
 
 # A second line of defence behind autoescaping: only this server's own script files run (no inline script, no
 # event-handler attribute), nothing is fetched from elsewhere, and no other site may frame the UI.
