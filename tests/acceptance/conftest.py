@@ -167,6 +167,9 @@ def traced(live_server, openai_standin, tmp_path_factory) -> Iterator[TracedApps
     launch("many_runs", "many_runs.py", ["3", "50"], LANGSMITH_ENV)
     launch("wrap_openai", "wrapped_openai.py", [], LANGSMITH_ENV)
     launch("threaded", "threaded.py", ["3", "4"], LANGSMITH_ENV)
+    launch(
+        "otel_chain", "otel_chain.py", [], {**LANGSMITH_ENV, "LANGSMITH_TRACING_MODE": "otel", "LANGSMITH_API_KEY": "x"}
+    )
     try:
         yield TracedApps(apps, live_server)
     finally:
