@@ -5,16 +5,24 @@ tool-calling chain (apps/otel_chain.py, the model being the OpenAI stand-in) —
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 from typer.testing import CliRunner
 
 from tests.dataset_support import tokenizer_home
+from tests.serve.support import WEATHER_TOOL
 from tracetune.cli import app
 
 from .helpers import KNOWN_CLIENT_WARNINGS
+
+WEATHER = [
+    {"role": "system", "content": "You are a helpful weather bot."},
+    {"role": "user", "content": "What is the weather in Paris?"},
+]
 
 pytestmark = pytest.mark.filterwarnings(*KNOWN_CLIENT_WARNINGS)
 
@@ -44,3 +52,59 @@ def test_langsmith_otel_mode_traces_a_tool_calling_chain(traced, client, live_se
     assert call["function"]["name"] == "GetWeather"
     assert json.loads(call["function"]["arguments"]) == {"location": "Rome", "unit": "celsius"}
     assert [t["function"]["name"] for t in record["tools"]] == ["GetWeather"]
+
+
+@pytest.fixture(scope="module")
+def chat_url(tmp_path_factory) -> str:
+    """tracetune's own chat completions on the real SmolLM2 (the shared server of tests/serve/support.py)."""
+    from tests.serve.support import smollm2_server
+
+    return smollm2_server(tmp_path_factory).url + "/v1"
+
+
+def _instrumented_call(instrumentor: Any, live_server: Any, chat_url: str, project: str) -> None:
+    """One forced tool call through the openai client, instrumented by ``instrumentor`` and exported by the OTel
+    SDK's batch processor to tracetune's generic OTLP endpoint."""
+    from openai import OpenAI
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider()
+    exporter = OTLPSpanExporter(endpoint=live_server.url + "/otel/v1/traces", headers={"Langsmith-Project": project})
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        with OpenAI(base_url=chat_url, api_key="sk-local") as openai_client:
+            openai_client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=WEATHER,
+                tools=[WEATHER_TOOL],
+                tool_choice={"type": "function", "function": {"name": "get_weather"}},
+                temperature=0,
+                max_tokens=60,
+            )
+    finally:
+        instrumentor.uninstrument()
+        provider.shutdown()  # flushes the batch
+
+
+def test_openinference_instrumented_openai_calls_export_as_tool_calls(live_server, chat_url, home, tmp_path):
+    """OpenInference's openai instrumentation around a call to tracetune's own chat completions. (The official
+    ``opentelemetry-instrumentation-openai-v2`` 2.4b0 does not import against the newest
+    ``opentelemetry-util-genai``; its GenAI attributes are covered by tests/ingest/test_otlp.py.)"""
+    from openinference.instrumentation.openai import OpenAIInstrumentor
+
+    project = f"otel-openinference-{uuid.uuid4().hex[:6]}"
+    _instrumented_call(OpenAIInstrumentor(), live_server, chat_url, project)
+    out = tmp_path / "instrumented.jsonl"
+    url = live_server.settings.database_url
+    result = CliRunner().invoke(app, ["export", "--database-url", url, "--home", str(home), "--project", project,
+                                      "-o", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (record,) = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert record["messages"][:2] == WEATHER
+    (call,) = record["messages"][-1]["tool_calls"]
+    assert call["function"]["name"] == "get_weather"
+    assert json.loads(call["function"]["arguments"])["location"]
+    assert record["tools"] == [WEATHER_TOOL]
