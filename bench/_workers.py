@@ -3,6 +3,7 @@
   python bench/_workers.py serve  --timing-log F -- <tracetune serve args>   tracetune serve, timed
   python bench/_workers.py sink   --timing-log F --port P                    the SDK's ceiling: accept, discard
   python bench/_workers.py send   --url U --n N --seed S --project P          the langsmith SDK sending N runs
+  python bench/_workers.py send-otlp --url U --n N --seed S --project P        the OTel SDK exporting N LLM spans
 
 ``serve`` runs the real ``tracetune serve`` command (its settings, store opening and uvicorn options) with one
 addition: the ASGI app is wrapped in ``Timing``, which appends ``METHOD PATH STATUS MS BYTES`` per request to
@@ -205,9 +206,68 @@ def send(url: str, n: int, seed: int, project: str, inflight: int) -> None:
     )
 
 
+def genai_attributes(i: int, seed: int) -> dict[str, Any]:
+    """An LLM span's attributes in the current GenAI semantic conventions, about 4 KB like ``_runs``' runs: a
+    system prompt, a question, a tool definition and an answer that calls the tool, token usage, parameters."""
+    words = " ".join(f"w{(seed * 7919 + i * 31 + k) % 9973}" for k in range(330))
+    tool = {
+        "type": "function",
+        "name": "lookup_order",
+        "description": "Look up an order by its id and return its status and items. " * 4,
+        "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]},
+    }
+    call = {"type": "tool_call", "id": f"call_{i}", "name": "lookup_order", "arguments": {"order_id": f"A{i}"}}
+    return {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.request.temperature": 0.2,
+        "gen_ai.system_instructions": json.dumps([{"type": "text", "content": "You are a support agent. " * 20}]),
+        "gen_ai.input.messages": json.dumps(
+            [{"role": "user", "parts": [{"type": "text", "content": f"Where is order A{i}? {words}"}]}]
+        ),
+        "gen_ai.output.messages": json.dumps([{"role": "assistant", "parts": [call], "finish_reason": "tool_call"}]),
+        "gen_ai.tool.definitions": json.dumps([tool]),
+        "gen_ai.usage.input_tokens": 420 + i % 50,
+        "gen_ai.usage.output_tokens": 18,
+    }
+
+
+def send_otlp(url: str, n: int, seed: int, project: str) -> None:
+    """Export ``n`` LLM spans (one trace each) through the OpenTelemetry SDK's ``BatchSpanProcessor`` and OTLP/HTTP
+    protobuf exporter with their default settings, and print the same JSON line as ``send``."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    client_ms: list[float] = []
+
+    class TimedExporter(OTLPSpanExporter):
+        def export(self, spans: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return super().export(spans)
+            finally:
+                client_ms.append((time.perf_counter() - t0) * 1000)
+
+    exporter = TimedExporter(endpoint=url + "/otel/v1/traces", headers={"Langsmith-Project": project})
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    tracer = provider.get_tracer("bench")
+    attrs = [genai_attributes(i, seed) for i in range(n)]
+    t_first = time.time()
+    for a in attrs:
+        with tracer.start_as_current_span("chat gpt-4o-mini") as span:
+            span.set_attributes(a)
+    t_enqueued = time.time()
+    provider.shutdown()  # flushes every queued span
+    t_flushed = time.time()
+    line = {"t_first_send": t_first, "t_enqueued": t_enqueued, "t_flushed": t_flushed, "mode": "otlp-protobuf"}
+    print(json.dumps({**line, "client_ms": client_ms, "sdk_warnings": []}), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("role", choices=["serve", "sink", "send"])
+    ap.add_argument("role", choices=["serve", "sink", "send", "send-otlp"])
     ap.add_argument("--timing-log")
     ap.add_argument("--port", type=int)
     ap.add_argument("--url")
@@ -223,6 +283,8 @@ def main() -> None:
         serve(args.timing_log, rest)
     elif args.role == "sink":
         sink(args.timing_log, args.port, args.save)
+    elif args.role == "send-otlp":
+        send_otlp(args.url, args.n, args.seed, args.project)
     else:
         send(args.url, args.n, args.seed, args.project, args.inflight)
 

@@ -56,6 +56,10 @@ sys.path.insert(0, str(ROOT))
 PY = sys.executable
 WORKERS = str(HERE / "_workers.py")
 
+# What the SDK asks v2 for when it reads full runs (langsmith/_internal/_v2_migration_utils.py _V2_RUN_SELECTS).
+V2_SELECTS = ["ID", "NAME", "RUN_TYPE", "STATUS", "START_TIME", "END_TIME", "INPUTS", "OUTPUTS", "PARENT_RUN_IDS",
+              "PROJECT_ID", "TRACE_ID", "DOTTED_ORDER", "REFERENCE_EXAMPLE_ID", "ERROR", "TAGS", "EXTRA", "EVENTS",
+              "FEEDBACK_STATS", "FIRST_TOKEN_TIME", "PROMPT_TOKENS", "COMPLETION_TOKENS", "TOTAL_TOKENS"]  # fmt: skip
 FILTERS = {
     "none": {},
     "llm_tokens": {"filter": 'and(eq(run_type, "llm"), gt(total_tokens, 100))'},
@@ -243,7 +247,7 @@ def ingest_case(
     try:
         wait_http(base + "/healthz", proc)
         cpu_before = cpu_seconds(proc.pid)
-        if profile and target == "tracetune":  # py-spy samples the server (collapsed stacks, all threads)
+        if profile and target != "sink":  # py-spy samples the server (collapsed stacks, all threads)
             extra = os.environ.get("BENCH_PYSPY_ARGS", "").split()  # e.g. "--gil": only GIL-holding samples
             spy = subprocess.Popen(
                 [
@@ -265,22 +269,9 @@ def ingest_case(
             )
             time.sleep(1)
         project = f"bench-{uuid.uuid4().hex[:8]}"
+        how = ["send-otlp", "--url", base] if target == "otlp" else ["send", "--url", base + "/api/v1"]
         sender = subprocess.run(
-            [
-                PY,
-                WORKERS,
-                "send",
-                "--url",
-                base + "/api/v1",
-                "--n",
-                str(n),
-                "--seed",
-                str(seed),
-                "--project",
-                project,
-                "--inflight",
-                str(inflight),
-            ],
+            [PY, WORKERS, *how, "--n", str(n), "--seed", str(seed), "--project", project, "--inflight", str(inflight)],
             capture_output=True,
             text=True,
             timeout=1800,
@@ -291,7 +282,7 @@ def ingest_case(
         sent = json.loads([ln for ln in sender.stdout.splitlines() if ln.startswith("{")][-1])
         t_done = sent["t_flushed"]
         stored = None
-        if target == "tracetune":
+        if target != "sink":
             db = home / "tracetune.db"
             deadline = time.time() + 120
             total, ended = ended_runs(db)
@@ -310,7 +301,7 @@ def ingest_case(
             spy.send_signal(signal.SIGINT)
             spy.wait(30)
         stop(proc)
-    ms, sizes, statuses = read_timing(timing)
+    ms, sizes, statuses = read_timing(timing, "/otel/v1/traces" if target == "otlp" else "/runs/multipart")
     bad = [s for s in statuses if s >= 300]
     elapsed = t_done - sent["t_first_send"]
     return {
@@ -437,6 +428,7 @@ def list_case(home: Path, project: str, reps: int, work: Path) -> dict[str, Any]
     try:
         wait_http(base + "/healthz", proc)
         http = httpx.Client(base_url=base + "/api/v1", timeout=60)
+        http_v2 = httpx.Client(base_url=base + "/api/v2", timeout=60)  # kept alive, like ``http``
         pid = http.get("/sessions", params={"name": project, "limit": 1}).json()[0]["id"]
         import warnings
 
@@ -465,13 +457,31 @@ def list_case(home: Path, project: str, reps: int, work: Path) -> dict[str, Any]
                     sdk_times.append(dt)
             if len(got) != len(page):
                 raise RuntimeError(f"{name}: the SDK got {len(got)} runs, HTTP {len(page)}")
+            v2_body = {"project_ids": [pid], "min_start_time": "2000-01-01T00:00:00Z", "page_size": 100, **f}
+            v2_body["selects"] = V2_SELECTS
+            v2_times = []
+            for i in range(reps + 2):
+                t0 = time.perf_counter()
+                r2 = http_v2.post("/runs/query", json=v2_body)
+                dt = (time.perf_counter() - t0) * 1000
+                r2.raise_for_status()
+                if i >= 2:
+                    v2_times.append(dt)
+            v2_page = [
+                {**r, "run_type": r["run_type"].lower(), "start_time": r["start_time"]} for r in r2.json()["items"]
+            ]
+            check_page(name, v2_page)
+            if [r["id"] for r in v2_page] != [r["id"] for r in page]:
+                raise RuntimeError(f"{name}: v2's first page is not v1's")
             out[name] = {
                 "http_p50_ms": median(times),
+                "v2_http_p50_ms": median(v2_times),
                 "sdk_p50_ms": median(sdk_times),
                 "page_runs": len(page),
                 "response_kib": round(len(r.content) / 1024, 1),
             }
         http.close()
+        http_v2.close()
     finally:
         stop(proc)
     server_ms, _, _ = read_timing(timing, "/runs/query")
@@ -550,9 +560,9 @@ def main() -> None:
     }
     try:
         if not args.skip_ingest:
-            cases: dict[str, list[dict]] = {"sink": [], "tracetune": []}
+            cases: dict[str, list[dict]] = {"sink": [], "tracetune": [], "otlp": []}
             for rep in range(reps):
-                for target in ("sink", "tracetune"):
+                for target in ("sink", "tracetune", "otlp"):
                     cases[target].append(
                         ingest_case(
                             target,
@@ -565,8 +575,9 @@ def main() -> None:
                             sdk_batch=args.sdk_batch_size,
                         )
                     )
-            tt, sk = cases["tracetune"], cases["sink"]
+            tt, sk, otlp = cases["tracetune"], cases["sink"], cases["otlp"]
             rate, sink_rate = median([c["runs_per_s"] for c in tt]), median([c["runs_per_s"] for c in sk])
+            otlp_rate = median([c["runs_per_s"] for c in otlp])
             result.update(
                 {
                     "runs_per_s": rate,
@@ -582,7 +593,11 @@ def main() -> None:
                     "server_cpu_us_per_run": median([c["server_cpu_us_per_run"] for c in tt]),
                     "sink_cpu_us_per_run": median([c["server_cpu_us_per_run"] for c in sk]),
                     "wire_bytes_per_run": wire_bytes_per_run(1),
-                    "ingest_reps": {"tracetune": tt, "sink": sk},
+                    "otlp_spans_per_s": otlp_rate,
+                    "otlp_over_multipart": round(otlp_rate / rate, 3) if otlp_rate and rate else None,
+                    "otlp_p50_ms": median([c["p50_ms"] for c in otlp]),
+                    "otlp_server_cpu_us_per_span": median([c["server_cpu_us_per_run"] for c in otlp]),
+                    "ingest_reps": {"tracetune": tt, "sink": sk, "otlp": otlp},
                 }
             )
         if not args.skip_list:
@@ -591,7 +606,13 @@ def main() -> None:
             loaded = load_store(home, list_runs, project)
             timings = list_case(home, project, query_reps, work)
             result["list_first_page_p50_ms"] = {
-                name: {"http": timings[name]["http_p50_ms"], "sdk": timings[name]["sdk_p50_ms"]} for name in FILTERS
+                name: {
+                    "http": timings[name]["http_p50_ms"],
+                    "sdk": timings[name]["sdk_p50_ms"],
+                    "v2_http": timings[name]["v2_http_p50_ms"],
+                    "v2_over_v1": round(timings[name]["v2_http_p50_ms"] / timings[name]["http_p50_ms"], 3),
+                }
+                for name in FILTERS
             }
             result["list"] = {
                 "stored_runs": loaded["runs"],

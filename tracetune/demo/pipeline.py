@@ -1,11 +1,11 @@
 """``tracetune demo``: the whole loop, trace → select → convert → fine-tune → serve → evaluate, on this machine.
 
 Every stage goes through the interfaces a user's code would: the app is traced by the ``langsmith`` SDK into the
-LangSmith-compatible API, its runs are selected with ``Client.list_runs``, the dataset is built by tracetune's
-converter over ``/tt/v1/datasets`` (stored, with lineage), the model is fine-tuned through the OpenAI Files and
-Fine-tuning Jobs API with the ``openai`` client, and both models are evaluated through ``/v1/chat/completions``
-(:mod:`tracetune.evaluate.replay`). Nothing here reaches into the server's internals, so ``--url`` runs the same
-demo against any running tracetune.
+LangSmith-compatible API, its runs are selected with the SDK's v2 ``client.runs.query_v2``, the dataset is built
+by tracetune's converter over ``/tt/v1/datasets`` (stored, with lineage), the model is fine-tuned through the OpenAI
+Files and Fine-tuning Jobs API with the ``openai`` client, and both models are evaluated through
+``/v1/chat/completions`` (:mod:`tracetune.evaluate.replay`). Nothing here reaches into the server's internals, so
+``--url`` runs the same demo against any running tracetune.
 
 The stages report to a :class:`Reporter` (the CLI draws it with rich; tests collect it), and a stage that fails
 raises :class:`DemoFailed` naming the stage, what went wrong and where to look.
@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -252,15 +251,28 @@ def _trace(demo: Demo, reporter: Reporter, questions: list[Question]) -> str:
 
 
 def _select(demo: Demo) -> str:
+    """The SDK's v2 query API (``client.runs.query_v2``, what replaces ``list_runs``) picks the runs to learn from:
+    LLM runs of positively rated traces, and corrected ones."""
+    import asyncio
+
     import langsmith
 
     client = langsmith.Client(api_url=f"{demo.url}/api/v1", api_key=demo.options.api_key)
-    with warnings.catch_warnings():  # the SDK's own deprecation notice of list_runs, not the user's business here
-        warnings.simplefilter("ignore")
-        roots = list(client.list_runs(project_name=demo.project, is_root=True))
-        llm_runs = {"project_name": demo.project, "run_type": "llm", "error": False}
-        rated = list(client.list_runs(**llm_runs, trace_filter=TRACE_FILTER))
-        fixed = list(client.list_runs(**llm_runs, filter=GOOD, trace_filter='eq(status, "success")'))
+    project = client.read_project(project_name=demo.project)
+    scope = {"project_ids": [str(project.id)], "min_start_time": project.start_time, "selects": ["ID"]}
+
+    async def query(**conditions: Any) -> list[Any]:
+        return [run async for run in client.runs.query_v2(**scope, **conditions)]
+
+    async def select_all() -> tuple[list[Any], list[Any], list[Any]]:
+        llm_runs = {"run_type": "LLM", "has_error": False}
+        return (
+            await query(is_root=True),
+            await query(**llm_runs, trace_filter=TRACE_FILTER),
+            await query(**llm_runs, filter=GOOD, trace_filter='eq(status, "success")'),
+        )
+
+    roots, rated, fixed = asyncio.run(select_all())
     ids = {str(r.id) for r in rated} | {str(r.id) for r in fixed}
     demo.counts.update(root_runs=len(roots), selected=len(ids))
     if not ids:
