@@ -97,6 +97,13 @@ PROTECTED = [
     ("GET", f"/runs/{uuid.uuid4()}", None),
     ("POST", "/feedback", {"key": "k"}),
     ("GET", "/feedback", None),
+    # outside the LangSmith base: from the server's root
+    ("POST", "/api/v2/runs/query", {"project_ids": [str(uuid.uuid4())]}),
+    ("GET", f"/api/v2/runs/{uuid.uuid4()}?project_id={uuid.uuid4()}", None),
+    ("POST", "/api/v2/traces/query", {"project_id": str(uuid.uuid4())}),
+    ("POST", "/api/v2/threads/query", {"project_id": str(uuid.uuid4())}),
+    ("POST", "/api/v1/otel/v1/traces", {}),
+    ("POST", "/otel/v1/traces", {}),
 ]
 
 
@@ -104,7 +111,8 @@ PROTECTED = [
 def test_no_key_or_a_wrong_key_is_401(keyed: KeyedServer, method: str, path: str, body: object) -> None:
     for key, needle in ((None, "requires an API key"), ("tt_" + "x" * 43, "invalid"), ("", "requires")):
         with keyed.client(key) as api:
-            r = api.request(method, path, json=body)
+            url = keyed.server.url + path if path.startswith(("/api/", "/otel/")) else path
+            r = api.request(method, url, json=body)
         assert needle in detail_of(r, 401), (key, r.text)
 
 
