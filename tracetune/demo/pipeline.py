@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -259,7 +259,9 @@ def _select(demo: Demo) -> str:
 
     client = langsmith.Client(api_url=f"{demo.url}/api/v1", api_key=demo.options.api_key)
     project = client.read_project(project_name=demo.project)
-    scope = {"project_ids": [str(project.id)], "min_start_time": project.start_time, "selects": ["ID"]}
+    # Not the project's start_time: a run starts before its first post creates the project.
+    since = datetime.now(UTC) - timedelta(days=7)
+    scope: dict[str, Any] = {"project_ids": [str(project.id)], "min_start_time": since, "selects": ["ID"]}
 
     async def query(**conditions: Any) -> list[Any]:
         return [run async for run in client.runs.query_v2(**scope, **conditions)]
