@@ -1,16 +1,18 @@
-"""Projects (LangSmith calls them tracer sessions): created by name on first ingest, or explicitly."""
+"""Projects (LangSmith calls them tracer sessions): created by name on first ingest, or explicitly; renamed,
+described, closed (``end_time``) and deleted with everything in them."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, delete, func, or_, select
 
 from tracetune.errors import Conflict, NotFound
 from tracetune.store.engine import Database
-from tracetune.store.schema import projects, runs
+from tracetune.store.schema import feedback, projects, run_metadata, run_tags, runs
 from tracetune.store.sqlutil import as_utc, upsert, utcnow
 
 
@@ -86,6 +88,79 @@ class ProjectStore:
                 )
         return self.get(workspace_id, pid)
 
+    def update(
+        self,
+        workspace_id: uuid.UUID,
+        project_id: uuid.UUID,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        extra: dict[str, Any] | None = None,
+        end_time: datetime | None = None,
+    ) -> dict[str, Any]:
+        """Change what is given (None: unchanged); 404 for a project not in the workspace, 409 for a taken name."""
+        values: dict[str, Any] = {
+            k: v
+            for k, v in (("name", name), ("description", description), ("extra", extra), ("end_time", end_time))
+            if v is not None
+        }
+        with self.db.write() as conn:
+            old = conn.execute(
+                select(projects.c.name).where(projects.c.workspace_id == workspace_id, projects.c.id == project_id)
+            ).first()
+            if old is None:
+                raise NotFound(f"project {project_id} not found", field="session_id")
+            if name is not None and name != old.name:
+                taken = conn.execute(
+                    select(projects.c.id).where(projects.c.workspace_id == workspace_id, projects.c.name == name)
+                ).first()
+                if taken is not None:
+                    raise Conflict(f"a project named {name!r} already exists", field="name")
+            if values:
+                conn.execute(projects.update().where(projects.c.id == project_id).values(**values))
+        if name is not None:
+            self.forget(workspace_id, [project_id])
+        return self.get(workspace_id, project_id)
+
+    def delete(self, workspace_id: uuid.UUID, project_id: uuid.UUID) -> int:
+        """Delete the project with its runs, their tags, metadata and feedback (and the project's own feedback) in
+        one transaction; returns how many runs went. 404 for a project not in the workspace. A run sent later to
+        the same name makes a new project, in this process or any other (``RunStore`` checks its cached ids)."""
+        with self.db.write() as conn:
+            found = conn.execute(
+                select(projects.c.id).where(projects.c.workspace_id == workspace_id, projects.c.id == project_id)
+            ).first()
+            if found is None:
+                raise NotFound(f"project {project_id} not found", field="session_id")
+            its_runs = select(runs.c.id).where(runs.c.workspace_id == workspace_id, runs.c.project_id == project_id)
+            conn.execute(
+                delete(feedback).where(
+                    feedback.c.workspace_id == workspace_id,
+                    or_(feedback.c.run_id.in_(its_runs), feedback.c.session_id == project_id),
+                )
+            )
+            for side in (run_tags, run_metadata):
+                conn.execute(delete(side).where(side.c.workspace_id == workspace_id, side.c.run_id.in_(its_runs)))
+            gone = conn.execute(
+                delete(runs).where(runs.c.workspace_id == workspace_id, runs.c.project_id == project_id)
+            ).rowcount
+            conn.execute(delete(projects).where(projects.c.id == project_id))
+        self.forget(workspace_id, [project_id])
+        return int(gone or 0)
+
+    def forget(self, workspace_id: uuid.UUID, project_ids: Iterable[uuid.UUID]) -> None:
+        """Drop cached name → id entries of these projects (renamed or deleted)."""
+        ids = set(project_ids)
+        for key in [k for k, v in self._ids.items() if k[0] == workspace_id and v in ids]:
+            self._ids.pop(key, None)
+
+    def existing(self, conn: Connection, ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of ``ids`` are still projects (in the caller's transaction)."""
+        wanted = list(set(ids))
+        if not wanted:
+            return set()
+        return {row.id for row in conn.execute(select(projects.c.id).where(projects.c.id.in_(wanted)))}
+
     def get(self, workspace_id: uuid.UUID, project_id: uuid.UUID, *, include_stats: bool = False) -> dict[str, Any]:
         found = self.list(workspace_id, ids=[project_id], include_stats=include_stats, limit=1)
         if not found:
@@ -132,4 +207,5 @@ class ProjectStore:
                     r["first_start_us"] = s.first_start_us if s else None
         for r in rows:
             r["created_at"] = as_utc(r["created_at"])
+            r["end_time"] = as_utc(r["end_time"]) if r.get("end_time") else None
         return rows

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, Select, Table, bindparam, func, select, update
+from sqlalchemy import Connection, Executable, Table, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tracetune.store.engine import BulkInsert, Database
@@ -113,6 +113,7 @@ class RunWrite:
     patches: list[dict[str, Any]]
     project_names: set[str]
     steps: list[tuple[BulkInsert, list[Any]]] | None
+    project_ids: dict[str, uuid.UUID] | None = None  # the cached ids ``steps`` were built with
 
 
 class RunStore:
@@ -169,14 +170,22 @@ class RunStore:
         known = {name: self._project_ids.get((workspace_id, name)) for name in names}
         if any(pid is None for pid in known.values()):
             return RunWrite(workspace_id, posts, patches, names, None)
-        steps = self._steps(workspace_id, posts, patches, cast(dict[str, uuid.UUID], known))
-        return RunWrite(workspace_id, posts, patches, names, steps)
+        ids = cast(dict[str, uuid.UUID], known)
+        return RunWrite(workspace_id, posts, patches, names, self._steps(workspace_id, posts, patches, ids), ids)
 
     def write(self, prepared: RunWrite, conn: Connection) -> int:
         """Execute ``prepared`` in the caller's (write) transaction; returns the number of records."""
         steps = prepared.steps
+        ws = prepared.workspace_id
+        cached = prepared.project_ids
+        if steps is not None and cached and self.projects.existing(conn, cached.values()) != set(cached.values()):
+            # A cached project was deleted (by any process) since: forget it, and make the project again by name.
+            gone = set(cached.values())
+            for key in [k for k, v in self._project_ids.items() if v in gone]:
+                self._project_ids.pop(key, None)
+            self.projects.forget(ws, gone)
+            steps = None
         if steps is None:
-            ws = prepared.workspace_id
             project_ids = self.projects.ids_for_names(conn, ws, prepared.project_names)
             conn.info.setdefault("after_commit", []).append(
                 lambda: self._project_ids.update({(ws, name): pid for name, pid in project_ids.items()})
@@ -326,7 +335,7 @@ class RunStore:
             row = conn.execute(select(runs).where(runs.c.workspace_id == workspace_id, runs.c.id == run_id)).first()
         return cast(RunRow, dict(row._mapping)) if row else None
 
-    def fetch(self, stmt: Select[Any]) -> list[dict[str, Any]]:
+    def fetch(self, stmt: Executable) -> list[dict[str, Any]]:
         """The rows of a ``SELECT`` over ``runs`` (the query layer's: only the columns it selected)."""
         with self.db.read() as conn:
             return [dict(r._mapping) for r in conn.execute(stmt)]

@@ -83,6 +83,7 @@ projects = Table(
     Column("description", Text, nullable=True),
     Column("extra", JSONValue, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("end_time", DateTime(timezone=True), nullable=True),  # migration 0006: set by update_project
     UniqueConstraint("workspace_id", "name"),
 )
 

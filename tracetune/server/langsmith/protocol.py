@@ -10,7 +10,8 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+import orjson
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from tracetune.errors import shown
 from tracetune.query.run_view import SELECTABLE
@@ -70,6 +71,8 @@ class RunQueryBody(Lenient):
     trace_filter: str | None = None
     tree_filter: str | None = None
     select: list[SelectField] | None = None
+    reference_example: list[uuid.UUID] | None = None
+    query: str | None = None  # LangSmith's old full-text search: search(query) over name, error, inputs, outputs
     limit: int = Field(default=100, ge=1, le=MAX_LIMIT)
     cursor: str | None = None
     order: Literal["asc", "desc"] = "desc"
@@ -91,28 +94,47 @@ class RunQueryBody(Lenient):
             parent_run_id=self.parent_run,
             start_time_us=time_to_us(self.start_time, "start_time") if self.start_time else None,
             end_time_us=time_to_us(self.end_time, "end_time") if self.end_time else None,
-            filter=self.filter,
+            filter=self._filter(),
             trace_filter=self.trace_filter,
             tree_filter=self.tree_filter,
+            reference_example_ids=self.reference_example,
             select=self.select,
             limit=self.limit,
             cursor=self.cursor,
             order=self.order,
         )
 
+    def _filter(self) -> str | None:
+        if not self.query:
+            return self.filter
+        searched = f"search({orjson.dumps(self.query).decode()})"
+        return f"and({self.filter}, {searched})" if self.filter else searched
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("text may not contain NUL (\\u0000) characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+ProjectName = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_no_nul)]
+
 
 class SessionCreate(Lenient):
-    name: str = Field(min_length=1, max_length=500)
+    name: ProjectName
     id: uuid.UUID | None = None
-    description: str | None = None
+    description: Text | None = None
     extra: dict[str, Any] | None = None
 
-    @field_validator("name", "description")
-    @classmethod
-    def _no_nul(cls, value: str | None) -> str | None:
-        if value is not None and "\x00" in value:
-            raise ValueError("text may not contain NUL (\\u0000) characters")
-        return value
+
+class SessionUpdate(Lenient):
+    """``PATCH /sessions/{id}`` (``Client.update_project``): null means unchanged, as the SDK sends every key."""
+
+    name: ProjectName | None = None
+    description: Text | None = None
+    extra: dict[str, Any] | None = None
+    end_time: datetime | None = None
 
 
 class FeedbackUpdate(Lenient):
@@ -131,7 +153,7 @@ def session_view(row: dict[str, Any], workspace_id: uuid.UUID) -> dict[str, Any]
         "description": row.get("description"),
         "extra": row.get("extra"),
         "start_time": created.isoformat(),
-        "end_time": None,
+        "end_time": row["end_time"].isoformat() if row.get("end_time") else None,
         "reference_dataset_id": None,
         "default_dataset_id": None,
     }

@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from tracetune.errors import InvalidInput, NotFound
 from tracetune.ingest.records import parse_uuid
+from tracetune.query.run_stats import run_stats
 from tracetune.query.run_view import run_view
 from tracetune.query.runs_query import query_runs
 from tracetune.server.deps import parse_json, read_body, state, workspace
@@ -18,6 +19,7 @@ from tracetune.server.langsmith.protocol import (
     FeedbackUpdate,
     RunQueryBody,
     SessionCreate,
+    SessionUpdate,
     feedback_view,
     session_view,
 )
@@ -76,6 +78,11 @@ def runs_query(body: RunQueryBody, request: Request, ws: Workspace = Depends(wor
     st = state(request)
     page = query_runs(st.store, ws.id, body.to_query(), prices=st.settings.model_prices)
     return {"runs": page.runs, "cursors": {"next": page.next_cursor, "prev": None}}
+
+
+@router.post("/runs/stats")
+def runs_stats(body: RunQueryBody, request: Request, ws: Workspace = Depends(workspace)) -> dict[str, Any]:
+    return run_stats(state(request).store, ws.id, body.to_query())
 
 
 @router.get("/runs/{run_id}")
@@ -137,6 +144,27 @@ def sessions_create(
         upsert_existing=upsert,
     )
     return session_view(row, ws.id)
+
+
+@router.patch("/sessions/{session_id}")
+def sessions_update(
+    session_id: str, body: SessionUpdate, request: Request, ws: Workspace = Depends(workspace)
+) -> dict[str, Any]:
+    row = state(request).store.projects.update(
+        ws.id,
+        parse_uuid(session_id, "session_id"),
+        name=body.name,
+        description=body.description,
+        extra=body.extra,
+        end_time=body.end_time,
+    )
+    return session_view(row, ws.id)
+
+
+@router.delete("/sessions/{session_id}", status_code=202)
+def sessions_delete(session_id: str, request: Request, ws: Workspace = Depends(workspace)) -> dict[str, Any]:
+    deleted = state(request).store.projects.delete(ws.id, parse_uuid(session_id, "session_id"))
+    return {"status": "deleted", "runs": deleted}
 
 
 # -- feedback ----------------------------------------------------------------------------------------------
