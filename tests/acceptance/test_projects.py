@@ -1,11 +1,13 @@
-"""Acceptance: project management and run stats through the unmodified newest SDK — ``update_project``
-(rename, describe, metadata, close), ``delete_project`` (its runs, their tags, metadata and feedback go in one
-transaction; a later run to the name makes a new project) and ``get_run_stats`` over the traced project."""
+"""Acceptance: project management, run stats and pre-signed feedback through the unmodified newest SDK —
+``update_project`` (rename, describe, metadata, close), ``delete_project`` (its runs, their tags, metadata and
+feedback go in one transaction; a later run to the name makes a new project), ``get_run_stats`` over the traced
+project, and ``create_presigned_feedback_token[s]`` / ``create_feedback_from_token`` (a URL that records feedback
+without a key, within the key's bounds, until it expires)."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -89,3 +91,49 @@ def test_run_stats_sum_up_the_selection(traced, client):
     llm = client.get_run_stats(project_names=[traced.project(MODE)], run_type="llm", is_root=False)
     assert llm["run_count"] == sum(len([r for r in t if r.run_type == "llm"]) for t in by_trace(every).values())
     assert "feedback_stats" in llm and llm["feedback_stats"] == {}  # the feedback is on roots
+
+
+def test_presigned_feedback_urls_record_feedback_without_a_key(traced, client, live_server):
+    result = traced.result(MODE)
+    run_id = result["roots"]["stream"]
+    config = {"type": "continuous", "min": 0, "max": 1}
+    token = client.create_presigned_feedback_token(run_id, "thumbs", expiration=timedelta(hours=1),
+                                                   feedback_config=config)  # fmt: skip
+    assert token.url.endswith(f"/api/v1/feedback/tokens/{token.id}")
+    assert timedelta(minutes=59) < token.expires_at - datetime.now(UTC) <= timedelta(hours=1)
+    anonymous = httpx.get(token.url, params={"score": 1, "comment": "great"})  # a browser: no key
+    assert anonymous.status_code == 200, anonymous.text
+    client.create_feedback_from_token(token.url, score=0.5, comment="meh", metadata={"via": "sdk"})
+    # the SDK names the feedback a token writes, so a second use changes it (as on LangSmith)
+    mine = [f for f in client.list_feedback(run_ids=[run_id]) if f.key == "thumbs"]
+    assert [(f.score, f.comment) for f in mine] == [(0.5, "meh")]
+    out_of_range = httpx.get(token.url, params={"score": 5})
+    assert out_of_range.status_code == 400 and "score" in out_of_range.json()["detail"]
+
+    pair = client.create_presigned_feedback_tokens(run_id, ["helpful", "correct"])
+    assert len(pair) == 2 and len({t.id for t in pair}) == 2
+    listed = {t.id for t in client.list_presigned_feedback_tokens(run_id)}
+    assert {token.id, *(t.id for t in pair)} <= listed
+
+    with pytest.raises(Exception, match="expires_at"):
+        client.create_presigned_feedback_token(run_id, "late", expiration=datetime.now(UTC) - timedelta(hours=1))
+    store = live_server.store
+    ws = store.workspaces.get("default").id
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    old = {"run_id": uuid.UUID(run_id), "feedback_key": "old", "feedback_config": None, "feedback_id": None}
+    (expired,) = store.feedback_tokens.create_many(ws, [{**old, "expires_at": past}])
+    gone = httpx.get(f"{live_server.langsmith_url}/feedback/tokens/{expired['id']}", params={"score": 1})
+    assert gone.status_code == 403 and "expired" in gone.json()["detail"]
+    unknown = httpx.post(f"{live_server.langsmith_url}/feedback/tokens/{uuid.uuid4()}", json={"score": 1})
+    assert unknown.status_code == 404
+
+
+def test_a_token_naming_its_feedback_writes_that_one_feedback(traced, client):
+    run_id = traced.result(MODE)["roots"]["tools"]
+    feedback_id = uuid.uuid4()
+    token = client.create_presigned_feedback_token(run_id, "stars", feedback_id=feedback_id)
+    client.create_feedback_from_token(token.id, score=2)
+    client.create_feedback_from_token(token.id, score=4, comment="changed my mind")
+    one = client.read_feedback(feedback_id)
+    assert (one.key, one.score, one.comment) == ("stars", 4.0, "changed my mind")
+    assert [f.id for f in client.list_feedback(run_ids=[run_id]) if f.key == "stars"] == [feedback_id]

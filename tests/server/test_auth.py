@@ -97,6 +97,8 @@ PROTECTED = [
     ("GET", f"/runs/{uuid.uuid4()}", None),
     ("POST", "/feedback", {"key": "k"}),
     ("GET", "/feedback", None),
+    ("POST", "/feedback/tokens", {"run_id": str(uuid.uuid4()), "feedback_key": "k"}),
+    ("GET", f"/feedback/tokens?run_id={uuid.uuid4()}", None),
     # outside the LangSmith base: from the server's root
     ("POST", "/api/v2/runs/query", {"project_ids": [str(uuid.uuid4())]}),
     ("GET", f"/api/v2/runs/{uuid.uuid4()}?project_id={uuid.uuid4()}", None),
@@ -174,6 +176,22 @@ def test_a_key_never_sees_another_workspace(keyed: KeyedServer, project_name: st
         assert (mine["name"], mine["inputs"], mine["outputs"]) == ("b-secret", {"ssn": "123"}, None)
         assert mine["feedback_stats"] == {"k": {"n": 1, "avg": 1.0}}
         assert b.get(f"/feedback/{fid}").json()["score"] == 1.0
+
+
+def test_a_feedback_token_is_its_own_key_and_stays_in_its_workspace(keyed: KeyedServer, project_name: str) -> None:
+    run = new_run(project_name)
+    with keyed.client(keyed.key_a) as a:
+        assert a.post("/runs", json=run).status_code == 202
+        token = a.post("/feedback/tokens", json={"run_id": run["id"], "feedback_key": "thumbs"}).json()
+    with httpx.Client() as anonymous:  # no key at all: the token is the credential
+        assert anonymous.get(token["url"], params={"score": 1}).status_code == 200
+    with keyed.client(keyed.key_b) as b:
+        assert b.get("/feedback/tokens", params={"run_id": run["id"]}).json() == []
+        assert b.get("/feedback", params={"run": run["id"]}).json() == []
+    with keyed.client(keyed.key_a) as a:
+        assert [t["id"] for t in a.get("/feedback/tokens", params={"run_id": run["id"]}).json()] == [token["id"]]
+        (fb,) = a.get("/feedback", params={"run": run["id"]}).json()
+        assert (fb["key"], fb["score"]) == ("thumbs", 1.0)
 
 
 def test_revoked_key_is_refused(keyed: KeyedServer, project_name: str) -> None:

@@ -12,6 +12,7 @@ from tracetune.store import rows, schema
 PAIRS = [
     (rows.RunRow, schema.runs),
     (rows.FeedbackRow, schema.feedback),
+    (rows.FeedbackTokenRow, schema.feedback_tokens),
     (rows.FileRow, schema.files),
     (rows.JobRow, schema.fine_tuning_jobs),
     (rows.JobEventRow, schema.fine_tuning_job_events),

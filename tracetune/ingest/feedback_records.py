@@ -54,3 +54,21 @@ def feedback_record(obj: Any, where: str) -> dict[str, Any]:
         value = obj.get(key_name)
         rec[key_name] = parse_uuid(value, f"{where}.{key_name}") if value is not None else None
     return rec
+
+
+def check_score(score: Any, config: Any) -> None:
+    """A score within a ``FeedbackConfig``'s bounds (``continuous``: ``min``/``max``; ``categorical``: one of its
+    categories' values); 400 naming ``score`` otherwise. No config, or another type: anything goes."""
+    if score is None or not isinstance(config, dict):
+        return
+    if isinstance(score, bool) or not isinstance(score, int | float):
+        raise InvalidInput(f"score must be a number, got {type(score).__name__}", field="score")
+    kind = config.get("type")
+    if kind == "continuous":
+        low, high = config.get("min"), config.get("max")
+        if (low is not None and score < low) or (high is not None and score > high):
+            raise InvalidInput(f"score {score} is outside this key's range [{low}, {high}]", field="score")
+    elif kind == "categorical":
+        allowed = [c.get("value") for c in config.get("categories") or [] if isinstance(c, dict)]
+        if allowed and score not in allowed:
+            raise InvalidInput(f"score {score} is not one of this key's categories {allowed}", field="score")

@@ -16,8 +16,8 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection
 
-from tracetune.errors import InvalidInput, shown
-from tracetune.ingest.feedback_records import feedback_record
+from tracetune.errors import Forbidden, InvalidInput, NotFound, shown
+from tracetune.ingest.feedback_records import check_score, feedback_record
 from tracetune.ingest.multipart import Part, split_parts
 from tracetune.ingest.otlp import decode_request, runs_from_request
 from tracetune.ingest.records import Kind, merge_records, parse_uuid, run_record
@@ -113,6 +113,32 @@ class IngestService:
         rec = feedback_record(obj, "body")
         if rec["id"] is None:
             rec["id"] = uuid.uuid4()
+        return self.store.feedback.create(workspace_id, rec)
+
+    def token_feedback(self, token_id: uuid.UUID, given: dict[str, Any]) -> FeedbackRow:
+        """Feedback through a pre-signed token (no API key): the token's run, key and workspace, ``given``'s
+        ``score``, ``value``, ``comment``, ``correction`` and ``metadata``. 404 for an unknown token, 403 once it
+        has expired, 400 for a score outside the token's continuous bounds. A token that names its feedback id
+        writes that one feedback (created, then updated by later uses)."""
+        tokens = self.store.feedback_tokens
+        token = tokens.get(token_id)
+        if tokens.is_expired(token):
+            raise Forbidden(f"this feedback link expired at {token['expires_at'].isoformat()}", field="token")
+        check_score(given.get("score"), token["feedback_config"])
+        obj = {k: given.get(k) for k in ("score", "value", "comment", "correction")}
+        obj.update(key=token["feedback_key"], run_id=str(token["run_id"]))
+        obj["feedback_source"] = {"type": "api", "metadata": given.get("metadata") or {}, "token_id": str(token_id)}
+        rec = feedback_record(obj, "body")
+        workspace_id, feedback_id = token["workspace_id"], token["feedback_id"]
+        if feedback_id is not None:
+            try:
+                self.store.feedback.get(workspace_id, feedback_id)
+            except NotFound:
+                pass
+            else:
+                changes = {k: rec[k] for k in ("score", "value", "comment", "correction") if rec[k] is not None}
+                return self.store.feedback.update(workspace_id, feedback_id, changes)
+        rec["id"] = feedback_id or uuid.uuid4()
         return self.store.feedback.create(workspace_id, rec)
 
     # -- internals ----------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Public: ``Store`` (the repositories of one database), ``open_store``, ``open_store_from_settings``. Modules:
 ``schema`` (the tables, SQLAlchemy Core), ``engine`` (``Database``: opening, pragmas, migrations, retries),
 ``rows`` (the TypedDict of each table's rows), ``sqlutil`` and ``jsonvalues`` (dialect helpers), and one repository
-per table family: ``workspaces``, ``projects``, ``runs`` (owns ``RUN_COLUMNS``), ``feedback``, ``datasets``,
+per table family: ``workspaces``, ``projects``, ``runs`` (owns ``RUN_COLUMNS``), ``feedback``, ``feedback_tokens``,
+``datasets``,
 ``files``, ``jobs``, ``models``."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from tracetune.config import Settings
     from tracetune.store.datasets import DatasetStore
     from tracetune.store.feedback import FeedbackStore
+    from tracetune.store.feedback_tokens import FeedbackTokenStore
     from tracetune.store.files import FileStore
     from tracetune.store.jobs import JobStore
     from tracetune.store.models import FineTunedModelStore
@@ -32,6 +34,7 @@ class Store:
     projects: ProjectStore = field(init=False)
     runs: RunStore = field(init=False)
     feedback: FeedbackStore = field(init=False)
+    feedback_tokens: FeedbackTokenStore = field(init=False)
     datasets: DatasetStore = field(init=False)
     files: FileStore = field(init=False)
     jobs: JobStore = field(init=False)
@@ -40,6 +43,7 @@ class Store:
     def __post_init__(self) -> None:
         from tracetune.store.datasets import DatasetStore
         from tracetune.store.feedback import FeedbackStore
+        from tracetune.store.feedback_tokens import FeedbackTokenStore
         from tracetune.store.files import FileStore
         from tracetune.store.jobs import JobStore
         from tracetune.store.models import FineTunedModelStore
@@ -51,6 +55,7 @@ class Store:
         self.projects = ProjectStore(self.db)
         self.runs = RunStore(self.db, self.projects)
         self.feedback = FeedbackStore(self.db)
+        self.feedback_tokens = FeedbackTokenStore(self.db)
         self.datasets = DatasetStore(self.db)
         self.files = FileStore(self.db)
         self.jobs = JobStore(self.db)

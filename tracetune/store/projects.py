@@ -12,7 +12,7 @@ from sqlalchemy import Connection, delete, func, or_, select
 
 from tracetune.errors import Conflict, NotFound
 from tracetune.store.engine import Database
-from tracetune.store.schema import feedback, projects, run_metadata, run_tags, runs
+from tracetune.store.schema import feedback, feedback_tokens, projects, run_metadata, run_tags, runs
 from tracetune.store.sqlutil import as_utc, upsert, utcnow
 
 
@@ -123,7 +123,8 @@ class ProjectStore:
         return self.get(workspace_id, project_id)
 
     def delete(self, workspace_id: uuid.UUID, project_id: uuid.UUID) -> int:
-        """Delete the project with its runs, their tags, metadata and feedback (and the project's own feedback) in
+        """Delete the project with its runs, their tags, metadata, feedback and feedback tokens (and the project's own
+        feedback) in
         one transaction; returns how many runs went. 404 for a project not in the workspace. A run sent later to
         the same name makes a new project, in this process or any other (``RunStore`` checks its cached ids)."""
         with self.db.write() as conn:
@@ -139,7 +140,7 @@ class ProjectStore:
                     or_(feedback.c.run_id.in_(its_runs), feedback.c.session_id == project_id),
                 )
             )
-            for side in (run_tags, run_metadata):
+            for side in (run_tags, run_metadata, feedback_tokens):
                 conn.execute(delete(side).where(side.c.workspace_id == workspace_id, side.c.run_id.in_(its_runs)))
             gone = conn.execute(
                 delete(runs).where(runs.c.workspace_id == workspace_id, runs.c.project_id == project_id)

@@ -59,6 +59,17 @@ class FeedbackRow(TypedDict):
     modified_at: datetime  # UTC
 
 
+class FeedbackTokenRow(TypedDict):
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    run_id: uuid.UUID
+    feedback_key: str
+    feedback_config: Any
+    feedback_id: uuid.UUID | None
+    expires_at: datetime  # UTC
+    created_at: datetime  # UTC
+
+
 class FileRow(TypedDict):
     id: str  # file-<24 hex>
     workspace_id: uuid.UUID

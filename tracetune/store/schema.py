@@ -169,6 +169,23 @@ feedback = Table(
     Index("ix_feedback_key", "workspace_id", "key"),
 )
 
+# Pre-signed feedback URLs (migration 0007): the token id is the credential, scoped to one run and key, expiring.
+feedback_tokens = Table(
+    "feedback_tokens",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("workspace_id", Uuid, ForeignKey("workspaces.id"), nullable=False),
+    Column("run_id", Uuid, nullable=False),
+    Column("feedback_key", String(500), nullable=False),
+    Column("feedback_config", JSONValue, nullable=True),
+    Column(
+        "feedback_id", Uuid, nullable=True
+    ),  # the feedback each use writes (the same one), when the creator named it
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_feedback_tokens_run", "workspace_id", "run_id"),
+)
+
 # -- datasets (migration 0002) -------------------------------------------------------------------------------
 # A dataset is one export: a named, versioned selection of runs and the records it produced. A new export
 # under an existing name is the next version. Records keep their lineage (run ids → trace id) and their split.

@@ -7,16 +7,16 @@ Compatible surfaces accept unknown fields (real SDKs send more than we model); t
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from tracetune.errors import shown
+from tracetune.errors import InvalidInput, shown
 from tracetune.query.run_view import SELECTABLE
 from tracetune.query.runs_query import MAX_LIMIT, RunQuery
-from tracetune.store.rows import FeedbackRow
+from tracetune.store.rows import FeedbackRow, FeedbackTokenRow
 from tracetune.timeutil import time_to_us, us_to_time
 
 # What the SDK compares against its minimums: >= 0.8.10 sends feedback inside /runs/multipart; >= 0.16 is the v2
@@ -135,6 +135,57 @@ class SessionUpdate(Lenient):
     description: Text | None = None
     extra: dict[str, Any] | None = None
     end_time: datetime | None = None
+
+
+class TimeDelta(Lenient):
+    days: int = Field(default=0, ge=0)
+    hours: int = Field(default=0, ge=0)
+    minutes: int = Field(default=0, ge=0)
+
+
+DEFAULT_TOKEN_LIFETIME = timedelta(hours=3)  # the SDK's default too
+
+
+class FeedbackTokenCreate(Lenient):
+    """One pre-signed feedback URL to make (``Client.create_presigned_feedback_token[s]``)."""
+
+    run_id: uuid.UUID
+    feedback_key: Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_no_nul)]
+    feedback_config: dict[str, Any] | None = None
+    id: uuid.UUID | None = None  # the feedback every use of the token writes
+    expires_in: TimeDelta | None = None
+    expires_at: datetime | None = None
+
+    def expiry(self, now: datetime) -> datetime:
+        if self.expires_at is not None:
+            at = self.expires_at if self.expires_at.tzinfo else self.expires_at.replace(tzinfo=UTC)
+            if at <= now:
+                raise InvalidInput("expires_at is in the past", field="expires_at")
+            return at
+        if self.expires_in is not None:
+            span = timedelta(days=self.expires_in.days, hours=self.expires_in.hours, minutes=self.expires_in.minutes)
+            if span <= timedelta(0):
+                raise InvalidInput("expires_in must be longer than zero", field="expires_in")
+            return now + span
+        return now + DEFAULT_TOKEN_LIFETIME
+
+
+class TokenFeedback(Lenient):
+    """What a pre-signed URL records (``Client.create_feedback_from_token``, or the query string of a GET)."""
+
+    score: float | bool | None = None
+    value: Any = None
+    comment: str | None = None
+    correction: Any = None
+    metadata: dict[str, Any] | None = None
+
+
+def token_view(row: FeedbackTokenRow, base_url: str) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "url": f"{base_url.rstrip('/')}/api/v1/feedback/tokens/{row['id']}",
+        "expires_at": row["expires_at"].isoformat(),
+    }
 
 
 class FeedbackUpdate(Lenient):

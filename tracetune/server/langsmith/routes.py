@@ -16,13 +16,17 @@ from tracetune.query.runs_query import query_runs
 from tracetune.server.deps import parse_json, read_body, state, workspace
 from tracetune.server.langsmith.protocol import (
     INFO,
+    FeedbackTokenCreate,
     FeedbackUpdate,
     RunQueryBody,
     SessionCreate,
     SessionUpdate,
+    TokenFeedback,
     feedback_view,
     session_view,
+    token_view,
 )
+from tracetune.store.sqlutil import utcnow
 from tracetune.store.workspaces import Workspace
 
 router = APIRouter(prefix="/api/v1")
@@ -197,6 +201,62 @@ def feedback_list(
         offset=offset,
     )
     return [feedback_view(r) for r in rows]
+
+
+@router.post("/feedback/tokens")
+def feedback_tokens_create(
+    body: FeedbackTokenCreate | list[FeedbackTokenCreate], request: Request, ws: Workspace = Depends(workspace)
+) -> Any:
+    now = utcnow()
+    wanted = body if isinstance(body, list) else [body]
+    rows = state(request).store.feedback_tokens.create_many(
+        ws.id,
+        [
+            {
+                "run_id": t.run_id,
+                "feedback_key": t.feedback_key,
+                "feedback_config": t.feedback_config,
+                "feedback_id": t.id,
+                "expires_at": t.expiry(now),
+            }
+            for t in wanted
+        ],
+    )
+    views = [token_view(r, str(request.base_url)) for r in rows]
+    return views if isinstance(body, list) else views[0]
+
+
+@router.get("/feedback/tokens")
+def feedback_tokens_list(
+    request: Request,
+    run_id: uuid.UUID,
+    ws: Workspace = Depends(workspace),
+    limit: int = Query(default=100, ge=1, le=100),
+    offset: int = Query(default=0, ge=0),
+) -> list[dict[str, Any]]:
+    rows = state(request).store.feedback_tokens.list(ws.id, run_id, limit=limit, offset=offset)
+    return [token_view(r, str(request.base_url)) for r in rows]
+
+
+# No API key on these two: the token is the credential (one run, one key, until it expires).
+@router.get("/feedback/tokens/{token_id}")
+def feedback_token_get(
+    token_id: str,
+    request: Request,
+    score: float | None = None,
+    value: str | None = None,
+    comment: str | None = None,
+    correction: str | None = None,
+) -> dict[str, Any]:
+    given = {"score": score, "value": value, "comment": comment, "correction": correction}
+    row = state(request).ingest.token_feedback(parse_uuid(token_id, "token"), given)
+    return feedback_view(row)
+
+
+@router.post("/feedback/tokens/{token_id}")
+def feedback_token_post(token_id: str, body: TokenFeedback, request: Request) -> dict[str, Any]:
+    row = state(request).ingest.token_feedback(parse_uuid(token_id, "token"), body.model_dump())
+    return feedback_view(row)
 
 
 @router.get("/feedback/{feedback_id}")
