@@ -137,3 +137,41 @@ def test_a_token_naming_its_feedback_writes_that_one_feedback(traced, client):
     one = client.read_feedback(feedback_id)
     assert (one.key, one.score, one.comment) == ("stars", 4.0, "changed my mind")
     assert [f.id for f in client.list_feedback(run_ids=[run_id]) if f.key == "stars"] == [feedback_id]
+
+
+def test_feedback_configs_define_and_check_a_keys_scores(traced, client, live_server):
+    run_id = traced.result(MODE)["roots"]["functions"]
+    key = f"quality-{uuid.uuid4().hex[:6]}"
+    made = client.create_feedback_config(key, feedback_config={"type": "continuous", "min": 0, "max": 5},
+                                         is_lower_score_better=False)  # fmt: skip
+    assert (made.feedback_key, made.feedback_config["max"], made.is_lower_score_better) == (key, 5, False)
+    same = client.create_feedback_config(key, feedback_config={"type": "continuous", "min": 0, "max": 5})
+    assert same.id == made.id  # an identical config is returned unchanged
+    with pytest.raises(Exception, match="already exists"):
+        client.create_feedback_config(key, feedback_config={"type": "continuous", "min": 0, "max": 10})
+    assert [c.feedback_key for c in client.list_feedback_configs(feedback_key=[key])] == [key]
+
+    # feedback on the key is checked against it (the direct API; multipart batches store what is sent)
+    api = httpx.Client(base_url=live_server.langsmith_url)
+    ok = api.post("/feedback", json={"run_id": run_id, "key": key, "score": 4})
+    too_high = api.post("/feedback", json={"run_id": run_id, "key": key, "score": 7})
+    assert ok.status_code == 200 and too_high.status_code == 400 and "score" in too_high.json()["detail"]
+
+    widened = client.update_feedback_config(key, feedback_config={"type": "continuous", "min": 0, "max": 10})
+    assert widened.feedback_config["max"] == 10 and widened.id == made.id
+    assert api.post("/feedback", json={"run_id": run_id, "key": key, "score": 7}).status_code == 200
+
+    label = f"topic-{uuid.uuid4().hex[:6]}"
+    categories = [{"value": 0, "label": "billing"}, {"value": 1, "label": "shipping"}]
+    client.create_feedback_config(label, feedback_config={"type": "categorical", "categories": categories})
+    grown = client.add_feedback_categories(label, [{"value": 2, "label": "returns"}])
+    assert [c["label"] for c in grown.feedback_config["categories"]] == ["billing", "shipping", "returns"]
+    shrunk = client.remove_feedback_categories(label, [0])
+    assert [c["value"] for c in shrunk.feedback_config["categories"]] == [1, 2]
+    assert api.post("/feedback", json={"run_id": run_id, "key": label, "score": 0}).status_code == 400
+
+    client.delete_feedback_config(key)
+    assert list(client.list_feedback_configs(feedback_key=[key])) == []
+    assert api.post("/feedback", json={"run_id": run_id, "key": key, "score": 70}).status_code == 200
+    bad = api.post("/feedback-configs", json={"feedback_key": "x", "feedback_config": {"type": "categorical"}})
+    assert bad.status_code == 422 and "categories" in bad.json()["detail"]

@@ -20,7 +20,7 @@ DATASET_TABLES = {"datasets", "dataset_records"}  # 0002; empty in _fill (tests/
 FILE_TABLES = {"files"}  # 0003; empty in _fill (tests/server/test_openai_files.py)
 JOB_TABLES = {"fine_tuning_jobs", "fine_tuning_job_events", "fine_tuning_checkpoints", "fine_tuned_models"}  # 0004
 FLAG_TABLES = {"store_flags"}  # 0005
-TOKEN_TABLES = {"feedback_tokens"}  # 0007 (0006 adds a column)
+TOKEN_TABLES = {"feedback_tokens", "feedback_configs"}  # 0007, 0008 (0006 adds a column)
 ALL_TABLES = TABLES | DATASET_TABLES | FILE_TABLES | JOB_TABLES | FLAG_TABLES | TOKEN_TABLES | {"alembic_version"}
 
 

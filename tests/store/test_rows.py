@@ -13,6 +13,7 @@ PAIRS = [
     (rows.RunRow, schema.runs),
     (rows.FeedbackRow, schema.feedback),
     (rows.FeedbackTokenRow, schema.feedback_tokens),
+    (rows.FeedbackConfigRow, schema.feedback_configs),
     (rows.FileRow, schema.files),
     (rows.JobRow, schema.fine_tuning_jobs),
     (rows.JobEventRow, schema.fine_tuning_job_events),

@@ -110,10 +110,21 @@ class IngestService:
         return self._apply(workspace_id, [], [{**run, "id": str(rid)}], [], [], where_prefix=False)
 
     def feedback(self, workspace_id: uuid.UUID, obj: Any) -> FeedbackRow:
+        """``POST /feedback``: checked against its key's configuration (a ``feedback_config`` in the body makes
+        the key's first one). Feedback inside multipart batches is stored as sent: a bad score must never cost
+        the runs it travels with."""
         rec = feedback_record(obj, "body")
         if rec["id"] is None:
             rec["id"] = uuid.uuid4()
+        given = obj.get("feedback_config") if isinstance(obj, dict) else None
+        self._check_configured(workspace_id, rec["key"], rec["score"], given)
         return self.store.feedback.create(workspace_id, rec)
+
+    def _check_configured(self, workspace_id: uuid.UUID, key: str, score: Any, given: Any) -> None:
+        stored = self.store.feedback_configs.get(workspace_id, key)
+        if stored is None and isinstance(given, dict):
+            stored = self.store.feedback_configs.create(workspace_id, key, given, None)
+        check_score(score, stored["feedback_config"] if stored else None)
 
     def token_feedback(self, token_id: uuid.UUID, given: dict[str, Any]) -> FeedbackRow:
         """Feedback through a pre-signed token (no API key): the token's run, key and workspace, ``given``'s
@@ -124,7 +135,8 @@ class IngestService:
         token = tokens.get(token_id)
         if tokens.is_expired(token):
             raise Forbidden(f"this feedback link expired at {token['expires_at'].isoformat()}", field="token")
-        check_score(given.get("score"), token["feedback_config"])
+        key, config = token["feedback_key"], token["feedback_config"]
+        self._check_configured(token["workspace_id"], key, given.get("score"), config)
         obj = {k: given.get(k) for k in ("score", "value", "comment", "correction")}
         obj.update(key=token["feedback_key"], run_id=str(token["run_id"]))
         obj["feedback_source"] = {"type": "api", "metadata": given.get("metadata") or {}, "token_id": str(token_id)}

@@ -4,8 +4,7 @@ Public: ``Store`` (the repositories of one database), ``open_store``, ``open_sto
 ``schema`` (the tables, SQLAlchemy Core), ``engine`` (``Database``: opening, pragmas, migrations, retries),
 ``rows`` (the TypedDict of each table's rows), ``sqlutil`` and ``jsonvalues`` (dialect helpers), and one repository
 per table family: ``workspaces``, ``projects``, ``runs`` (owns ``RUN_COLUMNS``), ``feedback``, ``feedback_tokens``,
-``datasets``,
-``files``, ``jobs``, ``models``."""
+``feedback_configs``, ``datasets``, ``files``, ``jobs``, ``models``."""
 
 from __future__ import annotations
 
@@ -18,6 +17,7 @@ if TYPE_CHECKING:
     from tracetune.config import Settings
     from tracetune.store.datasets import DatasetStore
     from tracetune.store.feedback import FeedbackStore
+    from tracetune.store.feedback_configs import FeedbackConfigStore
     from tracetune.store.feedback_tokens import FeedbackTokenStore
     from tracetune.store.files import FileStore
     from tracetune.store.jobs import JobStore
@@ -35,6 +35,7 @@ class Store:
     runs: RunStore = field(init=False)
     feedback: FeedbackStore = field(init=False)
     feedback_tokens: FeedbackTokenStore = field(init=False)
+    feedback_configs: FeedbackConfigStore = field(init=False)
     datasets: DatasetStore = field(init=False)
     files: FileStore = field(init=False)
     jobs: JobStore = field(init=False)
@@ -43,6 +44,7 @@ class Store:
     def __post_init__(self) -> None:
         from tracetune.store.datasets import DatasetStore
         from tracetune.store.feedback import FeedbackStore
+        from tracetune.store.feedback_configs import FeedbackConfigStore
         from tracetune.store.feedback_tokens import FeedbackTokenStore
         from tracetune.store.files import FileStore
         from tracetune.store.jobs import JobStore
@@ -56,6 +58,7 @@ class Store:
         self.runs = RunStore(self.db, self.projects)
         self.feedback = FeedbackStore(self.db)
         self.feedback_tokens = FeedbackTokenStore(self.db)
+        self.feedback_configs = FeedbackConfigStore(self.db)
         self.datasets = DatasetStore(self.db)
         self.files = FileStore(self.db)
         self.jobs = JobStore(self.db)

@@ -59,6 +59,15 @@ class FeedbackRow(TypedDict):
     modified_at: datetime  # UTC
 
 
+class FeedbackConfigRow(TypedDict):
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    feedback_key: str
+    feedback_config: Any  # {"type": "continuous" | "categorical" | "freeform", "min", "max", "categories", …}
+    is_lower_score_better: bool | None
+    modified_at: datetime  # UTC
+
+
 class FeedbackTokenRow(TypedDict):
     id: uuid.UUID
     workspace_id: uuid.UUID

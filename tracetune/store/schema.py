@@ -16,6 +16,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -184,6 +185,19 @@ feedback_tokens = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_feedback_tokens_run", "workspace_id", "run_id"),
+)
+
+# How a feedback key's scores read (migration 0008): one configuration per key and workspace.
+feedback_configs = Table(
+    "feedback_configs",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("workspace_id", Uuid, ForeignKey("workspaces.id"), nullable=False),
+    Column("feedback_key", String(500), nullable=False),
+    Column("feedback_config", JSONValue, nullable=False),
+    Column("is_lower_score_better", Boolean, nullable=True),
+    Column("modified_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("workspace_id", "feedback_key"),
 )
 
 # -- datasets (migration 0002) -------------------------------------------------------------------------------

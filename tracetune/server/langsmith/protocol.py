@@ -11,12 +11,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from tracetune.errors import InvalidInput, shown
 from tracetune.query.run_view import SELECTABLE
 from tracetune.query.runs_query import MAX_LIMIT, RunQuery
-from tracetune.store.rows import FeedbackRow, FeedbackTokenRow
+from tracetune.store.rows import FeedbackConfigRow, FeedbackRow, FeedbackTokenRow
 from tracetune.timeutil import time_to_us, us_to_time
 
 # What the SDK compares against its minimums: >= 0.8.10 sends feedback inside /runs/multipart; >= 0.16 is the v2
@@ -137,6 +137,35 @@ class SessionUpdate(Lenient):
     end_time: datetime | None = None
 
 
+class FeedbackCategory(Lenient):
+    value: float
+    label: str | None = None
+
+
+class FeedbackConfigBody(Lenient):
+    """LangSmith's ``FeedbackConfig``: how a key's scores read."""
+
+    type: Literal["continuous", "categorical", "freeform"]
+    min: float | None = None
+    max: float | None = None
+    categories: list[FeedbackCategory] | None = None
+    allows_multiple_categories: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FeedbackConfigBody:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min is above max")
+        if self.type == "categorical" and not self.categories:
+            raise ValueError("a categorical config needs categories")
+        return self
+
+    def stored(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+FeedbackKey = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_no_nul)]
+
+
 class TimeDelta(Lenient):
     days: int = Field(default=0, ge=0)
     hours: int = Field(default=0, ge=0)
@@ -150,8 +179,8 @@ class FeedbackTokenCreate(Lenient):
     """One pre-signed feedback URL to make (``Client.create_presigned_feedback_token[s]``)."""
 
     run_id: uuid.UUID
-    feedback_key: Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_no_nul)]
-    feedback_config: dict[str, Any] | None = None
+    feedback_key: FeedbackKey
+    feedback_config: FeedbackConfigBody | None = None
     id: uuid.UUID | None = None  # the feedback every use of the token writes
     expires_in: TimeDelta | None = None
     expires_at: datetime | None = None
@@ -185,6 +214,55 @@ def token_view(row: FeedbackTokenRow, base_url: str) -> dict[str, Any]:
         "id": str(row["id"]),
         "url": f"{base_url.rstrip('/')}/api/v1/feedback/tokens/{row['id']}",
         "expires_at": row["expires_at"].isoformat(),
+    }
+
+
+class FeedbackConfigCreate(Lenient):
+    feedback_key: FeedbackKey
+    feedback_config: FeedbackConfigBody
+    is_lower_score_better: bool | None = None
+    is_enforced: bool = False
+
+
+class FeedbackConfigPatch(Lenient):
+    """``update_feedback_config`` / ``add_feedback_categories`` / ``remove_feedback_categories``."""
+
+    feedback_key: FeedbackKey
+    id: uuid.UUID | None = None
+    feedback_config: FeedbackConfigBody | None = None
+    is_lower_score_better: bool | None = None
+    add_categories: list[FeedbackCategory] | None = None
+    remove_categories: list[float] | None = None
+
+    def changes(self, current: dict[str, Any]) -> dict[str, Any]:
+        """The columns this patch changes, given the key's ``current`` config."""
+        out: dict[str, Any] = {}
+        if self.is_lower_score_better is not None:
+            out["is_lower_score_better"] = self.is_lower_score_better
+        config = self.feedback_config.stored() if self.feedback_config else dict(current)
+        if self.add_categories or self.remove_categories:
+            if config.get("type") != "categorical":
+                raise InvalidInput("only a categorical config has categories", field="add_categories")
+            removed = set(self.remove_categories or [])
+            kept = [c for c in config.get("categories") or [] if c.get("value") not in removed]
+            known = {c.get("value") for c in kept}
+            kept += [c.model_dump(exclude_none=True) for c in self.add_categories or [] if c.value not in known]
+            config["categories"] = kept
+        if self.feedback_config or self.add_categories or self.remove_categories:
+            out["feedback_config"] = config
+        return out
+
+
+def feedback_config_view(row: FeedbackConfigRow) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "feedback_key": row["feedback_key"],
+        "feedback_config": row["feedback_config"],
+        "tenant_id": str(row["workspace_id"]),
+        "modified_at": row["modified_at"].isoformat(),
+        "is_lower_score_better": row["is_lower_score_better"],
+        "is_enforced": False,
+        "is_first": True,
     }
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from tracetune.errors import InvalidInput, NotFound
+from tracetune.errors import InvalidInput, NotFound, NotSupported
 from tracetune.ingest.records import parse_uuid
 from tracetune.query.run_stats import run_stats
 from tracetune.query.run_view import run_view
@@ -16,12 +16,15 @@ from tracetune.query.runs_query import query_runs
 from tracetune.server.deps import parse_json, read_body, state, workspace
 from tracetune.server.langsmith.protocol import (
     INFO,
+    FeedbackConfigCreate,
+    FeedbackConfigPatch,
     FeedbackTokenCreate,
     FeedbackUpdate,
     RunQueryBody,
     SessionCreate,
     SessionUpdate,
     TokenFeedback,
+    feedback_config_view,
     feedback_view,
     session_view,
     token_view,
@@ -215,7 +218,7 @@ def feedback_tokens_create(
             {
                 "run_id": t.run_id,
                 "feedback_key": t.feedback_key,
-                "feedback_config": t.feedback_config,
+                "feedback_config": t.feedback_config.stored() if t.feedback_config else None,
                 "feedback_id": t.id,
                 "expires_at": t.expiry(now),
             }
@@ -257,6 +260,65 @@ def feedback_token_get(
 def feedback_token_post(token_id: str, body: TokenFeedback, request: Request) -> dict[str, Any]:
     row = state(request).ingest.token_feedback(parse_uuid(token_id, "token"), body.model_dump())
     return feedback_view(row)
+
+
+# -- feedback configurations -------------------------------------------------------------------------------
+
+
+@router.post("/feedback-configs")
+def feedback_configs_create(
+    body: FeedbackConfigCreate, request: Request, ws: Workspace = Depends(workspace)
+) -> dict[str, Any]:
+    if body.is_enforced:
+        raise NotSupported(
+            "enforced feedback configurations are not available; leave is_enforced false", field="is_enforced"
+        )
+    configs = state(request).store.feedback_configs
+    row = configs.create(ws.id, body.feedback_key, body.feedback_config.stored(), body.is_lower_score_better)
+    return feedback_config_view(row)
+
+
+@router.get("/feedback-configs")
+def feedback_configs_list(
+    request: Request,
+    ws: Workspace = Depends(workspace),
+    key: list[str] | None = Query(default=None),
+    name_contains: str | None = None,
+    limit: int = Query(default=100, ge=1, le=100),
+    offset: int = Query(default=0, ge=0),
+) -> list[dict[str, Any]]:
+    rows = state(request).store.feedback_configs.list(
+        ws.id, keys=key, name_contains=name_contains, limit=limit, offset=offset
+    )
+    return [feedback_config_view(r) for r in rows]
+
+
+@router.patch("/feedback-configs")
+def feedback_configs_update(
+    body: FeedbackConfigPatch, request: Request, ws: Workspace = Depends(workspace)
+) -> dict[str, Any]:
+    configs = state(request).store.feedback_configs
+    current = configs.get(ws.id, body.feedback_key)
+    if current is None or (body.id is not None and body.id != current["id"]):
+        raise NotFound(f"no feedback config for key {body.feedback_key!r}", field="feedback_key")
+    changes = body.changes(current["feedback_config"])
+    return feedback_config_view(configs.update(ws.id, body.feedback_key, changes) if changes else current)
+
+
+@router.delete("/feedback-configs", status_code=204)
+def feedback_configs_delete(
+    request: Request,
+    ws: Workspace = Depends(workspace),
+    feedback_key: str | None = None,
+    id: uuid.UUID | None = None,
+) -> Response:
+    configs = state(request).store.feedback_configs
+    if id is not None:
+        feedback_key = configs.key_of(ws.id, id)
+    if feedback_key is None:
+        raise InvalidInput("give feedback_key or id", field="feedback_key")
+    configs.delete(ws.id, feedback_key)
+    return Response(status_code=204)
 
 
 @router.get("/feedback/{feedback_id}")
