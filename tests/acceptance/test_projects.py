@@ -175,3 +175,12 @@ def test_feedback_configs_define_and_check_a_keys_scores(traced, client, live_se
     assert api.post("/feedback", json={"run_id": run_id, "key": key, "score": 70}).status_code == 200
     bad = api.post("/feedback-configs", json={"feedback_key": "x", "feedback_config": {"type": "categorical"}})
     assert bad.status_code == 422 and "categories" in bad.json()["detail"]
+
+    # a feedback_config in the first POST /feedback of a key configures it
+    fresh = f"stars-{uuid.uuid4().hex[:6]}"
+    unit = {"type": "continuous", "min": 0, "max": 1}
+    first = api.post("/feedback", json={"run_id": run_id, "key": fresh, "score": 1, "feedback_config": unit})
+    assert first.status_code == 200 and client.list_feedback_configs(feedback_key=[fresh])
+    assert api.post("/feedback", json={"run_id": run_id, "key": fresh, "score": 3}).status_code == 400
+    odd = api.post("/feedback", json={"run_id": run_id, "key": "odd", "score": 1, "feedback_config": {"type": "x"}})
+    assert odd.status_code == 400 and "feedback_config" in odd.json()["detail"]

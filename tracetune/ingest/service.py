@@ -122,7 +122,12 @@ class IngestService:
 
     def _check_configured(self, workspace_id: uuid.UUID, key: str, score: Any, given: Any) -> None:
         stored = self.store.feedback_configs.get(workspace_id, key)
-        if stored is None and isinstance(given, dict):
+        if stored is None and given is not None:
+            if not isinstance(given, dict) or given.get("type") not in ("continuous", "categorical", "freeform"):
+                raise InvalidInput(
+                    "feedback_config must be an object with type continuous, categorical or freeform",
+                    field="feedback_config",
+                )
             stored = self.store.feedback_configs.create(workspace_id, key, given, None)
         check_score(score, stored["feedback_config"] if stored else None)
 
