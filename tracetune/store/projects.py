@@ -105,12 +105,8 @@ class ProjectStore:
             if v is not None
         }
         with self.db.write() as conn:
-            old = conn.execute(
-                select(projects.c.name).where(projects.c.workspace_id == workspace_id, projects.c.id == project_id)
-            ).first()
-            if old is None:
-                raise NotFound(f"project {project_id} not found", field="session_id")
-            if name is not None and name != old.name:
+            old_name = self._name_of(conn, workspace_id, project_id)
+            if name is not None and name != old_name:
                 taken = conn.execute(
                     select(projects.c.id).where(projects.c.workspace_id == workspace_id, projects.c.name == name)
                 ).first()
@@ -123,16 +119,12 @@ class ProjectStore:
         return self.get(workspace_id, project_id)
 
     def delete(self, workspace_id: uuid.UUID, project_id: uuid.UUID) -> int:
-        """Delete the project with its runs, their tags, metadata, feedback and feedback tokens (and the project's own
-        feedback) in
-        one transaction; returns how many runs went. 404 for a project not in the workspace. A run sent later to
-        the same name makes a new project, in this process or any other (``RunStore`` checks its cached ids)."""
+        """Delete the project with its runs, their tags, metadata, feedback and feedback tokens (and the project's
+        own feedback) in one transaction; returns how many runs went. 404 for a project not in the workspace. A run
+        sent later to the same name makes a new project, in this process or any other (``RunStore`` checks its
+        cached ids)."""
         with self.db.write() as conn:
-            found = conn.execute(
-                select(projects.c.id).where(projects.c.workspace_id == workspace_id, projects.c.id == project_id)
-            ).first()
-            if found is None:
-                raise NotFound(f"project {project_id} not found", field="session_id")
+            self._name_of(conn, workspace_id, project_id)
             its_runs = select(runs.c.id).where(runs.c.workspace_id == workspace_id, runs.c.project_id == project_id)
             conn.execute(
                 delete(feedback).where(
@@ -148,6 +140,16 @@ class ProjectStore:
             conn.execute(delete(projects).where(projects.c.id == project_id))
         self.forget(workspace_id, [project_id])
         return int(gone or 0)
+
+    @staticmethod
+    def _name_of(conn: Connection, workspace_id: uuid.UUID, project_id: uuid.UUID) -> str:
+        """The project's name; 404 for a project not in the workspace."""
+        name = conn.execute(
+            select(projects.c.name).where(projects.c.workspace_id == workspace_id, projects.c.id == project_id)
+        ).scalar_one_or_none()
+        if name is None:
+            raise NotFound(f"project {project_id} not found", field="session_id")
+        return str(name)
 
     def forget(self, workspace_id: uuid.UUID, project_ids: Iterable[uuid.UUID]) -> None:
         """Drop cached name → id entries of these projects (renamed or deleted)."""

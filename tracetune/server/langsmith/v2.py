@@ -29,6 +29,8 @@ from tracetune.query.traces import query_runs_v2, query_traces, trace_runs
 from tracetune.query.v2_runs import check_selects, v1_fields, v2_run
 from tracetune.server.deps import state, workspace
 from tracetune.server.langsmith.protocol import Lenient
+from tracetune.store import Store
+from tracetune.store.rows import RunRow
 from tracetune.store.workspaces import Workspace
 from tracetune.timeutil import time_to_us
 
@@ -210,6 +212,13 @@ async def runs_query(body: RunQueryV2, request: Request, ws: Workspace = Depends
     return _page(request, items, cursor)
 
 
+def _run_in_project(store: Store, ws: Workspace, run_id: uuid.UUID, project_id: uuid.UUID) -> RunRow:
+    row = store.runs.get(ws.id, run_id)
+    if row is None or row.get("project_id") != project_id:
+        raise NotFound(f"run {run_id} not found in project {project_id}", field="run_id")
+    return row
+
+
 @router.get("/runs/{run_id}/url")
 def runs_url(
     run_id: uuid.UUID,
@@ -218,9 +227,7 @@ def runs_url(
     trace_id: uuid.UUID,
     ws: Workspace = Depends(workspace),
 ) -> dict[str, Any]:
-    row = state(request).store.runs.get(ws.id, run_id)
-    if row is None or row.get("project_id") != project_id:
-        raise NotFound(f"run {run_id} not found in project {project_id}", field="run_id")
+    _run_in_project(state(request).store, ws, run_id, project_id)
     return {"url": f"{str(request.base_url).rstrip('/')}/runs/{run_id}"}
 
 
@@ -235,9 +242,7 @@ def runs_retrieve(
 ) -> dict[str, Any]:
     st = state(request)
     chosen = check_selects(selects)
-    row = st.store.runs.get(ws.id, run_id)
-    if row is None or row.get("project_id") != project_id:
-        raise NotFound(f"run {run_id} not found in project {project_id}", field="run_id")
+    row = _run_in_project(st.store, ws, run_id, project_id)
     wanted = set(v1_fields(chosen))
     stats = st.store.feedback.stats_for_runs(ws.id, [run_id]).get(run_id) if "feedback_stats" in wanted else None
     view = run_view(row, feedback_stats=stats, prices=st.settings.model_prices)
