@@ -246,3 +246,21 @@ def test_the_readme_v2_example_runs_without_a_warning(traced, client, caplog):
     functions_tree = by_trace(traced.runs(MODE))[traced.result(MODE)["roots"]["functions"]]
     llm = [r for r in functions_tree if r.run_type == "llm"]
     assert [r.id for r in scope["runs"]] == [str(r.id) for r in llm]  # the one rated trace's model call
+
+
+def test_subtree_usage_sums_a_runs_descendants(traced, client):
+    threads = traced.result("threaded")["threads"]
+    pid = project_id(client, traced, "threaded")
+    kw: dict[str, Any] = {"project_ids": [pid], "min_start_time": SINCE, "selects": ["TOTAL_TOKENS", "NAME"]}
+
+    async def go():
+        own = await collect(client.runs.query_v2(is_root=True, **kw))
+        summed = await collect(client.runs.query_v2(is_root=True, include_subtree_usage=True, **kw))
+        models = await collect(client.runs.query_v2(run_type="LLM", include_subtree_usage=True, **kw))
+        return own, summed, models
+
+    own, summed, models = run(go())
+    assert len(summed) == sum(len(ids) for ids in threads.values())
+    assert {r.total_tokens for r in own} == {None}  # a turn reports no usage of its own
+    assert {r.total_tokens for r in summed} == {5}  # its model call's five tokens
+    assert {r.total_tokens for r in models} == {5}  # a run with nothing below keeps its own

@@ -74,7 +74,9 @@ def _roots(q: ThreadQuery) -> RunQuery:
     )
 
 
-def query_threads(store: Store, workspace_id: uuid.UUID, q: ThreadQuery) -> tuple[list[dict[str, Any]], str | None]:
+def query_threads(
+    store: Store, workspace_id: uuid.UUID, q: ThreadQuery, prices: Prices = None
+) -> tuple[list[dict[str, Any]], str | None]:
     """One page of thread summaries and the next page's cursor (None on the last)."""
     window = where_clauses(workspace_id, _roots(q))
     matching = select(runs.c.thread_id).where(
@@ -112,7 +114,7 @@ def query_threads(store: Store, workspace_id: uuid.UUID, q: ThreadQuery) -> tupl
     rows = store.runs.fetch(stmt)
     more = len(rows) > q.page_size
     rows = rows[: q.page_size]
-    items = _summaries(store, workspace_id, q, rows)
+    items = _summaries(store, workspace_id, q, rows, prices)
     cursor = encode_cursor(rows[-1]["last_us"], rows[-1]["thread_id"]) if more and rows else None
     return items, cursor
 
@@ -123,7 +125,7 @@ def _iso(us: int | None) -> str | None:
 
 
 def _summaries(
-    store: Store, workspace_id: uuid.UUID, q: ThreadQuery, rows: list[dict[str, Any]]
+    store: Store, workspace_id: uuid.UUID, q: ThreadQuery, rows: list[dict[str, Any]], prices: Prices
 ) -> list[dict[str, Any]]:
     """The thread objects for one page of grouped rows: first/last turn, previews, errors, tokens, feedback."""
     if not rows:
@@ -148,14 +150,15 @@ def _summaries(
         )
     }
     all_ids = [t["id"] for t in turns]
-    tokens = trace_aggregates(store, workspace_id, all_ids, ["TOTAL_TOKENS"], None)
+    totals = trace_aggregates(store, workspace_id, all_ids, ["TOTAL_TOKENS", "TOTAL_COST"], prices)
     stats = store.feedback.stats_for_runs(workspace_id, all_ids)
     out = []
     for row in rows:
         mine = by_thread[row["thread_id"]]
         first, last = mine[0], mine[-1]
         errored = [t for t in mine if t["error"] is not None]
-        totals = [tokens[str(t["id"])]["total_tokens"] for t in mine]
+        tokens = [totals[str(t["id"])]["total_tokens"] for t in mine]
+        costs = [totals[str(t["id"])]["total_cost"] for t in mine]
         out.append(
             {
                 "thread_id": row["thread_id"],
@@ -170,12 +173,17 @@ def _summaries(
                 "last_outputs": preview(io[last["id"]]["outputs"]),
                 "last_error": preview(errored[-1]["error"]) if errored else None,
                 "num_errored_turns": row["errored"],
-                "total_tokens": sum(t for t in totals if t is not None) if any(t is not None for t in totals) else None,
-                "total_cost": None,
+                "total_tokens": _sum(tokens),
+                "total_cost": _sum(costs),
                 "feedback_stats": _merged_stats([stats[t["id"]] for t in mine if t["id"] in stats]),
             }
         )
     return out
+
+
+def _sum(values: list[Any]) -> Any:
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
 
 
 def _merged_stats(per_run: list[Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, Any]] | None:

@@ -24,11 +24,28 @@ AGGREGATES: Final = frozenset({"TOTAL_TOKENS", "TOTAL_COST", "FIRST_TOKEN_TIME"}
 
 
 def query_runs_v2(
-    store: Store, workspace_id: uuid.UUID, q: RunQuery, selects: list[str], prices: Prices = None
+    store: Store,
+    workspace_id: uuid.UUID,
+    q: RunQuery,
+    selects: list[str],
+    prices: Prices = None,
+    *,
+    subtree_usage: bool = False,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of v2 runs for ``q`` and the next page's cursor (None on the last)."""
+    """One page of v2 runs for ``q`` and the next page's cursor (None on the last). ``subtree_usage``: a run with
+    runs below it has its selected token, cost and first-token fields summed over its subtree (v2's
+    ``include_subtree_usage``)."""
     page = query_runs(store, workspace_id, replace(q, select=v1_fields(selects)), prices=prices)
-    return [v2_run(view, selects) for view in page.runs], page.next_cursor
+    items = [v2_run(view, selects) for view in page.runs]
+    enriched = [s.lower() for s in selects if s.lower() in (*_SUMMED, *_COSTS, "first_token_time")]
+    if subtree_usage and enriched and items:
+        targets: list[Target] = [(v["id"], v["trace_id"], v["dotted_order"]) for v in page.runs]
+        totals = subtree_totals(store, workspace_id, targets, any(k in _COSTS for k in enriched), prices)
+        for item in items:
+            mine = totals[item["id"]]
+            if mine["descendants"]:
+                item.update({k: mine[k] for k in enriched})
+    return items, page.next_cursor
 
 
 def query_traces(
@@ -50,43 +67,55 @@ def query_traces(
     return items, cursor
 
 
+Target = tuple[str, str, str | None]  # (run id, trace id, dotted order)
+_SUMMED: Final = ("total_tokens", "prompt_tokens", "completion_tokens")
+_COSTS: Final = ("total_cost", "prompt_cost", "completion_cost")
+
+
+def subtree_totals(
+    store: Store, workspace_id: uuid.UUID, targets: list[Target], costs: bool, prices: Prices
+) -> dict[str, dict[str, Any]]:
+    """Per target run (by id): token counts (and costs when ``costs``) summed over the run and every run below it,
+    the earliest first-token time among them, and how many runs below it were seen (``descendants``). A root's
+    subtree is its whole trace (runs still waiting for their parent included)."""
+    if not targets:
+        return {}
+    cols = [runs.c.id, runs.c.trace_id, runs.c.dotted_order, runs.c.first_token_us, *(runs.c[k] for k in _SUMMED)]
+    if costs:
+        cols += [runs.c.outputs, runs.c.extra]
+    traces = {uuid.UUID(t[1]) for t in targets}
+    by_trace: dict[str, list[dict[str, Any]]] = {}
+    for row in store.runs.fetch(select(*cols).where(runs.c.workspace_id == workspace_id, runs.c.trace_id.in_(traces))):
+        if costs:
+            row.update({k: usage_fields(row["outputs"], row["extra"], prices)[k] for k in _COSTS})
+        by_trace.setdefault(str(row["trace_id"]), []).append(row)
+    out: dict[str, dict[str, Any]] = {}
+    for run_id, trace_id, dotted in targets:
+        rows = by_trace.get(trace_id, [])
+        if run_id != trace_id:  # not the root: the run and the runs under it by dotted order
+            rows = [r for r in rows if dotted and _under(r["dotted_order"], dotted)]
+        totals: dict[str, Any] = {"descendants": sum(1 for r in rows if str(r["id"]) != run_id)}
+        for key in (*_SUMMED, *(_COSTS if costs else ())):
+            values = [r[key] for r in rows if r[key] is not None]
+            totals[key] = sum(values) if values else None
+        firsts = [r["first_token_us"] for r in rows if r["first_token_us"] is not None]
+        when = us_to_time(min(firsts)) if firsts else None
+        totals["first_token_time"] = when.isoformat() if when else None
+        out[run_id] = totals
+    return out
+
+
+def _under(dotted: str | None, ancestor: str) -> bool:
+    return dotted is not None and (dotted == ancestor or dotted.startswith(ancestor + "."))
+
+
 def trace_aggregates(
     store: Store, workspace_id: uuid.UUID, trace_ids: list[uuid.UUID], selects: list[str], prices: Prices
 ) -> dict[str, dict[str, Any]]:
-    """Per trace (by id): the selected sums over all its runs — tokens, cost — and the earliest first token."""
-    if not trace_ids:
-        return {}
-    cols = [runs.c.trace_id, runs.c.total_tokens, runs.c.first_token_us]
-    if "TOTAL_COST" in selects:
-        cols += [runs.c.outputs, runs.c.extra]
-    rows = store.runs.fetch(select(*cols).where(runs.c.workspace_id == workspace_id, runs.c.trace_id.in_(trace_ids)))
-    tokens: dict[str, int | None] = {}
-    costs: dict[str, float | None] = {}
-    first: dict[str, int | None] = {}
-    for row in rows:
-        tid = str(row["trace_id"])
-        if row["total_tokens"] is not None:
-            tokens[tid] = (tokens.get(tid) or 0) + row["total_tokens"]
-        if row["first_token_us"] is not None:
-            earliest = first.get(tid)
-            first[tid] = row["first_token_us"] if earliest is None else min(earliest, row["first_token_us"])
-        if "TOTAL_COST" in selects:
-            cost = usage_fields(row["outputs"], row["extra"], prices)["total_cost"]
-            if cost is not None:
-                costs[tid] = (costs.get(tid) or 0.0) + cost
-    out: dict[str, dict[str, Any]] = {}
-    for trace_id in trace_ids:
-        tid = str(trace_id)
-        agg: dict[str, Any] = {}
-        if "TOTAL_TOKENS" in selects:
-            agg["total_tokens"] = tokens.get(tid)
-        if "TOTAL_COST" in selects:
-            agg["total_cost"] = costs.get(tid)
-        if "FIRST_TOKEN_TIME" in selects:
-            when = us_to_time(first.get(tid))
-            agg["first_token_time"] = when.isoformat() if when else None
-        out[tid] = agg
-    return out
+    """Per trace (by id): the selected ``AGGREGATES`` over all its runs — tokens, cost, the earliest first token."""
+    targets: list[Target] = [(str(t), str(t), None) for t in trace_ids]
+    totals = subtree_totals(store, workspace_id, targets, "TOTAL_COST" in selects, prices)
+    return {tid: {s.lower(): t[s.lower()] for s in selects if s in AGGREGATES} for tid, t in totals.items()}
 
 
 def trace_runs(

@@ -100,12 +100,6 @@ class RunQueryV2(_Window):
             )
         if not self.project_ids:
             raise InvalidInput("project_ids is required: the tracing projects to query", field="project_ids")
-        if self.include_subtree_usage:
-            raise NotSupported(
-                "include_subtree_usage is not available: select the trace's runs, or use traces/query's "
-                "trace_aggregates",
-                field="include_subtree_usage",
-            )
         low, high = self.start_bounds()
         return RunQuery(
             project_ids=self.project_ids,
@@ -208,7 +202,11 @@ async def runs_query(body: RunQueryV2, request: Request, ws: Workspace = Depends
     st = state(request)
     q = body.to_query()
     selects = check_selects(body.selects)
-    items, cursor = await run_in_threadpool(query_runs_v2, st.store, ws.id, q, selects, st.settings.model_prices)
+    items, cursor = await run_in_threadpool(
+        lambda: query_runs_v2(
+            st.store, ws.id, q, selects, st.settings.model_prices, subtree_usage=bool(body.include_subtree_usage)
+        )
+    )
     return _page(request, items, cursor)
 
 
@@ -293,7 +291,7 @@ def traces_runs(
 async def threads_query(body: ThreadQueryBody, request: Request, ws: Workspace = Depends(workspace)) -> Response:
     st = state(request)
     q = body.to_query()
-    items, cursor = await run_in_threadpool(query_threads, st.store, ws.id, q)
+    items, cursor = await run_in_threadpool(query_threads, st.store, ws.id, q, st.settings.model_prices)
     return _page(request, items, cursor)
 
 
