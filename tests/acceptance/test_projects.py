@@ -15,7 +15,7 @@ from langsmith.utils import LangSmithConflictError, LangSmithNotFoundError
 from sqlalchemy import func, select
 
 from tests.server.support import child_of, new_run
-from tracetune.store.schema import feedback, run_metadata, run_tags, runs
+from tracetune.store.schema import annotation_queue_items, feedback, run_metadata, run_tags, runs
 
 from .helpers import KNOWN_CLIENT_WARNINGS, by_trace
 
@@ -63,12 +63,17 @@ def test_delete_project_takes_everything_in_it(client, live_server):
     assert count(store, runs, "id", ids) == 2 and count(store, run_tags, "run_id", ids) == 2
     assert count(store, run_metadata, "run_id", ids) >= 1 and count(store, feedback, "run_id", ids) == 1
 
+    queue = client.create_annotation_queue(name=f"q-{name}")
+    client.add_runs_to_annotation_queue(queue.id, run_ids=[root["id"]])
+
     client.delete_project(project_name=name)
 
     with pytest.raises(LangSmithNotFoundError):
         client.read_project(project_name=name)
     for table, column in ((runs, "id"), (run_tags, "run_id"), (run_metadata, "run_id"), (feedback, "run_id")):
         assert count(store, table, column, ids) == 0, table.name
+    assert list(client.list_runs_from_annotation_queue(queue.id)) == []
+    assert count(store, annotation_queue_items, "run_id", ids) == 0
     # the name is free again: a new run makes a new project
     assert api.post("/runs", json=new_run(name)).status_code == 202
     reborn = client.read_project(project_name=name)

@@ -99,6 +99,9 @@ PROTECTED = [
     ("GET", "/feedback", None),
     ("POST", "/feedback/tokens", {"run_id": str(uuid.uuid4()), "feedback_key": "k"}),
     ("GET", f"/feedback/tokens?run_id={uuid.uuid4()}", None),
+    ("GET", "/annotation-queues", None),
+    ("POST", "/annotation-queues", {"name": "q"}),
+    ("GET", f"/platform/annotation-queues/{uuid.uuid4()}/items?status=archived", None),
     # outside the LangSmith base: from the server's root
     ("POST", "/api/v2/runs/query", {"project_ids": [str(uuid.uuid4())]}),
     ("GET", f"/api/v2/runs/{uuid.uuid4()}?project_id={uuid.uuid4()}", None),
@@ -192,6 +195,23 @@ def test_a_feedback_token_is_its_own_key_and_stays_in_its_workspace(keyed: Keyed
         assert [t["id"] for t in a.get("/feedback/tokens", params={"run_id": run["id"]}).json()] == [token["id"]]
         (fb,) = a.get("/feedback", params={"run": run["id"]}).json()
         assert (fb["key"], fb["score"]) == ("thumbs", 1.0)
+
+
+def test_annotation_queues_stay_in_their_workspace(keyed: KeyedServer, project_name: str) -> None:
+    run = new_run(project_name)
+    with keyed.client(keyed.key_a) as a:
+        assert a.post("/runs", json=run).status_code == 202
+        queue = a.post("/annotation-queues", json={"name": "a-review"}).json()
+        assert a.post(f"/annotation-queues/{queue['id']}/runs", json=[run["id"]]).status_code == 200
+    with keyed.client(keyed.key_b) as b:
+        assert b.get("/annotation-queues").json() == []
+        assert queue["id"] in detail_of(b.get(f"/annotation-queues/{queue['id']}"), 404)
+        assert b.post(f"/annotation-queues/{queue['id']}/runs", json=[run["id"]]).status_code == 404
+        items = b.get(f"/platform/annotation-queues/{queue['id']}/items", params={"status": "needs_my_review"})
+        assert items.status_code == 404
+        # B's own queue cannot take A's run either
+        own = b.post("/annotation-queues", json={"name": "b-review"}).json()
+        assert run["id"] in detail_of(b.post(f"/annotation-queues/{own['id']}/runs", json=[run["id"]]), 404)
 
 
 def test_revoked_key_is_refused(keyed: KeyedServer, project_name: str) -> None:

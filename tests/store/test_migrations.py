@@ -21,7 +21,9 @@ FILE_TABLES = {"files"}  # 0003; empty in _fill (tests/server/test_openai_files.
 JOB_TABLES = {"fine_tuning_jobs", "fine_tuning_job_events", "fine_tuning_checkpoints", "fine_tuned_models"}  # 0004
 FLAG_TABLES = {"store_flags"}  # 0005
 TOKEN_TABLES = {"feedback_tokens", "feedback_configs"}  # 0007, 0008 (0006 adds a column)
-ALL_TABLES = TABLES | DATASET_TABLES | FILE_TABLES | JOB_TABLES | FLAG_TABLES | TOKEN_TABLES | {"alembic_version"}
+QUEUE_TABLES = {"annotation_queues", "annotation_queue_items"}  # 0009
+ALL_TABLES = TABLES | DATASET_TABLES | FILE_TABLES | JOB_TABLES | FLAG_TABLES | TOKEN_TABLES | QUEUE_TABLES
+ALL_TABLES |= {"alembic_version"}
 
 
 def _alembic(engine: Engine, action: str, target: str) -> None:

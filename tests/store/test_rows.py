@@ -14,6 +14,8 @@ PAIRS = [
     (rows.FeedbackRow, schema.feedback),
     (rows.FeedbackTokenRow, schema.feedback_tokens),
     (rows.FeedbackConfigRow, schema.feedback_configs),
+    (rows.QueueRow, schema.annotation_queues),
+    (rows.QueueItemRow, schema.annotation_queue_items),
     (rows.FileRow, schema.files),
     (rows.JobRow, schema.fine_tuning_jobs),
     (rows.JobEventRow, schema.fine_tuning_job_events),

@@ -4,7 +4,7 @@ Public: ``Store`` (the repositories of one database), ``open_store``, ``open_sto
 ``schema`` (the tables, SQLAlchemy Core), ``engine`` (``Database``: opening, pragmas, migrations, retries),
 ``rows`` (the TypedDict of each table's rows), ``sqlutil`` and ``jsonvalues`` (dialect helpers), and one repository
 per table family: ``workspaces``, ``projects``, ``runs`` (owns ``RUN_COLUMNS``), ``feedback``, ``feedback_tokens``,
-``feedback_configs``, ``datasets``, ``files``, ``jobs``, ``models``."""
+``feedback_configs``, ``annotation_queues``, ``datasets``, ``files``, ``jobs``, ``models``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from tracetune.store.engine import Database, create_store_engine, upgrade_to_hea
 
 if TYPE_CHECKING:
     from tracetune.config import Settings
+    from tracetune.store.annotation_queues import AnnotationQueueStore
     from tracetune.store.datasets import DatasetStore
     from tracetune.store.feedback import FeedbackStore
     from tracetune.store.feedback_configs import FeedbackConfigStore
@@ -36,12 +37,14 @@ class Store:
     feedback: FeedbackStore = field(init=False)
     feedback_tokens: FeedbackTokenStore = field(init=False)
     feedback_configs: FeedbackConfigStore = field(init=False)
+    annotation_queues: AnnotationQueueStore = field(init=False)
     datasets: DatasetStore = field(init=False)
     files: FileStore = field(init=False)
     jobs: JobStore = field(init=False)
     models: FineTunedModelStore = field(init=False)
 
     def __post_init__(self) -> None:
+        from tracetune.store.annotation_queues import AnnotationQueueStore
         from tracetune.store.datasets import DatasetStore
         from tracetune.store.feedback import FeedbackStore
         from tracetune.store.feedback_configs import FeedbackConfigStore
@@ -59,6 +62,7 @@ class Store:
         self.feedback = FeedbackStore(self.db)
         self.feedback_tokens = FeedbackTokenStore(self.db)
         self.feedback_configs = FeedbackConfigStore(self.db)
+        self.annotation_queues = AnnotationQueueStore(self.db)
         self.datasets = DatasetStore(self.db)
         self.files = FileStore(self.db)
         self.jobs = JobStore(self.db)

@@ -12,7 +12,15 @@ from sqlalchemy import Connection, delete, func, or_, select
 
 from tracetune.errors import Conflict, NotFound
 from tracetune.store.engine import Database
-from tracetune.store.schema import feedback, feedback_tokens, projects, run_metadata, run_tags, runs
+from tracetune.store.schema import (
+    annotation_queue_items,
+    feedback,
+    feedback_tokens,
+    projects,
+    run_metadata,
+    run_tags,
+    runs,
+)
 from tracetune.store.sqlutil import as_utc, upsert, utcnow
 
 
@@ -119,10 +127,10 @@ class ProjectStore:
         return self.get(workspace_id, project_id)
 
     def delete(self, workspace_id: uuid.UUID, project_id: uuid.UUID) -> int:
-        """Delete the project with its runs, their tags, metadata, feedback and feedback tokens (and the project's
-        own feedback) in one transaction; returns how many runs went. 404 for a project not in the workspace. A run
-        sent later to the same name makes a new project, in this process or any other (``RunStore`` checks its
-        cached ids)."""
+        """Delete the project with its runs, their tags, metadata, feedback, feedback tokens and places in annotation
+        queues (and the project's own feedback and queued threads) in one transaction; returns how many runs went.
+        404 for a project not in the workspace. A run sent later to the same name makes a new project, in this
+        process or any other (``RunStore`` checks its cached ids)."""
         with self.db.write() as conn:
             self._name_of(conn, workspace_id, project_id)
             its_runs = select(runs.c.id).where(runs.c.workspace_id == workspace_id, runs.c.project_id == project_id)
@@ -132,8 +140,9 @@ class ProjectStore:
                     or_(feedback.c.run_id.in_(its_runs), feedback.c.session_id == project_id),
                 )
             )
-            for side in (run_tags, run_metadata, feedback_tokens):
+            for side in (run_tags, run_metadata, feedback_tokens, annotation_queue_items):
                 conn.execute(delete(side).where(side.c.workspace_id == workspace_id, side.c.run_id.in_(its_runs)))
+            conn.execute(delete(annotation_queue_items).where(annotation_queue_items.c.project_id == project_id))
             gone = conn.execute(
                 delete(runs).where(runs.c.workspace_id == workspace_id, runs.c.project_id == project_id)
             ).rowcount

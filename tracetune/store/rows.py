@@ -59,6 +59,31 @@ class FeedbackRow(TypedDict):
     modified_at: datetime  # UTC
 
 
+class QueueRow(TypedDict):
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    name: str
+    description: str | None
+    rubric_instructions: str | None
+    rubric_items: Any  # [{"feedback_key": …, "description": …, …}]
+    created_at: datetime  # UTC
+    updated_at: datetime  # UTC
+
+
+class QueueItemRow(TypedDict):
+    id: uuid.UUID
+    queue_id: uuid.UUID
+    workspace_id: uuid.UUID
+    item_type: Literal["RUN", "THREAD"]
+    run_id: uuid.UUID | None
+    project_id: uuid.UUID | None
+    thread_id: str | None
+    start_time: datetime | None  # UTC
+    added_at: datetime  # UTC
+    last_reviewed_time: datetime | None  # UTC
+    completed_at: datetime | None  # UTC: set once reviewed to the end
+
+
 class FeedbackConfigRow(TypedDict):
     id: uuid.UUID
     workspace_id: uuid.UUID

@@ -200,6 +200,40 @@ feedback_configs = Table(
     UniqueConstraint("workspace_id", "feedback_key"),
 )
 
+# Annotation queues (migration 0009): runs (or threads) waiting for a person's review; a single reviewer per
+# workspace, so an item is either waiting ("needs my review") or completed ("archived").
+annotation_queues = Table(
+    "annotation_queues",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("workspace_id", Uuid, ForeignKey("workspaces.id"), nullable=False),
+    Column("name", String(500), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("rubric_instructions", Text, nullable=True),
+    Column("rubric_items", JSONValue, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("workspace_id", "name"),
+)
+
+annotation_queue_items = Table(
+    "annotation_queue_items",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("queue_id", Uuid, ForeignKey("annotation_queues.id", ondelete="CASCADE"), nullable=False),
+    Column("workspace_id", Uuid, nullable=False),
+    Column("item_type", String(16), nullable=False),  # RUN | THREAD
+    Column("run_id", Uuid, nullable=True),
+    Column("project_id", Uuid, nullable=True),
+    Column("thread_id", String(500), nullable=True),
+    Column("start_time", DateTime(timezone=True), nullable=True),
+    Column("added_at", DateTime(timezone=True), nullable=False),
+    Column("last_reviewed_time", DateTime(timezone=True), nullable=True),
+    Column("completed_at", DateTime(timezone=True), nullable=True),
+    Index("ix_annotation_queue_items_queue", "queue_id", "completed_at", "added_at"),
+    Index("ix_annotation_queue_items_run", "workspace_id", "run_id"),
+)
+
 # -- datasets (migration 0002) -------------------------------------------------------------------------------
 # A dataset is one export: a named, versioned selection of runs and the records it produced. A new export
 # under an existing name is the next version. Records keep their lineage (run ids → trace id) and their split.

@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from tracetune.errors import InvalidInput, shown
 from tracetune.query.run_view import SELECTABLE
 from tracetune.query.runs_query import MAX_LIMIT, RunQuery
-from tracetune.store.rows import FeedbackConfigRow, FeedbackRow, FeedbackTokenRow
+from tracetune.store.rows import FeedbackConfigRow, FeedbackRow, FeedbackTokenRow, QueueItemRow, QueueRow
 from tracetune.timeutil import time_to_us, us_to_time
 
 # What the SDK compares against its minimums: >= 0.8.10 sends feedback inside /runs/multipart; >= 0.16 is the v2
@@ -263,6 +263,96 @@ def feedback_config_view(row: FeedbackConfigRow) -> dict[str, Any]:
         "is_lower_score_better": row["is_lower_score_better"],
         "is_enforced": False,
         "is_first": True,
+    }
+
+
+class QueueCreate(Lenient):
+    name: ProjectName
+    description: Text | None = None
+    id: uuid.UUID | None = None
+    rubric_instructions: Text | None = None
+    rubric_items: list[dict[str, Any]] | None = None
+
+
+class QueueUpdate(Lenient):
+    name: ProjectName | None = None
+    description: Text | None = None
+    rubric_instructions: Text | None = None
+    rubric_items: list[dict[str, Any]] | None = None
+
+
+class QueueRunKey(Lenient):
+    run_id: uuid.UUID
+    session_id: uuid.UUID | None = None
+    start_time: datetime | None = None
+
+
+class QueueItemCreate(Lenient):
+    item_type: Literal["RUN", "THREAD"] = "RUN"
+    run_id: uuid.UUID | None = None
+    project_id: uuid.UUID | None = None
+    session_id: uuid.UUID | None = None
+    thread_id: Annotated[str, Field(max_length=500)] | None = None
+    start_time: datetime | None = None
+
+    def wanted(self) -> dict[str, Any]:
+        if self.item_type == "RUN" and self.run_id is None:
+            raise InvalidInput("a RUN item needs run_id", field="items.run_id")
+        return {
+            "item_type": self.item_type,
+            "run_id": self.run_id,
+            "thread_id": self.thread_id,
+            "project_id": self.project_id or self.session_id,
+            "start_time": self.start_time,
+        }
+
+
+class QueueItemsCreate(Lenient):
+    items: list[QueueItemCreate] = Field(min_length=1, max_length=1000)
+
+
+class QueueItemStatus(Lenient):
+    status: Literal["viewed", "completed"]
+
+
+class QueueItemsDelete(Lenient):
+    item_ids: list[uuid.UUID] | None = None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def queue_view(row: QueueRow) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "name": row["name"],
+        "description": row["description"],
+        "tenant_id": str(row["workspace_id"]),
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
+        "rubric_instructions": row["rubric_instructions"],
+        "rubric_items": row["rubric_items"],
+    }
+
+
+def queue_item_view(row: QueueItemRow) -> dict[str, Any]:
+    """An item as the SDK's ``annotation_queues.items`` resource reads it (one reviewer: no assignments)."""
+    return {
+        "id": str(row["id"]),
+        "queue_id": str(row["queue_id"]),
+        "item_type": row["item_type"],
+        "run_id": str(row["run_id"]) if row["run_id"] else None,
+        "project_id": str(row["project_id"]) if row["project_id"] else None,
+        "thread_id": row["thread_id"],
+        "start_time": _iso(row["start_time"]),
+        "added_at": row["added_at"].isoformat(),
+        "effective_added_at": row["added_at"].isoformat(),
+        "last_reviewed_time": _iso(row["last_reviewed_time"]),
+        "status": "completed" if row["completed_at"] else "needs_my_review",
+        "assigned_to": [],
+        "completed_by": [],
+        "reserved_by": [],
     }
 
 
