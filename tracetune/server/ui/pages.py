@@ -9,8 +9,8 @@ Authentication: when API keys exist, a page without a valid key in the ``tracetu
 SameSite=Lax) redirects to ``/login``; the key's workspace scopes everything the page reads and writes,
 exactly as the key does on the APIs (:func:`tracetune.server.deps.workspace_for_key`).
 
-This module holds what every page shares (templates, rendering, the login); the pages are ``runs``, ``datasets``,
-``jobs`` and ``models`` beside it, mounted by ``mount.py``.
+This module holds what every page shares (templates, rendering, the login); the pages are ``runs``, ``queues``,
+``datasets``, ``jobs`` and ``models`` beside it, mounted by ``mount.py``.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def ui_workspace(request: Request) -> Workspace:
     return ws
 
 
-def _safe_next(target: str | None) -> str:
+def safe_next(target: str | None) -> str:
     """Only a local path may be a post-login destination (no open redirect to another site)."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
@@ -146,7 +146,7 @@ def _safe_next(target: str | None) -> str:
 
 @router.get("/login")
 def login_page(request: Request, next: str = "/") -> HTMLResponse:
-    return render(request, "login.html", next=_safe_next(next), error=None)
+    return render(request, "login.html", next=safe_next(next), error=None)
 
 
 @router.post("/login", response_model=None)
@@ -155,8 +155,8 @@ def login(request: Request, key: str = Form(""), next: str = Form("/")) -> Respo
     try:
         ws = workspace_for_key(state(request), key.strip())
     except Unauthorized as exc:
-        return render(request, "login.html", status_code=401, next=_safe_next(next), error=exc.message)
-    response = see_other(_safe_next(next))
+        return render(request, "login.html", status_code=401, next=safe_next(next), error=exc.message)
+    response = see_other(safe_next(next))
     if store.workspaces.auth_required():
         response.set_cookie(
             COOKIE,

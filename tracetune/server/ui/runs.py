@@ -16,7 +16,7 @@ from tracetune.query.run_view import run_view
 from tracetune.query.runs_query import MAX_LIMIT, RunQuery, query_runs
 from tracetune.server.deps import state
 from tracetune.server.ui.actions import rate_run
-from tracetune.server.ui.pages import render, see_other, ui_workspace
+from tracetune.server.ui.pages import render, safe_next, see_other, ui_workspace
 from tracetune.server.ui.views import CORRECTION_KEY, caret_line, chat_view, check_filter, combined_filter, trace_tree
 from tracetune.store.workspaces import Workspace
 
@@ -102,14 +102,16 @@ def feedback_post(
     ws: Workspace = Depends(ui_workspace),
     kind: str = Form(...),
     correction: str = Form(""),
+    back: str = Form(""),
 ) -> Response:
+    """Rate or correct a run; back to the run's page, or to ``back`` (a local path: the review queue it came from)."""
     st = state(request)
     run = _run(st.store, ws, run_id)
     try:
         rate_run(st.store, st.ingest, ws, run, kind, correction)
     except InvalidInput as exc:
         return _trace(request, ws, run_id, status_code=400, feedback_error=exc, correction_text=correction)
-    return see_other(f"/runs/{run_id}")
+    return see_other(safe_next(back) if back else f"/runs/{run_id}")
 
 
 def _run(store: Any, ws: Workspace, run_id: uuid.UUID) -> dict[str, Any]:
@@ -128,6 +130,20 @@ def _trace(
     feedback_error: InvalidInput | None = None,
     correction_text: str | None = None,
 ) -> HTMLResponse:
+    context = trace_context(request, ws, run_id, feedback_error=feedback_error, correction_text=correction_text)
+    return render(request, "trace.html", status_code=status_code, **context)
+
+
+def trace_context(
+    request: Request,
+    ws: Workspace,
+    run_id: uuid.UUID,
+    *,
+    feedback_error: InvalidInput | None = None,
+    correction_text: str | None = None,
+) -> dict[str, Any]:
+    """What a run's page shows (its trace tree, chat, feedback, correction editor): the trace page's and the review
+    queue's."""
     store = state(request).store
     run = _run(store, ws, run_id)
     trace = query_runs(
@@ -148,16 +164,13 @@ def _trace(
     if run.get("session_id"):
         found = store.projects.list(ws.id, ids=[uuid.UUID(run["session_id"])], limit=1)
         project_name = found[0]["name"] if found else None
-    return render(
-        request,
-        "trace.html",
-        status_code=status_code,
-        run=run,
-        tree=trace_tree(trace.runs),
-        truncated=trace.next_cursor is not None,
-        chat=chat,
-        feedback=feedback,
-        feedback_error=feedback_error,
-        correction_text=correction_text,
-        project_name=project_name,
-    )
+    return {
+        "run": run,
+        "tree": trace_tree(trace.runs),
+        "truncated": trace.next_cursor is not None,
+        "chat": chat,
+        "feedback": feedback,
+        "feedback_error": feedback_error,
+        "correction_text": correction_text,
+        "project_name": project_name,
+    }

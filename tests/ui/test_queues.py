@@ -1,0 +1,89 @@
+"""The review-queue pages: the list with waiting/done counts, and a reviewer working through a queue — each waiting
+LLM run shown as its trace page shows it, rated or corrected there (back to the queue), marked done, the next one
+shown, until nothing waits. The keyboard path runs in a real Chromium (tests/ui/test_browser.py's browser)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import httpx
+
+from tests.ui.support import llm_trace
+from tests.ui.test_browser import CHROMIUM, _need_browser
+
+
+def queued(ui, n: int = 2) -> tuple[dict, list[dict]]:
+    runs = [r for i in range(n) for r in llm_trace("review", i, question=f"What is {i} + 3?")]
+    ui.ingest(runs)
+    llm = [r for r in runs if r["run_type"] == "llm" and r["inputs"]["messages"][-1]["role"] == "user"]
+    queue = ui.store.annotation_queues.create(ui.ws.id, {"name": "math", "rubric_instructions": "Check the sums"})
+    ui.store.annotation_queues.add(
+        ui.ws.id, queue["id"], [{"item_type": "RUN", "run_id": uuid.UUID(r["id"])} for r in llm]
+    )
+    return queue, llm
+
+
+def test_queue_list_and_an_empty_queue(ui):
+    assert 'id="no-queues"' in ui.page("/queues")
+    queued(ui)
+    html = ui.page("/queues")
+    assert re.search(
+        r'<a href="/queues/[^"]+">math</a></td><td></td>\s*<td class="num">2</td><td class="num">0</td>', html
+    )
+    empty = ui.store.annotation_queues.create(ui.ws.id, {"name": "nothing"})
+    assert 'id="queue-empty"' in ui.page(f"/queues/{empty['id']}")
+    assert 'id="page-error"' in ui.page(f"/queues/{uuid.uuid4()}", status=404)
+
+
+def test_a_reviewer_rates_corrects_and_moves_on(ui):
+    queue, llm = queued(ui)
+    url = f"/queues/{queue['id']}"
+    html = ui.page(url)
+    assert "What is 0 + 3?" in html and "2 waiting · 0 done" in html and "Check the sums" in html
+    assert 'name="back" value="/queues/' in html and '<script src="/static/queue.js" defer></script>' in html
+    assert 'id="queue-skip"' in html and "What is 1 + 3?" in ui.page(url + "?skip=1")
+
+    first = llm[0]["id"]
+    rated = ui.client.post(f"/runs/{first}/feedback", data={"kind": "down", "back": f"{url}?skip=0"})
+    assert rated.status_code == 303 and rated.headers["location"] == f"{url}?skip=0"
+    fixed = ui.client.post(f"/runs/{first}/feedback", data={"kind": "correction", "correction": "3", "back": url})
+    assert fixed.status_code == 303 and fixed.headers["location"] == url
+    outside = ui.client.post(f"/runs/{first}/feedback", data={"kind": "up", "back": "https://evil.example/"})
+    assert outside.headers["location"] == "/"  # only local paths
+    (item,) = [i for i in ui.store.annotation_queues.items(ui.ws.id, queue["id"]) if str(i["run_id"]) == first]
+    done = ui.client.post(f"{url}/items/{item['id']}/done")
+    assert done.status_code == 303 and done.headers["location"] == url
+
+    html = ui.page(url)
+    assert "What is 1 + 3?" in html and "1 waiting · 1 done" in html
+    (last,) = ui.store.annotation_queues.items(ui.ws.id, queue["id"], completed=False)
+    ui.client.post(f"{url}/items/{last['id']}/done")
+    assert "All 2 reviewed" in ui.page(url)
+    keys = {f["key"] for f in ui.store.feedback.list(ui.ws.id, run_ids=[uuid.UUID(first)])}
+    assert keys == {"user_score", "correction"}
+
+
+def test_keyboard_review_in_a_browser(sqlite_server):
+    sync_api = _need_browser()
+    server = sqlite_server
+    runs = llm_trace(f"keys-{uuid.uuid4().hex[:6]}")
+    assert httpx.post(server.langsmith_url + "/runs/batch", json={"post": runs}).status_code == 202
+    llm = runs[1]
+    ws = server.store.workspaces.ensure("default")
+    queue = server.store.annotation_queues.create(ws.id, {"name": f"keys-{uuid.uuid4().hex[:6]}"})
+    server.store.annotation_queues.add(ws.id, queue["id"], [{"item_type": "RUN", "run_id": uuid.UUID(llm["id"])}])
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        page.set_default_timeout(30_000)
+        page.goto(f"{server.url}/queues/{queue['id']}")
+        expect = sync_api.expect
+        expect(page.locator("#queue-progress")).to_contain_text("1 waiting")
+        page.keyboard.press("g")  # good
+        expect(page.locator('[data-feedback-key="user_score"]')).to_contain_text("1")
+        page.keyboard.press("d")  # done, next
+        expect(page.locator("#queue-empty")).to_contain_text("All 1 reviewed")
+        browser.close()
+    (thumbs,) = server.store.feedback.list(ws.id, run_ids=[uuid.UUID(llm["id"])], keys=["user_score"])
+    assert thumbs["score"] == 1.0
