@@ -98,9 +98,16 @@ def test_run_stats_sum_up_the_selection(traced, client):
     assert "feedback_stats" in llm and llm["feedback_stats"] == {}  # the feedback is on roots
 
 
-def test_presigned_feedback_urls_record_feedback_without_a_key(traced, client, live_server):
-    result = traced.result(MODE)
-    run_id = result["roots"]["stream"]
+def own_run(live_server) -> str:
+    """A run of its own project for a test that writes feedback (the traced projects' feedback is checked exactly
+    elsewhere)."""
+    run = new_run(f"own-{uuid.uuid4().hex[:8]}")
+    assert httpx.post(live_server.langsmith_url + "/runs", json=run).status_code == 202
+    return str(run["id"])
+
+
+def test_presigned_feedback_urls_record_feedback_without_a_key(client, live_server):
+    run_id = own_run(live_server)
     config = {"type": "continuous", "min": 0, "max": 1}
     token = client.create_presigned_feedback_token(run_id, "thumbs", expiration=timedelta(hours=1),
                                                    feedback_config=config)  # fmt: skip
@@ -133,8 +140,8 @@ def test_presigned_feedback_urls_record_feedback_without_a_key(traced, client, l
     assert unknown.status_code == 404
 
 
-def test_a_token_naming_its_feedback_writes_that_one_feedback(traced, client):
-    run_id = traced.result(MODE)["roots"]["tools"]
+def test_a_token_naming_its_feedback_writes_that_one_feedback(client, live_server):
+    run_id = own_run(live_server)
     feedback_id = uuid.uuid4()
     token = client.create_presigned_feedback_token(run_id, "stars", feedback_id=feedback_id)
     client.create_feedback_from_token(token.id, score=2)
@@ -144,8 +151,8 @@ def test_a_token_naming_its_feedback_writes_that_one_feedback(traced, client):
     assert [f.id for f in client.list_feedback(run_ids=[run_id]) if f.key == "stars"] == [feedback_id]
 
 
-def test_feedback_configs_define_and_check_a_keys_scores(traced, client, live_server):
-    run_id = traced.result(MODE)["roots"]["functions"]
+def test_feedback_configs_define_and_check_a_keys_scores(client, live_server):
+    run_id = own_run(live_server)
     key = f"quality-{uuid.uuid4().hex[:6]}"
     made = client.create_feedback_config(key, feedback_config={"type": "continuous", "min": 0, "max": 5},
                                          is_lower_score_better=False)  # fmt: skip

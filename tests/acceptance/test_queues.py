@@ -1,16 +1,19 @@
 """Acceptance: annotation queues through the unmodified newest SDK — the queue methods of ``Client``, the run methods
 it deprecates, and its generated ``client.annotation_queues.items`` resource: a reviewer works through the LLM
-runs of the traced project, rates them, marks them completed."""
+runs of a project, rates them, marks them completed."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from langsmith.utils import LangSmithConflictError, LangSmithNotFoundError
+
+from tests.server.support import new_run
 
 from .helpers import KNOWN_CLIENT_WARNINGS
 
@@ -19,12 +22,18 @@ pytestmark = pytest.mark.filterwarnings(*KNOWN_CLIENT_WARNINGS)
 MODE = "sdk_default"
 
 
-def llm_runs(traced) -> list[Any]:
-    return sorted((r for r in traced.runs(MODE) if r.run_type == "llm"), key=lambda r: r.start_time)
+def llm_runs(live_server, client) -> list[Any]:
+    """Three LLM runs of a project of their own (reviews write feedback; the traced projects' is checked exactly
+    elsewhere), oldest first."""
+    project = f"to-review-{uuid.uuid4().hex[:8]}"
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    posted = [new_run(project, start=start + timedelta(seconds=i), run_type="llm", name=f"llm-{i}") for i in range(3)]
+    assert httpx.post(live_server.langsmith_url + "/runs/batch", json={"post": posted}).status_code == 202
+    return sorted(client.list_runs(project_name=project), key=lambda r: r.start_time)
 
 
-def test_queue_lifecycle_with_the_client_methods(traced, client):
-    runs = llm_runs(traced)
+def test_queue_lifecycle_with_the_client_methods(client, live_server):
+    runs = llm_runs(live_server, client)
     name = f"review-{uuid.uuid4().hex[:8]}"
     rubric = [{"feedback_key": "correct", "description": "Is the tool call right?"}]
     queue = client.create_annotation_queue(name=name, description="LLM calls", rubric_instructions="Be strict",
@@ -52,8 +61,8 @@ def test_queue_lifecycle_with_the_client_methods(traced, client):
         client.read_annotation_queue(queue.id)
 
 
-def test_a_reviewer_works_through_the_items(traced, client, live_server):
-    runs = llm_runs(traced)
+def test_a_reviewer_works_through_the_items(client, live_server):
+    runs = llm_runs(live_server, client)
     queue = client.create_annotation_queue(name=f"items-{uuid.uuid4().hex[:8]}")
     qid = str(queue.id)
     items = client.annotation_queues.items
