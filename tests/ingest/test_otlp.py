@@ -9,7 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +115,33 @@ def openinference() -> dict[str, Any]:
     }
 
 
-CONVENTIONS = {"semconv_json": semconv_json, "semconv_flat": semconv_flat, "openinference": openinference}
+def semconv_events() -> dict[str, Any]:
+    """The GenAI event form: the messages as span events (made in ``make_spans``), the rest as attributes."""
+    fn = TOOL["function"]
+    return {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "calc-model",
+        "gen_ai.tool.definitions": json.dumps([{"type": "function", **fn}]),
+        "gen_ai.usage.input_tokens": 30,
+        "gen_ai.usage.output_tokens": 9,
+        "my.app.flavour": "vanilla",
+    }
+
+
+CALL = {"id": "call_1", "type": "function", "function": {"name": "calculator", "arguments": json.dumps(ARGUMENTS)}}
+EVENTS = {
+    "semconv_events": [
+        ("gen_ai.system.message", {"content": SYSTEM}),
+        ("gen_ai.user.message", {"content": QUESTION}),
+        ("gen_ai.choice", {"message": json.dumps({"tool_calls": [CALL]}), "finish_reason": "tool_calls"}),
+    ]
+}
+CONVENTIONS = {
+    "semconv_json": semconv_json,
+    "semconv_flat": semconv_flat,
+    "semconv_events": semconv_events,
+    "openinference": openinference,
+}
 
 
 @pytest.fixture
@@ -130,8 +156,10 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tokenizer_home(tmp_path_factory)
 
 
-def make_spans(attributes: dict[str, Any], *, error: bool = False) -> list[ReadableSpan]:
-    """An agent span (chain) around one LLM span, made by the real SDK."""
+def make_spans(
+    attributes: dict[str, Any], *, error: bool = False, events: Sequence[tuple[str, dict[str, Any]]] = ()
+) -> list[ReadableSpan]:
+    """An agent span (chain) around one LLM span (with ``events``), made by the real SDK."""
     memory = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": "calc-app"}))
     provider.add_span_processor(SimpleSpanProcessor(memory))
@@ -140,6 +168,8 @@ def make_spans(attributes: dict[str, Any], *, error: bool = False) -> list[Reada
         agent.set_attribute("input.value", json.dumps({"question": QUESTION}))
         with tracer.start_as_current_span("chat calc-model") as llm:
             llm.set_attributes(attributes)
+            for name, event_attributes in events:
+                llm.add_event(name, event_attributes)
         if error:
             agent.set_status(Status(StatusCode.ERROR, "the calculator broke"))
     provider.shutdown()
@@ -170,7 +200,7 @@ def export_records(db_url: str, home: Path, project: str, out: Path) -> list[dic
 @pytest.mark.parametrize("convention", sorted(CONVENTIONS))
 def test_an_llm_span_becomes_a_tool_call_record(server, db_url, home, tmp_path, convention) -> None:
     project = f"otel-{convention}"
-    spans = make_spans(CONVENTIONS[convention]())
+    spans = make_spans(CONVENTIONS[convention](), events=EVENTS.get(convention, []))
     send(server, spans, project)
     runs = runs_of(server, project)
     agent, llm = runs["agent"], runs["chat calc-model"]
