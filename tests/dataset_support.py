@@ -48,6 +48,20 @@ def ingest(store: Any, workspace_id: uuid.UUID, runs: list[dict[str, Any]], proj
     IngestService(store, Path("/nonexistent")).batch(workspace_id, {"post": posts})
 
 
+def export_records(db_url: str, home: Path, project: str, out: Path) -> list[dict[str, Any]]:
+    """``tracetune export --project`` through the CLI into ``out``; its records (the command must succeed)."""
+    import orjson
+    from typer.testing import CliRunner
+
+    from tracetune.cli import app
+
+    result = CliRunner().invoke(
+        app, ["export", "--database-url", db_url, "--home", str(home), "--project", project, "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    return [orjson.loads(line) for line in out.read_bytes().splitlines()]
+
+
 def smollm2_target(tmp_path_factory: pytest.TempPathFactory) -> TargetModel:
     """The built-in base model as the exporter's target (the session's shared tokenizer)."""
     tokenizer = shared_smollm2_tokenizer(tmp_path_factory)

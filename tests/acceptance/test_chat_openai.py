@@ -8,13 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.serve.support import WEATHER_FUNCTION, WEATHER_TOOL, smollm2_server, stop_shared
+from tests.serve.support import WEATHER, WEATHER_FUNCTION, WEATHER_TOOL, smollm2_server, stop_shared
 
 QUESTION = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
-WEATHER = [
-    {"role": "system", "content": "You are a helpful weather bot."},
-    {"role": "user", "content": "What is the weather in Paris?"},
-]
 
 
 @pytest.fixture(scope="session")

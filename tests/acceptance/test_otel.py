@@ -9,20 +9,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
-from typer.testing import CliRunner
 
-from tests.dataset_support import tokenizer_home
-from tests.serve.support import WEATHER_TOOL
-from tracetune.cli import app
+from tests.dataset_support import export_records, tokenizer_home
+from tests.serve.support import WEATHER, WEATHER_TOOL
 
 from .helpers import KNOWN_CLIENT_WARNINGS
-
-WEATHER = [
-    {"role": "system", "content": "You are a helpful weather bot."},
-    {"role": "user", "content": "What is the weather in Paris?"},
-]
 
 pytestmark = pytest.mark.filterwarnings(*KNOWN_CLIENT_WARNINGS)
 
@@ -41,12 +33,7 @@ def test_langsmith_otel_mode_traces_a_tool_calling_chain(traced, client, live_se
     assert llm.run_type == "llm" and llm.trace_id == root.id and str(llm.dotted_order).startswith(root.dotted_order)
     assert {r.trace_id for r in runs.values()} == {root.id}
     assert all(r.extra["otel"]["span_id"] for r in runs.values())  # they came as spans, not LangSmith runs
-    out = tmp_path / "otel.jsonl"
-    url = live_server.settings.database_url
-    result = CliRunner().invoke(app, ["export", "--database-url", url, "--home", str(home), "--project", project,
-                                      "-o", str(out)])  # fmt: skip
-    assert result.exit_code == 0, result.output
-    (record,) = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    (record,) = export_records(live_server.settings.database_url, home, project, tmp_path / "otel.jsonl")
     assert [m["role"] for m in record["messages"]] == ["system", "user", "assistant"]
     (call,) = record["messages"][-1]["tool_calls"]
     assert call["function"]["name"] == "GetWeather"
@@ -105,12 +92,7 @@ def test_instrumented_openai_calls_export_as_tool_calls(
         monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "SPAN_ONLY")
     project = f"otel-{instrumentation}-{uuid.uuid4().hex[:6]}"
     _instrumented_call(OpenAIInstrumentor(), live_server, chat_url, project)
-    out = tmp_path / "instrumented.jsonl"
-    url = live_server.settings.database_url
-    result = CliRunner().invoke(app, ["export", "--database-url", url, "--home", str(home), "--project", project,
-                                      "-o", str(out)])  # fmt: skip
-    assert result.exit_code == 0, result.output
-    (record,) = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    (record,) = export_records(live_server.settings.database_url, home, project, tmp_path / "instrumented.jsonl")
     assert record["messages"][:2] == WEATHER
     (call,) = record["messages"][-1]["tool_calls"]
     assert call["function"]["name"] == "get_weather"

@@ -24,11 +24,9 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
-from typer.testing import CliRunner
 
 from tests.conftest import LiveServer
-from tests.dataset_support import tokenizer_home
-from tracetune.cli import app
+from tests.dataset_support import export_records, tokenizer_home
 from tracetune.config import Settings
 
 SYSTEM = "You are a calculator."
@@ -188,13 +186,6 @@ def runs_of(server: LiveServer, project: str) -> dict[str, dict[str, Any]]:
         return {}
     body = {"session": [sessions[0]["id"]], "limit": 100}
     return {r["name"]: r for r in httpx.post(server.langsmith_url + "/runs/query", json=body).json()["runs"]}
-
-
-def export_records(db_url: str, home: Path, project: str, out: Path) -> list[dict[str, Any]]:
-    result = CliRunner().invoke(app, ["export", "--database-url", db_url, "--home", str(home), "--project", project,
-                                      "-o", str(out)])  # fmt: skip
-    assert result.exit_code == 0, result.output
-    return [orjson.loads(line) for line in out.read_bytes().splitlines()]
 
 
 @pytest.mark.parametrize("convention", sorted(CONVENTIONS))

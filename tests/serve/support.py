@@ -79,6 +79,11 @@ def stop_shared() -> None:
         engine.close()
 
 
+# A weather question as the tool-calling tests ask it (with WEATHER_TOOL offered).
+WEATHER = [
+    {"role": "system", "content": "You are a helpful weather bot."},
+    {"role": "user", "content": "What is the weather in Paris?"},
+]
 WEATHER_TOOL = {
     "type": "function",
     "function": {
