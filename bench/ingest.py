@@ -46,6 +46,7 @@ import sys
 import tempfile
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -437,39 +438,16 @@ def list_case(home: Path, project: str, reps: int, work: Path) -> dict[str, Any]
         warnings.filterwarnings("ignore")
         client = langsmith.Client(api_url=base + "/api/v1", api_key="bench-key", auto_batch_tracing=False)
         for name, f in FILTERS.items():
-            body = {"session": [pid], "limit": 100, **f}
-            times = []
-            for i in range(reps + 2):
-                t0 = time.perf_counter()
-                r = http.post("/runs/query", json=body)
-                dt = (time.perf_counter() - t0) * 1000
-                r.raise_for_status()
-                page = r.json()["runs"]
-                if i >= 2:
-                    times.append(dt)
+            v1_body = {"session": [pid], "limit": 100, **f}
+            v2_body = {"project_ids": [pid], "min_start_time": "2000-01-01T00:00:00Z", "page_size": 100, **f}
+            times, r = timed(partial(posted, http, "/runs/query", v1_body), reps)
+            page = r.json()["runs"]
             check_page(name, page)
-            sdk_times = []
-            for i in range(reps + 2):
-                t0 = time.perf_counter()
-                got = list(client.list_runs(project_name=project, limit=100, **f))
-                dt = (time.perf_counter() - t0) * 1000
-                if i >= 2:
-                    sdk_times.append(dt)
+            sdk_times, got = timed(partial(sdk_page, client, project, f), reps)
             if len(got) != len(page):
                 raise RuntimeError(f"{name}: the SDK got {len(got)} runs, HTTP {len(page)}")
-            v2_body = {"project_ids": [pid], "min_start_time": "2000-01-01T00:00:00Z", "page_size": 100, **f}
-            v2_body["selects"] = V2_SELECTS
-            v2_times = []
-            for i in range(reps + 2):
-                t0 = time.perf_counter()
-                r2 = http_v2.post("/runs/query", json=v2_body)
-                dt = (time.perf_counter() - t0) * 1000
-                r2.raise_for_status()
-                if i >= 2:
-                    v2_times.append(dt)
-            v2_page = [
-                {**r, "run_type": r["run_type"].lower(), "start_time": r["start_time"]} for r in r2.json()["items"]
-            ]
+            v2_times, r2 = timed(partial(posted, http_v2, "/runs/query", {**v2_body, "selects": V2_SELECTS}), reps)
+            v2_page = [{**run, "run_type": run["run_type"].lower()} for run in r2.json()["items"]]
             check_page(name, v2_page)
             if [r["id"] for r in v2_page] != [r["id"] for r in page]:
                 raise RuntimeError(f"{name}: v2's first page is not v1's")
@@ -487,6 +465,27 @@ def list_case(home: Path, project: str, reps: int, work: Path) -> dict[str, Any]
     server_ms, _, _ = read_timing(timing, "/runs/query")
     out["server_query_p50_ms_all"] = pct(server_ms, 0.5)
     return out
+
+
+def posted(http: Any, path: str, body: dict[str, Any]) -> Any:
+    response = http.post(path, json=body)
+    response.raise_for_status()
+    return response
+
+
+def sdk_page(client: Any, project: str, conditions: dict[str, Any]) -> list[Any]:
+    return list(client.list_runs(project_name=project, limit=100, **conditions))
+
+
+def timed(call: Any, reps: int) -> tuple[list[float], Any]:
+    """``reps`` timings (ms) of ``call`` after two warm-up calls, and its last answer."""
+    times, answer = [], None
+    for i in range(reps + 2):
+        t0 = time.perf_counter()
+        answer = call()
+        if i >= 2:
+            times.append((time.perf_counter() - t0) * 1000)
+    return times, answer
 
 
 def check_page(name: str, page: list[dict]) -> None:
