@@ -197,6 +197,18 @@ class AnnotationQueueStore:
             q = q.order_by(items.c.added_at, items.c.id).limit(limit).offset(offset)
             return [_item(r) for r in conn.execute(q)]
 
+    def counts(self, workspace_id: uuid.UUID, queue_ids: builtins.list[uuid.UUID]) -> dict[uuid.UUID, tuple[int, int]]:
+        """(waiting, completed) items per queue, in one query."""
+        done = func.count(items.c.completed_at)
+        q = (
+            select(items.c.queue_id, func.count().label("all"), done.label("done"))
+            .where(items.c.workspace_id == workspace_id, items.c.queue_id.in_(queue_ids))
+            .group_by(items.c.queue_id)
+        )
+        with self.db.read() as conn:
+            found = {r.queue_id: (r.all - r.done, r.done) for r in conn.execute(q)}
+        return {qid: found.get(qid, (0, 0)) for qid in queue_ids}
+
     def count(self, workspace_id: uuid.UUID, queue_id: uuid.UUID, *, completed: bool | None = None) -> int:
         with self.db.read() as conn:
             self._get(conn, workspace_id, queue_id)

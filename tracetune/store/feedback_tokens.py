@@ -36,7 +36,11 @@ class FeedbackTokenStore:
         rows = [{**t, "id": uuid.uuid4(), "workspace_id": workspace_id, "created_at": now} for t in tokens]
         with self.db.write() as conn:
             conn.execute(insert(feedback_tokens), rows)
-        return [self.get(r["id"]) for r in rows]
+            made = {
+                r.id: _out(r)
+                for r in conn.execute(select(feedback_tokens).where(feedback_tokens.c.id.in_([r["id"] for r in rows])))
+            }
+        return [made[r["id"]] for r in rows]
 
     def get(self, token_id: uuid.UUID) -> FeedbackTokenRow:
         """The token, whatever its workspace (its id is the credential); 404 for an unknown one."""

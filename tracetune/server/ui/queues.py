@@ -21,14 +21,9 @@ router = APIRouter(include_in_schema=False)
 @router.get("/queues", response_class=HTMLResponse)
 def queues_page(request: Request, ws: Workspace = Depends(ui_workspace)) -> HTMLResponse:
     queues = state(request).store.annotation_queues
-    rows = [
-        {
-            **q,
-            "waiting": queues.count(ws.id, q["id"], completed=False),
-            "done": queues.count(ws.id, q["id"], completed=True),
-        }
-        for q in queues.list(ws.id, limit=100)
-    ]
+    listed = queues.list(ws.id, limit=100)
+    counts = queues.counts(ws.id, [q["id"] for q in listed])
+    rows = [{**q, "waiting": counts[q["id"]][0], "done": counts[q["id"]][1]} for q in listed]
     return render(request, "queues.html", queues=rows)
 
 
