@@ -36,10 +36,8 @@ class FeedbackTokenStore:
         rows = [{**t, "id": uuid.uuid4(), "workspace_id": workspace_id, "created_at": now} for t in tokens]
         with self.db.write() as conn:
             conn.execute(insert(feedback_tokens), rows)
-            made = {
-                r.id: _out(r)
-                for r in conn.execute(select(feedback_tokens).where(feedback_tokens.c.id.in_([r["id"] for r in rows])))
-            }
+            fresh = select(feedback_tokens).where(feedback_tokens.c.id.in_([row["id"] for row in rows]))
+            made = {made_row.id: _out(made_row) for made_row in conn.execute(fresh)}
         return [made[r["id"]] for r in rows]
 
     def get(self, token_id: uuid.UUID) -> FeedbackTokenRow:
