@@ -171,3 +171,53 @@ class ModelRow(TypedDict):
     job_id: str | None
     adapter_dir: str  # relative to the home
     created_at: int
+
+
+class DatasetRow(TypedDict):
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    name: str
+    description: str | None
+    data_type: str  # kv | llm | chat
+    metadata: dict[str, Any] | None
+    inputs_schema: dict[str, Any] | None
+    outputs_schema: dict[str, Any] | None
+    transformations: list[Any] | None
+    version: int  # the newest version; 0 until something is written
+    created_at: datetime
+    modified_at: datetime
+
+
+class DatasetVersionRow(TypedDict):
+    id: uuid.UUID
+    dataset_id: uuid.UUID
+    workspace_id: uuid.UUID
+    version: int
+    as_of: datetime
+    tags: list[str]
+    source: str  # export | api
+    selection: dict[str, Any] | None
+    options: dict[str, Any] | None
+    summary: dict[str, Any] | None
+    record_count: int
+    train_count: int
+    validation_count: int
+
+
+class ExampleRow(TypedDict):
+    row_id: int
+    id: uuid.UUID
+    dataset_id: uuid.UUID
+    workspace_id: uuid.UUID
+    line: int
+    inputs: dict[str, Any] | None
+    outputs: dict[str, Any] | None
+    metadata: dict[str, Any] | None
+    splits: list[str]
+    source_run_id: uuid.UUID | None
+    run_ids: list[str] | None
+    trace_id: uuid.UUID | None
+    created_at: datetime
+    modified_at: datetime
+    valid_from: int
+    valid_to: int | None

@@ -85,6 +85,8 @@ projects = Table(
     Column("extra", JSONValue, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("end_time", DateTime(timezone=True), nullable=True),  # migration 0006: set by update_project
+    # migration 0010: an experiment is a project run over a dataset (LangSmith's reference_dataset_id)
+    Column("reference_dataset_id", Uuid, ForeignKey("datasets.id", ondelete="SET NULL"), nullable=True),
     UniqueConstraint("workspace_id", "name"),
 )
 
@@ -234,9 +236,12 @@ annotation_queue_items = Table(
     Index("ix_annotation_queue_items_run", "workspace_id", "run_id"),
 )
 
-# -- datasets (migration 0002) -------------------------------------------------------------------------------
-# A dataset is one export: a named, versioned selection of runs and the records it produced. A new export
-# under an existing name is the next version. Records keep their lineage (run ids → trace id) and their split.
+# -- datasets (migrations 0002, 0010) -------------------------------------------------------------------------
+# A dataset is a named, versioned set of examples: what LangSmith's dataset API and tracetune's exports both
+# write. Every write (an export, an SDK call adding/changing/deleting examples) makes the next version. An
+# example row is one state of an example, valid from the version that wrote it until the version that changed or
+# deleted it (``valid_to``, exclusive; NULL while current), so any version is read back as it was. A tracetune
+# export replaces the whole set and records its selection, options and summary on its version.
 
 datasets = Table(
     "datasets",
@@ -244,27 +249,58 @@ datasets = Table(
     Column("id", Uuid, primary_key=True),
     Column("workspace_id", Uuid, ForeignKey("workspaces.id"), nullable=False),
     Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("data_type", String(16), nullable=False),  # kv | llm | chat
+    Column("metadata", JSONValue, nullable=True),
+    Column("inputs_schema", JSONValue, nullable=True),
+    Column("outputs_schema", JSONValue, nullable=True),
+    Column("transformations", JSONValue, nullable=True),
+    Column("version", Integer, nullable=False),  # the newest version (0: created, nothing written yet)
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("modified_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("workspace_id", "name"),
+)
+
+dataset_versions = Table(
+    "dataset_versions",
+    metadata,
+    Column("id", Uuid, primary_key=True),  # what /tt/v1/datasets, the UI and a job's metadata call a dataset id
+    Column("dataset_id", Uuid, ForeignKey("datasets.id", ondelete="CASCADE"), nullable=False),
+    Column("workspace_id", Uuid, nullable=False),
     Column("version", Integer, nullable=False),
-    Column("selection", JSONValue, nullable=False),
-    Column("options", JSONValue, nullable=False),
-    Column("summary", JSONValue, nullable=False),
+    Column("as_of", DateTime(timezone=True), nullable=False),  # LangSmith's name for a version
+    Column("tags", JSONValue, nullable=False),  # list of tag names (update_dataset_tag moves a tag here)
+    Column("source", String(16), nullable=False),  # export | api
+    Column("selection", JSONValue, nullable=True),  # export versions: the run selection
+    Column("options", JSONValue, nullable=True),  # export versions: the export options
+    Column("summary", JSONValue, nullable=True),  # export versions: what the export kept and skipped
     Column("record_count", Integer, nullable=False),
     Column("train_count", Integer, nullable=False),
     Column("validation_count", Integer, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    UniqueConstraint("workspace_id", "name", "version"),
+    UniqueConstraint("dataset_id", "version"),
 )
 
-dataset_records = Table(
-    "dataset_records",
+examples = Table(
+    "examples",
     metadata,
+    Column("row_id", Integer, primary_key=True, autoincrement=True),
+    Column("id", Uuid, nullable=False),  # the example id: one per example, shared by its rows (states)
     Column("dataset_id", Uuid, ForeignKey("datasets.id", ondelete="CASCADE"), nullable=False),
-    Column("line", Integer, nullable=False),  # 1-based, in export order (over both splits)
-    Column("split", String(16), nullable=False),  # train | validation
-    Column("run_ids", JSONValue, nullable=False),  # the LLM run(s) the record came from, in order
+    Column("workspace_id", Uuid, nullable=False),
+    Column("line", Integer, nullable=False),  # position in the dataset (kept when the example changes)
+    Column("inputs", JSONValue, nullable=True),
+    Column("outputs", JSONValue, nullable=True),
+    Column("metadata", JSONValue, nullable=True),
+    Column("splits", JSONValue, nullable=False),  # list of split names
+    Column("source_run_id", Uuid, nullable=True),
+    Column("run_ids", JSONValue, nullable=True),  # lineage: the LLM run(s) an exported record came from
     Column("trace_id", Uuid, nullable=True),
-    Column("record", JSONValue, nullable=False),  # the JSONL record, in the dataset's format
-    PrimaryKeyConstraint("dataset_id", "line"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("modified_at", DateTime(timezone=True), nullable=False),
+    Column("valid_from", Integer, nullable=False),
+    Column("valid_to", Integer, nullable=True),
+    Index("ix_examples_current", "dataset_id", "valid_to", "line"),
+    Index("ix_examples_id", "id", "valid_from"),
 )
 
 # -- files (migration 0003) ----------------------------------------------------------------------------------
