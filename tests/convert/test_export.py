@@ -17,6 +17,7 @@ from tests.convert import captured
 from tests.dataset_support import chain_root, chat_run, ingest, smollm2_target
 from tracetune.chat.validate import validate_record
 from tracetune.convert.dataset_builder import ExportOptions, Selection
+from tracetune.convert.examples import iter_dataset_records
 from tracetune.convert.export import TargetModel, export_dataset, export_runs, validation_path
 from tracetune.errors import InvalidInput, NotFound
 from tracetune.query.run_view import run_view
@@ -70,7 +71,7 @@ def test_a_tool_loop_trace_exports_as_one_valid_conversation(store, ws, target, 
         assert [t["function"]["name"] for t in record["tools"]] == [tool]
     assert result.summary["examples"] == 1 and result.summary["runs_merged"] == 1
     assert result.summary["runs_read"] == 2 and result.summary["skipped"] == {}  # only LLM runs are selected
-    (stored,) = store.datasets.iter_records(ws, result.dataset["id"])
+    (stored,) = iter_dataset_records(store, ws, result.dataset["id"])
     assert stored["run_ids"] == [runs[labels[1]]["id"], runs[labels[2]]["id"]]
     assert stored["trace_id"] == runs[labels[0]]["id"]
     assert stored["record"] == record
@@ -142,7 +143,7 @@ def test_functions_runs_export_what_langchain_exports_plus_the_functions(store, 
     ingest(store, ws, sent, PROJECT)
     result = export(store, ws, target, tmp_path / "ours.jsonl", name="functions")
     assert result.summary["examples"] == len(sent)
-    ours = {tuple(r["run_ids"]): r["record"] for r in store.datasets.iter_records(ws, result.dataset["id"])}
+    ours = {tuple(r["run_ids"]): r["record"] for r in iter_dataset_records(store, ws, result.dataset["id"])}
 
     # LangChain's documented path, side by side, on the same runs read back from the same store
     rows = store.runs.fetch(select(runs_table).where(runs_table.c.workspace_id == ws))
@@ -175,7 +176,7 @@ def test_split_is_by_trace_never_by_row_and_deterministic(store, ws, target, tmp
         assert result.summary["train"] == len(lines(tmp_path / f"{name}.jsonl"))
         assert result.summary["validation"] == len(lines(validation_path(tmp_path / f"{name}.jsonl")))
         by_trace: dict[str, set[str]] = defaultdict(set)
-        for rec in store.datasets.iter_records(ws, result.dataset["id"]):
+        for rec in iter_dataset_records(store, ws, result.dataset["id"]):
             by_trace[rec["trace_id"]].add(rec["split"])
         return by_trace
 
@@ -198,7 +199,7 @@ def test_versions_increment_and_lineage_comes_back(store, ws, target, tmp_path) 
     assert second["options"]["format"] == "hf" and second["selection"]["project"] == PROJECT
     assert [d["version"] for d in store.datasets.list(ws, name="greetings")] == [2, 1]
     assert store.datasets.get(ws, first["id"])["summary"]["examples"] == 2
-    records = list(store.datasets.iter_records(ws, first["id"]))
+    records = list(iter_dataset_records(store, ws, first["id"]))
     assert [(r["line"], r["run_ids"], r["trace_id"], r["split"]) for r in records] == [
         (1, [sent[1]["id"]], root["id"], "train"),
         (2, [sent[2]["id"]], root["id"], "train"),

@@ -18,24 +18,24 @@ run has works, plus the shapes LangSmith's dataset helpers write:
 The result is an OpenAI chat fine-tuning record (``{"messages", "tools"?}``). An example that holds no
 conversation raises ``InvalidInput`` naming the example and what is missing.
 
-``fine_tune_split(splits)`` is the one rule for which examples train: ``"validation"`` when the example's splits
-name ``validation`` or ``test``, else ``"train"``.
+``iter_dataset_records`` streams a stored dataset version as training records (``tracetune.store.datasets``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, cast
 
+from tracetune.chat.types import ChatSession
 from tracetune.convert.records import record_from_session
 from tracetune.convert.sessions import session_from_run
 from tracetune.errors import InvalidInput
 
+if TYPE_CHECKING:
+    from tracetune.store import Store
+
 _TURN_LISTS = {"messages": "message", "conversations": "conversation"}
-HELD_OUT_SPLITS = frozenset({"validation", "test"})
-
-
-def fine_tune_split(splits: list[str] | None) -> str:
-    return "validation" if HELD_OUT_SPLITS.intersection(splits or ()) else "train"
 
 
 def example_from_record(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -82,7 +82,16 @@ def record_from_example(example: dict[str, Any]) -> dict[str, Any]:
         run_inputs, run_outputs = _run_shape(inputs, outputs)
     else:
         run_inputs, run_outputs = inputs, outputs
-    session = session_from_run({"id": example.get("id"), "run_type": "llm", "inputs": run_inputs, "outputs": run_outputs})
+    session = session_from_run(
+        {"id": example.get("id"), "run_type": "llm", "inputs": run_inputs, "outputs": run_outputs}
+    )
     if "messages" not in session:
         raise InvalidInput(f"{where} holds no conversation to train on: {session['detail']}", field="examples")
-    return record_from_session(session, "openai")
+    return record_from_session(cast(ChatSession, session), "openai")
+
+
+def iter_dataset_records(
+    store: Store, workspace_id: uuid.UUID, version_id: uuid.UUID, *, split: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """A stored dataset version's examples as training records, in line order (see ``DatasetStore.iter_records``)."""
+    return store.datasets.iter_records(workspace_id, version_id, record_from_example, split=split)  # type: ignore[arg-type]

@@ -29,6 +29,7 @@ from typing import IO, Any
 import orjson
 
 from tracetune.convert.dataset_builder import BuiltRecord, DatasetBuilder, ExportOptions, Selection
+from tracetune.convert.examples import example_from_record
 from tracetune.convert.records import dumps_record
 from tracetune.convert.target_check import RecordInspection, TokenCounter, inspect_record
 from tracetune.errors import InvalidInput
@@ -235,6 +236,7 @@ def export_dataset(
                 options=options.as_dict(),
                 summary=summary,
                 records=records,
+                to_example=example_from_record,
             )
 
     return _run(options, target, groups, out, store_as)

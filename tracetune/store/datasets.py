@@ -1,31 +1,47 @@
-"""Datasets: named, versioned exports (selection + options + summary) and their records with lineage.
+"""Datasets: named sets of examples, versioned; the one store behind LangSmith's dataset API and tracetune's exports.
 
-``create`` writes a dataset and all of its records in one transaction (a reader sees all or nothing); the
-version is one more than the newest of that name in the workspace (concurrent creates of one name are
-serialised). ``iter_records`` streams the records back in line order, a batch at a time.
+Every write makes the next version of a dataset (``begin_version`` … ``end_version`` in one transaction). An
+example row is one state of an example, valid from the version that wrote it until the version that changed or
+deleted it, so a version reads back as it was (``current_at``).
+
+tracetune's exports work on versions: ``create`` writes a new version of dataset ``name`` whose examples are
+exactly the export's records (the previous ones end there); ``get``/``list`` return versions (their ``id`` is what
+``/tt/v1/datasets``, the UI and a job's metadata call a dataset id); ``iter_records`` streams a version's examples
+as training records, in line order, a batch at a time.
+
+``fine_tune_split`` is the one rule for which examples train: ``validation`` when an example's splits name
+``validation`` or ``test``, else ``train``.
 """
 
 from __future__ import annotations
 
 import builtins
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timedelta
 from itertools import islice
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Connection, and_, insert, or_, select, update
 
 from tracetune.errors import InvalidInput, NotFound
 from tracetune.store.engine import Database
-from tracetune.store.schema import dataset_records, datasets
+from tracetune.store.rows import DatasetRow, DatasetVersionRow, ExampleRow
+from tracetune.store.schema import dataset_versions, datasets, examples
 from tracetune.store.sqlutil import advisory_lock, as_utc, utcnow
 
 SPLITS = ("train", "validation")
+HELD_OUT_SPLITS = frozenset({"validation", "test"})
+DATA_TYPES = ("kv", "llm", "chat")
 _INSERT_BATCH = 500
 
 
+def fine_tune_split(splits: Iterable[str] | None) -> str:
+    return "validation" if HELD_OUT_SPLITS.intersection(splits or ()) else "train"
+
+
 class DatasetRecord(NamedTuple):
-    """One record of a dataset as stored: its split, lineage and the JSONL record itself."""
+    """One record of an export: its split, lineage and the JSONL record itself."""
 
     split: str
     run_ids: list[str]
@@ -33,15 +49,176 @@ class DatasetRecord(NamedTuple):
     record: dict[str, Any]
 
 
-def _view(row: Any) -> dict[str, Any]:
+class Counts(NamedTuple):
+    records: int
+    train: int
+    validation: int
+
+    def moved(self, added: Iterable[Iterable[str]], removed: Iterable[Iterable[str]] = ()) -> Counts:
+        """These counts after examples with the ``added`` split lists appear and the ``removed`` ones end."""
+        n, t, v = self
+        for sign, group in ((1, added), (-1, removed)):
+            for splits in group:
+                n += sign
+                if fine_tune_split(splits) == "train":
+                    t += sign
+                else:
+                    v += sign
+        return Counts(n, t, v)
+
+
+class VersionWrite(NamedTuple):
+    """An open write of the next version of ``dataset`` (see ``begin_version``)."""
+
+    dataset: DatasetRow
+    version: int
+    as_of: datetime
+    counts: Counts  # the previous version's
+
+
+def _dataset(row: Any) -> DatasetRow:
     out = dict(row._mapping)
-    out["created_at"] = as_utc(out["created_at"])
-    return out
+    out["created_at"], out["modified_at"] = as_utc(out["created_at"]), as_utc(out["modified_at"])
+    return cast(DatasetRow, out)
+
+
+def _version(row: Any) -> DatasetVersionRow:
+    out = dict(row._mapping)
+    out["as_of"] = as_utc(out["as_of"])
+    return cast(DatasetVersionRow, out)
+
+
+def example_row(row: Any) -> ExampleRow:
+    out = dict(row._mapping)
+    out["created_at"], out["modified_at"] = as_utc(out["created_at"]), as_utc(out["modified_at"])
+    return cast(ExampleRow, out)
+
+
+def current_at(version: int | None) -> Any:
+    """The example rows valid in ``version`` (None: the newest)."""
+    if version is None:
+        return examples.c.valid_to.is_(None)
+    return and_(examples.c.valid_from <= version, or_(examples.c.valid_to.is_(None), examples.c.valid_to > version))
+
+
+def begin_version(conn: Connection, workspace_id: uuid.UUID, dataset_id: uuid.UUID) -> VersionWrite:
+    """Start writing the next version of a dataset (writers of one dataset are serialised until commit). Its
+    ``as_of`` is now, or just after the previous version's when the clock has not moved on."""
+    advisory_lock(conn, f"dataset:{dataset_id}")
+    row = conn.execute(
+        select(datasets).where(datasets.c.workspace_id == workspace_id, datasets.c.id == dataset_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"dataset {dataset_id} not found", field="dataset_id")
+    dataset = _dataset(row)
+    prev = conn.execute(
+        select(dataset_versions).where(
+            dataset_versions.c.dataset_id == dataset_id, dataset_versions.c.version == dataset["version"]
+        )
+    ).first()
+    as_of = utcnow()
+    counts = Counts(0, 0, 0)
+    if prev is not None:
+        after_prev = cast(datetime, as_utc(prev.as_of)) + timedelta(microseconds=1)
+        as_of = max(as_of, after_prev)
+        counts = Counts(prev.record_count, prev.train_count, prev.validation_count)
+    return VersionWrite(dataset, dataset["version"] + 1, as_of, counts)
+
+
+def end_version(
+    conn: Connection, write: VersionWrite, counts: Counts, *, source: str = "api", **export: Any
+) -> DatasetVersionRow:
+    """Record the version ``write`` made, holding ``counts`` examples (``export``: selection, options, summary)."""
+    values = {
+        "id": uuid.uuid4(),
+        "dataset_id": write.dataset["id"],
+        "workspace_id": write.dataset["workspace_id"],
+        "version": write.version,
+        "as_of": write.as_of,
+        "tags": [],
+        "source": source,
+        "record_count": counts.records,
+        "train_count": counts.train,
+        "validation_count": counts.validation,
+        **export,
+    }
+    conn.execute(insert(dataset_versions).values(values))
+    conn.execute(
+        update(datasets)
+        .where(datasets.c.id == write.dataset["id"])
+        .values(version=write.version, modified_at=write.as_of)
+    )
+    return cast(DatasetVersionRow, {"selection": None, "options": None, "summary": None, **values})
 
 
 class DatasetStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    # -- datasets ------------------------------------------------------------------------------------------------
+
+    def create_dataset(
+        self,
+        workspace_id: uuid.UUID,
+        name: str,
+        *,
+        data_type: str = "kv",
+        conn: Connection | None = None,
+        **fields: Any,
+    ) -> DatasetRow:
+        """A new, empty dataset (version 0). 409 when the name is taken in the workspace."""
+        from tracetune.errors import Conflict
+
+        if not 0 < len(name) <= 200 or "\x00" in name:
+            raise InvalidInput("a dataset name must be 1 to 200 characters", field="name")
+        if data_type not in DATA_TYPES:
+            raise InvalidInput(
+                f"data_type must be one of {', '.join(DATA_TYPES)}, not {data_type!r}", field="data_type"
+            )
+        now = utcnow()
+        row = {
+            "id": fields.pop("id", None) or uuid.uuid4(),
+            "workspace_id": workspace_id,
+            "name": name,
+            "data_type": data_type,
+            "version": 0,
+            "created_at": now,
+            "modified_at": now,
+            **{k: fields.get(k) for k in ("description", "metadata", "inputs_schema", "outputs_schema")},
+            "transformations": fields.get("transformations"),
+        }
+
+        def write(c: Connection) -> None:
+            advisory_lock(c, f"dataset-name:{workspace_id}:{name}")
+            taken = c.execute(
+                select(datasets.c.id).where(
+                    or_(
+                        datasets.c.id == row["id"],
+                        and_(datasets.c.workspace_id == workspace_id, datasets.c.name == name),
+                    )
+                )
+            ).first()
+            if taken is not None:
+                raise Conflict(f"a dataset named {name!r} (or with that id) already exists", field="name")
+            c.execute(insert(datasets).values(row))
+
+        if conn is not None:
+            write(conn)
+        else:
+            with self.db.write() as c:
+                write(c)
+        return cast(DatasetRow, row)
+
+    def dataset(self, workspace_id: uuid.UUID, dataset_id: uuid.UUID) -> DatasetRow:
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(datasets).where(datasets.c.workspace_id == workspace_id, datasets.c.id == dataset_id)
+            ).first()
+        if row is None:
+            raise NotFound(f"dataset {dataset_id} not found", field="dataset_id")
+        return _dataset(row)
+
+    # -- tracetune exports: versions -----------------------------------------------------------------------------
 
     def create(
         self,
@@ -52,108 +229,125 @@ class DatasetStore:
         options: dict[str, Any],
         summary: dict[str, Any],
         records: Iterable[DatasetRecord],
+        to_example: Callable[[dict[str, Any]], tuple[dict[str, Any], dict[str, Any] | None]],
     ) -> dict[str, Any]:
-        """Store a new version of dataset ``name`` holding ``records`` (consumed once, in batches)."""
+        """Store a new version of dataset ``name`` (created as a chat dataset if new) holding exactly ``records``
+        (consumed once, in batches; ``to_example`` splits a record into example inputs and outputs)."""
         if not 0 < len(name) <= 200 or "\x00" in name:
             raise InvalidInput("a dataset name must be 1 to 200 characters", field="name")
-        dataset_id = uuid.uuid4()
-        counts = dict.fromkeys(SPLITS, 0)
         with self.db.write() as conn:
-            advisory_lock(conn, f"dataset:{workspace_id}:{name}")
-            newest = conn.execute(
-                select(func.max(datasets.c.version)).where(
-                    datasets.c.workspace_id == workspace_id, datasets.c.name == name
-                )
+            advisory_lock(conn, f"dataset-name:{workspace_id}:{name}")
+            found = conn.execute(
+                select(datasets.c.id).where(datasets.c.workspace_id == workspace_id, datasets.c.name == name)
             ).scalar()
+            dataset_id = found or self.create_dataset(workspace_id, name, data_type="chat", conn=conn)["id"]
+            write = begin_version(conn, workspace_id, dataset_id)
             conn.execute(
-                insert(datasets).values(
-                    id=dataset_id,
-                    workspace_id=workspace_id,
-                    name=name,
-                    version=(newest or 0) + 1,
-                    selection=selection,
-                    options=options,
-                    summary=summary,
-                    record_count=0,
-                    train_count=0,
-                    validation_count=0,
-                    created_at=utcnow(),
-                )
+                update(examples)
+                .where(examples.c.dataset_id == dataset_id, examples.c.valid_to.is_(None))
+                .values(valid_to=write.version)
             )
+            counts = Counts(0, 0, 0)
             line = 0
             it = iter(records)
             while batch := list(islice(it, _INSERT_BATCH)):
                 rows = []
                 for rec in batch:
-                    if rec.split not in counts:
+                    if rec.split not in SPLITS:
                         raise InvalidInput(f"split must be one of {SPLITS}, not {rec.split!r}", field="split")
                     line += 1
-                    counts[rec.split] += 1
+                    inputs, outputs = to_example(rec.record)
                     rows.append(
                         {
+                            "id": uuid.uuid4(),
                             "dataset_id": dataset_id,
+                            "workspace_id": workspace_id,
                             "line": line,
-                            "split": rec.split,
+                            "inputs": inputs,
+                            "outputs": outputs,
+                            "metadata": None,
+                            "splits": [rec.split],
+                            "source_run_id": uuid.UUID(rec.run_ids[-1]) if rec.run_ids else None,
                             "run_ids": rec.run_ids,
                             "trace_id": rec.trace_id,
-                            "record": rec.record,
+                            "created_at": write.as_of,
+                            "modified_at": write.as_of,
+                            "valid_from": write.version,
+                            "valid_to": None,
                         }
                     )
-                conn.execute(insert(dataset_records), rows)
-            conn.execute(
-                datasets.update()
-                .where(datasets.c.id == dataset_id)
-                .values(record_count=line, train_count=counts["train"], validation_count=counts["validation"])
+                counts = counts.moved([rec.split] for rec in batch)
+                conn.execute(insert(examples), rows)
+            version = end_version(
+                conn, write, counts, source="export", selection=selection, options=options, summary=summary
             )
-        return self.get(workspace_id, dataset_id)
+        return self.get(workspace_id, version["id"])
 
-    def get(self, workspace_id: uuid.UUID, dataset_id: uuid.UUID) -> dict[str, Any]:
+    def _versions(self) -> Any:
+        return select(dataset_versions, datasets.c.name, datasets.c.data_type).join(
+            datasets, datasets.c.id == dataset_versions.c.dataset_id
+        )
+
+    @staticmethod
+    def _view(row: Any) -> dict[str, Any]:
+        out = dict(row._mapping)
+        out["as_of"] = as_utc(out["as_of"])
+        out["created_at"] = out["as_of"]
+        for key in ("selection", "options", "summary"):
+            out[key] = out[key] or {}
+        return out
+
+    def get(self, workspace_id: uuid.UUID, version_id: uuid.UUID) -> dict[str, Any]:
+        """One version with its dataset's ``name`` and ``data_type`` (``id`` is the version's)."""
+        q = self._versions().where(dataset_versions.c.workspace_id == workspace_id, dataset_versions.c.id == version_id)
         with self.db.read() as conn:
-            row = conn.execute(
-                select(datasets).where(datasets.c.workspace_id == workspace_id, datasets.c.id == dataset_id)
-            ).first()
+            row = conn.execute(q).first()
         if row is None:
-            raise NotFound(f"dataset {dataset_id} not found", field="dataset_id")
-        return _view(row)
+            raise NotFound(f"dataset {version_id} not found", field="dataset_id")
+        return self._view(row)
 
     def list(
         self, workspace_id: uuid.UUID, *, name: str | None = None, limit: int = 100, offset: int = 0
     ) -> builtins.list[dict[str, Any]]:
-        """Datasets of the workspace, newest first (by name, then version, when ``name`` is given)."""
-        q = select(datasets).where(datasets.c.workspace_id == workspace_id)
+        """Versions of the workspace's datasets, newest first."""
+        q = self._versions().where(dataset_versions.c.workspace_id == workspace_id)
         if name is not None:
             q = q.where(datasets.c.name == name)
-        q = q.order_by(datasets.c.created_at.desc(), datasets.c.name, datasets.c.version.desc())
+        q = q.order_by(dataset_versions.c.as_of.desc(), datasets.c.name, dataset_versions.c.version.desc())
         with self.db.read() as conn:
-            return [_view(r) for r in conn.execute(q.limit(limit).offset(offset))]
+            return [self._view(r) for r in conn.execute(q.limit(limit).offset(offset))]
 
     def iter_records(
-        self, workspace_id: uuid.UUID, dataset_id: uuid.UUID, *, split: str | None = None
+        self,
+        workspace_id: uuid.UUID,
+        version_id: uuid.UUID,
+        to_record: Callable[[ExampleRow], dict[str, Any]],
+        *,
+        split: str | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """The dataset's records in line order (``{"line", "split", "run_ids", "trace_id", "record"}``),
-        streamed. Raises ``NotFound`` before yielding anything when the dataset is not in the workspace."""
+        """The version's examples in line order as ``{"line", "split", "run_ids", "trace_id", "record"}``
+        (``to_record`` makes the training record of an example), streamed. Raises ``NotFound`` before yielding
+        anything when the version is not in the workspace."""
         if split is not None and split not in SPLITS:
             raise InvalidInput(f"split must be one of {', '.join(SPLITS)}, not {split!r}", field="split")
-        self.get(workspace_id, dataset_id)
-        return self._stream(dataset_id, split)
+        version = self.get(workspace_id, version_id)
+        return self._stream(version["dataset_id"], version["version"], split, to_record)
 
-    def _stream(self, dataset_id: uuid.UUID, split: str | None) -> Iterator[dict[str, Any]]:
-        q = select(
-            dataset_records.c.line,
-            dataset_records.c.split,
-            dataset_records.c.run_ids,
-            dataset_records.c.trace_id,
-            dataset_records.c.record,
-        ).where(dataset_records.c.dataset_id == dataset_id)
-        if split is not None:
-            q = q.where(dataset_records.c.split == split)
+    def _stream(
+        self, dataset_id: uuid.UUID, version: int, split: str | None, to_record: Callable[[ExampleRow], dict[str, Any]]
+    ) -> Iterator[dict[str, Any]]:
+        q = select(examples).where(examples.c.dataset_id == dataset_id, current_at(version))
         with self.db.read() as conn:
-            result = conn.execute(q.order_by(dataset_records.c.line).execution_options(yield_per=_INSERT_BATCH))
+            result = conn.execute(q.order_by(examples.c.line).execution_options(yield_per=_INSERT_BATCH))
             for row in result:
+                ex = example_row(row)
+                ex_split = fine_tune_split(ex["splits"])
+                if split is not None and ex_split != split:
+                    continue
                 yield {
-                    "line": row.line,
-                    "split": row.split,
-                    "run_ids": row.run_ids,
-                    "trace_id": str(row.trace_id) if row.trace_id else None,
-                    "record": row.record,
+                    "line": ex["line"],
+                    "split": ex_split,
+                    "run_ids": ex["run_ids"] or ([str(ex["source_run_id"])] if ex["source_run_id"] else []),
+                    "trace_id": str(ex["trace_id"]) if ex["trace_id"] else None,
+                    "record": to_record(ex),
                 }

@@ -58,6 +58,7 @@ def dataset_view(row: dict[str, Any]) -> dict[str, Any]:
     """A stored dataset as the API returns it."""
     return {
         "id": str(row["id"]),
+        "dataset_id": str(row["dataset_id"]),  # the dataset (all versions of the name), as LangSmith's API sees it
         "name": row["name"],
         "version": row["version"],
         "selection": row["selection"],

@@ -10,6 +10,7 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
+from tracetune.convert.examples import iter_dataset_records
 from tracetune.convert.export import export_dataset
 from tracetune.server.deps import state, workspace
 from tracetune.server.tt.protocol import DatasetCreate, dataset_view
@@ -57,7 +58,7 @@ def datasets_records(
     lineage: bool = Query(default=False, description="Each line {line, split, run_ids, trace_id, record}."),
 ) -> StreamingResponse:
     """The records as JSONL (a fine-tuning file), in line order; ``lineage=true`` wraps each with its origin."""
-    records = state(request).store.datasets.iter_records(ws.id, dataset_id, split=split)
+    records = iter_dataset_records(state(request).store, ws.id, dataset_id, split=split)
     filename = f"dataset-{dataset_id}-{split or 'all'}.jsonl"
     return StreamingResponse(
         _jsonl(records, lineage),

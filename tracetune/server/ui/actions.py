@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from tracetune.convert.examples import iter_dataset_records
 from tracetune.errors import InvalidInput
 from tracetune.server.ui.views import CORRECTION_KEY, THUMBS_KEY
 from tracetune.store.rows import FeedbackRow, JobRow
@@ -88,7 +89,7 @@ def fine_tune_dataset(
             continue
         data = b"".join(
             orjson.dumps(r["record"], option=orjson.OPT_APPEND_NEWLINE)
-            for r in store.datasets.iter_records(ws.id, dataset_id, split=split)
+            for r in iter_dataset_records(store, ws.id, dataset_id, split=split)
         )
         row = store.files.create(
             ws.id,

@@ -13,6 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
+from tracetune.convert.examples import iter_dataset_records
 from tracetune.errors import InvalidInput, NotFound, TracetuneError
 from tracetune.models.registry import list_models
 from tracetune.server.deps import state
@@ -167,7 +168,7 @@ def _dataset(
 ) -> HTMLResponse:
     store = state(request).store
     dataset = store.datasets.get(ws.id, dataset_id)
-    head = list(islice(store.datasets.iter_records(ws.id, dataset_id), PREVIEW_RECORDS))
+    head = list(islice(iter_dataset_records(store, ws.id, dataset_id), PREVIEW_RECORDS))
     project = None
     if dataset["selection"].get("project"):
         found = store.projects.list(ws.id, name=dataset["selection"]["project"], limit=1)

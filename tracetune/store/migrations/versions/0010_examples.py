@@ -37,6 +37,34 @@ def _split_record(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
     return dict(record), None
 
 
+def _table(name: str, uuids: str, jsons: str, times: str, plain: str) -> sa.TableClause:
+    """A typed table clause (reflection would not bring back the Uuid/JSON types on SQLite)."""
+    return sa.table(
+        name,
+        *(sa.column(c, sa.Uuid()) for c in uuids.split()),
+        *(sa.column(c, sa.JSON()) for c in jsons.split()),
+        *(sa.column(c, sa.DateTime(timezone=True)) for c in times.split()),
+        *(sa.column(c) for c in plain.split()),
+    )
+
+
+_DATASETS = ("datasets", "id workspace_id", "metadata", "created_at modified_at", "name data_type version")
+_VERSIONS = (
+    "dataset_versions",
+    "id dataset_id workspace_id",
+    "tags selection options summary",
+    "as_of",
+    "version source record_count train_count validation_count",
+)
+_EXAMPLES = (
+    "examples",
+    "id dataset_id workspace_id source_run_id trace_id",
+    "inputs outputs metadata splits run_ids",
+    "created_at modified_at",
+    "line valid_from valid_to",
+)
+
+
 def _utc(value: Any) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
@@ -111,24 +139,18 @@ def _create_tables() -> None:
 def _copy_old_datasets(conn: sa.Connection) -> None:
     old = sa.table(
         "legacy_datasets",
-        *(sa.column(c) for c in ("id", "workspace_id", "name", "version", "record_count", "train_count")),
-        *(sa.column(c) for c in ("validation_count", "created_at")),
-        sa.column("selection", sa.JSON()),
-        sa.column("options", sa.JSON()),
-        sa.column("summary", sa.JSON()),
+        *(sa.column(c, sa.Uuid()) for c in ("id", "workspace_id")),
+        *(sa.column(c) for c in ("name", "version", "record_count", "train_count", "validation_count")),
+        sa.column("created_at", sa.DateTime(timezone=True)),
+        *(sa.column(c, sa.JSON()) for c in ("selection", "options", "summary")),
     )
     records = sa.table(
         "dataset_records",
-        sa.column("dataset_id"),
-        sa.column("line"),
-        sa.column("split"),
-        sa.column("trace_id"),
-        sa.column("run_ids", sa.JSON()),
-        sa.column("record", sa.JSON()),
+        *(sa.column(c, sa.Uuid()) for c in ("dataset_id", "trace_id")),
+        *(sa.column(c) for c in ("line", "split")),
+        *(sa.column(c, sa.JSON()) for c in ("run_ids", "record")),
     )
-    meta = sa.MetaData()
-    meta.reflect(conn, only=("datasets", "dataset_versions", "examples"))
-    datasets, versions, examples = (meta.tables[n] for n in ("datasets", "dataset_versions", "examples"))
+    datasets, versions, examples = _table(*_DATASETS), _table(*_VERSIONS), _table(*_EXAMPLES)
     rows = conn.execute(sa.select(old).order_by(old.c.workspace_id, old.c.name, old.c.version)).all()
     by_name: dict[tuple[Any, str], list[Any]] = {}
     for row in rows:
@@ -226,9 +248,7 @@ def downgrade() -> None:
     with op.batch_alter_table("projects") as batch:
         batch.drop_constraint("fk_projects_reference_dataset_id_datasets", type_="foreignkey")
         batch.drop_column("reference_dataset_id")
-    meta = sa.MetaData()
-    meta.reflect(conn, only=("datasets", "dataset_versions", "examples"))
-    datasets, versions, examples = (meta.tables[n] for n in ("datasets", "dataset_versions", "examples"))
+    datasets, versions, examples = _table(*_DATASETS), _table(*_VERSIONS), _table(*_EXAMPLES)
     series = conn.execute(
         sa.select(versions, datasets.c.name).join(datasets, datasets.c.id == versions.c.dataset_id)
     ).all()
@@ -294,8 +314,8 @@ def downgrade() -> None:
             )
         )
         if recs:
-            rows = [{"dataset_id": v.id, "line": i, **rec} for i, rec in enumerate(recs, 1)]
-            conn.execute(records.insert(), rows)
+            lines = [{"dataset_id": v.id, "line": i, **rec} for i, rec in enumerate(recs, 1)]
+            conn.execute(records.insert(), lines)
 
 
 def _record_of(row: Any) -> dict[str, Any]:
