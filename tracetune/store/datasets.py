@@ -24,7 +24,7 @@ from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Connection, and_, insert, or_, select, update
 
-from tracetune.errors import InvalidInput, NotFound
+from tracetune.errors import Conflict, InvalidInput, NotFound
 from tracetune.store.engine import Database
 from tracetune.store.rows import DatasetRow, DatasetVersionRow, ExampleRow
 from tracetune.store.schema import dataset_versions, datasets, examples
@@ -167,8 +167,6 @@ class DatasetStore:
         **fields: Any,
     ) -> DatasetRow:
         """A new, empty dataset (version 0). 409 when the name is taken in the workspace."""
-        from tracetune.errors import Conflict
-
         if not 0 < len(name) <= 200 or "\x00" in name:
             raise InvalidInput("a dataset name must be 1 to 200 characters", field="name")
         if data_type not in DATA_TYPES:
