@@ -8,6 +8,7 @@ No SQL here (the store streams the runs: :mod:`tracetune.query.selection`).
 * ``records`` — a session → one JSONL record in a format (``record_from_session``, ``dumps_record``);
 * ``examples`` — dataset examples ↔ training records (``example_from_record``, ``record_from_example``,
   ``iter_dataset_records``);
+* ``csv_examples`` — a CSV upload → dataset examples (``examples_from_csv``);
 * ``split`` — leakage-safe train/validation split by conversation group (``assign_split``);
 * ``token_count``, ``target_check`` — token counts and whether a record trains the target model;
 * ``dataset_builder`` — the whole pipeline in memory (``Selection``, ``ExportOptions``, ``DatasetBuilder``);

@@ -15,6 +15,7 @@ from tracetune.config import Settings
 from tracetune.ingest.service import IngestService
 from tracetune.server.deps import AppState
 from tracetune.server.errors import install_error_handlers
+from tracetune.server.langsmith import datasets as langsmith_datasets
 from tracetune.server.langsmith import otel as langsmith_otel
 from tracetune.server.langsmith import queues as langsmith_queues
 from tracetune.server.langsmith import routes as langsmith_routes
@@ -58,6 +59,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.include_router(langsmith_v2.router)
     app.include_router(langsmith_otel.router)
     app.include_router(langsmith_queues.router)
+    app.include_router(langsmith_datasets.router)
     app.include_router(tt_routes.router)
     app.include_router(openai_routes.router)
     app.include_router(openai_chat.router)

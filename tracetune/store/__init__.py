@@ -4,7 +4,7 @@ Public: ``Store`` (the repositories of one database), ``open_store``, ``open_sto
 ``schema`` (the tables, SQLAlchemy Core), ``engine`` (``Database``: opening, pragmas, migrations, retries),
 ``rows`` (the TypedDict of each table's rows), ``sqlutil`` and ``jsonvalues`` (dialect helpers), and one repository
 per table family: ``workspaces``, ``projects``, ``runs`` (owns ``RUN_COLUMNS``), ``feedback``, ``feedback_tokens``,
-``feedback_configs``, ``annotation_queues``, ``datasets``, ``files``, ``jobs``, ``models``."""
+``feedback_configs``, ``annotation_queues``, ``datasets``, ``examples``, ``files``, ``jobs``, ``models``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from tracetune.config import Settings
     from tracetune.store.annotation_queues import AnnotationQueueStore
     from tracetune.store.datasets import DatasetStore
+    from tracetune.store.examples import ExampleStore
     from tracetune.store.feedback import FeedbackStore
     from tracetune.store.feedback_configs import FeedbackConfigStore
     from tracetune.store.feedback_tokens import FeedbackTokenStore
@@ -39,6 +40,7 @@ class Store:
     feedback_configs: FeedbackConfigStore = field(init=False)
     annotation_queues: AnnotationQueueStore = field(init=False)
     datasets: DatasetStore = field(init=False)
+    examples: ExampleStore = field(init=False)
     files: FileStore = field(init=False)
     jobs: JobStore = field(init=False)
     models: FineTunedModelStore = field(init=False)
@@ -46,6 +48,7 @@ class Store:
     def __post_init__(self) -> None:
         from tracetune.store.annotation_queues import AnnotationQueueStore
         from tracetune.store.datasets import DatasetStore
+        from tracetune.store.examples import ExampleStore
         from tracetune.store.feedback import FeedbackStore
         from tracetune.store.feedback_configs import FeedbackConfigStore
         from tracetune.store.feedback_tokens import FeedbackTokenStore
@@ -64,6 +67,7 @@ class Store:
         self.feedback_configs = FeedbackConfigStore(self.db)
         self.annotation_queues = AnnotationQueueStore(self.db)
         self.datasets = DatasetStore(self.db)
+        self.examples = ExampleStore(self.db)
         self.files = FileStore(self.db)
         self.jobs = JobStore(self.db)
         self.models = FineTunedModelStore(self.db)

@@ -17,23 +17,33 @@ from __future__ import annotations
 
 import builtins
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
 from tracetune.errors import Conflict, InvalidInput, NotFound
 from tracetune.store.engine import Database
 from tracetune.store.rows import DatasetRow, DatasetVersionRow, ExampleRow
-from tracetune.store.schema import dataset_versions, datasets, examples
+from tracetune.store.schema import dataset_versions, datasets, examples, fine_tuning_jobs, projects
 from tracetune.store.sqlutil import advisory_lock, as_utc, utcnow
 
 SPLITS = ("train", "validation")
+LATEST = "latest"  # the tag every dataset's newest version carries
 HELD_OUT_SPLITS = frozenset({"validation", "test"})
 DATA_TYPES = ("kv", "llm", "chat")
 _INSERT_BATCH = 500
+
+
+def _parse_time(value: str) -> datetime | None:
+    """``value`` as a time (ISO 8601, ``Z`` allowed), or None when it is not one (then it is a tag)."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def fine_tune_split(splits: Iterable[str] | None) -> str:
@@ -216,6 +226,200 @@ class DatasetStore:
             raise NotFound(f"dataset {dataset_id} not found", field="dataset_id")
         return _dataset(row)
 
+    def list_datasets(
+        self,
+        workspace_id: uuid.UUID,
+        *,
+        ids: Sequence[uuid.UUID] | None = None,
+        name: str | None = None,
+        name_contains: str | None = None,
+        data_type: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> builtins.list[dict[str, Any]]:
+        """Datasets, newest first, each with ``example_count`` (its newest version's), ``session_count`` and
+        ``last_session_start_time`` (its experiments). ``metadata``: every key/value must match."""
+        sessions = (
+            select(
+                projects.c.reference_dataset_id.label("ds"),
+                func.count().label("session_count"),
+                func.max(projects.c.created_at).label("last_session_start_time"),
+            )
+            .where(projects.c.workspace_id == workspace_id, projects.c.reference_dataset_id.is_not(None))
+            .group_by(projects.c.reference_dataset_id)
+            .subquery()
+        )
+        q = (
+            select(
+                datasets,
+                dataset_versions.c.record_count,
+                sessions.c.session_count,
+                sessions.c.last_session_start_time,
+            )
+            .outerjoin(
+                dataset_versions,
+                and_(dataset_versions.c.dataset_id == datasets.c.id, dataset_versions.c.version == datasets.c.version),
+            )
+            .outerjoin(sessions, sessions.c.ds == datasets.c.id)
+            .where(datasets.c.workspace_id == workspace_id)
+        )
+        if ids:
+            q = q.where(datasets.c.id.in_(list(ids)))
+        if name is not None:
+            q = q.where(datasets.c.name == name)
+        if name_contains:
+            q = q.where(func.lower(datasets.c.name).contains(name_contains.lower(), autoescape=True))
+        if data_type is not None:
+            q = q.where(datasets.c.data_type == data_type)
+        q = q.order_by(datasets.c.created_at.desc(), datasets.c.id)
+        if not metadata:
+            q = q.offset(offset).limit(limit)
+        with self.db.read() as conn:
+            rows = builtins.list(conn.execute(q))
+        out = []
+        for row in rows:
+            m = dict(row._mapping)
+            if metadata and any((m["metadata"] or {}).get(k) != v for k, v in metadata.items()):
+                continue
+            view = {**_dataset(row), "example_count": m["record_count"] or 0, "session_count": m["session_count"] or 0}
+            view["last_session_start_time"] = as_utc(m["last_session_start_time"])
+            out.append(view)
+        return out[offset : offset + limit] if metadata else out
+
+    def update_dataset(self, workspace_id: uuid.UUID, dataset_id: uuid.UUID, **fields: Any) -> DatasetRow:
+        """Change a dataset's name, description, metadata, schemas or transformations (not a new version)."""
+        unknown = set(fields) - {
+            "name",
+            "description",
+            "metadata",
+            "inputs_schema",
+            "outputs_schema",
+            "transformations",
+        }
+        if unknown:
+            raise InvalidInput(f"cannot update {sorted(unknown)[0]}", field=sorted(unknown)[0])
+        with self.db.write() as conn:
+            current = self._dataset_in(conn, workspace_id, dataset_id)
+            name = fields.get("name")
+            if name is not None and name != current["name"]:
+                if not 0 < len(name) <= 200 or "\x00" in name:
+                    raise InvalidInput("a dataset name must be 1 to 200 characters", field="name")
+                advisory_lock(conn, f"dataset-name:{workspace_id}:{name}")
+                taken = conn.execute(
+                    select(datasets.c.id).where(datasets.c.workspace_id == workspace_id, datasets.c.name == name)
+                ).first()
+                if taken is not None:
+                    raise Conflict(f"a dataset named {name!r} already exists", field="name")
+            values = {k: v for k, v in fields.items() if v is not None}
+            if values:
+                values["modified_at"] = utcnow()
+                conn.execute(update(datasets).where(datasets.c.id == dataset_id).values(values))
+            return self._dataset_in(conn, workspace_id, dataset_id)
+
+    def delete_dataset(self, workspace_id: uuid.UUID, dataset_id: uuid.UUID) -> None:
+        """Delete a dataset, its versions and examples; its experiments stay (their reference is cleared). 409 when a
+        fine-tuning job was trained on one of its versions: the job's lineage (job → dataset → runs) must survive."""
+        with self.db.write() as conn:
+            self._dataset_in(conn, workspace_id, dataset_id)
+            version_ids = {
+                str(v)
+                for v in conn.scalars(select(dataset_versions.c.id).where(dataset_versions.c.dataset_id == dataset_id))
+            }
+            version_ids.add(str(dataset_id))
+            jobs = conn.execute(
+                select(fine_tuning_jobs.c.id, fine_tuning_jobs.c.user_metadata).where(
+                    fine_tuning_jobs.c.workspace_id == workspace_id, fine_tuning_jobs.c.user_metadata.is_not(None)
+                )
+            )
+            for job_id, meta in jobs:
+                if isinstance(meta, dict) and meta.get("dataset_id") in version_ids:
+                    raise Conflict(
+                        f"dataset {dataset_id} cannot be deleted: fine-tuning job {job_id} was trained on it and "
+                        "its lineage (job → dataset → runs) must survive; delete the job first, or keep the dataset",
+                        field="dataset_id",
+                    )
+            conn.execute(
+                update(projects).where(projects.c.reference_dataset_id == dataset_id).values(reference_dataset_id=None)
+            )
+            conn.execute(delete(examples).where(examples.c.dataset_id == dataset_id))
+            conn.execute(delete(dataset_versions).where(dataset_versions.c.dataset_id == dataset_id))
+            conn.execute(delete(datasets).where(datasets.c.id == dataset_id))
+
+    @staticmethod
+    def _dataset_in(conn: Connection, workspace_id: uuid.UUID, dataset_id: uuid.UUID) -> DatasetRow:
+        row = conn.execute(
+            select(datasets).where(datasets.c.workspace_id == workspace_id, datasets.c.id == dataset_id)
+        ).first()
+        if row is None:
+            raise NotFound(f"dataset {dataset_id} not found", field="dataset_id")
+        return _dataset(row)
+
+    # -- LangSmith versions: as_of times and tags ----------------------------------------------------------------
+
+    def versions(
+        self, workspace_id: uuid.UUID, dataset_id: uuid.UUID, *, offset: int = 0, limit: int = 100
+    ) -> builtins.list[DatasetVersionRow]:
+        """The dataset's versions, newest first; the newest also carries the tag ``latest``."""
+        dataset = self.dataset(workspace_id, dataset_id)
+        q = (
+            select(dataset_versions)
+            .where(dataset_versions.c.dataset_id == dataset_id)
+            .order_by(dataset_versions.c.version.desc())
+        )
+        with self.db.read() as conn:
+            rows = [_version(r) for r in conn.execute(q.offset(offset).limit(limit))]
+        for row in rows:
+            if row["version"] == dataset["version"]:
+                row["tags"] = [*row["tags"], LATEST]
+        return rows
+
+    def version_at(self, workspace_id: uuid.UUID, dataset_id: uuid.UUID, as_of: str | datetime | None) -> int | None:
+        """The version LangSmith's ``as_of`` names: None or ``latest`` → the newest (None), a time → the newest
+        version at that time (0 before the first), anything else → the version carrying that tag (404 if none)."""
+        if as_of is None or as_of == LATEST:
+            return None
+        when = as_of if isinstance(as_of, datetime) else _parse_time(as_of)
+        with self.db.read() as conn:
+            self._dataset_in(conn, workspace_id, dataset_id)
+            q = select(dataset_versions.c.version, dataset_versions.c.as_of, dataset_versions.c.tags).where(
+                dataset_versions.c.dataset_id == dataset_id
+            )
+            rows = builtins.list(conn.execute(q.order_by(dataset_versions.c.version)))
+        if when is not None:
+            limit = cast(datetime, as_utc(when))
+            at = [v for v, t, _ in rows if cast(datetime, as_utc(t)) <= limit]
+            return at[-1] if at else 0
+        for version, _, tags in rows:
+            if as_of in tags:
+                return cast(int, version)
+        raise NotFound(f"dataset {dataset_id} has no version tagged {as_of!r}", field="as_of")
+
+    def tag(self, workspace_id: uuid.UUID, dataset_id: uuid.UUID, as_of: datetime, tag: str) -> DatasetVersionRow:
+        """Put ``tag`` on the version made exactly at ``as_of``, moving it off any other version of the dataset."""
+        if not 0 < len(tag) <= 100 or tag == LATEST:
+            raise InvalidInput(f"a tag is 1 to 100 characters and not {LATEST!r}", field="tag")
+        with self.db.write() as conn:
+            self._dataset_in(conn, workspace_id, dataset_id)
+            advisory_lock(conn, f"dataset:{dataset_id}")
+            rows = [
+                _version(r)
+                for r in conn.execute(select(dataset_versions).where(dataset_versions.c.dataset_id == dataset_id))
+            ]
+            target = next((r for r in rows if r["as_of"] == as_utc(as_of)), None)
+            if target is None:
+                raise NotFound(
+                    f"dataset {dataset_id} has no version made at {as_of.isoformat()}: pass a version's exact as_of "
+                    "(list_dataset_versions)",
+                    field="as_of",
+                )
+            for row in rows:
+                tags = [t for t in row["tags"] if t != tag] + ([tag] if row["id"] == target["id"] else [])
+                if tags != row["tags"]:
+                    conn.execute(update(dataset_versions).where(dataset_versions.c.id == row["id"]).values(tags=tags))
+                    row["tags"] = tags
+        return target
+
     # -- tracetune exports: versions -----------------------------------------------------------------------------
 
     def create(
@@ -330,6 +534,17 @@ class DatasetStore:
             raise InvalidInput(f"split must be one of {', '.join(SPLITS)}, not {split!r}", field="split")
         version = self.get(workspace_id, version_id)
         return self._stream(version["dataset_id"], version["version"], split, to_record)
+
+    def iter_dataset(
+        self,
+        workspace_id: uuid.UUID,
+        dataset_id: uuid.UUID,
+        version: int | None,
+        to_record: Callable[[ExampleRow], dict[str, Any]],
+    ) -> Iterator[dict[str, Any]]:
+        """Like ``iter_records``, for a dataset as of ``version`` (None: the newest)."""
+        dataset = self.dataset(workspace_id, dataset_id)
+        return self._stream(dataset_id, dataset["version"] if version is None else version, None, to_record)
 
     def _stream(
         self, dataset_id: uuid.UUID, version: int, split: str | None, to_record: Callable[[ExampleRow], dict[str, Any]]

@@ -14,6 +14,7 @@ from tracetune.errors import Conflict, NotFound
 from tracetune.store.engine import Database
 from tracetune.store.schema import (
     annotation_queue_items,
+    datasets,
     feedback,
     feedback_tokens,
     projects,
@@ -64,8 +65,19 @@ class ProjectStore:
         description: str | None = None,
         extra: dict[str, Any] | None = None,
         upsert_existing: bool = False,
+        reference_dataset_id: uuid.UUID | None = None,
     ) -> dict[str, Any]:
+        """A new project (409 for a taken name unless ``upsert_existing``); with ``reference_dataset_id`` an
+        experiment over that dataset (404 when it is not the workspace's)."""
         with self.db.write() as conn:
+            if reference_dataset_id is not None:
+                known = conn.execute(
+                    select(datasets.c.id).where(
+                        datasets.c.workspace_id == workspace_id, datasets.c.id == reference_dataset_id
+                    )
+                ).first()
+                if known is None:
+                    raise NotFound(f"dataset {reference_dataset_id} not found", field="reference_dataset_id")
             existing = conn.execute(
                 select(projects.c.id).where(projects.c.workspace_id == workspace_id, projects.c.name == name)
             ).first()
@@ -92,6 +104,7 @@ class ProjectStore:
                         description=description,
                         extra=extra,
                         created_at=utcnow(),
+                        reference_dataset_id=reference_dataset_id,
                     )
                 )
         return self.get(workspace_id, pid)
@@ -186,11 +199,20 @@ class ProjectStore:
         name: str | None = None,
         name_contains: str | None = None,
         ids: list[uuid.UUID] | None = None,
+        reference_dataset_ids: list[uuid.UUID] | None = None,
+        reference_free: bool | None = None,
         include_stats: bool = False,
         limit: int = 100,
         offset: int = 0,
     ) -> list[dict[str, Any]]:
+        """Projects, newest first; ``reference_dataset_ids`` keeps the experiments over those datasets,
+        ``reference_free`` the projects that are (True) or are not (False) experiments."""
         q = select(projects).where(projects.c.workspace_id == workspace_id)
+        if reference_dataset_ids:
+            q = q.where(projects.c.reference_dataset_id.in_(reference_dataset_ids))
+        if reference_free is not None:
+            ref = projects.c.reference_dataset_id
+            q = q.where(ref.is_(None) if reference_free else ref.is_not(None))
         if name is not None:
             q = q.where(projects.c.name == name)
         if name_contains:

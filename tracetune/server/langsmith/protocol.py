@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -16,7 +16,16 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from tracetune.errors import InvalidInput, shown
 from tracetune.query.run_view import SELECTABLE
 from tracetune.query.runs_query import MAX_LIMIT, RunQuery
-from tracetune.store.rows import FeedbackConfigRow, FeedbackRow, FeedbackTokenRow, QueueItemRow, QueueRow
+from tracetune.store.rows import (
+    DatasetRow,
+    DatasetVersionRow,
+    ExampleRow,
+    FeedbackConfigRow,
+    FeedbackRow,
+    FeedbackTokenRow,
+    QueueItemRow,
+    QueueRow,
+)
 from tracetune.timeutil import time_to_us, us_to_time
 
 # What the SDK compares against its minimums: >= 0.8.10 sends feedback inside /runs/multipart; >= 0.16 is the v2
@@ -126,6 +135,7 @@ class SessionCreate(Lenient):
     id: uuid.UUID | None = None
     description: Text | None = None
     extra: dict[str, Any] | None = None
+    reference_dataset_id: uuid.UUID | None = None  # an experiment: a project run over a dataset (evaluate())
 
 
 class SessionUpdate(Lenient):
@@ -373,7 +383,7 @@ def session_view(row: dict[str, Any], workspace_id: uuid.UUID) -> dict[str, Any]
         "extra": row.get("extra"),
         "start_time": created.isoformat(),
         "end_time": row["end_time"].isoformat() if row.get("end_time") else None,
-        "reference_dataset_id": None,
+        "reference_dataset_id": str(row["reference_dataset_id"]) if row.get("reference_dataset_id") else None,
         "default_dataset_id": None,
     }
     if "run_count" in row:
@@ -402,3 +412,140 @@ def feedback_view(row: FeedbackRow) -> dict[str, Any]:
         "feedback_source": row.get("feedback_source"),
         "extra": row.get("extra"),
     }
+
+
+# -- datasets and examples ---------------------------------------------------------------------------------------
+
+DatasetName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_nul)]
+SplitName = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_no_nul)]
+
+
+class DatasetCreate(Lenient):
+    name: DatasetName
+    id: uuid.UUID | None = None
+    description: Text | None = None
+    data_type: Literal["kv", "llm", "chat"] = "kv"
+    inputs_schema_definition: dict[str, Any] | None = None
+    outputs_schema_definition: dict[str, Any] | None = None
+    transformations: list[dict[str, Any]] | None = None
+    extra: dict[str, Any] | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """Keyword arguments of ``DatasetStore.create_dataset``."""
+        return {
+            "id": self.id,
+            "description": self.description,
+            "metadata": (self.extra or {}).get("metadata"),
+            "inputs_schema": self.inputs_schema_definition,
+            "outputs_schema": self.outputs_schema_definition,
+            "transformations": self.transformations,
+        }
+
+
+class DatasetUpdate(Lenient):
+    name: DatasetName | None = None
+    description: Text | None = None
+    metadata: dict[str, Any] | None = None
+    inputs_schema_definition: dict[str, Any] | None = None
+    outputs_schema_definition: dict[str, Any] | None = None
+    transformations: list[dict[str, Any]] | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "metadata": self.metadata,
+            "inputs_schema": self.inputs_schema_definition,
+            "outputs_schema": self.outputs_schema_definition,
+            "transformations": self.transformations,
+        }
+
+
+class ExampleFields(Lenient):
+    inputs: dict[str, Any] | None = None
+    outputs: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    split: SplitName | list[SplitName] | None = None
+
+    def splits(self) -> list[str] | None:
+        """The example's splits: ``split`` (one name or a list), else ``metadata.dataset_split`` (where LangSmith
+        reports them), else None (unchanged, or ``base`` for a new example)."""
+        given: Any = self.split
+        if given is None and self.metadata and "dataset_split" in self.metadata:
+            given = self.metadata["dataset_split"]
+            if not (isinstance(given, str) or (isinstance(given, list) and all(isinstance(x, str) for x in given))):
+                raise InvalidInput("metadata.dataset_split must be a split name or a list of them", field="split")
+        if given is None:
+            return None
+        names = [given] if isinstance(given, str) else list(dict.fromkeys(given))
+        return names or None
+
+    def own_metadata(self) -> dict[str, Any] | None:
+        """``metadata`` without ``dataset_split`` (splits are stored on their own)."""
+        if self.metadata is None:
+            return None
+        return {k: v for k, v in self.metadata.items() if k != "dataset_split"}
+
+
+class ExampleCreate(ExampleFields):
+    dataset_id: uuid.UUID
+    id: uuid.UUID | None = None
+    created_at: datetime | None = None
+    source_run_id: uuid.UUID | None = None
+    use_source_run_io: bool = False
+
+
+class ExampleUpdate(ExampleFields):
+    id: uuid.UUID | None = None
+    dataset_id: uuid.UUID | None = None
+
+
+class SplitsUpdate(Lenient):
+    split_name: SplitName
+    examples: list[uuid.UUID]
+    remove: bool = False
+
+
+class DatasetTag(Lenient):
+    as_of: datetime
+    tag: Text
+
+
+def dataset_view(row: DatasetRow | dict[str, Any]) -> dict[str, Any]:
+    """A dataset as the SDK's ``Dataset`` reads it."""
+    last = cast(datetime | None, row.get("last_session_start_time"))
+    return {
+        "id": str(row["id"]),
+        "tenant_id": str(row["workspace_id"]),
+        "name": row["name"],
+        "description": row["description"],
+        "data_type": row["data_type"],
+        "created_at": row["created_at"].isoformat(),
+        "modified_at": row["modified_at"].isoformat(),
+        "example_count": row.get("example_count", 0),
+        "session_count": row.get("session_count", 0),
+        "last_session_start_time": last.isoformat() if last else None,
+        "inputs_schema_definition": row["inputs_schema"],
+        "outputs_schema_definition": row["outputs_schema"],
+        "transformations": row["transformations"],
+        "metadata": row["metadata"],
+    }
+
+
+def example_view(row: ExampleRow) -> dict[str, Any]:
+    """An example as the SDK's ``Example`` reads it: its splits in ``metadata.dataset_split``, as LangSmith's."""
+    return {
+        "id": str(row["id"]),
+        "dataset_id": str(row["dataset_id"]),
+        "inputs": row["inputs"],
+        "outputs": row["outputs"],
+        "metadata": {**(row["metadata"] or {}), "dataset_split": row["splits"]},
+        "created_at": row["created_at"].isoformat(),
+        "modified_at": row["modified_at"].isoformat(),
+        "source_run_id": str(row["source_run_id"]) if row["source_run_id"] else None,
+        "attachment_urls": None,
+    }
+
+
+def version_view(row: DatasetVersionRow) -> dict[str, Any]:
+    return {"as_of": row["as_of"].isoformat(), "tags": row["tags"]}

@@ -114,6 +114,8 @@ def sessions_list(
     name: str | None = None,
     name_contains: str | None = None,
     id: list[uuid.UUID] | None = Query(default=None),
+    reference_dataset: list[uuid.UUID] | None = Query(default=None),
+    reference_free: bool | None = None,
     include_stats: bool = False,
     limit: int = Query(default=100, ge=1, le=1000),
     offset: int = Query(default=0, ge=0),
@@ -123,6 +125,8 @@ def sessions_list(
         name=name,
         name_contains=name_contains,
         ids=id,
+        reference_dataset_ids=reference_dataset,
+        reference_free=reference_free,
         include_stats=include_stats,
         limit=limit,
         offset=offset,
@@ -149,6 +153,7 @@ def sessions_create(
         description=body.description,
         extra=body.extra,
         upsert_existing=upsert,
+        reference_dataset_id=body.reference_dataset_id,
     )
     return session_view(row, ws.id)
 
