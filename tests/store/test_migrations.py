@@ -17,7 +17,7 @@ from tracetune.store.schema import metadata
 
 TABLES = {"workspaces", "api_keys", "projects", "runs", "run_tags", "run_metadata", "feedback"}
 # 0002, 0010; empty in _fill (tests/store/test_datasets_migration.py)
-DATASET_TABLES = {"datasets", "dataset_versions", "examples"}
+DATASET_TABLES = {"datasets", "dataset_versions", "examples", "comparative_experiments"}
 FILE_TABLES = {"files"}  # 0003; empty in _fill (tests/server/test_openai_files.py)
 JOB_TABLES = {"fine_tuning_jobs", "fine_tuning_job_events", "fine_tuning_checkpoints", "fine_tuned_models"}  # 0004
 FLAG_TABLES = {"store_flags"}  # 0005

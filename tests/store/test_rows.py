@@ -19,6 +19,7 @@ PAIRS = [
     (rows.DatasetRow, schema.datasets),
     (rows.DatasetVersionRow, schema.dataset_versions),
     (rows.ExampleRow, schema.examples),
+    (rows.ComparativeExperimentRow, schema.comparative_experiments),
     (rows.FileRow, schema.files),
     (rows.JobRow, schema.fine_tuning_jobs),
     (rows.JobEventRow, schema.fine_tuning_job_events),

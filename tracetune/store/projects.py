@@ -6,14 +6,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, delete, func, or_, select
 
-from tracetune.errors import Conflict, NotFound
+from tracetune.errors import Conflict, InvalidInput, NotFound
 from tracetune.store.engine import Database
+from tracetune.store.rows import ComparativeExperimentRow
 from tracetune.store.schema import (
     annotation_queue_items,
+    comparative_experiments,
     datasets,
     feedback,
     feedback_tokens,
@@ -141,9 +143,9 @@ class ProjectStore:
 
     def delete(self, workspace_id: uuid.UUID, project_id: uuid.UUID) -> int:
         """Delete the project with its runs, their tags, metadata, feedback, feedback tokens and places in annotation
-        queues (and the project's own feedback and queued threads) in one transaction; returns how many runs went.
-        404 for a project not in the workspace. A run sent later to the same name makes a new project, in this
-        process or any other (``RunStore`` checks its cached ids)."""
+        queues (and the project's own feedback, queued threads and comparisons) in one transaction; returns how
+        many runs went. 404 for a project not in the workspace. A run sent later to the same name makes a new
+        project, in this process or any other (``RunStore`` checks its cached ids)."""
         with self.db.write() as conn:
             self._name_of(conn, workspace_id, project_id)
             its_runs = select(runs.c.id).where(runs.c.workspace_id == workspace_id, runs.c.project_id == project_id)
@@ -159,9 +161,86 @@ class ProjectStore:
             gone = conn.execute(
                 delete(runs).where(runs.c.workspace_id == workspace_id, runs.c.project_id == project_id)
             ).rowcount
+            compared = conn.execute(
+                select(comparative_experiments.c.id, comparative_experiments.c.experiment_ids).where(
+                    comparative_experiments.c.workspace_id == workspace_id
+                )
+            ).all()
+            gone_comparisons = [cid for cid, ids in compared if str(project_id) in ids]
+            if gone_comparisons:  # a comparison of a deleted experiment compares nothing
+                conn.execute(delete(comparative_experiments).where(comparative_experiments.c.id.in_(gone_comparisons)))
             conn.execute(delete(projects).where(projects.c.id == project_id))
         self.forget(workspace_id, [project_id])
         return int(gone or 0)
+
+    # -- comparative experiments: experiments over one dataset, compared ---------------------------------------
+
+    def create_comparison(
+        self,
+        workspace_id: uuid.UUID,
+        *,
+        experiment_ids: list[uuid.UUID],
+        reference_dataset_id: uuid.UUID,
+        comparison_id: uuid.UUID | None = None,
+        name: str | None = None,
+        description: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> ComparativeExperimentRow:
+        """Record a comparison of two or more experiments, all over ``reference_dataset_id`` (400 naming the first
+        that is not; 404 for a project or dataset not in the workspace, 409 for a taken id)."""
+        if len(set(experiment_ids)) < 2:
+            raise InvalidInput("compare at least two different experiments", field="experiment_ids")
+        now = utcnow()
+        row = {
+            "id": comparison_id or uuid.uuid4(),
+            "workspace_id": workspace_id,
+            "name": name,
+            "description": description,
+            "reference_dataset_id": reference_dataset_id,
+            "experiment_ids": [str(e) for e in experiment_ids],
+            "extra": extra,
+            "created_at": now,
+            "modified_at": now,
+        }
+        with self.db.write() as conn:
+            refs = dict(
+                conn.execute(
+                    select(projects.c.id, projects.c.reference_dataset_id).where(
+                        projects.c.workspace_id == workspace_id, projects.c.id.in_(experiment_ids)
+                    )
+                ).all()
+            )
+            for i, pid in enumerate(experiment_ids):
+                if pid not in refs:
+                    raise NotFound(f"experiment {pid} not found", field=f"experiment_ids[{i}]")
+                if refs[pid] != reference_dataset_id:
+                    raise InvalidInput(
+                        f"experiment {pid} is not an experiment over dataset {reference_dataset_id}",
+                        field=f"experiment_ids[{i}]",
+                    )
+            taken = select(comparative_experiments.c.id).where(comparative_experiments.c.id == row["id"])
+            if conn.execute(taken).first():
+                raise Conflict(f"a comparative experiment with id {row['id']} already exists", field="id")
+            conn.execute(comparative_experiments.insert().values(row))
+        return cast(ComparativeExperimentRow, row)
+
+    def comparisons(
+        self, workspace_id: uuid.UUID, reference_dataset_id: uuid.UUID, *, limit: int = 100, offset: int = 0
+    ) -> list[ComparativeExperimentRow]:
+        """The dataset's comparative experiments, newest first."""
+        q = (
+            select(comparative_experiments)
+            .where(
+                comparative_experiments.c.workspace_id == workspace_id,
+                comparative_experiments.c.reference_dataset_id == reference_dataset_id,
+            )
+            .order_by(comparative_experiments.c.created_at.desc(), comparative_experiments.c.id)
+        )
+        with self.db.read() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(q.limit(limit).offset(offset))]
+        for r in rows:
+            r["created_at"], r["modified_at"] = as_utc(r["created_at"]), as_utc(r["modified_at"])
+        return cast(list[ComparativeExperimentRow], rows)
 
     @staticmethod
     def _name_of(conn: Connection, workspace_id: uuid.UUID, project_id: uuid.UUID) -> str:

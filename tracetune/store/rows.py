@@ -221,3 +221,15 @@ class ExampleRow(TypedDict):
     modified_at: datetime
     valid_from: int
     valid_to: int | None
+
+
+class ComparativeExperimentRow(TypedDict):
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    name: str | None
+    description: str | None
+    reference_dataset_id: uuid.UUID
+    experiment_ids: list[str]
+    extra: dict[str, Any] | None
+    created_at: datetime
+    modified_at: datetime

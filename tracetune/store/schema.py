@@ -303,6 +303,20 @@ examples = Table(
     Index("ix_examples_id", "id", "valid_from"),
 )
 
+comparative_experiments = Table(  # two or more experiments over one dataset, compared (evaluate((a, b), …))
+    "comparative_experiments",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("workspace_id", Uuid, nullable=False),
+    Column("name", String(500), nullable=True),
+    Column("description", Text, nullable=True),
+    Column("reference_dataset_id", Uuid, ForeignKey("datasets.id", ondelete="CASCADE"), nullable=False),
+    Column("experiment_ids", JSONValue, nullable=False),  # the compared projects' ids (strings), in order
+    Column("extra", JSONValue, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("modified_at", DateTime(timezone=True), nullable=False),
+)
+
 # -- files (migration 0003) ----------------------------------------------------------------------------------
 # Files uploaded through the OpenAI-compatible ``/v1/files``. The bytes live on disk under
 # ``$TRACETUNE_HOME/files/`` at ``blob_path`` (``<workspace id>/<file id>``); the row is the index. Times are

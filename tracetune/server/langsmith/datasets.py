@@ -22,12 +22,14 @@ from tracetune.errors import InvalidInput
 from tracetune.ingest.multipart import split_parts
 from tracetune.server.deps import parse_json, read_body, state, workspace
 from tracetune.server.langsmith.protocol import (
+    ComparativeCreate,
     DatasetCreate,
     DatasetTag,
     DatasetUpdate,
     ExampleCreate,
     ExampleUpdate,
     SplitsUpdate,
+    comparative_view,
     dataset_view,
     example_view,
     version_view,
@@ -93,6 +95,34 @@ def datasets_list(
         limit=limit,
     )
     return [dataset_view(r) for r in rows]
+
+
+@router.post("/datasets/comparative")
+def comparative_create(body: ComparativeCreate, request: Request, ws: Workspace = Depends(workspace)) -> dict[str, Any]:
+    """A comparison of experiments over one dataset (``evaluate((a, b), …)``); its feedback names it."""
+    row = state(request).store.projects.create_comparison(
+        ws.id,
+        experiment_ids=body.experiment_ids,
+        reference_dataset_id=body.reference_dataset_id,
+        comparison_id=body.id,
+        name=body.name,
+        description=body.description,
+        extra=body.extra,
+    )
+    return comparative_view(row)
+
+
+@router.get("/datasets/{dataset_id}/comparative")
+def comparative_list(
+    dataset_id: uuid.UUID,
+    request: Request,
+    ws: Workspace = Depends(workspace),
+    limit: int = Query(default=100, ge=1, le=100),
+    offset: int = Query(default=0, ge=0),
+) -> list[dict[str, Any]]:
+    store = state(request).store
+    store.datasets.dataset(ws.id, dataset_id)
+    return [comparative_view(r) for r in store.projects.comparisons(ws.id, dataset_id, limit=limit, offset=offset)]
 
 
 @router.get("/datasets/{dataset_id}")

@@ -17,6 +17,7 @@ from tracetune.errors import InvalidInput, shown
 from tracetune.query.run_view import SELECTABLE
 from tracetune.query.runs_query import MAX_LIMIT, RunQuery
 from tracetune.store.rows import (
+    ComparativeExperimentRow,
     DatasetRow,
     DatasetVersionRow,
     ExampleRow,
@@ -549,3 +550,27 @@ def example_view(row: ExampleRow) -> dict[str, Any]:
 
 def version_view(row: DatasetVersionRow) -> dict[str, Any]:
     return {"as_of": row["as_of"].isoformat(), "tags": row["tags"]}
+
+
+class ComparativeCreate(Lenient):
+    experiment_ids: list[uuid.UUID]
+    reference_dataset_id: uuid.UUID
+    id: uuid.UUID | None = None
+    name: Text | None = None
+    description: Text | None = None
+    extra: dict[str, Any] | None = None
+
+
+def comparative_view(row: ComparativeExperimentRow) -> dict[str, Any]:
+    """A comparison as the SDK's ``ComparativeExperiment`` reads it."""
+    return {
+        "id": str(row["id"]),
+        "tenant_id": str(row["workspace_id"]),
+        "name": row["name"],
+        "description": row["description"],
+        "reference_dataset_id": str(row["reference_dataset_id"]),
+        "created_at": row["created_at"].isoformat(),
+        "modified_at": row["modified_at"].isoformat(),
+        "extra": row["extra"],
+        "experiments_info": [{"id": e} for e in row["experiment_ids"]],
+    }

@@ -5,7 +5,8 @@ A 0002 dataset row was one version of a name; its records were the version's lin
 files name), and ``examples`` are its records with validity intervals: a record of version v is valid from v until
 the next version of that name (exports replace the whole set). A record is split into the example's inputs (every
 message but the last, and the record's other keys) and outputs (the last message); the split becomes the
-example's split list. ``projects.reference_dataset_id`` makes a project an experiment over a dataset.
+example's split list. ``projects.reference_dataset_id`` makes a project an experiment over a dataset;
+``comparative_experiments`` compare experiments over one dataset (LangSmith's pairwise evaluation).
 
 Revision ID: 0010
 Revises: 0009
@@ -134,6 +135,25 @@ def _create_tables() -> None:
     )
     op.create_index("ix_examples_current", "examples", ["dataset_id", "valid_to", "line"])
     op.create_index("ix_examples_id", "examples", ["id", "valid_from"])
+    op.create_table(
+        "comparative_experiments",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("name", sa.String(length=500), nullable=True),
+        sa.Column("description", sa.Text(), nullable=True),
+        sa.Column("reference_dataset_id", sa.Uuid(), nullable=False),
+        sa.Column("experiment_ids", sa.JSON(), nullable=False),
+        sa.Column("extra", sa.JSON(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("modified_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["reference_dataset_id"],
+            ["datasets.id"],
+            name=op.f("fk_comparative_experiments_reference_dataset_id_datasets"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_comparative_experiments")),
+    )
 
 
 def _copy_old_datasets(conn: sa.Connection) -> None:
@@ -245,6 +265,7 @@ def downgrade() -> None:
     """Back to 0002's shape: each version becomes a dataset row again and its examples its records (SDK-made
     versions included; an example that is not a record is written as ``{"inputs", "outputs"}``)."""
     conn = op.get_bind()
+    op.drop_table("comparative_experiments")
     with op.batch_alter_table("projects") as batch:
         batch.drop_constraint("fk_projects_reference_dataset_id_datasets", type_="foreignkey")
         batch.drop_column("reference_dataset_id")
