@@ -1,11 +1,12 @@
 """Acceptance: the unmodified ``openai`` client fine-tunes the real SmolLM2 through tracetune's ``/v1`` API.
 
-Upload the 20 calculator function-call examples, create a job (3 epochs, the rest "auto": batch 4, lr 1e-3), poll it to
-``succeeded``, list its events and checkpoints; the loss must go down, and the adapter the job wrote must turn a
-base model that never calls the calculator right (0/20 held-out) into one that does (≥ 17/20: the TRL
-baseline's score, ``/work/shared/reference/baselines/README.md`` §2); and the fine-tuned model, served by the
-same server through ``/v1/chat/completions`` with ``tool_choice`` left to the model, must score the same within
-one. Figures are printed as JSON lines.
+Put the 20 calculator function-call examples in a LangSmith dataset with the ``langsmith`` SDK, read them back as
+an OpenAI fine-tuning file (``read_dataset_openai_finetuning``), upload that, create a job (3 epochs, the rest
+"auto": batch 4, lr 1e-3), poll it to ``succeeded``, list its events and checkpoints; the loss must go down, and
+the adapter the job wrote must turn a base model that never calls the calculator right (0/20 held-out) into one
+that does (≥ 17/20: the TRL baseline's score, ``/work/shared/reference/baselines/README.md`` §2); and the
+fine-tuned model, served by the same server through ``/v1/chat/completions`` with ``tool_choice`` left to the
+model, must score the same within one. Figures are printed as JSON lines.
 
 About two and a half minutes on a 2-core CPU, so it runs in CI (``CI`` set) and locally only with
 ``TRACETUNE_TEST_SLOW=1``; otherwise it is skipped, with that reason shown.
@@ -20,6 +21,7 @@ import time
 import openai
 import pytest
 
+from tests.acceptance.conftest import sdk_client
 from tests.conftest import LiveServer
 from tests.models import smollm2_home
 from tests.train import CALCULATOR_HELDOUT, CALCULATOR_TRAIN, expected_call, first_calls, read_jsonl, same_call
@@ -54,7 +56,22 @@ def test_openai_client_fine_tunes_smollm2_to_call_the_calculator(server):
     from tracetune.models.weights import load_base_model
 
     client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
-    upload = client.files.create(file=open(CALCULATOR_TRAIN, "rb"), purpose="fine-tune")  # noqa: SIM115
+    # The training file comes out of a LangSmith dataset (issue 15): examples in through the SDK, the fine-tuning
+    # file out with read_dataset_openai_finetuning, exactly the records that went in.
+    langsmith = sdk_client(server)
+    train = read_jsonl(CALCULATOR_TRAIN)
+    dataset = langsmith.create_dataset("calculator-train", description="calculator function calls")
+    langsmith.create_examples(
+        dataset_id=dataset.id,
+        examples=[
+            {"inputs": {**r, "messages": r["messages"][:-1]}, "reference_outputs": {"message": r["messages"][-1]}}
+            for r in train
+        ],
+    )
+    ft_records = langsmith.read_dataset_openai_finetuning(dataset_id=dataset.id)
+    assert ft_records == train
+    ft_file = "".join(json.dumps(r) + "\n" for r in ft_records).encode()
+    upload = client.files.create(file=("calculator.jsonl", ft_file), purpose="fine-tune")
     started = time.perf_counter()
     job = client.fine_tuning.jobs.create(
         model=DEFAULT_MODEL_ID, training_file=upload.id, suffix="calculator", seed=42, hyperparameters={"n_epochs": 3}

@@ -144,3 +144,24 @@ def test_pagination_returns_each_run_once(traced, live_server):
         assert sorted(r.outputs["square"] for r in children) == sorted(i * i for i in range(50))
     roots = list(client.list_runs(project_name=traced.project("many_runs"), is_root=True))
     assert ids(roots) == sorted(result["roots"])
+
+
+def test_a_limit_over_the_page_size_pages_through(live_server, project_name):
+    """``list_runs(limit=N)`` sends N as the page size: a page holds at most 1000 runs and its cursor leads on,
+    so N over 1000 reads N runs (it used to be a 422)."""
+    from datetime import timedelta
+
+    import httpx
+
+    from tests.server.support import T0, new_run
+
+    from .conftest import sdk_client
+
+    posts = [new_run(project_name, start=T0 + timedelta(milliseconds=i)) for i in range(1100)]
+    with httpx.Client(base_url=live_server.langsmith_url, timeout=60) as api:
+        for i in range(0, len(posts), 500):
+            assert api.post("/runs/batch", json={"post": posts[i : i + 500]}).status_code == 202
+    client = sdk_client(live_server)
+    runs = list(client.list_runs(project_name=project_name, limit=1050))
+    assert len(runs) == len({r.id for r in runs}) == 1050
+    assert len(list(client.list_runs(project_name=project_name, limit=5000))) == 1100

@@ -101,6 +101,10 @@ PROTECTED = [
     ("GET", f"/feedback/tokens?run_id={uuid.uuid4()}", None),
     ("GET", "/annotation-queues", None),
     ("POST", "/annotation-queues", {"name": "q"}),
+    ("GET", "/datasets", None),
+    ("POST", "/datasets", {"name": "d"}),
+    ("GET", "/examples", None),
+    ("POST", "/examples/bulk", []),
     ("GET", f"/platform/annotation-queues/{uuid.uuid4()}/items?status=archived", None),
     # outside the LangSmith base: from the server's root
     ("POST", "/api/v2/runs/query", {"project_ids": [str(uuid.uuid4())]}),
@@ -212,6 +216,35 @@ def test_annotation_queues_stay_in_their_workspace(keyed: KeyedServer, project_n
         # B's own queue cannot take A's run either
         own = b.post("/annotation-queues", json={"name": "b-review"}).json()
         assert run["id"] in detail_of(b.post(f"/annotation-queues/{own['id']}/runs", json=[run["id"]]), 404)
+
+
+def test_datasets_examples_and_experiments_stay_in_their_workspace(keyed: KeyedServer) -> None:
+    with keyed.client(keyed.key_a) as a:
+        ds = a.post("/datasets", json={"name": "shared-name"}).json()
+        (ex,) = a.post("/examples/bulk", json=[{"dataset_id": ds["id"], "inputs": {"q": "a's"}}]).json()
+        exp = [a.post("/sessions", json={"name": f"exp-{i}", "reference_dataset_id": ds["id"]}).json() for i in (1, 2)]
+        ids = [e["id"] for e in exp]
+        comparison = {"experiment_ids": ids, "reference_dataset_id": ds["id"]}
+        assert a.post("/datasets/comparative", json=comparison).status_code == 200
+    with keyed.client(keyed.key_b) as b:
+        assert b.get("/datasets").json() == [] and b.get("/examples").json() == []
+        assert b.get("/sessions", params={"reference_dataset": ds["id"]}).json() == []
+        for path in (f"/datasets/{ds['id']}", f"/datasets/{ds['id']}/versions", f"/datasets/{ds['id']}/openai_ft",
+                     f"/examples/{ex['id']}", f"/datasets/{ds['id']}/comparative"):  # fmt: skip
+            assert ds["id"] in detail_of(b.get(path), 404) or ex["id"] in detail_of(b.get(path), 404)
+        assert b.get("/examples", params={"dataset": ds["id"]}).status_code == 404
+        assert b.post("/examples", json={"dataset_id": ds["id"], "inputs": {}}).status_code == 404
+        assert b.patch(f"/examples/{ex['id']}", json={"inputs": {"q": "b's"}}).status_code == 404
+        assert b.delete(f"/examples/{ex['id']}").status_code == 404
+        assert b.delete(f"/datasets/{ds['id']}").status_code == 404
+        assert b.post("/sessions", json={"name": "exp-b", "reference_dataset_id": ds["id"]}).status_code == 404
+        assert b.post("/datasets/comparative", json=comparison).status_code == 404
+        assert b.post("/datasets", json={"name": "shared-name"}).status_code == 200  # names are per workspace
+        assert b.post("/examples", json={"dataset_id": ds["id"], "id": ex["id"], "inputs": {}}).status_code == 404
+    with keyed.client(keyed.key_a) as a:
+        (still,) = a.get("/examples", params={"dataset": ds["id"]}).json()
+        assert still["inputs"] == {"q": "a's"}
+        assert len(a.get("/datasets/" + ds["id"] + "/comparative").json()) == 1
 
 
 def test_revoked_key_is_refused(keyed: KeyedServer, project_name: str) -> None:

@@ -83,7 +83,9 @@ class RunQueryBody(Lenient):
     select: list[SelectField] | None = None
     reference_example: list[uuid.UUID] | None = None
     query: str | None = None  # LangSmith's old full-text search: search(query) over name, error, inputs, outputs
-    limit: int = Field(default=100, ge=1, le=MAX_LIMIT)
+    # The SDK sends list_runs(limit=N) as the page size and follows cursors until it has N: a page holds at
+    # most MAX_LIMIT runs and its cursor leads to the rest (a 422 would break list_runs(limit=5000)).
+    limit: Annotated[int, Field(default=100, ge=1), AfterValidator(lambda n: min(n, MAX_LIMIT))] = 100
     cursor: str | None = None
     order: Literal["asc", "desc"] = "desc"
 
