@@ -88,6 +88,12 @@ def test_evaluate_runs_an_experiment_with_feedback(client, dataset, model_server
     for run in runs:
         question = examples[str(run.reference_example_id)].inputs["question"]
         assert run.inputs == {"question": question} and run.outputs["answer"]
+
+    async def v2_runs() -> list:  # the v2 query API finds the same runs from the dataset alone
+        pager = client.runs.query_v2(reference_dataset_id=str(dataset.id), is_root=True, selects=["ID"])
+        return [str(item.id) async for item in pager]
+
+    assert sorted(asyncio.run(v2_runs())) == sorted(str(r.id) for r in runs)
     feedback = list(client.list_feedback(run_ids=[r.id for r in runs]))
     assert sorted(f.key for f in feedback) == sorted(["correct", "brief"] * len(QUESTIONS))
     by_run = {(str(f.run_id), f.key): f.score for f in feedback}

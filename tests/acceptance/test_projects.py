@@ -65,6 +65,9 @@ def test_delete_project_takes_everything_in_it(client, live_server):
 
     queue = client.create_annotation_queue(name=f"q-{name}")
     client.add_runs_to_annotation_queue(queue.id, run_ids=[root["id"]])
+    dataset = client.create_dataset(f"ds-{name}")
+    example = client.create_example(inputs={"q": "kept"}, dataset_id=dataset.id, source_run_id=root["id"])
+    assert str(client.read_example(example.id).source_run_id) == root["id"]
 
     client.delete_project(project_name=name)
 
@@ -74,6 +77,8 @@ def test_delete_project_takes_everything_in_it(client, live_server):
         assert count(store, table, column, ids) == 0, table.name
     assert list(client.list_runs_from_annotation_queue(queue.id)) == []
     assert count(store, annotation_queue_items, "run_id", ids) == 0
+    kept = client.read_example(example.id)  # the example stays, without a link to a run that is gone
+    assert kept.inputs == {"q": "kept"} and kept.source_run_id is None
     # the name is free again: a new run makes a new project
     assert api.post("/runs", json=new_run(name)).status_code == 202
     reborn = client.read_project(project_name=name)

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, delete, func, or_, select
+from sqlalchemy import Connection, delete, func, or_, select, update
 
 from tracetune.errors import Conflict, InvalidInput, NotFound
 from tracetune.store.engine import Database
@@ -17,6 +17,7 @@ from tracetune.store.schema import (
     annotation_queue_items,
     comparative_experiments,
     datasets,
+    examples,
     feedback,
     feedback_tokens,
     projects,
@@ -143,12 +144,24 @@ class ProjectStore:
 
     def delete(self, workspace_id: uuid.UUID, project_id: uuid.UUID) -> int:
         """Delete the project with its runs, their tags, metadata, feedback, feedback tokens and places in annotation
-        queues (and the project's own feedback, queued threads and comparisons) in one transaction; returns how
-        many runs went. 404 for a project not in the workspace. A run sent later to the same name makes a new
-        project, in this process or any other (``RunStore`` checks its cached ids)."""
+        queues (and the project's own feedback, queued threads and comparisons; examples lose their links to its
+        runs) in one transaction; returns how many runs went. 404 for a project not in the workspace. A run sent
+        later to the same name makes a new project, in this process or any other (``RunStore`` checks its cached
+        ids)."""
         with self.db.write() as conn:
             self._name_of(conn, workspace_id, project_id)
             its_runs = select(runs.c.id).where(runs.c.workspace_id == workspace_id, runs.c.project_id == project_id)
+            its_traces = select(runs.c.trace_id).where(
+                runs.c.workspace_id == workspace_id, runs.c.project_id == project_id, runs.c.parent_run_id.is_(None)
+            )
+            conn.execute(  # examples keep their inputs and outputs, not links to runs that no longer exist
+                update(examples)
+                .where(
+                    examples.c.workspace_id == workspace_id,
+                    or_(examples.c.source_run_id.in_(its_runs), examples.c.trace_id.in_(its_traces)),
+                )
+                .values(source_run_id=None, run_ids=None, trace_id=None)
+            )
             conn.execute(
                 delete(feedback).where(
                     feedback.c.workspace_id == workspace_id,

@@ -91,18 +91,18 @@ class RunQueryV2(_Window):
     include_subtree_usage: bool | None = None
     page_size: int = Field(default=100, ge=1, le=MAX_LIMIT)
 
-    def to_query(self) -> RunQuery:
+    def to_query(self, experiments: list[uuid.UUID] | None = None) -> RunQuery:
+        """The v1 query; ``experiments``: the projects ``reference_dataset_id`` names (already resolved, and
+        narrowed to ``project_ids`` when both are given)."""
         self.refuse_semantic()
-        if self.reference_dataset_id is not None:
-            raise NotSupported(
-                "reference_dataset_id is not available yet: pass project_ids (the experiment's projects)",
-                field="reference_dataset_id",
+        project_ids = experiments if experiments is not None else self.project_ids
+        if not project_ids:
+            raise InvalidInput(
+                "project_ids (or reference_dataset_id) is required: the tracing projects to query", field="project_ids"
             )
-        if not self.project_ids:
-            raise InvalidInput("project_ids is required: the tracing projects to query", field="project_ids")
         low, high = self.start_bounds()
         return RunQuery(
-            project_ids=self.project_ids,
+            project_ids=project_ids,
             run_ids=self.ids,
             run_type=self.run_type.lower() if self.run_type else None,
             is_root=self.is_root,
@@ -200,7 +200,15 @@ def _event(name: str, data: Any) -> bytes:
 @router.post("/runs/query")
 async def runs_query(body: RunQueryV2, request: Request, ws: Workspace = Depends(workspace)) -> Response:
     st = state(request)
-    q = body.to_query()
+    experiments = None
+    if body.reference_dataset_id is not None:  # the runs of the dataset's experiments
+        st.store.datasets.dataset(ws.id, body.reference_dataset_id)  # 404 for a dataset not in the workspace
+        found = st.store.projects.list(ws.id, reference_dataset_ids=[body.reference_dataset_id], limit=1_000_000)
+        wanted = set(body.project_ids or ())
+        experiments = [p["id"] for p in found if not wanted or p["id"] in wanted]
+        if not experiments:
+            return _page(request, [], None)
+    q = body.to_query(experiments)
     selects = check_selects(body.selects)
     items, cursor = await run_in_threadpool(
         lambda: query_runs_v2(
