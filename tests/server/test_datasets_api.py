@@ -78,6 +78,43 @@ def test_build_list_read_and_download(api, tt, project_name) -> None:
     assert all(len(s) == 1 for s in by_trace.values())
 
 
+def test_an_export_is_a_langsmith_dataset_and_an_sdk_example_trains(api, tt, live_server, project_name) -> None:
+    """One store: the export is listed by LangSmith's API with its records as examples (train/validation as the
+    examples' splits); an example added there makes the next version, which downloads with it as a record and
+    shows in the UI's dataset page."""
+    post_runs(api, [chat_run(f"question {i}", f"answer {i}") for i in range(4)], project_name)
+    body = {"name": project_name, "selection": {"project": project_name}, "options": {"split": 0.5, "seed": 1}}
+    export = tt.post("/datasets", json=body).json()
+    records = jsonl(tt.get(f"/datasets/{export['id']}/records"))
+
+    (ds,) = api.get("/datasets", params={"name": project_name}).json()
+    assert ds["id"] == export["dataset_id"] and ds["example_count"] == 4 and ds["data_type"] == "chat"
+    examples = api.get("/examples", params={"dataset": ds["id"]}).json()
+    assert [e["inputs"]["messages"] + [e["outputs"]["message"]] for e in examples] == [r["messages"] for r in records]
+    assert sorted(e["metadata"]["dataset_split"][0] for e in examples) == sorted(
+        ["train"] * export["train_count"] + ["validation"] * export["validation_count"]
+    )
+    assert api.get(f"/datasets/{ds['id']}/openai_ft").text.splitlines() == [orjson.dumps(r).decode() for r in records]
+
+    added = {"role": "user", "content": "added by the SDK"}, {"role": "assistant", "content": "and trained on"}
+    new = {"dataset_id": ds["id"], "inputs": {"messages": [added[0]]}, "outputs": {"message": added[1]}}
+    assert api.post("/examples", json={**new, "split": "train"}).status_code == 200
+    latest = tt.get("/datasets", params={"name": project_name}).json()[0]
+    assert latest["version"] == 2 and latest["record_count"] == 5 and latest["train_count"] == export["train_count"] + 1
+    train = jsonl(tt.get(f"/datasets/{latest['id']}/records", params={"split": "train"}))
+    assert train[-1] == {"messages": list(added)}
+    page = httpx.get(f"{live_server.url}/datasets/{latest['id']}", timeout=20)  # the web UI
+    assert page.status_code == 200 and "added by the SDK" in page.text
+
+    # an example that holds no conversation: shown as such, and named when the records are asked for
+    odd = api.post("/examples", json={"dataset_id": ds["id"], "inputs": {"q": "1+1"}}).json()
+    third = tt.get("/datasets", params={"name": project_name}).json()[0]
+    page = httpx.get(f"{live_server.url}/datasets/{third['id']}", timeout=20)
+    assert page.status_code == 200 and "holds no conversation" in page.text
+    assert odd["id"] in detail_of(tt.get(f"/datasets/{third['id']}/records"), 400)
+    assert odd["id"] in detail_of(api.get(f"/datasets/{ds['id']}/openai_ft"), 400)
+
+
 def test_hf_format_download(api, tt, project_name) -> None:
     post_runs(api, [chat_run("q", "a")], project_name)
     body = {"name": project_name, "selection": {"project": project_name}, "options": {"format": "hf"}}

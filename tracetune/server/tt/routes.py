@@ -57,8 +57,14 @@ def datasets_records(
     split: Literal["train", "validation"] | None = Query(default=None),
     lineage: bool = Query(default=False, description="Each line {line, split, run_ids, trace_id, record}."),
 ) -> StreamingResponse:
-    """The records as JSONL (a fine-tuning file), in line order; ``lineage=true`` wraps each with its origin."""
-    records = iter_dataset_records(state(request).store, ws.id, dataset_id, split=split)
+    """The records as JSONL (a fine-tuning file), in line order; ``lineage=true`` wraps each with its origin.
+    A version written through LangSmith's API may hold an example that is no conversation: it is checked whole
+    first, so that is a 400 naming the example, not a download cut short (an export's are records already)."""
+    store = state(request).store
+    if store.datasets.get(ws.id, dataset_id)["source"] != "export":
+        for _ in iter_dataset_records(store, ws.id, dataset_id, split=split):
+            pass
+    records = iter_dataset_records(store, ws.id, dataset_id, split=split)
     filename = f"dataset-{dataset_id}-{split or 'all'}.jsonl"
     return StreamingResponse(
         _jsonl(records, lineage),

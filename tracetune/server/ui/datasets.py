@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
-from tracetune.convert.examples import iter_dataset_records
+from tracetune.convert.examples import record_from_example
 from tracetune.errors import InvalidInput, NotFound, TracetuneError
 from tracetune.models.registry import list_models
 from tracetune.server.deps import state
@@ -158,6 +158,14 @@ async def dataset_save(request: Request, ws: Workspace = Depends(ui_workspace)) 
     return see_other(f"/datasets/{result.dataset['id']}")
 
 
+def _preview_record(example: Any) -> dict[str, Any]:
+    """The example's training record, or ``{"problem": why}`` when it holds none (an SDK example need not)."""
+    try:
+        return record_from_example(example)
+    except InvalidInput as exc:
+        return {"problem": str(exc)}
+
+
 @router.get("/datasets/{dataset_id}", response_class=HTMLResponse)
 def dataset_page(dataset_id: uuid.UUID, request: Request, ws: Workspace = Depends(ui_workspace)) -> HTMLResponse:
     return _dataset(request, ws, dataset_id)
@@ -168,13 +176,17 @@ def _dataset(
 ) -> HTMLResponse:
     store = state(request).store
     dataset = store.datasets.get(ws.id, dataset_id)
-    head = list(islice(iter_dataset_records(store, ws.id, dataset_id), PREVIEW_RECORDS))
+    head = list(islice(store.datasets.iter_records(ws.id, dataset_id, _preview_record), PREVIEW_RECORDS))
     project = None
     if dataset["selection"].get("project"):
         found = store.projects.list(ws.id, name=dataset["selection"]["project"], limit=1)
         project = found[0] if found else None
     records = [
-        {**r, "messages": [display_message(m) for m in r["record"].get("messages", [])]}
+        {
+            **r,
+            "messages": [display_message(m) for m in r["record"].get("messages", [])],
+            "problem": r["record"].get("problem"),
+        }
         for r in head
         if isinstance(r["record"], dict)
     ]
