@@ -65,6 +65,14 @@ def test_examples_versions_splits_and_tags(client):
     assert len(list(client.list_examples(dataset_id=ds.id, splits=["test"]))) == 4
     assert sorted(client.list_dataset_splits(dataset_id=ds.id)) == ["base", "test"]
     assert [e.id for e in client.list_examples(dataset_id=ds.id, metadata={"level": "easy"})] == [first.id]
+    structured = 'and(not(has(metadata, \'{"level": "hard"}\')), exists(metadata, "level"))'  # the SDK's example
+    assert [e.id for e in client.list_examples(dataset_id=ds.id, filter=structured)] == [first.id]
+    in_test = [e.inputs["q"] for e in client.list_examples(dataset_id=ds.id, filter='has(dataset_split, "test")')]
+    assert in_test == ["2+2", "3+3", "4+4", "5+5"]
+    eight = client.list_examples(dataset_id=ds.id, filter='has(outputs, \'{"a": "8"}\')')
+    assert [e.inputs["q"] for e in eight] == ["4+4"]
+    with pytest.raises(LangSmithError, match="filter"):
+        list(client.list_examples(dataset_id=ds.id, filter="gt(latency, 2)"))
     assert [e.inputs["q"] for e in client.list_examples(dataset_id=ds.id, offset=3)] == ["4+4", "5+5"]
 
     client.update_example(first.id, inputs={"q": "one plus one"}, split=["train", "test"])

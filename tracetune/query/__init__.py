@@ -6,4 +6,4 @@ cursors), ``run_view`` (``run_view``: a row → the run object LangSmith clients
 (``run_stats``: aggregate figures of a selection), ``selection`` (``stream_run_groups``: a project's runs streamed
 for export), and the v2 API's: ``v2_runs`` (``v2_run``, ``check_selects``: the v2 run object and its ``selects``),
 ``traces`` (``query_runs_v2``, ``query_traces``, ``trace_runs``) and ``threads`` (``query_threads``,
-``thread_traces``)."""
+``thread_traces``); ``example_filter`` (``example_predicate``: the filter language over dataset examples)."""

@@ -186,18 +186,20 @@ class ExampleStore:
         ids: Sequence[uuid.UUID] | None = None,
         splits: Sequence[str] | None = None,
         metadata: Mapping[str, Any] | None = None,
+        where: Callable[[ExampleRow], bool] | None = None,
         offset: int = 0,
         limit: int = 100,
     ) -> builtins.list[ExampleRow]:
         """Examples in line order: a dataset's (as of ``version``) or the workspace's current ones, with any of
-        ``splits`` and every ``metadata`` key/value (filters on JSON values run here, over the dataset's rows)."""
+        ``splits``, every ``metadata`` key/value and ``where`` true (filters on JSON values run here, over the
+        dataset's rows)."""
         q = select(examples).where(examples.c.workspace_id == workspace_id, current_at(version))
         if dataset_id is not None:
             q = q.where(examples.c.dataset_id == dataset_id)
         if ids:
             q = q.where(examples.c.id.in_(list(ids)))
         q = q.order_by(examples.c.dataset_id, examples.c.line)
-        if not splits and not metadata:
+        if not splits and not metadata and where is None:
             with self.db.read() as conn:
                 return [example_row(r) for r in conn.execute(q.offset(offset).limit(limit))]
         wanted = set(splits or ())
@@ -208,6 +210,8 @@ class ExampleStore:
                 if wanted and not wanted.intersection(ex["splits"]):
                     continue
                 if metadata and any((ex["metadata"] or {}).get(k) != v for k, v in metadata.items()):
+                    continue
+                if where is not None and not where(ex):
                     continue
                 if offset:
                     offset -= 1

@@ -20,6 +20,7 @@ from tracetune.convert.csv_examples import examples_from_csv
 from tracetune.convert.examples import record_from_example
 from tracetune.errors import InvalidInput
 from tracetune.ingest.multipart import split_parts
+from tracetune.query.example_filter import example_predicate
 from tracetune.server.deps import parse_json, read_body, state, workspace
 from tracetune.server.langsmith.protocol import (
     ComparativeCreate,
@@ -355,8 +356,7 @@ def examples_list(
     offset: int = Query(default=0, ge=0),
 ) -> list[dict[str, Any]]:
     store = state(request).store
-    if filter is not None:
-        raise InvalidInput("filter is not supported on examples yet: use metadata= or splits=", field="filter")
+    where = example_predicate(filter) if filter is not None else None
     version = None
     if as_of is not None:
         if dataset is None:
@@ -371,6 +371,7 @@ def examples_list(
         ids=id,
         splits=splits,
         metadata=_metadata_param(metadata),
+        where=where,
         offset=offset,
         limit=limit,
     )

@@ -1,0 +1,60 @@
+"""The filter language over dataset examples: each construct keeps the right examples; anything else is a 400
+naming the filter and where in it."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tracetune.errors import InvalidInput
+from tracetune.query.example_filter import example_predicate
+
+A = {
+    "id": uuid.uuid4(),
+    "inputs": {"q": "2+2"},
+    "outputs": {"a": 4},
+    "metadata": {"level": "easy"},
+    "splits": ["train"],
+}
+B = {"id": uuid.uuid4(), "inputs": {"q": "x"}, "outputs": None, "metadata": None, "splits": ["test", "hard"]}
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ('has(metadata, \'{"level": "easy"}\')', [A]),
+        ("has(outputs, '{\"a\": 4}')", [A]),
+        ('has(outputs, \'{"a": "4"}\')', []),
+        ('exists(metadata, "level")', [A]),
+        ('exists(inputs, "q")', [A, B]),
+        ('not(exists(metadata, "level"))', [B]),
+        ('has(dataset_split, "hard")', [B]),
+        ('in(dataset_split, ["train", "nope"])', [A]),
+        ('or(has(dataset_split, "hard"), has(inputs, \'{"q": "2+2"}\'))', [A, B]),
+        ('and(has(dataset_split, "hard"), has(inputs, \'{"q": "2+2"}\'))', []),
+        (f'eq(id, "{A["id"]}")', [A]),
+        (f'neq(id, "{A["id"]}")', [B]),
+    ],
+)
+def test_each_construct_keeps_the_right_examples(text, kept):
+    keep = example_predicate(text)
+    assert [ex for ex in (A, B) if keep(ex)] == kept
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("gt(latency, 2)", "gt() is not a filter"),
+        ("has(latency, '{}')", "cannot be filtered on latency"),
+        ("has(metadata, 'not json')", "JSON object"),
+        ("has(metadata, '[1]')", "JSON object"),
+        ('search("x")', "search() is not a filter"),
+        ("exists(metadata, 5)", "not a filter"),
+        ("has(metadata", "filter"),
+    ],
+)
+def test_anything_else_is_refused_naming_it(text, words):
+    with pytest.raises(InvalidInput) as err:
+        example_predicate(text)
+    assert words in str(err.value) and err.value.field == "filter"
