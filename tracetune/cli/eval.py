@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from contextlib import nullcontext
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,7 +15,17 @@ from tracetune.cli._common import DbOpt, HomeOpt, fail
 
 def eval_command(
     model: Annotated[list[str], typer.Option("--model", "-m", help="A model id to evaluate (repeatable).")],
-    data: Annotated[Path, typer.Option("--data", help="Held-out chat JSONL (OpenAI format).", exists=True)],
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Held-out chat JSONL (OpenAI format).", exists=True)
+    ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset",
+            help="A dataset on the server instead of --data: its examples are the held-out records, and each "
+            "model's results are kept as a LangSmith experiment over it (runs and feedback).",
+        ),
+    ] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="Evaluate the first N records only.")] = None,
     url: Annotated[
         str | None, typer.Option("--url", help="A running server (default: start one here on a free port).")
@@ -30,9 +41,11 @@ def eval_command(
     home: HomeOpt = None,
     database_url: DbOpt = None,
 ) -> None:
-    """Replay each conversation of DATA up to its last assistant turn against each model (tools offered, not
-    forced; greedy) and score the reply: tool-call name accuracy, exact arguments, valid JSON, text exact/fuzzy,
-    latency. Prints a table; writes OUTPUT/eval.json and OUTPUT/eval.png."""
+    """Replay each conversation of DATA (or DATASET's examples) up to its last assistant turn against each model
+    (tools offered, not forced; greedy) and score the reply: tool-call name accuracy, exact arguments, valid JSON,
+    text exact/fuzzy, latency. Prints a table; writes OUTPUT/eval.json and OUTPUT/eval.png. With --dataset, each
+    model's results are also an experiment over the dataset (list_projects(reference_dataset_id=…) lists them)."""
+    import httpx
     import openai
     from rich.console import Console
     from rich.progress import Progress
@@ -40,19 +53,32 @@ def eval_command(
 
     from tracetune.config import load_settings
     from tracetune.errors import TracetuneError
+    from tracetune.evaluate.experiments import dataset_records, record_experiments
     from tracetune.evaluate.replay import evaluate, read_records, table_rows, write_chart
     from tracetune.server.inprocess import InProcessServer
 
-    try:
-        records = read_records(data, limit)
-    except TracetuneError as exc:
-        fail(str(exc))
+    if (data is None) == (dataset is None):
+        fail("give exactly one of --data (a JSONL file) and --dataset (a dataset on the server)")
+    examples: list[tuple[str, dict[str, Any]]] = []
+    if data is not None:
+        try:
+            records = read_records(data, limit)
+        except TracetuneError as exc:
+            fail(str(exc))
     settings = load_settings(home=home, database_url=database_url, run_jobs=False)  # serve only: queued jobs wait
     server: Any = nullcontext(None) if url else InProcessServer(settings)
     console = Console()
-    with server as running:
-        base_url = (url or running.url).rstrip("/")
-        client = openai.OpenAI(base_url=base_url if base_url.endswith("/v1") else f"{base_url}/v1", api_key=api_key)
+    with server as running, httpx.Client(headers={"x-api-key": api_key}, timeout=60) as http:
+        root = (url or running.url).rstrip("/").removesuffix("/v1")
+        http.base_url = httpx.URL(root)
+        if dataset is not None:
+            try:
+                found, examples = dataset_records(http, dataset, limit)
+            except TracetuneError as exc:
+                fail(str(exc))
+            records = [(line, record) for line, (_, record) in enumerate(examples, 1)]
+        started = datetime.now(UTC)
+        client = openai.OpenAI(base_url=f"{root}/v1", api_key=api_key)
         with Progress(console=console, transient=True) as bar:
             tasks = {m: bar.add_task(m, total=len(records)) for m in model}
             try:
@@ -62,7 +88,13 @@ def eval_command(
                 )  # fmt: skip
             except openai.APIError as exc:
                 fail(f"the chat API refused a request: {exc}")
-    table = Table(title=f"{data.name}: {len(records)} held-out examples")
+        if dataset is not None:
+            try:
+                results["experiments"] = record_experiments(http, found, examples, results, started=started)
+            except TracetuneError as exc:
+                fail(f"could not keep the results as experiments: {exc}")
+    title = data.name if data is not None else f"dataset {dataset}"
+    table = Table(title=f"{title}: {len(records)} held-out examples")
     table.add_column("metric")
     for name in model:
         table.add_column(name, justify="right")
@@ -71,6 +103,8 @@ def eval_command(
     console.print(table)
     output.mkdir(parents=True, exist_ok=True)
     (output / "eval.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    for model_id, experiment in results.get("experiments", {}).items():
+        typer.echo(f"experiment {experiment['name']} ({model_id}) over dataset {dataset}")
     try:
         chart = write_chart(results, output / "eval.png")
         typer.echo(f"wrote {output / 'eval.json'} and {chart}")
