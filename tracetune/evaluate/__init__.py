@@ -1,4 +1,3 @@
 """Evaluation: ``replay`` (held-out conversations replayed against models through the chat API: ``evaluate``,
-``replay_one``, the report), ``scoring`` (one reply against the held-out answer: ``score_reply``, ``summarize``)
-and ``experiments`` (a LangSmith dataset as the held-out set, the results kept as experiments:
-``dataset_records``, ``record_experiments``)."""
+``replay_one``, the report; each reply scored by :mod:`tracetune.chat.scoring`) and ``experiments`` (a LangSmith
+dataset as the held-out set, the results kept as experiments: ``dataset_records``, ``record_experiments``)."""

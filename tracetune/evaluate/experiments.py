@@ -19,9 +19,9 @@ from typing import Any
 
 import httpx
 
+from tracetune.chat.scoring import split_record
 from tracetune.convert.examples import record_from_example
 from tracetune.errors import InvalidInput, NotFound
-from tracetune.evaluate.replay import split_record
 
 SCORE_KEYS = ("correct", "name_correct", "args_exact", "valid_json", "text_exact", "text_fuzzy")
 _PAGE = 100

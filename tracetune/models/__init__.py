@@ -1,6 +1,7 @@
 """Base models: ``registry`` (ids → local weights: ``ModelSpec``, ``resolve``, ``list_models``, ``register``),
-``tokenizer`` (``load_tokenizer``: the GGUF's tokenizer, no torch) and ``weights`` (loading the weights, which does
-import torch, on first use only). Importing this package never imports torch."""
+``tokenizer`` (``load_tokenizer``: the GGUF's tokenizer, no torch; ``stop_token_ids``), ``weights`` (loading the
+weights, which does import torch, on first use only) and ``compat`` (workarounds for upstream deprecations, named).
+Importing this package never imports torch."""
 
 from tracetune.models.registry import DEFAULT_MODEL_ID, ModelSpec, list_models, register, resolve
 from tracetune.models.tokenizer import ModelTokenizer, load_tokenizer

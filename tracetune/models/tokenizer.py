@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tracetune.chat.format import get_template
 from tracetune.models.registry import ModelSpec, resolve
 
 if TYPE_CHECKING:
@@ -73,6 +74,15 @@ class ModelTokenizer:
     @property
     def vocab_size(self) -> int:
         return int(self.backend.get_vocab_size(with_added_tokens=True))
+
+
+def stop_token_ids(tokenizer: ModelTokenizer, chat_template: str) -> frozenset[int]:
+    """Tokens that end a reply: the tokenizer's eos, the template's end of turn and start of turn."""
+    template = get_template(chat_template)
+    found = {tokenizer.eos_token_id}
+    for marker in (template.turn_end, template.turn_start, "<|endoftext|>"):
+        found.add(tokenizer.token_id(marker))
+    return frozenset(i for i in found if i is not None)
 
 
 def load_tokenizer(home: Path, model_id: str) -> ModelTokenizer:

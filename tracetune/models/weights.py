@@ -17,12 +17,14 @@ Importing this module does not import torch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,11 +62,30 @@ def load_base_model(
             model = _dequantize(spec, cache, fingerprint)  # first use: keep the model just de-quantized
         directory = cache
     if model is None:
-        model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype, local_files_only=True)
+        started = time.monotonic()
+        with _no_progress_bars():
+            model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype, local_files_only=True)
+        log.info("loaded %s in %.1f s", spec.id, time.monotonic() - started)
     clear_gguf_marker(model)
     model.to(device=target, dtype=dtype)
     model.eval()
     return model, tokenizer
+
+
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """transformers draws a bar per load (weights, shards: 272 tensors in a fraction of a second for SmolLM2), one
+    more line of noise on every model load, in logs too; a load is reported by one log line instead (and the slow
+    first conversion by a line before and after)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def default_device() -> torch.device:
@@ -111,14 +132,16 @@ def _dequantize(spec: ModelSpec, cache: Path, fingerprint: dict[str, Any]) -> Pr
 
     log.info("dequantizing %s from %s (first use, ~20 s)…", spec.id, spec.weights_path)
     started = time.monotonic()
-    model = AutoModelForCausalLM.from_pretrained(
-        str(spec.path), gguf_file=spec.gguf_file, dtype=torch.float32, local_files_only=True
-    )
+    with _no_progress_bars():
+        model = AutoModelForCausalLM.from_pretrained(
+            str(spec.path), gguf_file=spec.gguf_file, dtype=torch.float32, local_files_only=True
+        )
     clear_gguf_marker(model)
     cache.parent.mkdir(parents=True, exist_ok=True)
     scratch = cache.parent / f".weights-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        model.save_pretrained(str(scratch))
+        with _no_progress_bars():
+            model.save_pretrained(str(scratch))
         config = json.loads((scratch / "config.json").read_text(encoding="utf-8"))
         if "quantization_config" in config:  # belt and braces: a cached config must never say "quantized"
             del config["quantization_config"]

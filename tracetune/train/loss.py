@@ -75,12 +75,10 @@ def hidden_states(
     prefix = shared_prefix_length(input_ids, attention_mask) if share_prefix and rows > 1 else 0
     if prefix >= MIN_SHARED_PREFIX:
         head = decoder(input_ids=input_ids[:1, :prefix], use_cache=True)
-        cache = head.past_key_values
+        cache = head.cache
         if cache is not None and all(type(layer) is DynamicLayer for layer in getattr(cache, "layers", [None])):
             cache.batch_repeat_interleave(rows)
-            tail = decoder(
-                input_ids=input_ids[:, prefix:], attention_mask=attention_mask, past_key_values=cache, use_cache=True
-            )
+            tail = decoder(input_ids=input_ids[:, prefix:], attention_mask=attention_mask, cache=cache, use_cache=True)
             return torch.cat([head[0].expand(rows, -1, -1), tail[0]], dim=1)
     return decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)[0]
 
@@ -112,7 +110,7 @@ def token_loss_backward(
 
         with _layers_recomputed(lm.decoder) if recompute_prefix else contextlib.nullcontext():
             head = lm.decoder(input_ids=input_ids[:1, :prefix], use_cache=True)
-        cache = head.past_key_values
+        cache = head.cache
         layers = getattr(cache, "layers", [None])
         if cache is not None and len(layers) == len(lm.decoder.layers) and all(type(x) is DynamicLayer for x in layers):
             for tensor in [head[0]] + [t for layer in cache.layers for t in (layer.keys, layer.values)]:
@@ -136,9 +134,7 @@ def token_loss_backward(
             leaves = [leaf for _, leaf in roots]
             pairs = zip(leaves[1::2], leaves[2::2], strict=True)
             kv = [(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in pairs]
-            tail = lm.decoder(
-                input_ids=ids[:, prefix:], attention_mask=mask, past_key_values=DynamicCache(kv), use_cache=True
-            )[0]
+            tail = lm.decoder(input_ids=ids[:, prefix:], attention_mask=mask, cache=DynamicCache(kv), use_cache=True)[0]
             logits = lm.head(torch.cat([leaves[0].expand(n, -1, -1), tail], dim=1)[target_at])
         elif lm.decoder is not None:
             hidden = lm.decoder(input_ids=ids, attention_mask=mask, use_cache=False)[0]
@@ -179,12 +175,12 @@ def _layers_recomputed(decoder: Any) -> Iterator[None]:
 
     def recomputed(original: Any) -> Any:
         def forward(hidden: Any, *args: Any, **kwargs: Any) -> Any:
-            cache = kwargs.pop("past_key_values", None)
+            cache = kwargs.pop("cache", None)
             seen: dict[str, Any] = {}
 
             def run(h: Any) -> Any:
                 recorder = _KeyValueRecorder()
-                out = original(h, *args, past_key_values=recorder, **kwargs)
+                out = original(h, *args, cache=recorder, **kwargs)
                 seen["layer_idx"] = recorder.layer_idx
                 return (out, *recorder.kv) if recorder.kv is not None else (out,)
 

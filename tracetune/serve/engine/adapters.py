@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tracetune.models.compat import peft_wrapping
+
 log = logging.getLogger(__name__)
 
 BASE = "__base__"  # peft's name for "no adapter" in adapter_names
@@ -68,7 +70,8 @@ class AdapterSet:
         if _is_peft(self.model):
             self.model.load_adapter(directory, adapter_name=name, is_trainable=False)
         else:
-            self.model = PeftModel.from_pretrained(self.model, directory, adapter_name=name, is_trainable=False)
+            with peft_wrapping():
+                self.model = PeftModel.from_pretrained(self.model, directory, adapter_name=name, is_trainable=False)
         self.model.eval()
 
     def _evict(self) -> None:

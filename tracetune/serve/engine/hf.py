@@ -26,12 +26,13 @@ import torch
 from transformers import DynamicCache
 
 from tracetune.errors import InvalidInput
+from tracetune.models.tokenizer import stop_token_ids
 from tracetune.serve.engine.adapters import AdapterSet
 from tracetune.serve.engine.kv import BatchCache, cache_layers
 from tracetune.serve.engine.prefix_cache import PrefixCache
 from tracetune.serve.engine.protocol import EngineClosed, EventSink, FinishReason, GenerationRequest, SequenceEvent
 from tracetune.serve.engine.sampling import make_generator, sample_next
-from tracetune.serve.engine.sequence import Choice, stop_token_ids
+from tracetune.serve.engine.sequence import Choice
 from tracetune.serve.text import TextTracker
 
 if TYPE_CHECKING:
@@ -242,7 +243,7 @@ class HFEngine:
         out = self.adapters.model(
             input_ids=ids,
             position_ids=torch.arange(reused, size, device=self.device)[None, :],
-            past_key_values=cache,
+            cache=cache,
             use_cache=True,
             logits_to_keep=1,
             **self.adapters.forward_kwargs([adapter]),
@@ -267,7 +268,7 @@ class HFEngine:
             input_ids=input_ids,
             position_ids=positions,
             attention_mask=mask,
-            past_key_values=self._batch.cache,
+            cache=self._batch.cache,
             use_cache=True,
             **self.adapters.forward_kwargs([c.adapter for c in rows]),
         )
@@ -299,7 +300,7 @@ class HFEngine:
         out = self.adapters.model(
             input_ids=torch.tensor([tokens], dtype=torch.long, device=self.device),
             position_ids=torch.arange(base, base + len(tokens), device=self.device)[None, :],
-            past_key_values=self._batch.cache,
+            cache=self._batch.cache,
             use_cache=True,
             logits_to_keep=1,
             **self.adapters.forward_kwargs([choice.adapter]),

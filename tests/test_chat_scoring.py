@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tracetune.evaluate.scoring import Score, calls_of, same_value, score_reply, summarize
+from tracetune.chat.scoring import Score, calls_of, same_value, score_reply, summarize
 
 EXPECTED = {
     "role": "assistant",

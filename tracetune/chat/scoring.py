@@ -1,8 +1,9 @@
-"""Scoring one model reply against the held-out answer: pure functions over OpenAI-format messages.
+"""Scoring one model reply against the held-out answer: pure functions over OpenAI-format messages, shared by
+training (validation metrics each epoch) and evaluation (``tracetune eval``).
 
-A held-out record (OpenAI chat fine-tuning JSONL) is replayed up to its last assistant turn; that turn is the
-*expected* answer and the model's reply (an OpenAI chat ``message``: ``content``, ``tool_calls`` or legacy
-``function_call``) is scored against it:
+A held-out record (OpenAI chat fine-tuning JSONL) is cut before its last assistant turn (:func:`split_record`);
+that turn is the *expected* answer and the model's reply (an OpenAI chat ``message``: ``content``, ``tool_calls``
+or legacy ``function_call``) is scored against it:
 
 * expected calls → ``name_correct`` (the same function names, in order), ``args_exact`` (the same arguments too,
   numbers compared as numbers: ``12`` equals ``12.0``, ``"12"`` does not), ``valid_json`` (every call the model
@@ -23,6 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from tracetune.chat.format import TOOL_CALL_OPEN, content_text
+from tracetune.errors import InvalidInput
 
 FUZZY_THRESHOLD = 0.8
 _SPACES = re.compile(r"\s+")
@@ -55,6 +57,19 @@ def calls_of(message: Mapping[str, Any]) -> list[Call]:
     if not raw and message.get("function_call"):
         raw.append(message["function_call"])
     return [(str(fn.get("name", "")), _arguments(fn.get("arguments"))) for fn in raw]
+
+
+def split_record(record: Mapping[str, Any], line: int = 0) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """``(prompt messages, expected assistant message)``: the record cut before its last assistant message."""
+    messages = record.get("messages")
+    if not isinstance(messages, list):
+        raise InvalidInput("a record needs a 'messages' list", field="messages", line=line)
+    for index in range(len(messages) - 1, -1, -1):
+        if isinstance(messages[index], dict) and messages[index].get("role") == "assistant":
+            if index == 0:
+                break
+            return [dict(m) for m in messages[:index]], dict(messages[index])
+    raise InvalidInput("a record needs an assistant message after at least one other", field="messages", line=line)
 
 
 def score_reply(expected: Mapping[str, Any], reply: Mapping[str, Any], *, latency_s: float | None = None) -> Score:
