@@ -109,7 +109,13 @@ def test_events_metrics_and_files(tmp_path, tokenizer):
         "valid_loss",
         "train_mean_token_accuracy",
         "valid_mean_token_accuracy",
+        "valid_accuracy",
+        "valid_tool_name_accuracy",
+        "valid_tool_args_exact",
+        "valid_json_rate",
+        "valid_text_exact",
     ]
+    assert [r["step"] for r in rows if r["valid_tool_args_exact"]] == ["5", "10"]  # each epoch's task score
     assert [int(r["step"]) for r in rows] == list(range(1, 11))
     assert [r["step"] for r in rows if r["valid_loss"]] == ["5", "10"]
     assert float(rows[-1]["train_loss"]) == pytest.approx(metrics[-1]["train_loss"])
@@ -227,7 +233,7 @@ def test_recipe_runs_as_its_own_process(tmp_path, tiny_home):
     }  # fmt: skip
     code, events = run_recipe_process(tmp_path, settings)
     assert code == 0, events
-    assert [e["type"] for e in events] == ["setup", "metrics", "metrics", "checkpoint", "done"]
+    assert [e["type"] for e in events] == ["setup", "metrics", "metrics", "checkpoint", "diagnostics", "done"]
     assert events[-1]["adapter_dir"] == str(tmp_path / "out" / "adapter")
     adapter_config = json.loads((tmp_path / "out" / "adapter" / "adapter_config.json").read_text())
     assert adapter_config["base_model_name_or_path"] == "tiny"
@@ -235,7 +241,8 @@ def test_recipe_runs_as_its_own_process(tmp_path, tiny_home):
     code, events = run_recipe_process(
         tmp_path, settings, "--resume-from", str(tmp_path / "out" / "checkpoints" / "step-2")
     )
-    assert code == 0 and events[0]["resumed_from_step"] == 2 and [e["type"] for e in events] == ["setup", "done"]
+    resumed = [e["type"] for e in events]
+    assert code == 0 and events[0]["resumed_from_step"] == 2 and resumed == ["setup", "diagnostics", "done"]
 
 
 def test_recipe_process_reports_bad_input_as_an_error_event(tmp_path, tiny_home):
@@ -247,3 +254,57 @@ def test_recipe_process_reports_bad_input_as_an_error_event(tmp_path, tiny_home)
     assert events == [{"type": "error", "message": events[0]["message"], "field": "training_file", "line": 2}]
     code, events = run_recipe_process(tmp_path, {**settings, "n_epoch": 3})
     assert code == 2 and events[0]["field"] == "n_epoch"
+
+
+def test_validation_scores_pick_the_served_epoch_and_stop_training_early(tmp_path, tokenizer, monkeypatch):
+    """Scripted task scores per epoch (the real evaluator's replies, its score replaced): the best epoch's adapter
+    is the result, and training stops once ``early_stopping_patience`` epochs in a row did no better."""
+    from tracetune.train import task_eval
+
+    scores = iter([0.2, 0.6, 0.5, 0.4, 0.9, 1.0])
+    real_run = task_eval.TaskEvaluator.run
+
+    def scripted(self, model, pad_id, **kwargs):
+        result = real_run(self, model, pad_id, **kwargs)
+        return task_eval.TaskResult({**result.metrics, "valid_accuracy": next(scores)}, result.replies)
+
+    monkeypatch.setattr(task_eval.TaskEvaluator, "run", scripted)
+    events: list[dict] = []
+    result, _ = train(
+        tmp_path, tokenizer, events=events, n_epochs=6, validation_file=str(CALCULATOR_HELDOUT), task_eval_records=4
+    )
+    metrics = [e for e in events if e["type"] == "metrics" and "valid_loss" in e]
+    assert [m["valid_accuracy"] for m in metrics] == [0.2, 0.6, 0.5, 0.4]  # stopped after epoch 4 of 6
+    assert {"valid_tool_args_exact", "valid_tool_name_accuracy", "valid_json_rate"} <= set(metrics[0])
+    assert [e["step"] for e in events if e["type"] == "best"] == [5, 10]
+    stop = next(e for e in events if e["type"] == "early_stop")
+    assert (stop["epoch"], stop["n_epochs"], stop["best_step"]) == (4, 6, 10)
+    assert result.stopped_early and result.steps == 20 and result.best_step == 10
+    assert result.best_metrics["valid_accuracy"] == 0.6
+    best_checkpoint = adapter_weights(tmp_path / "run" / "checkpoints" / "step-10")
+    served, last = adapter_weights(result.adapter_dir), adapter_weights(tmp_path / "run" / "checkpoints" / "step-20")
+    assert all(torch.equal(served[k], best_checkpoint[k]) for k in served)
+    assert not all(torch.equal(served[k], last[k]) for k in served)
+    done = events[-1]
+    assert done["best_step"] == 10 and done["stopped_early"] is True
+    diagnostics = next(e for e in events if e["type"] == "diagnostics")
+    assert sum(diagnostics["answers"].values()) == 4  # the served epoch's 4 validation answers
+    assert all({"code", "message", "advice"} <= set(f) for f in diagnostics["findings"])
+
+
+def test_without_patience_every_epoch_runs_and_the_best_is_still_served(tmp_path, tokenizer, monkeypatch):
+    from tracetune.train import task_eval
+
+    scores = iter([0.5, 0.9, 0.1])
+    real_run = task_eval.TaskEvaluator.run
+    monkeypatch.setattr(
+        task_eval.TaskEvaluator, "run",
+        lambda self, model, pad_id, **kw: task_eval.TaskResult(
+            {**real_run(self, model, pad_id, **kw).metrics, "valid_accuracy": next(scores)}, []
+        ),
+    )  # fmt: skip
+    events: list[dict] = []
+    result, _ = train(tmp_path, tokenizer, events=events, n_epochs=3, validation_file=str(CALCULATOR_HELDOUT),
+                      task_eval_records=2, early_stopping_patience=None)  # fmt: skip
+    assert not result.stopped_early and result.steps == 15 and result.best_step == 10
+    assert not [e for e in events if e["type"] == "early_stop"]

@@ -43,8 +43,10 @@ def eval_command(
 ) -> None:
     """Replay each conversation of DATA (or DATASET's examples) up to its last assistant turn against each model
     (tools offered, not forced; greedy) and score the reply: tool-call name accuracy, exact arguments, valid JSON,
-    text exact/fuzzy, latency. Prints a table; writes OUTPUT/eval.json and OUTPUT/eval.png. With --dataset, each
-    model's results are also an experiment over the dataset (list_projects(reference_dataset_id=…) lists them)."""
+    text exact/fuzzy, latency. Prints a table and what the answers show (one answer for every input: the model
+    learned the format, not the decision), with what to do; writes OUTPUT/eval.json and OUTPUT/eval.png. With
+    --dataset, each model's results are also an experiment over the dataset (list_projects(reference_dataset_id=…)
+    lists them)."""
     import httpx
     import openai
     from rich.console import Console
@@ -101,6 +103,9 @@ def eval_command(
     for row in table_rows(results):
         table.add_row(*row)
     console.print(table)
+    for model_id, result in results["models"].items():
+        for finding in result["diagnostics"]:
+            typer.echo(f"warning ({model_id}): {finding['message']}\n  what to do: {finding['advice']}")
     output.mkdir(parents=True, exist_ok=True)
     (output / "eval.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     for model_id, experiment in results.get("experiments", {}).items():

@@ -3,7 +3,7 @@
 Each record of an OpenAI chat fine-tuning JSONL file is cut before its last assistant message; the messages
 before it (and the record's ``tools`` / ``functions``) are sent to ``/v1/chat/completions`` with the model free
 to answer or call (``tool_choice`` is not forced), greedily (``temperature=0``); the reply is scored against that
-last assistant message (:mod:`tracetune.evaluate.scoring`).
+last assistant message (:mod:`tracetune.chat.scoring`).
 """
 
 from __future__ import annotations
@@ -14,23 +14,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from tracetune.chat.diagnose import diagnose_replies
+from tracetune.chat.scoring import Score, score_reply, split_record, summarize
 from tracetune.errors import InvalidInput
-from tracetune.evaluate.scoring import Score, score_reply, summarize
 
 Progress = Callable[[str, int, int], None]  # (model, done, total)
-
-
-def split_record(record: Mapping[str, Any], line: int = 0) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """``(prompt messages, expected assistant message)``: the record cut before its last assistant message."""
-    messages = record.get("messages")
-    if not isinstance(messages, list):
-        raise InvalidInput("a record needs a 'messages' list", field="messages", line=line)
-    for index in range(len(messages) - 1, -1, -1):
-        if isinstance(messages[index], dict) and messages[index].get("role") == "assistant":
-            if index == 0:
-                break
-            return [dict(m) for m in messages[:index]], dict(messages[index])
-    raise InvalidInput("a record needs an assistant message after at least one other", field="messages", line=line)
 
 
 def replay_one(
@@ -59,7 +47,9 @@ def evaluate(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Replay every ``(line, record)`` against every model, ``concurrency`` requests at a time across all the
-    models (the server batches them, adapters mixed); summaries and per-example results, in record order."""
+    models (the server batches them, adapters mixed); per model its summary, per-example results in record order,
+    and ``diagnostics`` (:func:`tracetune.chat.diagnose.diagnose_replies`: one answer for every input, echoed
+    input), each a finding with what to do."""
     from concurrent.futures import ThreadPoolExecutor
 
     def one(model: str, line: int, record: Mapping[str, Any]) -> tuple[Score, dict[str, Any]]:
@@ -82,7 +72,12 @@ def evaluate(
                 done[model] += 1
                 if progress is not None:
                     progress(model, done[model], len(records))
-            results["models"][model] = {"summary": summarize(scores), "results": rows}
+            findings = diagnose_replies([r for _, r in records], [row["reply"] for row in rows], where="held-out")
+            results["models"][model] = {
+                "summary": summarize(scores),
+                "results": rows,
+                "diagnostics": [f.as_dict() for f in findings],
+            }
     return results
 
 
@@ -146,11 +141,16 @@ def write_chart(results: Mapping[str, Any], path: Path) -> Path:
     width = 0.8 / max(1, len(models))
     for i, model in enumerate(models):
         summary = results["models"][model]["summary"]
-        values = [100 * (summary[k] or 0) for k, _ in keys]
-        ax.bar([x + i * width for x in range(len(keys))], values, width, label=model)
+        xs = [x + i * width for x in range(len(keys))]
+        values = [summary[k] for k, _ in keys]
+        bars = ax.bar(xs, [100 * (v or 0) for v in values], width, label=model)
+        for x, bar, value in zip(xs, bars, values, strict=True):  # 0% and "does not apply" must not look alike
+            label = "N/A" if value is None else f"{100 * value:.0f}%"
+            ax.text(x, bar.get_height() + 1, label, ha="center", va="bottom", fontsize=7,
+                    color="grey" if value is None else "black")  # fmt: skip
     ax.set_xticks([x + width * (len(models) - 1) / 2 for x in range(len(keys))], [label for _, label in keys])
     ax.set_ylabel("%")
-    ax.set_ylim(0, 105)
+    ax.set_ylim(0, 112)
     ax.set_title(f"held-out evaluation ({results['examples']} examples)")
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracetune.errors import InvalidInput
+from tracetune.train.task_eval import METRICS
 
 if TYPE_CHECKING:
     import torch
@@ -30,7 +31,9 @@ if TYPE_CHECKING:
 STATE_FILE = "trainer_state.json"
 TRAINING_STATE_FILE = "training_state.pt"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
-METRICS_COLUMNS = ("step", "train_loss", "valid_loss", "train_mean_token_accuracy", "valid_mean_token_accuracy")
+METRICS_COLUMNS = (
+    "step", "train_loss", "valid_loss", "train_mean_token_accuracy", "valid_mean_token_accuracy", *METRICS.values(),
+)  # fmt: skip
 
 
 def write_atomically(target: Path, write: Callable[[Path], None]) -> None:

@@ -18,21 +18,33 @@ consume (``python -m tracetune.train.recipe CONFIG.json`` writes the same events
 * per optimizer step ``{"type": "metrics", "step", "total_steps", "epoch" (epochs done, fractional),
   "train_loss", "train_mean_token_accuracy", "learning_rate", "tokens" (non-padding tokens so far),
   "tokens_per_s", "eta_s"}``, plus ``valid_loss`` / ``valid_mean_token_accuracy`` at an epoch's last step
-  when a validation file is given;
+  when a validation file is given, and the task metrics there (``valid_accuracy``, ``valid_tool_args_exact``,
+  ``valid_tool_name_accuracy``, ``valid_json_rate``, ``valid_text_exact``: greedy replies to up to
+  ``task_eval_records`` validation prompts, scored as ``tracetune eval`` does — :mod:`tracetune.train.task_eval`);
+* ``{"type": "best", "step", "epoch", "metrics"}`` when an epoch scores better than every earlier one (its adapter
+  is then written to ``adapter/``: the job's result is the best epoch, not the last);
 * ``{"type": "checkpoint", "step", "epoch", "path"}`` after each epoch;
-* ``{"type": "done", "adapter_dir", "steps", "tokens", "train_wall_s", "tokens_per_s", "train_loss"}``.
+* ``{"type": "early_stop", "step", "epoch", "n_epochs", "best_step", "reason"}`` when ``early_stopping_patience``
+  epochs in a row did no better than the best;
+* ``{"type": "diagnostics", "findings": [{"code", "message", "advice", "level"}], "answers" (the best epoch's
+  validation answers and how often each was given), "value_distribution"}`` once training ends
+  (:mod:`tracetune.chat.diagnose`: a collapse to one answer, rare or unseen argument values, leakage);
+* ``{"type": "done", "adapter_dir", "steps", "tokens", "train_wall_s", "tokens_per_s", "train_loss",
+  "best_step", "best_metrics", "stopped_early"}``.
 
 Outputs under ``output_dir``: ``checkpoints/step-<n>/`` per epoch (the PEFT adapter as saved —
 ``adapter_model.safetensors`` + ``adapter_config.json``, loadable by ``PeftModel.from_pretrained`` and vLLM —
-plus ``training_state.pt``: optimizer state, RNG state, step, and ``trainer_state.json``), the final adapter in
-``adapter/``, and ``metrics.csv``. ``resume_from=<checkpoint dir>`` continues from a checkpoint: the step count
-carries on, and on CPU the result is the same, bit for bit, as an uninterrupted run (data order is a function
-of seed and epoch; the learning rate a function of the step, so the step is the whole scheduler state).
+plus ``training_state.pt``: optimizer state, RNG state, step, and ``trainer_state.json``), the result adapter in
+``adapter/`` (the best epoch's when there is a task score, else the last), and ``metrics.csv``.
+``resume_from=<checkpoint dir>`` continues from a checkpoint: the step count carries on (so does the record of the
+best epoch), and on CPU the result is the same, bit for bit, as an uninterrupted run (data order is a function of
+seed and epoch; the learning rate a function of the step, so the step is the whole scheduler state).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import gc
 import json
 import logging
@@ -46,8 +58,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from tracetune.chat.diagnose import answer_key, diagnose_data, diagnose_replies, value_distribution
 from tracetune.config import load_settings
 from tracetune.errors import InvalidInput, TracetuneError
+from tracetune.models.compat import peft_wrapping
 from tracetune.models.registry import DEFAULT_MODEL_ID, resolve
 from tracetune.models.tokenizer import ModelTokenizer, load_tokenizer
 from tracetune.models.weights import load_base_model
@@ -58,9 +72,17 @@ from tracetune.train.checkpoint import (
     save_adapter,
     save_checkpoint,
 )
-from tracetune.train.data import Example, collate, length_grouped_batches, load_examples, sorted_batches
+from tracetune.train.data import (
+    Example,
+    collate,
+    length_grouped_batches,
+    load_examples,
+    read_records,
+    sorted_batches,
+)
 from tracetune.train.hyperparams import Hyperparameters, lr_factor, resolve_hyperparameters
 from tracetune.train.loss import CausalLM, token_loss, token_loss_backward, use_cheap_dropout
+from tracetune.train.task_eval import MAX_RECORDS, PRIMARY, TaskEvaluator, TaskResult
 
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 Event = dict[str, Any]
@@ -96,6 +118,11 @@ class TrainConfig:
     # at a time (an extra forward pass of the prefix buys a peak memory that no longer grows with the prefix)
     recompute_prefix: bool = False
     device: str | None = None  # None: CUDA (bf16) when available, else CPU (fp32)
+    # validation records replayed greedily at each epoch's end and scored (exact call or text: see
+    # tracetune.train.task_eval); the best epoch's adapter is the result. 0: none (validation loss only)
+    task_eval_records: int = MAX_RECORDS
+    # epochs in a row without a better validation score before training stops (None: train every epoch)
+    early_stopping_patience: int | None = 2
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -121,6 +148,9 @@ class TrainResult:
     tokens: int
     train_wall_s: float
     tokens_per_s: float
+    best_step: int | None = None  # the step whose adapter is adapter_dir (the best validation score); None: the last
+    best_metrics: dict[str, Any] = field(default_factory=dict)
+    stopped_early: bool = False
 
 
 class LoRARecipe:
@@ -135,6 +165,11 @@ class LoRARecipe:
         self.checkpoints: list[Path] = []
         self.last_loss: float | None = None
         self._metrics: MetricsLog | None = None
+        self.task: TaskEvaluator | None = None
+        self.best: dict[str, Any] | None = None  # {"step", "key", "metrics"} of the best epoch so far
+        self.epochs_since_best = 0
+        self.stopped_early = False
+        self.last_task: TaskResult | None = None
 
     # -- setup ---------------------------------------------------------------------------------------------------
 
@@ -162,11 +197,18 @@ class LoRARecipe:
             Path(cfg.training_file), tokenizer, context_length=context_length, template=template
         )
         self.valid_set: list[Example] = []
+        self.valid_records: list[dict[str, Any]] = []
         if cfg.validation_file:
             self.valid_set = load_examples(
                 Path(cfg.validation_file), tokenizer, context_length=context_length, template=template,
                 field="validation_file",
             )  # fmt: skip
+            self.valid_records = [r for _, r in read_records(Path(cfg.validation_file), field="validation_file")]
+            if cfg.task_eval_records > 0:
+                self.task = TaskEvaluator(
+                    list(enumerate(self.valid_records, 1)), tokenizer, template=template,
+                    max_records=cfg.task_eval_records,
+                )  # fmt: skip
         self.hp = resolve_hyperparameters(
             len(self.train_set), cfg.n_epochs, cfg.batch_size, cfg.learning_rate_multiplier
         )
@@ -183,7 +225,8 @@ class LoRARecipe:
             r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
             target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM",
         )  # fmt: skip
-        self.model = get_peft_model(base_model, lora)
+        with peft_wrapping():
+            self.model = get_peft_model(base_model, lora)
         self.model.peft_config["default"].base_model_name_or_path = cfg.model
         if self.device.type == "cpu":
             use_cheap_dropout(self.model)
@@ -204,6 +247,8 @@ class LoRARecipe:
                 "n_valid_examples": len(self.valid_set),
                 "trainable_parameters": sum(p.numel() for p in self.params),
                 "resumed_from_step": self.step if resume_from is not None else None,
+                "task_eval_records": len(self.task) if self.task else 0,
+                "early_stopping_patience": cfg.early_stopping_patience if self.task else None,
             }
         )
 
@@ -253,13 +298,68 @@ class LoRARecipe:
                 end_of_epoch = index == len(batches) - 1
                 if end_of_epoch and self.valid_set:
                     event["valid_loss"], event["valid_mean_token_accuracy"] = self.evaluate(self.valid_set)
+                if end_of_epoch and self.task is not None:
+                    self.last_task = self.task.run(self.model, self.pad_id)
+                    event.update(self.last_task.metrics)
+                    self._track_best(event)
                 assert self._metrics is not None
                 self._metrics.write(event)
                 self.emit(event)
                 if end_of_epoch and self.config.checkpoint_every_epoch:
                     self.save_checkpoint()
+                if end_of_epoch and self._should_stop(epoch):
+                    break
+            if self.stopped_early:
+                break
         self.train_wall_s = time.perf_counter() - started
         self.tokens_here = tokens_here
+
+    def _track_best(self, event: Event) -> None:
+        """Keep the adapter of the best epoch so far in ``adapter/`` (the one the job serves): the best is the
+        highest task score (:data:`~tracetune.train.task_eval.PRIMARY`), then the lowest validation loss."""
+        score = event.get(PRIMARY)
+        key = [score if score is not None else -1.0, -float(event.get("valid_loss", 0.0))]
+        if self.best is not None and key <= self.best["key"]:
+            self.epochs_since_best += 1
+            return
+        metrics = {k: v for k, v in event.items() if k.startswith("valid_")}
+        replies = [r.reply for r in self.last_task.replies] if self.last_task else []
+        self.best = {"step": self.step, "key": key, "metrics": metrics, "replies": replies}
+        self.epochs_since_best = 0
+        save_adapter(self.model, self.output_dir / "adapter")
+        self.emit({"type": "best", "step": self.step, "epoch": event["epoch"], "metrics": metrics})
+
+    def _should_stop(self, epoch: int) -> bool:
+        """Early stopping: ``early_stopping_patience`` epochs in a row did no better than the best epoch."""
+        patience = self.config.early_stopping_patience
+        if self.best is None or not patience or epoch + 1 >= self.hp.n_epochs or self.epochs_since_best < patience:
+            return False
+        self.stopped_early = True
+        reason = f"the validation score has not improved for {self.epochs_since_best} epochs"
+        self.emit(
+            {
+                "type": "early_stop", "step": self.step, "epoch": epoch + 1, "n_epochs": self.hp.n_epochs,
+                "best_step": self.best["step"], "reason": reason,
+            }
+        )  # fmt: skip
+        return True
+
+    def diagnose(self) -> None:
+        """What the data and the served (best) epoch's validation answers show: a ``diagnostics`` event."""
+        train = [r for _, r in read_records(Path(self.config.training_file))]
+        findings = diagnose_data(train, self.valid_records)
+        answers: dict[str, int] = {}
+        if self.best is not None and self.task is not None:
+            replies = self.best["replies"]
+            replayed = self.valid_records[: len(replies)]
+            findings += diagnose_replies(replayed, replies)
+            answers = dict(collections.Counter(answer_key(r) for r in replies).most_common())
+        self.emit(
+            {
+                "type": "diagnostics", "findings": [f.as_dict() for f in findings], "answers": answers,
+                "value_distribution": value_distribution(train),
+            }
+        )  # fmt: skip
 
     def evaluate(self, examples: list[Example]) -> tuple[float, float]:
         """``(loss, mean token accuracy)`` over all trainable tokens of ``examples`` (no dropout, no gradients)."""
@@ -285,7 +385,7 @@ class LoRARecipe:
         info = {
             "step": self.step, "epoch": epoch, "total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch,
             "tokens": self.tokens, "seed": self.config.seed, "model": self.config.model,
-            "hyperparameters": self.hp.as_dict(),
+            "hyperparameters": self.hp.as_dict(), "best": self.best, "epochs_since_best": self.epochs_since_best,
         }  # fmt: skip
         target = save_checkpoint(
             self.output_dir / "checkpoints" / f"step-{self.step}", self.model, self.optimizer, info
@@ -305,6 +405,7 @@ class LoRARecipe:
             )
         restore_checkpoint(checkpoint, self.model, self.optimizer, self.device)
         self.step, self.tokens = int(info["step"]), int(info.get("tokens", 0))
+        self.best, self.epochs_since_best = info.get("best"), int(info.get("epochs_since_best", 0))
 
     # -- cleanup -------------------------------------------------------------------------------------------------
 
@@ -339,16 +440,24 @@ def run_training(
     try:
         recipe.setup(resume_from=Path(resume_from) if resume_from else None, base_model=base_model, tokenizer=tokenizer)
         recipe.train()
-        adapter = save_adapter(recipe.model, recipe.output_dir / "adapter")
+        recipe.diagnose()
+        best = recipe.best
+        if best is None:  # no task score to choose by: the last epoch's adapter
+            adapter = save_adapter(recipe.model, recipe.output_dir / "adapter")
+        else:  # written by _track_best when that epoch ended
+            adapter = recipe.output_dir / "adapter"
         rate = round(recipe.tokens_here / recipe.train_wall_s, 1) if recipe.train_wall_s else 0.0
         result = TrainResult(
             adapter, recipe.hp, recipe.step, recipe.checkpoints, recipe.last_loss, recipe.tokens,
-            round(recipe.train_wall_s, 3), rate,
+            round(recipe.train_wall_s, 3), rate, best["step"] if best else None, best["metrics"] if best else {},
+            recipe.stopped_early,
         )  # fmt: skip
         recipe.emit(
             {
                 "type": "done", "adapter_dir": str(adapter), "steps": result.steps, "tokens": result.tokens,
                 "train_wall_s": result.train_wall_s, "tokens_per_s": rate, "train_loss": result.train_loss,
+                "best_step": result.best_step, "best_metrics": result.best_metrics,
+                "stopped_early": result.stopped_early,
             }
         )  # fmt: skip
         return result

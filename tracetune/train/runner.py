@@ -41,6 +41,7 @@ from tracetune.capabilities import INSTALL_MODELS, missing_capabilities
 from tracetune.chat.validate import validate_lines
 from tracetune.store.rows import JobRow, ModelRow
 from tracetune.train.jobs import checkpoint_model_id
+from tracetune.train.task_eval import METRICS
 
 if TYPE_CHECKING:
     from tracetune.config import Settings
@@ -52,7 +53,9 @@ HEARTBEAT_S = 1.0
 STOP_GRACE_S = 5.0
 MAX_LINES_DETAILED = 50
 FILE_ERRORS = (("training_file", "invalid_training_file"), ("validation_file", "invalid_validation_file"))
-CHECKPOINT_METRICS = ("step", "train_loss", "train_mean_token_accuracy", "valid_loss", "valid_mean_token_accuracy")
+CHECKPOINT_METRICS = (
+    "step", "train_loss", "train_mean_token_accuracy", "valid_loss", "valid_mean_token_accuracy", *METRICS.values(),
+)  # fmt: skip
 Observer = Callable[[str, dict[str, Any]], None]  # (job id, recipe event)
 
 
@@ -324,10 +327,18 @@ class JobRunner:
                     method={"type": "supervised", "supervised": {"hyperparameters": hp}},
                 )  # fmt: skip
                 if event.get("resumed_from_step") is None:
+                    validation = ""
+                    if event.get("task_eval_records"):
+                        validation = (
+                            f"; each epoch replays {event['task_eval_records']} validation examples and the best "
+                            "epoch is kept"
+                        )
+                        if event.get("early_stopping_patience"):
+                            validation += f", stopping after {event['early_stopping_patience']} epochs without gain"
                     events.append({"message": (
                         f"Training started: {event['n_train_examples']} examples, {hp['n_epochs']} epochs of "
                         f"{event['steps_per_epoch']} steps (batch size {hp['batch_size']}, learning rate "
-                        f"{event['hyperparameters']['learning_rate']:g})"
+                        f"{event['hyperparameters']['learning_rate']:g}){validation}"
                     ), "data": None})  # fmt: skip
             elif kind == "metrics":
                 outcome.last_metrics = event
@@ -335,20 +346,28 @@ class JobRunner:
                 text = f"Step {event['step']}/{event['total_steps']}: training loss={event['train_loss']:.4f}"
                 if "valid_loss" in event:
                     text += f", validation loss={event['valid_loss']:.4f}"
+                if event.get("valid_accuracy") is not None:
+                    text += f", validation exact answers={event['valid_accuracy']:.0%}"
                 events.append({"message": text, "type": "metrics", "data": data})
+            elif kind == "best":
+                score = event["metrics"].get("valid_accuracy")
+                events.append({"message": (
+                    f"Best so far: step {event['step']} (epoch {event['epoch']:g}"
+                    + (f", validation exact answers={score:.0%}" if score is not None else "")
+                    + "); the job's model is this checkpoint unless a later epoch does better"
+                ), "data": {"best_step": event["step"], "metrics": event["metrics"]}})  # fmt: skip
+            elif kind == "early_stop":
+                events.append({"message": (
+                    f"Stopped early after epoch {event['epoch']} of {event['n_epochs']}: {event['reason']}; "
+                    f"the model is the checkpoint at step {event['best_step']}"
+                ), "data": {k: event[k] for k in ("step", "epoch", "n_epochs", "best_step", "reason")}})  # fmt: skip
             elif kind == "checkpoint":
                 self.store.jobs.add_events(job["id"], events, worker_id=self.worker_id)
                 events = []
                 step = int(event["step"])
                 metrics = {
                     k: outcome.last_metrics[k]
-                    for k in (
-                        "step",
-                        "train_loss",
-                        "train_mean_token_accuracy",
-                        "valid_loss",
-                        "valid_mean_token_accuracy",
-                    )
+                    for k in CHECKPOINT_METRICS
                     if k in outcome.last_metrics and outcome.last_metrics.get("step") == step
                 }
                 self.store.jobs.add_checkpoint(
@@ -360,6 +379,8 @@ class JobRunner:
                     worker_id=self.worker_id,
                 )  # fmt: skip
                 events.append({"message": f"Checkpoint created at step {step}", "data": {"step": step}})
+            elif kind == "diagnostics":
+                events.extend(_diagnostic_events(event))
             elif kind == "done":
                 outcome.done = event
             elif kind == "error":
@@ -397,6 +418,27 @@ class JobRunner:
 
     def _log(self, job: JobRow) -> Path:
         return job_dir(self.home, job["id"]) / "train.log"
+
+
+def _diagnostic_events(event: dict[str, Any]) -> list[dict[str, Any]]:
+    """Job events for the recipe's ``diagnostics``: the served epoch's answers, then one warning per finding
+    (what was seen and what to do), each with its finding as ``data``."""
+    out: list[dict[str, Any]] = []
+    answers: dict[str, int] = event.get("answers") or {}
+    if answers:
+        total = sum(answers.values())
+        shown = "; ".join(f"{n}/{total} {key}" for key, n in list(answers.items())[:5])
+        more = f"; and {len(answers) - 5} more distinct answers" if len(answers) > 5 else ""
+        out.append({"message": f"Validation answers of the model: {shown}{more}", "data": {"answers": answers}})
+    for finding in event.get("findings") or []:
+        out.append(
+            {
+                "message": f"{finding['message']}. {finding['advice']}",
+                "level": "warn" if finding.get("level") == "warning" else "info",
+                "data": {"diagnostic": finding},
+            }
+        )
+    return out
 
 
 def _read_events(stream: IO[bytes], out: queue.Queue[dict[str, Any] | None]) -> None:

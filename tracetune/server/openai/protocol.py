@@ -181,6 +181,12 @@ class CheckpointMetrics(BaseModel):
     valid_mean_token_accuracy: float | None = None
     full_valid_loss: float | None = None
     full_valid_mean_token_accuracy: float | None = None
+    # tracetune's task score of the epoch (greedy replies to the validation prompts: tracetune.train.task_eval)
+    valid_accuracy: float | None = None
+    valid_tool_name_accuracy: float | None = None
+    valid_tool_args_exact: float | None = None
+    valid_json_rate: float | None = None
+    valid_text_exact: float | None = None
 
 
 class FineTuningJobCheckpoint(BaseModel):

@@ -1,0 +1,81 @@
+"""Acceptance: validation-driven fine-tuning of the real SmolLM2 through the unmodified ``openai`` client, on a task
+that needs a decision (support tickets routed by team and priority, ``tracetune.demo.tickets``).
+
+A deliberately collapsed model — trained only on tickets answered ``{"team": "sales", "priority": 3}`` — must be
+called out by the job's diagnostics: the job events say that every validation answer is the same call, and
+that validation expects values the training data never shows, each with what to do; ``tracetune eval`` of the tuned
+model says the same of its held-out answers.
+
+About a minute on a 2-core CPU, so it runs in CI (``CI`` set) and locally only with ``TRACETUNE_TEST_SLOW=1``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import openai
+from typer.testing import CliRunner
+
+from tests.acceptance.test_fine_tuning_openai import pytestmark as slow
+from tests.acceptance.test_fine_tuning_openai import server  # noqa: F401 (the fixture)
+from tracetune.cli import app
+from tracetune.demo.tickets import Ticket, make_tickets
+
+pytestmark = slow
+
+
+def upload(client: openai.OpenAI, name: str, records: list[dict]) -> str:
+    data = "".join(json.dumps(r) + "\n" for r in records).encode()
+    return client.files.create(file=(name, data), purpose="fine-tune").id
+
+
+def wait(client: openai.OpenAI, job_id: str, limit_s: float = 900) -> object:
+    started = time.perf_counter()
+    job = client.fine_tuning.jobs.retrieve(job_id)
+    while job.status not in ("succeeded", "failed", "cancelled"):
+        assert time.perf_counter() - started < limit_s, f"job still {job.status} after {limit_s} s"
+        time.sleep(1.0)
+        job = client.fine_tuning.jobs.retrieve(job_id)
+    return job
+
+
+def test_a_collapsed_model_is_called_out_by_the_job_diagnostics_and_by_eval(server, tmp_path: Path):  # noqa: F811
+    from tracetune.models import DEFAULT_MODEL_ID
+
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+    traced, _ = make_tickets(20, 0, seed=7)
+    collapsed = [Ticket(t.text, "sales", 3).record() for t in traced[:12]]  # one answer for every ticket
+    valid = [t.record() for t in traced[12:]]  # 8 tickets with their real, varied answers
+    job = client.fine_tuning.jobs.create(
+        model=DEFAULT_MODEL_ID, training_file=upload(client, "collapsed.jsonl", collapsed),
+        validation_file=upload(client, "valid.jsonl", valid), suffix="collapsed",
+        hyperparameters={"n_epochs": 2, "batch_size": 4},
+    )  # fmt: skip
+    job = wait(client, job.id)
+    assert job.status == "succeeded", job.error
+    events = list(reversed(list(client.fine_tuning.jobs.list_events(job.id, limit=100))))
+    epochs = [e.data for e in events if e.type == "metrics" and "valid_tool_args_exact" in (e.data or {})]
+    assert len(epochs) == 2 and all(m["valid_tool_name_accuracy"] == 1.0 for m in epochs)  # the format is learned
+    assert all(m["valid_tool_args_exact"] <= 0.25 for m in epochs)  # the decision is not
+    warnings = {e.data["diagnostic"]["code"]: e.message for e in events if e.level == "warn" and e.data}
+    print(json.dumps({"epochs": epochs, "warnings": warnings}))
+    assert warnings["collapsed_outputs"].startswith(
+        '8/8 validation answers are the same call: route_ticket({"priority": 3, "team": "sales"})'
+    )
+    assert "tracetune models add" in warnings["collapsed_outputs"]
+    assert "route_ticket.team: validation expects" in warnings["unseen_values"]
+    checkpoints = list(client.fine_tuning.jobs.checkpoints.list(job.id))
+    assert {"valid_tool_args_exact", "valid_accuracy"} <= set(checkpoints[0].metrics.model_dump(exclude_none=True))
+
+    held_out = tmp_path / "valid.jsonl"
+    held_out.write_text("".join(json.dumps(r) + "\n" for r in valid))
+    out = tmp_path / "eval"
+    run = ["eval", "--url", server.url, "--model", job.fine_tuned_model, "--data", str(held_out), "-o", str(out)]
+    result = CliRunner().invoke(app, run)
+    assert result.exit_code == 0, result.output
+    assert f"warning ({job.fine_tuned_model}): 8/8 held-out answers are the same call" in result.output
+    assert "what to do: " in result.output
+    report = json.loads((out / "eval.json").read_text())
+    assert [d["code"] for d in report["models"][job.fine_tuned_model]["diagnostics"]] == ["collapsed_outputs"]
