@@ -118,3 +118,19 @@ def chain_root(n: int = 0) -> dict[str, Any]:
         "dotted_order": f"20261121T0700{n % 60:02d}000000Z{rid}",
         "inputs": {"q": n},
     }
+
+
+def ticket_runs(n_traced: int = 40, *, rare_team: str = "sales") -> list[dict[str, Any]]:
+    """LLM runs of ``tracetune.demo.tickets`` support tickets answered by their ``route_ticket`` call, with only the
+    urgent tickets of ``rare_team`` kept (so that team has few examples)."""
+    from tracetune.demo.tickets import make_tickets
+
+    runs = []
+    kept = (t for t in make_tickets(n_traced, 0)[0] if t.team != rare_team or t.priority == 1)
+    for n, ticket in enumerate(kept):
+        record = ticket.record()
+        run = chat_run(ticket.text, "", n=n)
+        run["inputs"] = {"messages": record["messages"][:2], "tools": record["tools"]}
+        run["outputs"] = {"choices": [{"message": record["messages"][2]}]}
+        runs.append(run)
+    return runs

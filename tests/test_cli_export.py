@@ -11,7 +11,7 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from tests.dataset_support import chain_root, chat_run, ingest, tokenizer_home
+from tests.dataset_support import chain_root, chat_run, ingest, ticket_runs, tokenizer_home
 from tracetune.cli import app
 
 PROJECT = "cli"
@@ -120,6 +120,16 @@ def test_export_from_a_file_of_runs(home, tmp_path) -> None:
         }
     ]
     assert "invalid_json" in result.stdout and "unknown_role" in result.stdout
+
+
+def test_export_shows_argument_values_and_advice(home, tmp_path) -> None:
+    runs = tmp_path / "tickets.jsonl"
+    runs.write_text("".join(json.dumps(r) + "\n" for r in ticket_runs(30, rare_team="sales")))
+    result = invoke("export", "--input", runs, "-o", tmp_path / "out.jsonl", "--home", home)
+    assert result.exit_code == 0, result.output
+    assert "values of route_ticket.team (train)" in result.stdout
+    assert 'warning: route_ticket.team: "sales" has fewer than 5 training examples' in result.stdout
+    assert "what to do: A value seen a few times is rarely learned" in result.stdout
 
 
 # -- validate ----------------------------------------------------------------------------------------------

@@ -3,9 +3,10 @@ captured runs stored through the real ingest path, exported, and the records che
 
 from __future__ import annotations
 
+import json
 import uuid
 import warnings
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from sqlalchemy import event, select
 
 from tests.convert import captured
-from tests.dataset_support import chain_root, chat_run, ingest, smollm2_target
+from tests.dataset_support import chain_root, chat_run, ingest, smollm2_target, ticket_runs
 from tracetune.chat.validate import validate_record
 from tracetune.convert.dataset_builder import ExportOptions, Selection
 from tracetune.convert.examples import iter_dataset_records
@@ -313,3 +314,15 @@ def test_a_file_of_runs_exports_the_same_as_the_store(store, ws, target, tmp_pat
     assert lines(tmp_path / "file.jsonl") == lines(tmp_path / "store.jsonl")
     assert result.summary["skipped"] == {"invalid_json": 1, "malformed_run": 1, "not_llm": 1}
     assert result.summary["runs_read"] == 6
+
+
+def test_the_summary_reports_argument_values_and_advice_before_training(target, tmp_path) -> None:
+    runs = ticket_runs(40, rare_team="sales")
+    result = export_runs(runs, ExportOptions(split=0.75), out=tmp_path / "tickets.jsonl", target=target)
+    train = lines(tmp_path / "tickets.jsonl")
+    expected = Counter(json.loads(r["messages"][-1]["tool_calls"][0]["function"]["arguments"])["team"] for r in train)
+    assert result.summary["arguments"]["route_ticket.team"] == {json.dumps(k): n for k, n in expected.most_common()}
+    assert set(result.summary["arguments"]) == {"route_ticket.team", "route_ticket.priority"}
+    rare = [a for a in result.summary["advice"] if a["code"] == "rare_values"]
+    assert rare and rare[0]["message"].startswith('route_ticket.team: "sales" has fewer than 5 training examples')
+    assert "add traces whose answer is" in rare[0]["advice"]

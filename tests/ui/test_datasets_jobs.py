@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from tests.dataset_support import ticket_runs
 from tests.ui.support import HOSTILE, TOOLS, hostile_trace, llm_trace
 from tests.ui.test_pages import ESCAPED, no_hostile_markup
 from tracetune.serve.protocol import ChatCompletionRequest
@@ -250,3 +251,14 @@ def test_hostile_runs_in_dataset_job_and_model_pages(tiny_ui):
         page = ui.page(path)
         no_hostile_markup(page)
     assert "d " + ESCAPED in ui.page("/models")
+
+
+def test_builder_shows_the_answers_values_and_advice(tiny_ui):
+    runs = [run | {"session_name": "tickets"} for run in ticket_runs(40, rare_team="sales")]
+    tiny_ui.ingest(runs)
+    html = tiny_ui.page(builder_url("tickets"))
+    table = re.search(r'<tr data-argument="route_ticket.team">(.*?)</tr>', html, re.S)
+    assert table and "&#34;billing&#34;: " in table.group(1) and "&#34;sales&#34;: " in table.group(1)
+    advice = re.findall(r'<div class="error-box diagnostic" data-code="rare_values"><b>(.*?)</b>', html, re.S)
+    team = [a for a in advice if a.startswith("route_ticket.team: ")]  # over the runs the preview read
+    assert team and "&#34;sales&#34;" in team[0] and "fewer than 5 training examples" in team[0]

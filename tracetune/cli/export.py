@@ -135,7 +135,11 @@ def _print_summary(summary: dict[str, Any], paths: dict[str, Path], dataset: dic
         table.add_row(f"written ({split})", str(path))
     if dataset is not None:
         table.add_row("dataset", f"{dataset['name']} v{dataset['version']} ({dataset['id']})")
+    for argument, counts in summary["arguments"].items():
+        table.add_row(f"values of {argument} (train)", ", ".join(f"{v} {n}" for v, n in counts.items()))
     Console().print(table)
+    for finding in summary["advice"]:
+        typer.echo(f"warning: {finding['message']}\n  what to do: {finding['advice']}")
 
 
 def validate_command(

@@ -18,6 +18,10 @@ counts everything on the way. Per run, then per conversation:
 7. the record is built in the requested format (a ShareGPT-unrepresentable one is skipped under that code);
 8. its split is ``assign_split`` by thread/trace with the seed (never by row), or ``train`` without a ratio.
 
+The summary also holds, per tool, how often the training records give each value of each argument with a few
+possible values (``arguments``), and ``advice`` before any training: values with too few examples to be learned,
+validation values the training split never shows (:mod:`tracetune.chat.diagnose`).
+
 Nothing here raises on bad data: every failure becomes a counted skip reason.
 """
 
@@ -29,6 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple, cast
 
+from tracetune.chat.diagnose import ArgumentValues, value_balance
 from tracetune.chat.types import ChatSession, Skip
 from tracetune.chat.validate import Problem, validate_record
 from tracetune.convert.hygiene import PII_KINDS, Deduper, apply_correction, scrub_session
@@ -115,6 +120,9 @@ class Summary:
     problems: list[dict[str, Any]] = field(default_factory=list)  # the first MAX_PROBLEMS_KEPT, with run ids
     token_counts: Counter[int] = field(default_factory=Counter)  # tokens per example → examples (exact median)
     duplicates: dict[str, int] = field(default_factory=lambda: {"exact": 0, "normalized": 0})
+    arguments: dict[str, ArgumentValues] = field(
+        default_factory=lambda: {"train": ArgumentValues(), "validation": ArgumentValues()}
+    )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -135,6 +143,8 @@ class Summary:
                 "by_code": dict(sorted(self.problems_by_code.items())),
                 "first": self.problems,
             },
+            "arguments": self.arguments["train"].table(),
+            "advice": [f.as_dict() for f in value_balance(self.arguments["train"], self.arguments["validation"])],
         }
 
 
@@ -237,12 +247,14 @@ class DatasetBuilder:
             if errors:
                 summary.skipped["invalid"] += 1
                 return None
+        openai_record = record
         if options.format != "openai":
             record = record_from_session(session, options.format)
         if tokens is not None:
             summary.token_counts[tokens] += 1
         split: Split = "train" if options.split is None else assign_split(session, options.split, options.seed)
         summary.examples += 1
+        summary.arguments["train" if split == "train" else "validation"].add(openai_record)
         if split == "train":
             summary.train += 1
         else:
