@@ -212,3 +212,55 @@ def test_trace_to_tuned_model_in_a_browser(keyed_server, artifacts):
 
     assert not outside, f"pages fetched from outside the server: {outside}"
     assert not dialogs
+
+
+def test_job_and_model_pages_show_validation_scores_and_diagnostics(keyed_server, artifacts):
+    """A real job (the "tiny" model, trained by the server's job runner) with a validation file: the job page shows
+    each epoch's validation scores with the served (best) epoch marked, the served epoch's answers and the
+    diagnostics with what to do; the models page shows the tuned model's score and its warnings."""
+    import io
+    import json
+
+    import openai
+
+    from tracetune.demo.tickets import make_tickets
+
+    sync_api = _need_browser()
+    server, key = keyed_server
+    traced, heldout = make_tickets(12, 6, seed=3)
+    skewed = [t.record() for t in traced if t.team == "sales"]  # training sees one team only
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key=key)
+    files = [
+        client.files.create(file=(name, io.BytesIO("".join(json.dumps(r) + "\n" for r in rows).encode())),
+                            purpose="fine-tune").id
+        for name, rows in (("train.jsonl", skewed), ("valid.jsonl", [t.record() for t in heldout]))
+    ]  # fmt: skip
+    job = client.fine_tuning.jobs.create(
+        model="tiny", training_file=files[0], validation_file=files[1], suffix="triage",
+        hyperparameters={"n_epochs": 2, "batch_size": 2},
+    )  # fmt: skip
+    base = server.url
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+        expect = sync_api.expect
+        page.goto(base + "/login")
+        page.fill("input[name=key]", key)
+        page.click("#login-button")
+        page.goto(f"{base}/jobs/{job.id}")
+        expect(page.locator("#job-live")).to_have_attribute("data-status", "succeeded", timeout=TIMEOUT_MS)
+        expect(page.locator("#validation tbody tr")).to_have_count(2)  # one row per epoch
+        expect(page.locator("#validation tr.best #best-epoch")).to_have_text("served: the best epoch")
+        expect(page.locator("#answers")).to_contain_text("Validation answers of the model")
+        unseen = page.locator('#diagnostics .diagnostic[data-code="unseen_values"]')
+        expect(unseen.first).to_contain_text("route_ticket.team: validation expects")
+        expect(unseen.first).to_contain_text("add training examples with it")
+        expect(page.locator("#checkpoints thead")).to_contain_text("Exact answers")
+        page.screenshot(path=str(artifacts / "12-job-validation.png"), full_page=True)
+        page.goto(base + "/models")
+        row = page.locator("#tuned-models tr", has_text="triage")
+        expect(row.locator("td.quality")).to_contain_text("exact")
+        expect(row.locator('.diagnostic[data-code="unseen_values"]').first).to_contain_text("validation expects")
+        page.screenshot(path=str(artifacts / "13-models-validation.png"), full_page=True)
+        browser.close()

@@ -1,5 +1,6 @@
-"""UI pages over fine-tuning jobs: the list, a job (live status, loss chart, events, checkpoints, lineage) and
-cancel. Thin: the job store functions the ``/v1/fine_tuning/jobs`` routes call."""
+"""UI pages over fine-tuning jobs: the list, a job (live status, loss chart, validation scores per epoch with the
+served one, diagnostics, events, checkpoints, lineage) and cancel. Thin: the job store functions the
+``/v1/fine_tuning/jobs`` routes call."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from tracetune.errors import NotFound
 from tracetune.server.deps import state
 from tracetune.server.ui.pages import render, see_other, ui_workspace
-from tracetune.server.ui.views import loss_chart
+from tracetune.server.ui.views import job_quality, loss_chart
 from tracetune.store.jobs import TERMINAL
 from tracetune.store.rows import JobRow
 from tracetune.store.workspaces import Workspace
@@ -66,6 +67,7 @@ def job_page(job_id: str, request: Request, ws: Workspace = Depends(ui_workspace
         progress=last,
         checkpoints=checkpoints,
         dataset=dataset_of(store, ws, job),
+        quality=job_quality(events),
     )
 
 

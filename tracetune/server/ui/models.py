@@ -1,4 +1,5 @@
-"""UI pages over models: base and fine-tuned models with their lineage (model → job → dataset → filter → runs)
+"""UI pages over models: base and fine-tuned models with their lineage (model → job → dataset → filter → runs),
+validation score and diagnostics,
 and the playground, a chat that can offer tools and shows the tool calls. Thin: the model registry and store the
 ``/v1/models`` routes read; the playground sends its request through the chat completions serving class, validated
 by the same request model as ``POST /v1/chat/completions``."""
@@ -20,7 +21,7 @@ from tracetune.server.deps import state
 from tracetune.server.openai import chat as openai_chat
 from tracetune.server.ui.jobs import dataset_of
 from tracetune.server.ui.pages import render, ui_workspace
-from tracetune.server.ui.views import display_message
+from tracetune.server.ui.views import display_message, job_quality
 from tracetune.store.rows import ModelRow
 from tracetune.store.workspaces import Workspace
 
@@ -44,7 +45,8 @@ def _lineage(store: Any, ws: Workspace, row: ModelRow) -> dict[str, Any]:
     if dataset and dataset["selection"].get("project"):
         found = store.projects.list(ws.id, name=dataset["selection"]["project"], limit=1)
         project = found[0] if found else None
-    return {"model": row, "job": job, "dataset": dataset, "project": project}
+    quality = job_quality(store.jobs.all_events(job["id"])) if job else None
+    return {"model": row, "job": job, "dataset": dataset, "project": project, "quality": quality}
 
 
 @router.get("/models", response_class=HTMLResponse)

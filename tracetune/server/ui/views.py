@@ -4,8 +4,9 @@ expression, a trace's runs → a tree with timing bars, an LLM run → a chat, m
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 THUMBS_KEY = "user_score"  # the feedback key of the UI's thumbs up (score 1) / down (score 0)
 CORRECTION_KEY = "correction"
@@ -252,3 +253,40 @@ def loss_chart(metrics: list[dict[str, Any]], width: int = 640, height: int = 24
 
 def _num(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
+class JobQuality(TypedDict):
+    """What a job's events say about the model it made: per-epoch validation scores, the served (best) step, an
+    early stop, the served epoch's answers and the diagnostics (:mod:`tracetune.chat.diagnose`)."""
+
+    epochs: list[dict[str, Any]]  # {"step", "epoch", "valid_loss", "valid_accuracy", "valid_tool_args_exact", ...}
+    best_step: int | None
+    best: dict[str, Any] | None  # the best epoch's row of ``epochs``
+    early_stop: dict[str, Any] | None
+    answers: dict[str, int]
+    findings: list[dict[str, Any]]
+
+
+def job_quality(events: Sequence[Mapping[str, Any]]) -> JobQuality:
+    """:class:`JobQuality` from a job's events (oldest first)."""
+    epochs = [
+        e["data"]
+        for e in events
+        if e["type"] == "metrics" and isinstance(e["data"], dict) and "valid_accuracy" in e["data"]
+    ]
+    best_step = early_stop = None
+    answers: dict[str, int] = {}
+    findings: list[dict[str, Any]] = []
+    for e in events:
+        data = e["data"] if isinstance(e["data"], dict) else {}
+        if "best_step" in data and "reason" not in data:
+            best_step = data["best_step"]
+        elif "reason" in data and "best_step" in data:
+            early_stop = data
+        elif "answers" in data:
+            answers = data["answers"]
+        elif "diagnostic" in data:
+            findings.append(data["diagnostic"])
+    best = next((row for row in epochs if row.get("step") == best_step), None)
+    return {"epochs": epochs, "best_step": best_step, "best": best, "early_stop": early_stop, "answers": answers,
+            "findings": findings}  # fmt: skip
