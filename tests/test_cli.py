@@ -210,3 +210,20 @@ def test_runs_list_of_an_unknown_project_or_workspace(cli_on: tuple[Cli, dict[st
     assert "no project named 'nope'" in _one_line_error(cli("runs", "list", "--project", "nope"))
     line = _one_line_error(cli("runs", "list", "--project", "cli-proj", "--workspace", "ghost"))
     assert "no workspace named 'ghost'" in line
+
+
+def test_log_lines_are_throttled_and_carry_an_eta() -> None:
+    from tracetune.cli._common import LogLines
+
+    said: list[str] = []
+    lines = LogLines(said.append, every_s=3600)
+    for done in range(0, 11):
+        lines.update("training step", done, 10, f"loss {1 / (done + 1):.2f}")
+    lines.update("exporting", 5)
+    assert said[0] == "training step: 0/10 (0%)  loss 1.00"  # the start at once, then nothing for an hour …
+    assert said[1] == "training step: 10/10 (100%)  loss 0.09"  # … but the end always
+    assert said[2] == "exporting: 5" and len(said) == 3
+    every = LogLines(said.append, every_s=0)
+    every.update("x", 0, 4)
+    every.update("x", 1, 4)
+    assert said[-1].startswith("x: 1/4 (25%) ETA ")

@@ -43,6 +43,9 @@ def test_train_offline_then_inspect_the_job_and_model(tiny_home):
     model_id, adapter = lines["model"].strip(), Path(lines["adapter"].strip())
     assert model_id.startswith("ft:tiny:default:calc:")
     assert (adapter / "adapter_model.safetensors").is_file()
+    # stdout is a pipe, not a terminal: progress comes as plain lines (a bar would show nothing in a log file)
+    progress = [line for line in out.stdout.splitlines() if line.startswith("training step: ")]
+    assert progress[0].startswith("training step: 0/2 (0%)") and progress[-1].startswith("training step: 2/2 (100%)")
 
     listed = json.loads(tracetune(tiny_home, "jobs", "list", "--json").stdout)
     assert [(j["status"], j["fine_tuned_model"], j["seed"]) for j in listed] == [("succeeded", model_id, 3)]

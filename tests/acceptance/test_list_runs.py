@@ -165,3 +165,24 @@ def test_a_limit_over_the_page_size_pages_through(live_server, project_name):
     runs = list(client.list_runs(project_name=project_name, limit=1050))
     assert len(runs) == len({r.id for r in runs}) == 1050
     assert len(list(client.list_runs(project_name=project_name, limit=5000))) == 1100
+
+
+def test_the_sdks_selection_handed_to_export_is_the_same_dataset(traced, client, live_server, tmp_path_factory):
+    """The README's path from an SDK selection to a dataset: the selected runs, written one JSON per line, exported
+    with ``tracetune export --input`` give the same records as the same selection exported from the store."""
+    from tests.dataset_support import smollm2_target
+    from tracetune.convert.dataset_builder import ExportOptions, Selection
+    from tracetune.convert.export import export_dataset, export_runs
+
+    project, chosen = traced.project(MODE), 'and(eq(feedback_key, "user_score"), eq(feedback_score, 1))'
+    runs = list(client.list_runs(project_name=project, run_type="llm", trace_filter=chosen))
+    assert runs and {str(r.trace_id) for r in runs} == {traced.result(MODE)["roots"]["functions"]}
+    out = tmp_path_factory.mktemp("sdk-export")
+    (out / "runs.jsonl").write_text("".join(run.model_dump_json() + "\n" for run in runs))
+    target = smollm2_target(tmp_path_factory)
+    from_file = export_runs(out / "runs.jsonl", ExportOptions(), out=out / "file.jsonl", target=target)
+    ws = live_server.store.workspaces.ensure("default").id
+    selection = Selection(project=project, trace_filter=chosen)
+    export_dataset(live_server.store, ws, selection, ExportOptions(), out=out / "store.jsonl", target=target)
+    assert from_file.summary["examples"] >= 1 and from_file.summary["skipped"] == {}
+    assert (out / "file.jsonl").read_text() == (out / "store.jsonl").read_text()

@@ -23,3 +23,36 @@ def open_store_for(home: Path | None, database_url: str | None) -> Any:
 
     settings = load_settings(home=home, database_url=database_url)
     return settings, open_store_from_settings(settings)
+
+
+class LogLines:
+    """Progress for output that is not a terminal (a log file, CI), where a progress bar shows nothing until the
+    end: a plain line when a task starts, then at most one every ``every_s`` seconds, and when it completes —
+    ``description: done/total (pct) ETA …  note``."""
+
+    def __init__(self, echo: Any = None, every_s: float = 30.0) -> None:
+        self.echo = echo or (lambda line: typer.echo(line))
+        self.every_s = every_s
+        self._started: dict[str, float] = {}
+        self._last: dict[str, float] = {}
+
+    def update(self, description: str, done: int, total: int | None = None, note: str = "") -> None:
+        import time
+
+        now = time.monotonic()
+        started = self._started.setdefault(description, now)
+        finished = bool(total) and done >= (total or 0)
+        if description in self._last and now - self._last[description] < self.every_s and not finished:
+            return
+        self._last[description] = now
+        line = f"{description}: {done}/{total}" if total else f"{description}: {done}"
+        if total:
+            line += f" ({100 * done / total:.0f}%)"
+        if total and 0 < done < total:
+            line += f" ETA {_duration((now - started) / done * (total - done))}"
+        self.echo(f"{line}  {note}".rstrip())
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

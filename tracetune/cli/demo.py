@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tracetune.cli._common import HomeOpt, fail
+from tracetune.cli._common import HomeOpt, LogLines, fail
 
 
 def demo_command(
@@ -78,17 +78,21 @@ def demo_command(
 
 
 class _StageDisplay:
-    """A line per finished stage, and a progress bar for the running one."""
+    """A line per finished stage, and a progress bar for the running one (plain progress lines, :class:`LogLines`,
+    when the output is not a terminal: a log file would otherwise show nothing until the stage ends)."""
 
     def __init__(self, console: Any) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         self.console = console
+        self.lines = None if console.is_terminal else LogLines(console.print)
         self.bar = Progress(
             SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[note]}"), TimeElapsedColumn(), console=console, transient=True,
+            disable=self.lines is not None,
         )  # fmt: skip
         self.task: Any = None
+        self.description = ""
 
     def __enter__(self) -> _StageDisplay:
         self.bar.start()
@@ -98,11 +102,16 @@ class _StageDisplay:
         self.bar.stop()
 
     def stage_started(self, stage: str, description: str, total: int | None = None) -> None:
-        self.task = self.bar.add_task(f"{stage}: {description}", total=total, note="")
+        self.description = f"{stage}: {description}"
+        self.task = self.bar.add_task(self.description, total=total, note="")
+        if self.lines is not None:
+            self.lines.update(self.description, 0, total)
 
     def progress(self, done: int, total: int | None = None, text: str | None = None) -> None:
         if self.task is not None:
             self.bar.update(self.task, completed=done, total=total, note=text or "")
+            if self.lines is not None:
+                self.lines.update(self.description, done, total, text or "")
 
     def stage_done(self, stage: str, seconds: float, result: str) -> None:
         if self.task is not None:

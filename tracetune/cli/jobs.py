@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tracetune.cli._common import DbOpt, HomeOpt, fail, open_store_for
+from tracetune.cli._common import DbOpt, HomeOpt, LogLines, fail, open_store_for
 
 if TYPE_CHECKING:
     from tracetune.store.rows import JobRow
@@ -216,37 +216,61 @@ def models_list(workspace: WorkspaceOpt = "default", home: HomeOpt = None, datab
 # -- helpers -------------------------------------------------------------------------------------------------------
 
 
+VALIDATION_SHOWN = ("valid_accuracy", "valid_tool_args_exact")  # the task scores an epoch's log line shows
+
+
 class _Progress:
-    """A progress bar over the recipe's events (steps, loss, tokens/s, ETA)."""
+    """A progress bar over the recipe's events (steps, loss, tokens/s, ETA); plain log lines (:class:`LogLines`)
+    when the output is not a terminal."""
 
     def __enter__(self) -> _Progress:
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+        console = Console()
+        self.lines = None if console.is_terminal else LogLines()
         self.bar = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            TextColumn("{task.fields[status]}"),
+            TextColumn("{task.fields[status]}"), console=console, disable=self.lines is not None,
         )  # fmt: skip
         self.bar.start()
         self.task = self.bar.add_task("loading model", total=None, status="")
+        self.total: int | None = None
         return self
 
     def __exit__(self, *_: object) -> None:
         self.bar.stop()
 
+    def _show(self, completed: int, status: str) -> None:
+        self.bar.update(self.task, description="training", total=self.total, completed=completed, status=status)
+        if self.lines is not None:
+            self.lines.update("training step", completed, self.total, status)
+
+    def _log(self, text: str) -> None:
+        if self.lines is not None:
+            typer.echo(text)
+        else:
+            self.bar.console.log(text)
+
     def on_event(self, _job_id: str, event: dict[str, Any]) -> None:
         kind = event.get("type")
         if kind == "setup":
             hp = event["hyperparameters"]
-            self.bar.update(
-                self.task, description="training", total=event["total_steps"],
-                completed=event.get("resumed_from_step") or 0,
-                status=f"{event['n_train_examples']} examples, {hp['n_epochs']} epochs, batch {hp['batch_size']}",
-            )  # fmt: skip
+            self.total = event["total_steps"]
+            status = f"{event['n_train_examples']} examples, {hp['n_epochs']} epochs, batch {hp['batch_size']}"
+            self._show(event.get("resumed_from_step") or 0, status)
         elif kind == "metrics":
-            status = f"loss {event['train_loss']:.4f}  {event['tokens_per_s']:.0f} tok/s"
-            self.bar.update(self.task, completed=event["step"], status=status)
+            self._show(event["step"], f"loss {event['train_loss']:.4f}  {event['tokens_per_s']:.0f} tok/s")
+            if "valid_loss" in event:
+                scores = "".join(f", {k} {event[k]:.2f}" for k in VALIDATION_SHOWN if event.get(k) is not None)
+                self._log(f"epoch {event['epoch']:g}: valid_loss {event['valid_loss']:.4f}{scores}")
         elif kind == "checkpoint":
-            self.bar.console.log(f"checkpoint at step {event['step']}: {event['path']}")
+            self._log(f"checkpoint at step {event['step']}: {event['path']}")
+        elif kind == "early_stop":
+            self._log(f"stopped early after epoch {event['epoch']}: {event['reason']}")
+        elif kind == "diagnostics":
+            for finding in event["findings"]:
+                self._log(f"warning: {finding['message']}\n  what to do: {finding['advice']}")
 
 
 def _stop_on_signals(runner: Any) -> None:

@@ -107,7 +107,8 @@ class Demo:
         }
         return {
             "home": str(self.home), "url": self.url, "project": self.project, "model": self.options.model,
-            "quick": self.options.quick, "stages_s": self.timings, "total_s": round(sum(self.timings.values()), 1),
+            "quick": self.options.quick, "seed": self.options.seed,
+            "stages_s": self.timings, "total_s": round(sum(self.timings.values()), 1),
             "runs": self.counts, "dataset": self.dataset, "job": self.job,
             "loss": {"first": self.losses[0][1] if self.losses else None,
                      "last": self.losses[-1][1] if self.losses else None, "steps": self.losses},

@@ -71,6 +71,14 @@ def markdown(summary: Mapping[str, Any], evaluation: Mapping[str, Any], chart: s
             lines.append(f"| {question} | {_mark(b)} {_reply(b['reply'])} | {_mark(t)} {_reply(t['reply'])} |")
         lines.append("")
     lines += [
+        "## What is seeded, what still varies",
+        "",
+        f"The questions, the dataset split, the LoRA initialisation and dropout and the batch order are seeded (seed "
+        f"{summary.get('seed', 0)}): a rerun trains to the same losses. The held-out answers are greedy, but the "
+        "server batches concurrent requests as they arrive, and a different batch make-up (padding, row order) "
+        "changes the float rounding of the logits: an answer the model is nearly undecided about can flip between "
+        "runs (typically one question in twenty).",
+        "",
         "## Look around",
         "",
         f"Everything is in `{summary['home']}`: `tracetune serve --home {summary['home']}` serves the traces, "
