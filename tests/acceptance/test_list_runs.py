@@ -174,9 +174,10 @@ def test_the_sdks_selection_handed_to_export_is_the_same_dataset(traced, client,
     from tracetune.convert.dataset_builder import ExportOptions, Selection
     from tracetune.convert.export import export_dataset, export_runs
 
+    roots = traced.result(MODE)["roots"]  # waits for the app
     project, chosen = traced.project(MODE), 'and(eq(feedback_key, "user_score"), eq(feedback_score, 1))'
     runs = list(client.list_runs(project_name=project, run_type="llm", trace_filter=chosen))
-    assert runs and {str(r.trace_id) for r in runs} == {traced.result(MODE)["roots"]["functions"]}
+    assert runs and {str(r.trace_id) for r in runs} == {roots["functions"]}
     out = tmp_path_factory.mktemp("sdk-export")
     (out / "runs.jsonl").write_text("".join(run.model_dump_json() + "\n" for run in runs))
     target = smollm2_target(tmp_path_factory)

@@ -161,3 +161,22 @@ def test_no_padding_beyond_each_batch_max(tokenizer):
             assert batch["input_ids"].shape[1] == max(lengths[i] for i in ids)
             assert int(batch["attention_mask"].sum()) == sum(lengths[i] for i in ids)
     assert [len(b) for b in sorted_batches(lengths, 8)] == [8, 8, 4]
+
+
+def test_decision_weight_falls_on_the_argument_values_only(tokenizer):
+    from tracetune.chat.format import argument_value_spans, tool_call_to_block
+    from tracetune.demo.tickets import Ticket
+
+    block = "Routing it.\n" + tool_call_to_block("route_ticket", '{"team": "sales", "priority": 3, "note": "a, b"}')
+    assert [block[a:b] for a, b in argument_value_spans(block)] == ['"sales"', "3", '"a, b"']
+    assert argument_value_spans('<tool_call>{"name":"f","arguments":{"x":1}}</tool_call>') == []  # not canonical
+
+    record = Ticket("My card was declined.", "billing", 1).record()
+    plain = encode_record(record, tokenizer)
+    weighted = encode_record(record, tokenizer, decision_weight=4.0)
+    assert plain.weights is None and weighted.labels == plain.labels
+    assert weighted.weights is not None
+    heavy = "".join(tokenizer.decode([t]) for t, w in zip(weighted.input_ids, weighted.weights, strict=True) if w == 4)
+    assert "billing" in heavy and "1" in heavy and len(heavy) <= len('"billing", 1}') + 2  # the team and priority
+    assert not any(word in heavy for word in ("route", "team", "priority", "name"))  # nothing of the format
+    assert all(w == 1.0 for t, w in zip(weighted.labels, weighted.weights, strict=True) if t == -100)

@@ -33,8 +33,11 @@ def test_shared_prefix_length():
 def lora_model(vocab_size: int, dropout: float = 0.0):
     from peft import LoraConfig, get_peft_model
 
+    from tracetune.models.compat import peft_wrapping
+
     config = LoraConfig(r=4, lora_dropout=dropout, target_modules=["q_proj", "v_proj", "down_proj"])
-    model = get_peft_model(tiny_llama(vocab_size), config)
+    with peft_wrapping():
+        model = get_peft_model(tiny_llama(vocab_size), config)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:
@@ -144,3 +147,25 @@ def test_use_cheap_dropout_swaps_the_lora_dropouts_only(tokenizer):
     kinds = {type(d).__name__ for m in model.modules() if hasattr(m, "lora_dropout") for d in m.lora_dropout.values()}
     assert kinds == {"CheapDropout"}
     assert use_cheap_dropout(lora_model(tokenizer.vocab_size, dropout=0.0)) == 0  # Identity stays
+
+
+@pytest.mark.parametrize(("share", "rows_per_pass"), [(False, None), (True, 1)])
+def test_decision_weights_give_the_weighted_mean_gradient_and_report_the_plain_loss(tokenizer, share, rows_per_pass):
+    examples = load_examples(CALCULATOR_TRAIN, tokenizer, context_length=8192, decision_weight=5.0)
+    batch = collate(examples[:4], pad_id=2)
+    weights, labels = batch["loss_weights"][:, 1:], batch["labels"][:, 1:]
+    keep = labels != -100
+    assert set(weights[keep].unique().tolist()) == {1.0, 5.0}  # argument values weigh 5, the rest of a call 1
+    model = lora_model(tokenizer.vocab_size)
+    model.eval()
+    lm = CausalLM.of(model)
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    losses = torch.nn.functional.cross_entropy(out.logits[:, :-1][keep], labels[keep], reduction="none")
+    ((losses * weights[keep]).sum() / weights[keep].sum()).backward()
+    want = grads_of(model)
+    model.zero_grad()
+    got_loss, _, count = token_loss_backward(lm, batch, share, rows_per_pass)
+    assert got_loss == pytest.approx(float(losses.mean().detach()), rel=1e-5) and count == int(keep.sum())
+    got = grads_of(model)
+    for name, grad in want.items():
+        torch.testing.assert_close(got[name], grad, rtol=1e-4, atol=1e-7)

@@ -445,6 +445,61 @@ def encode_segments(segments: Sequence[Segment], tokenizer: OffsetTokenizer) -> 
     no drift at segment boundaries. A token spanning a boundary (rare: whitespace runs) goes to the segment it
     starts in.
     """
+    ids, mask, _ = _encode(segments, tokenizer)
+    return ids, mask
+
+
+def encode_decisions(
+    segments: Sequence[Segment], tokenizer: OffsetTokenizer
+) -> tuple[list[int], list[bool], list[bool]]:
+    """:func:`encode_segments` plus, per token, whether it overlaps a trained call's argument value (see
+    :func:`argument_value_spans`): the few tokens that carry a tool call's decision."""
+    ids, mask, offsets = _encode(segments, tokenizer)
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    for seg in segments:
+        if seg.trainable:
+            spans.extend((pos + a, pos + b) for a, b in argument_value_spans(seg.text))
+        pos += len(seg.text)
+    starts = [a for a, _ in spans]
+    decision = []
+    for (start, end), trained in zip(offsets, mask, strict=True):  # a token overlapping a value (' "', '1', '",')
+        i = bisect.bisect_right(starts, max(start, end - 1)) - 1
+        decision.append(trained and i >= 0 and spans[i][1] > start)
+    return ids, mask, decision
+
+
+def argument_value_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans, in ``text``, of the argument values of every call block rendered there (each value's JSON
+    text, quotes included). Blocks not in the canonical rendering of :func:`tool_call_to_block` are skipped."""
+    spans: list[tuple[int, int]] = []
+    for block in _BLOCK.finditer(text):
+        body = block.group(1)
+        try:
+            call = json.loads(body)
+        except ValueError:
+            continue
+        if not isinstance(call, dict) or list(call) != ["name", "arguments"] or not isinstance(call["arguments"], dict):
+            continue
+        if _dumps(call) != body:
+            continue
+        pos = block.start(1) + len(f'{{"name": {_dumps(call["name"])}, "arguments": {{')
+        for i, (key, value) in enumerate(call["arguments"].items()):
+            pos += (2 if i else 0) + len(_dumps(key)) + 2  # ", " between pairs, then '"key": '
+            value_text = _dumps(value)
+            spans.append((pos, pos + len(value_text)))
+            pos += len(value_text)
+    return spans
+
+
+_BLOCK = re.compile(re.escape(TOOL_CALL_OPEN) + r"(.*?)" + re.escape(TOOL_CALL_CLOSE), re.S)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=TOOL_CALL_JSON_SEPARATORS)
+
+
+def _encode(segments: Sequence[Segment], tokenizer: OffsetTokenizer) -> tuple[list[int], list[bool], list[Any]]:
     starts: list[int] = []
     flags: list[bool] = []
     pos = 0
@@ -454,7 +509,7 @@ def encode_segments(segments: Sequence[Segment], tokenizer: OffsetTokenizer) -> 
         pos += len(seg.text)
     ids, offsets = tokenizer.encode_with_offsets("".join(s.text for s in segments))
     mask = [flags[bisect.bisect_right(starts, start) - 1] if starts else False for start, _ in offsets]
-    return ids, mask
+    return ids, mask, list(offsets)
 
 
 def count_tokens(segments: Sequence[Segment], tokenizer: OffsetTokenizer) -> tuple[int, int]:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from tracetune.chat.format import CHATML, ChatTemplate, OffsetTokenizer, encode_segments, render
+from tracetune.chat.format import CHATML, ChatTemplate, OffsetTokenizer, encode_decisions, encode_segments, render
 from tracetune.chat.validate import validate_lines
 from tracetune.errors import InvalidInput
 
@@ -35,11 +35,13 @@ MAX_PROBLEMS_SHOWN = 5
 
 @dataclass(frozen=True)
 class Example:
-    """One tokenized record: ``labels[i]`` is ``input_ids[i]`` where the token is trained on, else -100."""
+    """One tokenized record: ``labels[i]`` is ``input_ids[i]`` where the token is trained on, else -100;
+    ``weights[i]`` the weight of that token's loss (None: every trained token weighs 1)."""
 
     line: int
     input_ids: list[int]
     labels: list[int]
+    weights: list[float] | None = None
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -73,14 +75,25 @@ def read_records(path: Path, *, field: str = "training_file") -> list[tuple[int,
 
 
 def encode_record(
-    record: dict[str, Any], tokenizer: OffsetTokenizer, *, template: ChatTemplate | str = CHATML, line: int = 0
+    record: dict[str, Any],
+    tokenizer: OffsetTokenizer,
+    *,
+    template: ChatTemplate | str = CHATML,
+    line: int = 0,
+    decision_weight: float = 1.0,
 ) -> Example:
-    """Render and tokenize one record; labels keep the trainable tokens only."""
+    """Render and tokenize one record; labels keep the trainable tokens only. With a ``decision_weight`` other than
+    1, the tokens of the trained calls' argument values (:func:`tracetune.chat.format.encode_decisions`) weigh that
+    much in the loss, every other trained token 1."""
     segments = render(
         record["messages"], tools=record.get("tools"), functions=record.get("functions"), template=template
     )
-    ids, mask = encode_segments(segments, tokenizer)
-    return Example(line, ids, [t if m else IGNORE_INDEX for t, m in zip(ids, mask, strict=True)])
+    if decision_weight == 1.0:
+        ids, mask = encode_segments(segments, tokenizer)
+        return Example(line, ids, [t if m else IGNORE_INDEX for t, m in zip(ids, mask, strict=True)])
+    ids, mask, decision = encode_decisions(segments, tokenizer)
+    labels = [t if m else IGNORE_INDEX for t, m in zip(ids, mask, strict=True)]
+    return Example(line, ids, labels, [decision_weight if d else 1.0 for d in decision])
 
 
 def load_examples(
@@ -90,10 +103,15 @@ def load_examples(
     context_length: int,
     template: ChatTemplate | str = CHATML,
     field: str = "training_file",
+    decision_weight: float = 1.0,
 ) -> list[Example]:
-    """Every record of ``path`` tokenized. An example longer than ``context_length`` tokens, or with no token to
-    train on (every assistant turn has ``weight: 0``), is an :class:`InvalidInput` naming its line."""
-    examples = [encode_record(r, tokenizer, template=template, line=n) for n, r in read_records(path, field=field)]
+    """Every record of ``path`` tokenized (:func:`encode_record`). An example longer than ``context_length`` tokens,
+    or with no token to train on (every assistant turn has ``weight: 0``), is an :class:`InvalidInput` naming its
+    line."""
+    examples = [
+        encode_record(r, tokenizer, template=template, line=n, decision_weight=decision_weight)
+        for n, r in read_records(path, field=field)
+    ]
     if not examples:
         raise InvalidInput(f"{Path(path).name} holds no examples", field=field)
     too_long = [e for e in examples if len(e) > context_length]
@@ -140,20 +158,28 @@ def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
 
 
 def collate(examples: Sequence[Example], pad_id: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` tensors, as wide as the longest example."""
+    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` tensors, as wide as the longest example, and
+    ``loss_weights`` (float) when an example has token weights."""
     import torch
 
     width = max(len(e) for e in examples)
     input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
     attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
+    weighted = any(e.weights is not None for e in examples)
+    weights = torch.ones((len(examples), width), dtype=torch.float32) if weighted else None
     for row, example in enumerate(examples):
         n = len(example)
         input_ids[row, :n] = torch.tensor(example.input_ids, dtype=torch.long)
         labels[row, :n] = torch.tensor(example.labels, dtype=torch.long)
         attention_mask[row, :n] = 1
-    return {
+        if weights is not None and example.weights is not None:
+            weights[row, :n] = torch.tensor(example.weights, dtype=torch.float32)
+    batch = {
         "input_ids": input_ids.to(device),
         "attention_mask": attention_mask.to(device),
         "labels": labels.to(device),
     }
+    if weights is not None:
+        batch["loss_weights"] = weights.to(device)
+    return batch

@@ -20,7 +20,9 @@ parameters), each trimmed to its own length, while a shared prefix still runs on
 states are cut from its graph (as leaves that collect the gradients of every row pass), and after the last row
 pass one backward pass runs through the prefix with those summed gradients. The activations alive at once are then
 the prefix's and one row pass's, not the whole batch's, whatever the batch size. The loss is the same mean over the
-batch's trainable tokens: every row pass adds its sum of token losses divided by the batch's token count.
+batch's trainable tokens: every row pass adds its sum of token losses divided by the batch's token count. A batch
+with ``loss_weights`` (per token: a tool call's argument values may weigh more, ``TrainConfig.decision_weight``)
+takes the gradient of the weighted mean instead; the loss reported stays the plain mean, comparable across runs.
 """
 
 from __future__ import annotations
@@ -97,9 +99,11 @@ def token_loss_backward(
     import torch
 
     input_ids, attention_mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+    weights = batch.get("loss_weights")  # per-token loss weights: the gradient is of the weighted mean
     rows = input_ids.shape[0]
     per_pass = rows if rows_per_pass is None else max(1, rows_per_pass)
     count = int((labels[:, 1:] != IGNORE_INDEX).sum())
+    total_weight = count if weights is None else float(weights[:, 1:][labels[:, 1:] != IGNORE_INDEX].sum())
     lengths = attention_mask.sum(dim=1)
     prefix = 0
     if lm.decoder is not None and share_prefix and rows > 1:
@@ -141,10 +145,11 @@ def token_loss_backward(
             logits = lm.head(hidden[target_at])
         else:
             logits = lm.model(input_ids=ids, attention_mask=mask, use_cache=False).logits[target_at]
-        loss, hits = _summed_loss(logits, targets[target_at])
-        (loss / count).backward()
+        token_weights = None if weights is None else weights[part, 1 : width + 1][target_at]
+        loss, weighted, hits = _summed_loss(logits, targets[target_at], token_weights)
+        (weighted / total_weight).backward()
         loss_sum, correct = loss_sum + float(loss.detach()), correct + hits
-        del logits, loss
+        del logits, loss, weighted
     pending = [(tensor, leaf.grad) for tensor, leaf in roots if tensor.requires_grad and leaf.grad is not None]
     if pending:  # the prefix, once, with the gradients every row pass sent it
         torch.autograd.backward([t for t, _ in pending], [g for _, g in pending])
@@ -268,12 +273,18 @@ def _define_cheap_dropout() -> Any:
     return CheapDropout
 
 
-def _summed_loss(logits: Any, target: Any) -> tuple[Any, int]:
-    """Sum of the token cross-entropies (float32) and how many tokens greedy decoding gets right."""
+def _summed_loss(logits: Any, target: Any, weights: Any = None) -> tuple[Any, Any, int]:
+    """Sum of the token cross-entropies (float32), the same sum weighted by ``weights`` (the sum itself without
+    weights), and how many tokens greedy decoding gets right."""
     import torch.nn.functional as F
 
     logits = logits.float()
-    return F.cross_entropy(logits, target, reduction="sum"), int((logits.detach().argmax(-1) == target).sum())
+    hits = int((logits.detach().argmax(-1) == target).sum())
+    if weights is None:
+        loss = F.cross_entropy(logits, target, reduction="sum")
+        return loss, loss, hits
+    losses = F.cross_entropy(logits, target, reduction="none")
+    return losses.sum(), (losses * weights).sum(), hits
 
 
 def token_loss(lm: CausalLM, batch: dict[str, torch.Tensor], share_prefix: bool = True) -> tuple[Any, int, int]:

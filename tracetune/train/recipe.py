@@ -123,6 +123,9 @@ class TrainConfig:
     task_eval_records: int = MAX_RECORDS
     # epochs in a row without a better validation score before training stops (None: train every epoch)
     early_stopping_patience: int | None = 2
+    # loss weight of the tokens of a trained tool call's argument values (the decision: which team, which priority)
+    # against 1 for every other trained token (the call's format); see tracetune.train.loss and bench/routing.py
+    decision_weight: float = 1.0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -132,6 +135,9 @@ class TrainConfig:
             raise InvalidInput(f"unknown training setting {unknown[0]!r}", field=unknown[0])
         if data.get("lr_scheduler", "linear") not in ("linear", "cosine"):
             raise InvalidInput('lr_scheduler must be "linear" or "cosine"', field="lr_scheduler")
+        weight = data.get("decision_weight", 1.0)
+        if not isinstance(weight, int | float) or isinstance(weight, bool) or not 0 < weight <= 100:
+            raise InvalidInput("decision_weight must be a number above 0 and at most 100", field="decision_weight")
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
@@ -194,8 +200,9 @@ class LoRARecipe:
         else:
             context_length, template = int(base_model.config.max_position_embeddings), "chatml"
         self.train_set = load_examples(
-            Path(cfg.training_file), tokenizer, context_length=context_length, template=template
-        )
+            Path(cfg.training_file), tokenizer, context_length=context_length, template=template,
+            decision_weight=cfg.decision_weight,
+        )  # fmt: skip
         self.valid_set: list[Example] = []
         self.valid_records: list[dict[str, Any]] = []
         if cfg.validation_file:
