@@ -12,6 +12,7 @@ from tracetune.chat.diagnose import (
     diagnose_data,
     diagnose_replies,
     leakage,
+    undeclared_tools,
     value_balance,
     value_distribution,
 )
@@ -86,3 +87,17 @@ def test_copied_input_and_diagnose_replies():
     records = [{"messages": [*p, a]} for p, a in zip(prompts, answers, strict=True)]
     assert [f.code for f in diagnose_replies(records, echoes)] == ["copied_input"]
     assert diagnose_replies(records, answers) == []
+
+
+def test_records_that_call_tools_they_do_not_declare_are_called_out():
+    call = {"name": "Calculator", "arguments": '{"num1": 2, "num2": 3, "operation": "+"}'}
+    converted = {  # what LangChain's convert_messages_for_finetuning makes of a traced function call
+        "messages": [{"role": "user", "content": "2 + 3?"}, {"role": "assistant", "content": "", "function_call": call}]
+    }
+    plain = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    finding = undeclared_tools([converted, converted, plain])
+    assert finding is not None and finding.message.startswith("2/3 training records call tools (Calculator)")
+    assert "convert_messages_for_finetuning" in finding.advice
+    declared = {**converted, "functions": [{"name": "Calculator", "parameters": {"type": "object"}}]}
+    assert undeclared_tools([declared, plain]) is None
+    assert [f.code for f in diagnose_data([converted] * 6)] == ["undeclared_tools"]

@@ -179,6 +179,17 @@ def test_validate_a_clean_file_exits_0(home, tmp_path) -> None:
     result = invoke("validate", path, "--home", home)
     assert result.exit_code == 0, result.output
     assert "1 line, 1 valid; 0 errors, 0 warnings" in result.stdout
+    assert "warning" not in result.stdout.replace("0 warnings", "")
+
+
+def test_validate_warns_about_calls_of_tools_the_records_do_not_declare(home, tmp_path) -> None:
+    call = {"name": "Calculator", "arguments": '{"num1": 2, "num2": 3}'}
+    converted = {"messages": [{"role": "user", "content": "2+3"}, {"role": "assistant", "function_call": call}]}
+    path = tmp_path / "langchain.jsonl"
+    path.write_text(json.dumps(converted) + "\n")
+    result = invoke("validate", path, "--home", home)
+    assert result.exit_code == 0, result.output
+    assert "warning: 1/1 training records call tools (Calculator) but declare none" in result.stdout
 
 
 def test_validate_a_missing_file(home, tmp_path) -> None:

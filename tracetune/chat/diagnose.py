@@ -10,7 +10,10 @@ Pure functions over OpenAI chat fine-tuning records and reply messages, shared b
 * ``unseen_values``: validation expects argument values no training example shows;
 * ``leakage``: validation prompts that also appear in the training data (the validation score overstates how well
   the model does on new inputs);
-* ``copied_input``: text answers that repeat the user's message instead of answering it.
+* ``copied_input``: text answers that repeat the user's message instead of answering it;
+* ``undeclared_tools``: records whose answers call tools while the record offers none (no ``tools`` /
+  ``functions``): the model learns the calls without the schemas in its prompt, and an app that offers them at
+  serving time shows it a prompt it never saw (LangChain's ``convert_messages_for_finetuning`` drops them).
 
 :func:`value_distribution` is the per-tool argument table (``{"route_ticket.team": {"billing": 12, ...}}``) the
 export and the dataset builder show before training.
@@ -204,11 +207,38 @@ def diagnose_replies(
     return [f for f in found if f is not None]
 
 
+def undeclared_tools(records: Sequence[Mapping[str, Any]]) -> Finding | None:
+    """A finding when records answer with tool calls but declare no ``tools`` / ``functions``."""
+    names: collections.Counter[str] = collections.Counter()
+    bare = 0
+    for record in records:
+        if record.get("tools") or record.get("functions"):
+            continue
+        called = [
+            name
+            for m in record.get("messages") or []
+            if isinstance(m, Mapping) and m.get("role") == "assistant"
+            for name, _ in calls_of(m)
+        ]
+        bare += bool(called)
+        names.update(called)
+    if not bare:
+        return None
+    return Finding(
+        "undeclared_tools",
+        f"{bare}/{len(records)} training records call tools ({_list(list(names))}) but declare none: the model "
+        "learns the calls without their schemas in its prompt, and an app that offers the tools when it is "
+        "served shows it a prompt it was never trained on",
+        "Keep the tool definitions in every record (tracetune export keeps each run's tools and functions; "
+        "LangChain's convert_messages_for_finetuning drops them), or serve the model without offering the tools.",
+    )
+
+
 def diagnose_data(train: Sequence[Mapping[str, Any]], valid: Sequence[Mapping[str, Any]] = ()) -> list[Finding]:
     """What the training (and validation) data show before any training."""
     found = value_balance(ArgumentValues.of(train), ArgumentValues.of(valid))
-    leak = leakage(train, valid) if valid else None
-    return [*found, leak] if leak else found
+    extra = [undeclared_tools(train), leakage(train, valid) if valid else None]
+    return found + [f for f in extra if f is not None]
 
 
 def _prompt_key(record: Mapping[str, Any]) -> str:

@@ -150,7 +150,9 @@ def validate_command(
     max_problems: Annotated[int | None, typer.Option("--max-problems", help="Print at most this many.")] = None,
     home: HomeOpt = None,
 ) -> None:
-    """Validate a JSONL file: every problem with its line and field. Exit code 2 when there are errors."""
+    """Validate a JSONL file: every problem with its line and field. Exit code 2 when there are errors. A valid
+    file also gets the dataset advice a job would give (rare answer values, calls of tools the records do not
+    declare)."""
     from tracetune.chat.validate import validate_lines
     from tracetune.config import load_settings
     from tracetune.convert.export import load_target
@@ -169,3 +171,10 @@ def validate_command(
     typer.echo(report.format_text(max_problems))
     if report.errors:
         raise typer.Exit(2)
+    import orjson
+
+    from tracetune.chat.diagnose import diagnose_data
+
+    records = [orjson.loads(line) for line in file.read_bytes().splitlines() if line.strip()]
+    for finding in diagnose_data(records):
+        typer.echo(f"warning: {finding.message}\n  what to do: {finding.advice}")
