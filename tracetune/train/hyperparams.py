@@ -18,6 +18,15 @@ or ``"auto"``, and the resolved values are what a job records. The ``"auto"`` ru
   10/20 at 2e-4 and 19/20 at 1e-3 (62.6 s of training instead of ~120 s at batch 2); the demo's data (30-37
   examples) scores 92-100% at batch 8 and 1.5e-3. LoRA wants a rate about ten times a full fine-tune's.
 
+With a validation set (``validated``: the job keeps its best epoch and stops early when two epochs in a row do
+no better, :mod:`tracetune.train.recipe`), an epoch too many costs little, while too few steps leave a model that
+learned the call's format but not the decision behind it: on the routing task (``bench/routing.py``, 36 training
+tickets) the validation score sits at chance for the first ~50 optimizer steps, then climbs. So there, ``"auto"``
+takes batches of at most :data:`VALIDATED_MAX_BATCH_SIZE` and enough epochs for at least
+:data:`VALIDATED_MIN_STEPS` optimizer steps (at most :data:`MAX_AUTO_EPOCHS`), and early stopping ends it when the
+score stops improving. Each resolved value comes with its reason (``Hyperparameters.reasons``), which the job
+reports.
+
 The schedule (:func:`lr_factor`): linear warmup over the first ``warmup_ratio`` of the steps, then linear (or
 cosine) decay towards 0; a pure function of the step, so resuming needs no scheduler state.
 """
@@ -25,7 +34,7 @@ cosine) decay towards 0; a pure function of the step, so resuming needs no sched
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
@@ -41,6 +50,8 @@ MAX_TARGET_EXAMPLES = 25_000
 MAX_AUTO_EPOCHS = 25
 MAX_AUTO_BATCH_SIZE = 8
 MAX_AUTO_LR_MULTIPLIER = 3.0
+VALIDATED_MIN_STEPS = 100  # optimizer steps "auto" aims for when a validation set drives best epoch + early stop
+VALIDATED_MAX_BATCH_SIZE = 4
 LIMITS: dict[str, tuple[float, float]] = {  # inclusive bounds of an explicit value (OpenAI's, where it has some)
     "n_epochs": (1, 50),
     "batch_size": (1, 256),
@@ -56,9 +67,16 @@ class Hyperparameters:
     batch_size: int
     learning_rate_multiplier: float
     learning_rate: float
+    reasons: dict[str, str] = field(default_factory=dict, compare=False)  # why each "auto" value is what it is
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The four numbers (the reasons apart)."""
+        return {
+            "n_epochs": self.n_epochs,
+            "batch_size": self.batch_size,
+            "learning_rate_multiplier": self.learning_rate_multiplier,
+            "learning_rate": self.learning_rate,
+        }
 
 
 def auto_n_epochs(n_examples: int) -> int:
@@ -87,17 +105,42 @@ def resolve_hyperparameters(
     learning_rate_multiplier: float | str = AUTO,
     *,
     base_learning_rate: float = BASE_LEARNING_RATE,
+    validated: bool = False,
 ) -> Hyperparameters:
-    """Resolve each value (a number, or ``"auto"``) for a training set of ``n_examples`` examples.
+    """Resolve each value (a number, or ``"auto"``) for a training set of ``n_examples`` examples; ``validated``:
+    a validation set picks the best epoch and stops training early (see the module docstring).
 
     Raises :class:`InvalidInput` (field ``hyperparameters.<name>``) for a value that is neither.
     """
     if n_examples < 1:
         raise InvalidInput("the training file holds no examples", field="training_file")
-    epochs = _integer("n_epochs", n_epochs, auto_n_epochs(n_examples))
-    size = min(_integer("batch_size", batch_size, auto_batch_size(n_examples)), n_examples)
+    reasons: dict[str, str] = {}
+    auto_size = auto_batch_size(n_examples)
+    if validated and auto_size > VALIDATED_MAX_BATCH_SIZE:
+        auto_size = VALIDATED_MAX_BATCH_SIZE
+        reasons["batch_size"] = f"at most {auto_size} with a validation set: more, smaller steps"
+    else:
+        reasons["batch_size"] = f"about five steps per epoch for {n_examples} examples, at most {MAX_AUTO_BATCH_SIZE}"
+    size = min(_integer("batch_size", batch_size, auto_size), n_examples)
+    auto_epochs = auto_n_epochs(n_examples)
+    reasons["n_epochs"] = f"{n_examples} examples: the model sees 100 to 25,000 examples in all"
+    steps_per_epoch = math.ceil(n_examples / size)
+    if validated and auto_epochs * steps_per_epoch < VALIDATED_MIN_STEPS:
+        auto_epochs = min(MAX_AUTO_EPOCHS, math.ceil(VALIDATED_MIN_STEPS / steps_per_epoch))
+        reasons["n_epochs"] = (
+            f"at least {VALIDATED_MIN_STEPS} steps ({steps_per_epoch} per epoch): a small set needs them to learn the "
+            "decision, not just the format; the best epoch is kept and training stops early when it stops improving"
+        )
+    epochs = _integer("n_epochs", n_epochs, auto_epochs)
     multiplier = _number("learning_rate_multiplier", learning_rate_multiplier, auto_learning_rate_multiplier(size))
-    return Hyperparameters(epochs, size, multiplier, base_learning_rate * multiplier)
+    reasons["learning_rate_multiplier"] = f"half the batch size of {size}, between 1 and {MAX_AUTO_LR_MULTIPLIER:g}"
+    explained = {
+        name: reason
+        for name, reason in reasons.items()
+        if {"n_epochs": n_epochs, "batch_size": batch_size, "learning_rate_multiplier": learning_rate_multiplier}[name]
+        in (AUTO, None)
+    }
+    return Hyperparameters(epochs, size, multiplier, base_learning_rate * multiplier, explained)
 
 
 def _requested(name: str) -> BeforeValidator:

@@ -13,8 +13,8 @@ memory is short, ``rows_per_pass`` runs the rows of a batch a few at a time afte
 Progress has ONE source, the ``on_event`` callback, which the job runner, the CLI progress bar and the UI all
 consume (``python -m tracetune.train.recipe CONFIG.json`` writes the same events as JSON lines to stdout):
 
-* ``{"type": "setup", "hyperparameters": {...}, "total_steps", "steps_per_epoch", "n_train_examples",
-  "n_valid_examples", "trainable_parameters", "resumed_from_step"}``;
+* ``{"type": "setup", "hyperparameters": {...}, "hyperparameter_reasons" (why each "auto" value), "total_steps",
+  "steps_per_epoch", "n_train_examples", "n_valid_examples", "trainable_parameters", "resumed_from_step"}``;
 * per optimizer step ``{"type": "metrics", "step", "total_steps", "epoch" (epochs done, fractional),
   "train_loss", "train_mean_token_accuracy", "learning_rate", "tokens" (non-padding tokens so far),
   "tokens_per_s", "eta_s"}``, plus ``valid_loss`` / ``valid_mean_token_accuracy`` at an epoch's last step
@@ -216,8 +216,9 @@ class LoRARecipe:
                     list(enumerate(self.valid_records, 1)), tokenizer, template=template,
                     max_records=cfg.task_eval_records,
                 )  # fmt: skip
+        validated = self.task is not None and bool(cfg.early_stopping_patience)  # best epoch kept, early stop
         self.hp = resolve_hyperparameters(
-            len(self.train_set), cfg.n_epochs, cfg.batch_size, cfg.learning_rate_multiplier
+            len(self.train_set), cfg.n_epochs, cfg.batch_size, cfg.learning_rate_multiplier, validated=validated
         )
         if base_model is None:
             base_model, _ = load_base_model(home, cfg.model, cfg.device)
@@ -248,6 +249,7 @@ class LoRARecipe:
             {
                 "type": "setup",
                 "hyperparameters": self.hp.as_dict(),
+                "hyperparameter_reasons": self.hp.reasons,
                 "total_steps": self.total_steps,
                 "steps_per_epoch": self.steps_per_epoch,
                 "n_train_examples": len(self.train_set),

@@ -335,11 +335,13 @@ class JobRunner:
                         )
                         if event.get("early_stopping_patience"):
                             validation += f", stopping after {event['early_stopping_patience']} epochs without gain"
+                    reasons = event.get("hyperparameter_reasons") or {}
+                    why = "".join(f"; {name} auto: {reason}" for name, reason in reasons.items())
                     events.append({"message": (
                         f"Training started: {event['n_train_examples']} examples, {hp['n_epochs']} epochs of "
                         f"{event['steps_per_epoch']} steps (batch size {hp['batch_size']}, learning rate "
-                        f"{event['hyperparameters']['learning_rate']:g}){validation}"
-                    ), "data": None})  # fmt: skip
+                        f"{event['hyperparameters']['learning_rate']:g}){validation}{why}"
+                    ), "data": {"hyperparameter_reasons": reasons} if reasons else None})  # fmt: skip
             elif kind == "metrics":
                 outcome.last_metrics = event
                 data = {k: v for k, v in event.items() if k != "type"}
