@@ -8,7 +8,7 @@ held-out ticket greedily, scored as ``tracetune eval`` scores (exact arguments o
 ``tuned_args_exact`` vs ``base_args_exact`` (the baseline, same run), the per-epoch validation metrics, the answers'
 distribution (a collapse shows as one answer) and the training time. Target (issue 21): tuned ≥ 0.85.
 
-    .venv/bin/python bench/routing.py                 # 48 traced (36 train / 12 validation), 30 held out: ~3-5 min
+    .venv/bin/python bench/routing.py                 # 60 traced (45 train / 15 validation), 30 held out: ~6-10 min
     .venv/bin/python bench/routing.py --seed 1 --json-out /tmp/routing.json
 """
 
@@ -29,7 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--traced", type=int, default=48)
+    parser.add_argument("--traced", type=int, default=60)
     parser.add_argument("--heldout", type=int, default=30)
     parser.add_argument("--valid-share", type=float, default=0.25)
     parser.add_argument("--seed", type=int, default=0)

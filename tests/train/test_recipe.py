@@ -258,31 +258,35 @@ def test_recipe_process_reports_bad_input_as_an_error_event(tmp_path, tiny_home)
 
 def test_validation_scores_pick_the_served_epoch_and_stop_training_early(tmp_path, tokenizer, monkeypatch):
     """Scripted task scores per epoch (the real evaluator's replies, its score replaced): the best epoch's adapter
-    is the result, and training stops once ``early_stopping_patience`` epochs in a row did no better."""
-    from tracetune.train import task_eval
+    is the result, and training stops once ``early_stopping_patience`` epochs in a row neither scored better nor
+    lowered the (scripted) validation loss."""
+    from tracetune.train import recipe, task_eval
 
-    scores = iter([0.2, 0.6, 0.5, 0.4, 0.9, 1.0])
-    real_run = task_eval.TaskEvaluator.run
+    scores = iter([0.2, 0.6, 0.5, 0.4, 0.3, 0.9, 1.0])
+    losses = iter([1.0, 0.9, 0.85, 0.95, 0.93, 0.5, 0.4])  # epoch 3 scores worse, but its loss is the lowest yet
+    real_run, real_evaluate = task_eval.TaskEvaluator.run, recipe.LoRARecipe.evaluate
 
     def scripted(self, model, pad_id, **kwargs):
         result = real_run(self, model, pad_id, **kwargs)
         return task_eval.TaskResult({**result.metrics, "valid_accuracy": next(scores)}, result.replies)
 
     monkeypatch.setattr(task_eval.TaskEvaluator, "run", scripted)
+    monkeypatch.setattr(recipe.LoRARecipe, "evaluate", lambda self, ex: (next(losses), real_evaluate(self, ex)[1]))
     events: list[dict] = []
     result, _ = train(
-        tmp_path, tokenizer, events=events, n_epochs=6, validation_file=str(CALCULATOR_HELDOUT), task_eval_records=4
+        tmp_path, tokenizer, events=events, n_epochs=7, validation_file=str(CALCULATOR_HELDOUT), task_eval_records=4
     )
     metrics = [e for e in events if e["type"] == "metrics" and "valid_loss" in e]
-    assert [m["valid_accuracy"] for m in metrics] == [0.2, 0.6, 0.5, 0.4]  # stopped after epoch 4 of 6
+    assert [m["valid_accuracy"] for m in metrics] == [0.2, 0.6, 0.5, 0.4, 0.3]  # stopped after epoch 5 of 7
     assert {"valid_tool_args_exact", "valid_tool_name_accuracy", "valid_json_rate"} <= set(metrics[0])
     assert [e["step"] for e in events if e["type"] == "best"] == [5, 10]
     stop = next(e for e in events if e["type"] == "early_stop")
-    assert (stop["epoch"], stop["n_epochs"], stop["best_step"]) == (4, 6, 10)
-    assert result.stopped_early and result.steps == 20 and result.best_step == 10
+    assert (stop["epoch"], stop["n_epochs"], stop["best_step"]) == (5, 7, 10)
+    assert stop["reason"] == "neither the validation score nor the validation loss has improved for 2 epochs"
+    assert result.stopped_early and result.steps == 25 and result.best_step == 10
     assert result.best_metrics["valid_accuracy"] == 0.6
     best_checkpoint = adapter_weights(tmp_path / "run" / "checkpoints" / "step-10")
-    served, last = adapter_weights(result.adapter_dir), adapter_weights(tmp_path / "run" / "checkpoints" / "step-20")
+    served, last = adapter_weights(result.adapter_dir), adapter_weights(tmp_path / "run" / "checkpoints" / "step-25")
     assert all(torch.equal(served[k], best_checkpoint[k]) for k in served)
     assert not all(torch.equal(served[k], last[k]) for k in served)
     done = events[-1]
