@@ -15,7 +15,9 @@ deterministically, in the shapes of wire-protocols §5.5 (which pass the openai 
 * ``stream: true``: the same answer as server-sent events (role delta, content / call fragments, a
   ``finish_reason`` delta, the optional ``include_usage`` chunk, ``[DONE]``).
 
-Arguments are built per JSON-schema property: a string enum takes its first value, a string the "subject"
+A test may script the hosted model's answers (``OpenAIStandin(answers={user text: arguments})``): a call to a
+question found there carries those arguments, as a model that answers it right would. Otherwise arguments are built
+per JSON-schema property: a string enum takes its first value, a string the "subject"
 of the message (the words after the last `` in ``, without punctuation), a number the count of words, a
 boolean ``true``. So "What is the weather in Paris?" gives ``{"location": "Paris", "unit": "celsius"}``.
 """
@@ -49,7 +51,7 @@ def subject_of(text: str) -> str:
     return tail.strip().rstrip("?.!").strip()
 
 
-def arguments_for(parameters: dict[str, Any] | None, text: str) -> dict[str, Any]:
+def built_arguments(parameters: dict[str, Any] | None, text: str) -> dict[str, Any]:
     args: dict[str, Any] = {}
     for name, spec in ((parameters or {}).get("properties") or {}).items():
         kind = spec.get("type")
@@ -77,9 +79,13 @@ def _chosen(items: list[dict[str, Any]], choice: Any) -> dict[str, Any]:
     return items[0]
 
 
-def answer(request: dict[str, Any], seq: int) -> dict[str, Any]:
+def answer(request: dict[str, Any], seq: int, answers: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The assistant message (role, content, function_call / tool_calls) and its finish reason."""
     text = last_user_text(request.get("messages") or [])
+
+    def arguments_for(parameters: dict[str, Any] | None, text: str) -> dict[str, Any]:
+        return (answers or {}).get(text) or built_arguments(parameters, text)
+
     message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
     if request.get("functions") and request.get("function_call") != "none":
         fn = _chosen(request["functions"], request.get("function_call"))
@@ -112,8 +118,8 @@ def usage_for(request: dict[str, Any], message: dict[str, Any]) -> dict[str, int
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def completion(request: dict[str, Any], seq: int) -> dict[str, Any]:
-    result = answer(request, seq)
+def completion(request: dict[str, Any], seq: int, answers: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    result = answer(request, seq, answers)
     return {
         "id": f"chatcmpl-standin{seq:06d}",
         "object": "chat.completion",
@@ -205,7 +211,8 @@ class _Handler(BaseHTTPRequestHandler):
         if request.get("stream"):
             events = b"".join(f"data: {json.dumps(c)}\n\n".encode() for c in completion_chunks(request, seq))
             return self._send(200, events + b"data: [DONE]\n\n", "text/event-stream; charset=utf-8")
-        return self._send(200, json.dumps(completion(request, seq)).encode(), "application/json")
+        body = completion(request, seq, self.server.answers)
+        return self._send(200, json.dumps(body).encode(), "application/json")
 
 
 class OpenAIStandin(ThreadingHTTPServer):
@@ -213,8 +220,9 @@ class OpenAIStandin(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self) -> None:
+    def __init__(self, answers: dict[str, dict[str, Any]] | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
+        self.answers = answers  # user text → the call's arguments (a hosted model that answers these right)
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
@@ -230,8 +238,8 @@ class OpenAIStandin(ThreadingHTTPServer):
 
 
 @contextmanager
-def running_standin() -> Iterator[OpenAIStandin]:
-    server = OpenAIStandin()
+def running_standin(answers: dict[str, dict[str, Any]] | None = None) -> Iterator[OpenAIStandin]:
+    server = OpenAIStandin(answers)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
     try:

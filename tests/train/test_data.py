@@ -180,3 +180,29 @@ def test_decision_weight_falls_on_the_argument_values_only(tokenizer):
     assert "billing" in heavy and "1" in heavy and len(heavy) <= len('"billing", 1}') + 2  # the team and priority
     assert not any(word in heavy for word in ("route", "team", "priority", "name"))  # nothing of the format
     assert all(w == 1.0 for t, w in zip(weighted.labels, weighted.weights, strict=True) if t == -100)
+
+
+def test_argument_values_copied_from_the_question_are_not_decisions(tokenizer):
+    """The calculator's numbers are copied from the question (and "+" when it is written there): only the
+    operation asked in words ("times") is a decision the model must make."""
+    from tracetune.chat.format import argument_value_spans, copied_from, tool_call_to_block
+
+    assert copied_from(12, "What's 12 + 5?") and copied_from("+", "What's 12 + 5?") and copied_from(15.75, "of 15.75")
+    assert copied_from("/", "What is 6/3?") and copied_from("Sales", "ask sales")
+    assert not copied_from(2, "a team of 25") and not copied_from("*", "What is 3 times 4?")
+    assert not copied_from(True, "true") and not copied_from([1], "[1]") and not copied_from("x", "")
+    block = tool_call_to_block("Calculator", '{"num1": 3, "num2": 4, "operation": "*"}')
+    assert [block[a:b] for a, b in argument_value_spans(block, source="What is 3 times 4?")] == ['"*"']
+
+    record = {
+        "messages": [
+            {"role": "system", "content": "You use the calculator for *, +, - and /."},
+            {"role": "user", "content": "What is 37 times 12?"},
+            {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {
+                "name": "Calculator", "arguments": '{"num1": 37, "num2": 12, "operation": "*"}'}}]},
+        ]
+    }  # fmt: skip
+    weighted = encode_record(record, tokenizer, decision_weight=4.0)
+    assert weighted.weights is not None
+    heavy = "".join(tokenizer.decode([t]) for t, w in zip(weighted.input_ids, weighted.weights, strict=True) if w == 4)
+    assert "*" in heavy and "37" not in heavy and "12" not in heavy  # the system prompt's "*" is not a source

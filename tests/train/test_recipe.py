@@ -296,6 +296,42 @@ def test_validation_scores_pick_the_served_epoch_and_stop_training_early(tmp_pat
     assert all({"code", "message", "advice"} <= set(f) for f in diagnostics["findings"])
 
 
+def test_no_early_stop_while_the_score_is_no_better_than_one_answer_for_every_prompt(tmp_path, tokenizer, monkeypatch):
+    """On the plateau before a model learns the decision, it scores what one constant answer would (the most
+    common expected answer's share): patience does not run out there, only once the score is above it."""
+    from tracetune.train import recipe, task_eval
+
+    scores = iter([0.25, 0.25, 0.25, 0.25, 0.75, 0.5, 0.5])  # the 4 calculator records: a constant answer gets 0.25
+    real_run, real_evaluate = task_eval.TaskEvaluator.run, recipe.LoRARecipe.evaluate
+
+    def scripted(self, model, pad_id, **kwargs):
+        result = real_run(self, model, pad_id, **kwargs)
+        return task_eval.TaskResult({**result.metrics, "valid_accuracy": next(scores)}, result.replies)
+
+    monkeypatch.setattr(task_eval.TaskEvaluator, "run", scripted)
+    monkeypatch.setattr(recipe.LoRARecipe, "evaluate", lambda self, ex: (1.0, real_evaluate(self, ex)[1]))
+    events: list[dict] = []
+    result, _ = train(
+        tmp_path, tokenizer, events=events, n_epochs=8, validation_file=str(CALCULATOR_HELDOUT), task_eval_records=4
+    )
+    metrics = [e for e in events if e["type"] == "metrics" and "valid_loss" in e]
+    assert [m["valid_accuracy"] for m in metrics] == [0.25, 0.25, 0.25, 0.25, 0.75, 0.5, 0.5]
+    assert result.stopped_early and result.best_step == 25
+
+
+def test_constant_answer_score_is_the_most_common_answers_share():
+    from tracetune.train.task_eval import constant_answer_score
+
+    def call(team):
+        arguments = f'{{"team": "{team}"}}'
+        return {"role": "assistant", "tool_calls": [{"id": "c", "type": "function",
+                "function": {"name": "route_ticket", "arguments": arguments}}]}  # fmt: skip
+
+    assert constant_answer_score([call("sales"), call("tech"), call("sales"), call("billing")]) == 0.5
+    assert constant_answer_score([{"role": "assistant", "content": "4"}, call("tech")]) == 0.5
+    assert constant_answer_score([]) == 0.0
+
+
 def test_without_patience_every_epoch_runs_and_the_best_is_still_served(tmp_path, tokenizer, monkeypatch):
     from tracetune.train import task_eval
 

@@ -450,16 +450,16 @@ def encode_segments(segments: Sequence[Segment], tokenizer: OffsetTokenizer) -> 
 
 
 def encode_decisions(
-    segments: Sequence[Segment], tokenizer: OffsetTokenizer
+    segments: Sequence[Segment], tokenizer: OffsetTokenizer, *, source: str = ""
 ) -> tuple[list[int], list[bool], list[bool]]:
-    """:func:`encode_segments` plus, per token, whether it overlaps a trained call's argument value (see
-    :func:`argument_value_spans`): the few tokens that carry a tool call's decision."""
+    """:func:`encode_segments` plus, per token, whether it overlaps a trained call's argument value that is not
+    copied from ``source`` (see :func:`argument_value_spans`): the few tokens that carry a tool call's decision."""
     ids, mask, offsets = _encode(segments, tokenizer)
     spans: list[tuple[int, int]] = []
     pos = 0
     for seg in segments:
         if seg.trainable:
-            spans.extend((pos + a, pos + b) for a, b in argument_value_spans(seg.text))
+            spans.extend((pos + a, pos + b) for a, b in argument_value_spans(seg.text, source=source))
         pos += len(seg.text)
     starts = [a for a, _ in spans]
     decision = []
@@ -469,9 +469,11 @@ def encode_decisions(
     return ids, mask, decision
 
 
-def argument_value_spans(text: str) -> list[tuple[int, int]]:
+def argument_value_spans(text: str, *, source: str = "") -> list[tuple[int, int]]:
     """Character spans, in ``text``, of the argument values of every call block rendered there (each value's JSON
-    text, quotes included). Blocks not in the canonical rendering of :func:`tool_call_to_block` are skipped."""
+    text, quotes included). Blocks not in the canonical rendering of :func:`tool_call_to_block` are skipped, and so
+    are values copied from ``source`` (:func:`copied_from`): a number or a string the user wrote is a copy, not a
+    decision."""
     spans: list[tuple[int, int]] = []
     for block in _BLOCK.finditer(text):
         body = block.group(1)
@@ -487,9 +489,25 @@ def argument_value_spans(text: str) -> list[tuple[int, int]]:
         for i, (key, value) in enumerate(call["arguments"].items()):
             pos += (2 if i else 0) + len(_dumps(key)) + 2  # ", " between pairs, then '"key": '
             value_text = _dumps(value)
-            spans.append((pos, pos + len(value_text)))
+            if not copied_from(value, source):
+                spans.append((pos, pos + len(value_text)))
             pos += len(value_text)
     return spans
+
+
+def copied_from(value: Any, source: str) -> bool:
+    """Whether an argument value is written in ``source`` (case-insensitively; a value that starts or ends with a
+    letter or digit only as a whole word or number): ``12`` in "What's 12 + 5?", ``"+"`` there too, but not ``2`` in
+    "a team of 25". Only strings and numbers are looked for; ``true``, ``null``, lists and objects never count as
+    copied."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float) or not source:
+        return False
+    text = value if isinstance(value, str) else _dumps(value)
+    if not text.strip():
+        return False
+    head = r"(?<!\w)" if re.match(r"\w", text[0]) else ""
+    tail = r"(?!\w)" if re.match(r"\w", text[-1]) else ""
+    return re.search(head + re.escape(text) + tail, source, re.IGNORECASE) is not None
 
 
 _BLOCK = re.compile(re.escape(TOOL_CALL_OPEN) + r"(.*?)" + re.escape(TOOL_CALL_CLOSE), re.S)

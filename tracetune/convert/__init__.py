@@ -14,4 +14,5 @@ No SQL here (the store streams the runs: :mod:`tracetune.query.selection`).
 * ``dataset_builder`` — the whole pipeline in memory (``Selection``, ``ExportOptions``, ``DatasetBuilder``);
 * ``export`` — the pipeline over the store or a file, to JSONL and stored datasets (``export_runs``,
   ``export_dataset``, ``preview_dataset``);
-* ``langchain_loader`` — ``TracetuneChatLoader``, LangChain's chat-loader interface."""
+* ``langchain_loader`` — ``TracetuneChatLoader``, LangChain's chat-loader interface;
+* ``tool_recovery`` — tool declarations a converter dropped, back from the stored runs (``recover_tools``)."""

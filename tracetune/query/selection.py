@@ -111,3 +111,19 @@ def stream_run_groups(
                     group_fixes[run["id"]] = fixes[run["id"]]
     if group:
         yield group, group_fixes
+
+
+def recent_llm_runs(store: Store, workspace_id: uuid.UUID, limit: int) -> Iterator[dict[str, Any]]:
+    """The workspace's newest ``limit`` LLM runs (any project), newest first, as ``run_view`` dicts."""
+    columns = [cast(runs.c[name], Text).label(name) if name in _JSON_COLUMNS else runs.c[name] for name in _COLUMNS]
+    stmt = (
+        select(*columns)
+        .where(runs.c.workspace_id == workspace_id, runs.c.run_type == "llm")
+        .order_by(runs.c.start_us.desc(), runs.c.id)
+        .limit(limit)
+    )
+    for row in store.runs.fetch(stmt):
+        for name in _JSON_COLUMNS:
+            if row[name] is not None:
+                row[name] = orjson.loads(row[name])
+        yield run_view(row)

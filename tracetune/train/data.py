@@ -83,17 +83,32 @@ def encode_record(
     decision_weight: float = 1.0,
 ) -> Example:
     """Render and tokenize one record; labels keep the trainable tokens only. With a ``decision_weight`` other than
-    1, the tokens of the trained calls' argument values (:func:`tracetune.chat.format.encode_decisions`) weigh that
-    much in the loss, every other trained token 1."""
+    1, the tokens of the trained calls' argument values that are not copied from the record's user and tool
+    messages (:func:`tracetune.chat.format.encode_decisions`) weigh that much in the loss, every other trained
+    token 1."""
     segments = render(
         record["messages"], tools=record.get("tools"), functions=record.get("functions"), template=template
     )
     if decision_weight == 1.0:
         ids, mask = encode_segments(segments, tokenizer)
         return Example(line, ids, [t if m else IGNORE_INDEX for t, m in zip(ids, mask, strict=True)])
-    ids, mask, decision = encode_decisions(segments, tokenizer)
+    ids, mask, decision = encode_decisions(segments, tokenizer, source=_copy_source(record["messages"]))
     labels = [t if m else IGNORE_INDEX for t, m in zip(ids, mask, strict=True)]
     return Example(line, ids, labels, [decision_weight if d else 1.0 for d in decision])
+
+
+def _copy_source(messages: list[dict[str, Any]]) -> str:
+    """What a call's argument values may be copied from: the text the user and the tools wrote (not the system
+    prompt, which names the choices, e.g. every team a ticket may go to)."""
+    parts = []
+    for message in messages:
+        if message.get("role") in ("user", "tool", "function"):
+            content = message.get("content")
+            if isinstance(content, str):
+                parts.append(content)
+            elif isinstance(content, list):
+                parts.extend(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return "\n".join(parts)
 
 
 def load_examples(
@@ -105,15 +120,31 @@ def load_examples(
     field: str = "training_file",
     decision_weight: float = 1.0,
 ) -> list[Example]:
-    """Every record of ``path`` tokenized (:func:`encode_record`). An example longer than ``context_length`` tokens,
-    or with no token to train on (every assistant turn has ``weight: 0``), is an :class:`InvalidInput` naming its
-    line."""
+    """Every record of ``path`` (:func:`read_records`) tokenized (:func:`encode_examples`)."""
+    return encode_examples(
+        read_records(path, field=field), tokenizer, context_length=context_length, template=template, field=field,
+        decision_weight=decision_weight, name=Path(path).name,
+    )  # fmt: skip
+
+
+def encode_examples(
+    records: list[tuple[int, dict[str, Any]]],
+    tokenizer: OffsetTokenizer,
+    *,
+    context_length: int,
+    template: ChatTemplate | str = CHATML,
+    field: str = "training_file",
+    decision_weight: float = 1.0,
+    name: str = "the file",
+) -> list[Example]:
+    """``(line, record)`` pairs tokenized (:func:`encode_record`). No records, an example longer than
+    ``context_length`` tokens, or one with no token to train on (every assistant turn has ``weight: 0``), is an
+    :class:`InvalidInput` naming its line."""
     examples = [
-        encode_record(r, tokenizer, template=template, line=n, decision_weight=decision_weight)
-        for n, r in read_records(path, field=field)
+        encode_record(r, tokenizer, template=template, line=n, decision_weight=decision_weight) for n, r in records
     ]
     if not examples:
-        raise InvalidInput(f"{Path(path).name} holds no examples", field=field)
+        raise InvalidInput(f"{name} holds no examples", field=field)
     too_long = [e for e in examples if len(e) > context_length]
     if too_long:
         first = too_long[0]

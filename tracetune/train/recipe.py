@@ -24,6 +24,8 @@ consume (``python -m tracetune.train.recipe CONFIG.json`` writes the same events
 * ``{"type": "best", "step", "epoch", "metrics"}`` when an epoch scores better than every earlier one (its adapter
   is then written to ``adapter/``: the job's result is the best epoch, not the last);
 * ``{"type": "checkpoint", "step", "epoch", "path"}`` after each epoch;
+* ``{"type": "decision_weight", "step", "weight", "reason"}`` once the validation answers call the right tools
+  (:data:`FORMAT_LEARNED`): from the next step, the argument values a call must choose weigh ``decision_weight``;
 * ``{"type": "early_stop", "step", "epoch", "n_epochs", "best_step", "reason"}`` when ``early_stopping_patience``
   epochs in a row neither scored better than the best nor lowered the validation loss;
 * ``{"type": "diagnostics", "stage": "data", "findings": [{"code", "message", "advice", "level"}], "answers": {},
@@ -77,8 +79,8 @@ from tracetune.train.checkpoint import (
 from tracetune.train.data import (
     Example,
     collate,
+    encode_examples,
     length_grouped_batches,
-    load_examples,
     read_records,
     sorted_batches,
 )
@@ -86,6 +88,7 @@ from tracetune.train.hyperparams import Hyperparameters, lr_factor, resolve_hype
 from tracetune.train.loss import CausalLM, token_loss, token_loss_backward, use_cheap_dropout
 from tracetune.train.task_eval import MAX_RECORDS, PRIMARY, TaskEvaluator, TaskResult
 
+FORMAT_LEARNED = 0.9  # validation tool-name accuracy from which the decision weight applies
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 Event = dict[str, Any]
 
@@ -125,11 +128,12 @@ class TrainConfig:
     task_eval_records: int = MAX_RECORDS
     # epochs in a row without a better validation score before training stops (None: train every epoch)
     early_stopping_patience: int | None = 2
-    # loss weight of the tokens of a trained tool call's argument values (the decision: which team, which priority)
-    # against 1 for every other trained token (the call's format); see tracetune.train.loss. Off (1) by default: on
-    # bench/routing.py 30 learns the decision (0.833 held-out vs 0.133 at 1), but on the calculator acceptance (few
-    # steps, arguments copied from the question) it slows the format's learning (15/20 exact calls vs 17+ at 1)
-    decision_weight: float = 1.0
+    # loss weight of the tokens of a trained tool call's argument values that are not copied from the user's
+    # messages (the decision: which team, which priority) against 1 for every other trained token (the call's
+    # format); see tracetune.train.loss. It applies once the format is learned: from the epoch after the validation
+    # answers first call the right tools (FORMAT_LEARNED), so only with a validation set. 1: never. On
+    # bench/routing.py 30 learns the decision (held-out figures in bench/README.md) where 1 collapses to one answer
+    decision_weight: float = 30.0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -179,6 +183,7 @@ class LoRARecipe:
         self.best: dict[str, Any] | None = None  # {"step", "key", "metrics"} of the best epoch so far
         self.epochs_since_best = 0  # epochs since the score or the validation loss last improved
         self.lowest_valid_loss: float | None = None
+        self.weighting = False  # the decision weight applies (from the epoch after the format was learned)
         self.stopped_early = False
         self.last_task: TaskResult | None = None
 
@@ -204,18 +209,21 @@ class LoRARecipe:
             raise ValueError("a base_model needs its tokenizer")
         else:
             context_length, template = int(base_model.config.max_position_embeddings), "chatml"
-        self.train_set = load_examples(
-            Path(cfg.training_file), tokenizer, context_length=context_length, template=template,
-            decision_weight=cfg.decision_weight,
+        train_lines = read_records(Path(cfg.training_file))  # each file read and validated once
+        self.train_set = encode_examples(
+            train_lines, tokenizer, context_length=context_length, template=template,
+            decision_weight=cfg.decision_weight, name=Path(cfg.training_file).name,
         )  # fmt: skip
+        self.train_records = [r for _, r in train_lines]
         self.valid_set: list[Example] = []
         self.valid_records: list[dict[str, Any]] = []
         if cfg.validation_file:
-            self.valid_set = load_examples(
-                Path(cfg.validation_file), tokenizer, context_length=context_length, template=template,
-                field="validation_file",
+            valid_lines = read_records(Path(cfg.validation_file), field="validation_file")
+            self.valid_set = encode_examples(
+                valid_lines, tokenizer, context_length=context_length, template=template, field="validation_file",
+                name=Path(cfg.validation_file).name,
             )  # fmt: skip
-            self.valid_records = [r for _, r in read_records(Path(cfg.validation_file), field="validation_file")]
+            self.valid_records = [r for _, r in valid_lines]
             if cfg.task_eval_records > 0:
                 self.task = TaskEvaluator(
                     list(enumerate(self.valid_records, 1)), tokenizer, template=template,
@@ -287,6 +295,8 @@ class LoRARecipe:
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 batch = collate([self.train_set[i] for i in batch_ids], self.pad_id, self.device)
+                if not self.weighting:
+                    batch.pop("loss_weights", None)
                 loss, correct, count = token_loss_backward(
                     self.lm, batch, self.config.share_prefix, self.config.rows_per_pass, self.config.recompute_prefix
                 )
@@ -316,6 +326,7 @@ class LoRARecipe:
                     self.last_task = self.task.run(self.model, self.pad_id)
                     event.update(self.last_task.metrics)
                     self._track_best(event)
+                    self._start_weighting(event)
                 assert self._metrics is not None
                 self._metrics.write(event)
                 self.emit(event)
@@ -348,12 +359,29 @@ class LoRARecipe:
         save_adapter(self.model, self.output_dir / "adapter")
         self.emit({"type": "best", "step": self.step, "epoch": event["epoch"], "metrics": metrics})
 
+    def _start_weighting(self, event: Event) -> None:
+        """Format first, then the decision: once the validation answers call the right tools, the argument values
+        weigh ``decision_weight`` in the loss from the next step on (a ``decision_weight`` event says so)."""
+        names = event.get("valid_tool_name_accuracy")
+        weight = self.config.decision_weight
+        if self.weighting or weight == 1.0 or names is None or names < FORMAT_LEARNED:
+            return
+        self.weighting = True
+        reason = (
+            f"the validation answers call the right tools ({names:.0%}): what is left to learn is the decision, so "
+            f"the argument values the model must choose (not copy) weigh {weight:g}x in the loss from step "
+            f"{self.step + 1}"
+        )
+        self.emit({"type": "decision_weight", "step": self.step, "weight": weight, "reason": reason})
+
     def _should_stop(self, epoch: int) -> bool:
         """Early stopping: ``early_stopping_patience`` epochs in a row neither scored better than the best epoch
         nor lowered the validation loss."""
         patience = self.config.early_stopping_patience
         if self.best is None or not patience or epoch + 1 >= self.hp.n_epochs or self.epochs_since_best < patience:
             return False
+        if self.task is not None and (self.best["key"][0] or 0.0) <= self.task.constant_score:
+            return False  # no better than one answer for every prompt: still on the plateau before the decision
         self.stopped_early = True
         reason = (
             f"neither the validation score nor the validation loss has improved for {self.epochs_since_best} epochs"
@@ -369,13 +397,12 @@ class LoRARecipe:
     def diagnose_data(self) -> None:
         """What the training and validation data show, before training: a ``diagnostics`` event (``"stage":
         "data"``) when there is something to say (rare or unseen answer values, leakage, undeclared tools)."""
-        train = [r for _, r in read_records(Path(self.config.training_file))]
-        findings = diagnose_data(train, self.valid_records)
+        findings = diagnose_data(self.train_records, self.valid_records)
         if findings:
             self.emit(
                 {
                     "type": "diagnostics", "stage": "data", "findings": [f.as_dict() for f in findings],
-                    "answers": {}, "value_distribution": value_distribution(train),
+                    "answers": {}, "value_distribution": value_distribution(self.train_records),
                 }
             )  # fmt: skip
 
@@ -421,7 +448,7 @@ class LoRARecipe:
             "step": self.step, "epoch": epoch, "total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch,
             "tokens": self.tokens, "seed": self.config.seed, "model": self.config.model,
             "hyperparameters": self.hp.as_dict(), "best": self.best, "epochs_since_best": self.epochs_since_best,
-            "lowest_valid_loss": self.lowest_valid_loss,
+            "lowest_valid_loss": self.lowest_valid_loss, "weighting": self.weighting,
         }  # fmt: skip
         target = save_checkpoint(
             self.output_dir / "checkpoints" / f"step-{self.step}", self.model, self.optimizer, info
@@ -443,6 +470,7 @@ class LoRARecipe:
         self.step, self.tokens = int(info["step"]), int(info.get("tokens", 0))
         self.best, self.epochs_since_best = info.get("best"), int(info.get("epochs_since_best", 0))
         self.lowest_valid_loss = info.get("lowest_valid_loss")
+        self.weighting = bool(info.get("weighting", False))
 
     # -- cleanup -------------------------------------------------------------------------------------------------
 

@@ -63,6 +63,11 @@ def job_dir(home: Path, job_id: str) -> Path:
     return home / "jobs" / job_id
 
 
+def recovered_file(home: Path, job_id: str, field_name: str) -> Path:
+    """Where a job's training / validation file is kept with the tool declarations recovered from stored runs."""
+    return job_dir(home, job_id) / f"{field_name}.tools-recovered.jsonl"
+
+
 @dataclass
 class _Attempt:
     """What one training process reported."""
@@ -165,10 +170,36 @@ class JobRunner:
                     error={"code": code, "message": message, "param": field_name}, messages=[("error", message)],
                 )  # fmt: skip
                 return
-        self.store.jobs.transition(
-            job["id"], self.worker_id, "queued", release=True,
-            messages=[("info", "Files validated, moving job to queued state")],
-        )  # fmt: skip
+        notes = [("info", "Files validated, moving job to queued state")]
+        notes += [("warn", message) for message in self._recover_tools(job)]
+        self.store.jobs.transition(job["id"], self.worker_id, "queued", release=True, messages=notes)
+
+    def _recover_tools(self, job: JobRow) -> list[str]:
+        """Records that call tools but declare none get the declarations of the stored runs they came from
+        (:mod:`tracetune.convert.tool_recovery`), written beside the job (:func:`recovered_file`) for the training
+        process to read; what was done, one message per file (none when no record needed it)."""
+        from tracetune.convert.tool_recovery import needs_tools, recover_tools
+
+        messages = []
+        for field_name, file_id in (
+            ("training_file", job["training_file"]),
+            ("validation_file", job["validation_file"]),
+        ):
+            if file_id is None:
+                continue
+            path = self.store.files.blob(job["workspace_id"], file_id, self.home / "files")
+            records = [json.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+            if not any(needs_tools(r) for r in records):
+                continue
+            recovery = recover_tools(self.store, job["workspace_id"], records)
+            if recovery.recovered:
+                target = recovered_file(self.home, job["id"], field_name)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                scratch = target.with_name(f".{target.name}-{secrets.token_hex(4)}")
+                scratch.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recovery.records))
+                os.replace(scratch, target)
+            messages.append(f"{field_name.replace('_', ' ').capitalize()} {file_id}: {recovery.summary()}")
+        return messages
 
     def _file_problem(self, job: JobRow, file_id: str) -> str | None:
         """None when every line of the file is a valid chat fine-tuning record, else what is wrong (every line)."""
@@ -294,11 +325,10 @@ class JobRunner:
         return outcome
 
     def _config(self, job: JobRow, directory: Path) -> dict[str, Any]:
-        files_root = self.home / "files"
         hp = job["method"]["supervised"]["hyperparameters"]
         return {
-            "training_file": str(self.store.files.blob(job["workspace_id"], job["training_file"], files_root)),
-            "validation_file": str(self.store.files.blob(job["workspace_id"], job["validation_file"], files_root))
+            "training_file": self._data_path(job, "training_file", job["training_file"]),
+            "validation_file": self._data_path(job, "validation_file", job["validation_file"])
             if job["validation_file"]
             else None,
             "output_dir": str(directory),
@@ -309,6 +339,13 @@ class JobRunner:
             "batch_size": hp.get("batch_size", "auto"),
             "learning_rate_multiplier": hp.get("learning_rate_multiplier", "auto"),
         }
+
+    def _data_path(self, job: JobRow, field_name: str, file_id: str) -> str:
+        """The file the training process reads: the uploaded one, or its copy with recovered tool declarations."""
+        recovered = recovered_file(self.home, job["id"], field_name)
+        if recovered.exists():
+            return str(recovered)
+        return str(self.store.files.blob(job["workspace_id"], file_id, self.home / "files"))
 
     def _record(self, job: JobRow, batch: list[dict[str, Any]], outcome: _Attempt) -> None:
         """Turn the recipe's events into job events / checkpoints / resolved hyperparameters."""
@@ -358,6 +395,9 @@ class JobRunner:
                     + (f", validation exact answers={score:.0%}" if score is not None else "")
                     + "); the job's model is this checkpoint unless a later epoch does better"
                 ), "data": {"best_step": event["step"], "metrics": event["metrics"]}})  # fmt: skip
+            elif kind == "decision_weight":
+                events.append({"message": f"Step {event['step']}: {event['reason']}",
+                               "data": {k: event[k] for k in ("step", "weight")}})  # fmt: skip
             elif kind == "early_stop":
                 events.append({"message": (
                     f"Stopped early after epoch {event['epoch']} of {event['n_epochs']}: {event['reason']}; "

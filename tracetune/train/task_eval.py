@@ -85,6 +85,7 @@ class TaskEvaluator:
             longest_answer = max(longest_answer, answer_tokens)
         self.max_new_tokens = longest_answer + ANSWER_MARGIN_TOKENS
         self.stop_ids = sorted(stop_token_ids(tokenizer, self.template.name))
+        self.constant_score = constant_answer_score([expected for _, _, expected in self.items])
 
     def __len__(self) -> int:
         return len(self.items)
@@ -137,3 +138,13 @@ class TaskEvaluator:
             cut = next((k for k, token in enumerate(row) if token in self.stop_ids), len(row))
             texts.append(self.tokenizer.decode(row[:cut]))
         return texts
+
+
+def constant_answer_score(expected: Sequence[Mapping[str, Any]]) -> float:
+    """The best :data:`PRIMARY` score a model that gives one answer to every prompt could get on these expected
+    replies (the most common answer's share): a model scoring no better has not learned the decision yet."""
+    best = 0.0
+    for answer in expected:
+        accuracy = summarize([score_reply(want, answer) for want in expected])["accuracy"]
+        best = max(best, float(accuracy or 0.0))
+    return best
