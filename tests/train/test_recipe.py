@@ -319,35 +319,29 @@ def test_no_early_stop_while_the_score_is_no_better_than_one_answer_for_every_pr
     assert result.stopped_early and result.best_step == 25
 
 
-def test_the_decision_weight_applies_once_the_validation_answers_call_the_right_tools(tmp_path, tokenizer, monkeypatch):
-    """Format first, then the decision: the argument-value weights reach the loss only from the step after the
-    epoch whose validation answers first call the right tools (scripted tool-name accuracy 0.5, then 1.0)."""
-    from tracetune.train import recipe, task_eval
+def test_the_decision_weight_applies_when_validation_drives_the_run(tmp_path, tokenizer, monkeypatch):
+    """With a validation set (task scores, best epoch kept) every batch carries the argument-value weights from
+    the first step; without one nothing tells whether the format still holds, and no batch does."""
+    from tracetune.train import recipe
 
-    names = iter([0.5, 1.0, 1.0])
-    real_run, real_backward = task_eval.TaskEvaluator.run, recipe.token_loss_backward
+    real_backward = recipe.token_loss_backward
     weighted: list[bool] = []
-
-    def scripted(self, model, pad_id, **kwargs):
-        result = real_run(self, model, pad_id, **kwargs)
-        return task_eval.TaskResult({**result.metrics, "valid_tool_name_accuracy": next(names)}, result.replies)
 
     def backward(lm, batch, *args):
         weighted.append("loss_weights" in batch)
         return real_backward(lm, batch, *args)
 
-    monkeypatch.setattr(task_eval.TaskEvaluator, "run", scripted)
     monkeypatch.setattr(recipe, "token_loss_backward", backward)
     events: list[dict] = []
-    train(tmp_path, tokenizer, events=events, n_epochs=3, validation_file=str(CALCULATOR_HELDOUT), task_eval_records=2,
-          early_stopping_patience=None, decision_weight=30.0)  # fmt: skip
-    assert weighted == [False] * 10 + [True] * 5  # 5 steps per epoch: from epoch 3 on
-    (event,) = [e for e in events if e["type"] == "decision_weight"]
-    assert event["step"] == 10 and event["weight"] == 30.0 and "from step 11" in event["reason"]
+    train(tmp_path, tokenizer, events=events, n_epochs=1, validation_file=str(CALCULATOR_HELDOUT), task_eval_records=2)
+    assert weighted == [True] * 5
+    assert next(e for e in events if e["type"] == "setup")["decision_weight"] == 30.0
 
-    weighted.clear()  # without a validation set there is nothing to tell the format is learned: never weighted
-    train(tmp_path, tokenizer, name="plain", n_epochs=1, decision_weight=30.0)
+    weighted.clear()
+    events.clear()
+    train(tmp_path, tokenizer, name="plain", events=events, n_epochs=1)
     assert weighted == [False] * 5
+    assert next(e for e in events if e["type"] == "setup")["decision_weight"] == 1.0
 
 
 def test_constant_answer_score_is_the_most_common_answers_share():

@@ -14,7 +14,8 @@ Progress has ONE source, the ``on_event`` callback, which the job runner, the CL
 consume (``python -m tracetune.train.recipe CONFIG.json`` writes the same events as JSON lines to stdout):
 
 * ``{"type": "setup", "hyperparameters": {...}, "hyperparameter_reasons" (why each "auto" value), "total_steps",
-  "steps_per_epoch", "n_train_examples", "n_valid_examples", "trainable_parameters", "resumed_from_step"}``;
+  "steps_per_epoch", "n_train_examples", "n_valid_examples", "trainable_parameters", "resumed_from_step",
+  "decision_weight" (1 unless validation drives the run)}``;
 * per optimizer step ``{"type": "metrics", "step", "total_steps", "epoch" (epochs done, fractional),
   "train_loss", "train_mean_token_accuracy", "learning_rate", "tokens" (non-padding tokens so far),
   "tokens_per_s", "eta_s"}``, plus ``valid_loss`` / ``valid_mean_token_accuracy`` at an epoch's last step
@@ -24,8 +25,6 @@ consume (``python -m tracetune.train.recipe CONFIG.json`` writes the same events
 * ``{"type": "best", "step", "epoch", "metrics"}`` when an epoch scores better than every earlier one (its adapter
   is then written to ``adapter/``: the job's result is the best epoch, not the last);
 * ``{"type": "checkpoint", "step", "epoch", "path"}`` after each epoch;
-* ``{"type": "decision_weight", "step", "weight", "reason"}`` once the validation answers call the right tools
-  (:data:`FORMAT_LEARNED`): from the next step, the argument values a call must choose weigh ``decision_weight``;
 * ``{"type": "early_stop", "step", "epoch", "n_epochs", "best_step", "reason"}`` when ``early_stopping_patience``
   epochs in a row neither scored better than the best nor lowered the validation loss;
 * ``{"type": "diagnostics", "stage": "data", "findings": [{"code", "message", "advice", "level"}], "answers": {},
@@ -88,7 +87,6 @@ from tracetune.train.hyperparams import Hyperparameters, lr_factor, resolve_hype
 from tracetune.train.loss import CausalLM, token_loss, token_loss_backward, use_cheap_dropout
 from tracetune.train.task_eval import MAX_RECORDS, PRIMARY, TaskEvaluator, TaskResult
 
-FORMAT_LEARNED = 0.9  # validation tool-name accuracy from which the decision weight applies
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 Event = dict[str, Any]
 
@@ -130,9 +128,10 @@ class TrainConfig:
     early_stopping_patience: int | None = 2
     # loss weight of the tokens of a trained tool call's argument values that are not copied from the user's
     # messages (the decision: which team, which priority) against 1 for every other trained token (the call's
-    # format); see tracetune.train.loss. It applies once the format is learned: from the epoch after the validation
-    # answers first call the right tools (FORMAT_LEARNED), so only with a validation set. 1: never. On
-    # bench/routing.py 30 learns the decision (held-out figures in bench/README.md) where 1 collapses to one answer
+    # format); see tracetune.train.loss. Applied when validation drives the run (a validation file, task scores:
+    # best epoch kept), where the score shows whether the format still holds; 1: never. On bench/routing.py 30
+    # reaches 0.83-0.87 held-out where 1 collapses to one answer (0.13); from the second epoch on instead of the
+    # first it reached only 0.20-0.57 (bench/README.md)
     decision_weight: float = 30.0
 
     @classmethod
@@ -183,7 +182,6 @@ class LoRARecipe:
         self.best: dict[str, Any] | None = None  # {"step", "key", "metrics"} of the best epoch so far
         self.epochs_since_best = 0  # epochs since the score or the validation loss last improved
         self.lowest_valid_loss: float | None = None
-        self.weighting = False  # the decision weight applies (from the epoch after the format was learned)
         self.stopped_early = False
         self.last_task: TaskResult | None = None
 
@@ -210,10 +208,6 @@ class LoRARecipe:
         else:
             context_length, template = int(base_model.config.max_position_embeddings), "chatml"
         train_lines = read_records(Path(cfg.training_file))  # each file read and validated once
-        self.train_set = encode_examples(
-            train_lines, tokenizer, context_length=context_length, template=template,
-            decision_weight=cfg.decision_weight, name=Path(cfg.training_file).name,
-        )  # fmt: skip
         self.train_records = [r for _, r in train_lines]
         self.valid_set: list[Example] = []
         self.valid_records: list[dict[str, Any]] = []
@@ -230,6 +224,11 @@ class LoRARecipe:
                     max_records=cfg.task_eval_records,
                 )  # fmt: skip
         validated = self.task is not None and bool(cfg.early_stopping_patience)  # best epoch kept, early stop
+        self.decision_weight = cfg.decision_weight if self.task is not None else 1.0
+        self.train_set = encode_examples(
+            train_lines, tokenizer, context_length=context_length, template=template,
+            decision_weight=self.decision_weight, name=Path(cfg.training_file).name,
+        )  # fmt: skip
         self.hp = resolve_hyperparameters(
             len(self.train_set), cfg.n_epochs, cfg.batch_size, cfg.learning_rate_multiplier, validated=validated
         )
@@ -271,6 +270,7 @@ class LoRARecipe:
                 "resumed_from_step": self.step if resume_from is not None else None,
                 "task_eval_records": len(self.task) if self.task else 0,
                 "early_stopping_patience": cfg.early_stopping_patience if self.task else None,
+                "decision_weight": self.decision_weight,
             }
         )
 
@@ -295,8 +295,6 @@ class LoRARecipe:
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 batch = collate([self.train_set[i] for i in batch_ids], self.pad_id, self.device)
-                if not self.weighting:
-                    batch.pop("loss_weights", None)
                 loss, correct, count = token_loss_backward(
                     self.lm, batch, self.config.share_prefix, self.config.rows_per_pass, self.config.recompute_prefix
                 )
@@ -326,7 +324,6 @@ class LoRARecipe:
                     self.last_task = self.task.run(self.model, self.pad_id)
                     event.update(self.last_task.metrics)
                     self._track_best(event)
-                    self._start_weighting(event)
                 assert self._metrics is not None
                 self._metrics.write(event)
                 self.emit(event)
@@ -358,21 +355,6 @@ class LoRARecipe:
         self.epochs_since_best = 0
         save_adapter(self.model, self.output_dir / "adapter")
         self.emit({"type": "best", "step": self.step, "epoch": event["epoch"], "metrics": metrics})
-
-    def _start_weighting(self, event: Event) -> None:
-        """Format first, then the decision: once the validation answers call the right tools, the argument values
-        weigh ``decision_weight`` in the loss from the next step on (a ``decision_weight`` event says so)."""
-        names = event.get("valid_tool_name_accuracy")
-        weight = self.config.decision_weight
-        if self.weighting or weight == 1.0 or names is None or names < FORMAT_LEARNED:
-            return
-        self.weighting = True
-        reason = (
-            f"the validation answers call the right tools ({names:.0%}): what is left to learn is the decision, so "
-            f"the argument values the model must choose (not copy) weigh {weight:g}x in the loss from step "
-            f"{self.step + 1}"
-        )
-        self.emit({"type": "decision_weight", "step": self.step, "weight": weight, "reason": reason})
 
     def _should_stop(self, epoch: int) -> bool:
         """Early stopping: ``early_stopping_patience`` epochs in a row neither scored better than the best epoch
@@ -448,7 +430,7 @@ class LoRARecipe:
             "step": self.step, "epoch": epoch, "total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch,
             "tokens": self.tokens, "seed": self.config.seed, "model": self.config.model,
             "hyperparameters": self.hp.as_dict(), "best": self.best, "epochs_since_best": self.epochs_since_best,
-            "lowest_valid_loss": self.lowest_valid_loss, "weighting": self.weighting,
+            "lowest_valid_loss": self.lowest_valid_loss,
         }  # fmt: skip
         target = save_checkpoint(
             self.output_dir / "checkpoints" / f"step-{self.step}", self.model, self.optimizer, info
@@ -470,7 +452,6 @@ class LoRARecipe:
         self.step, self.tokens = int(info["step"]), int(info.get("tokens", 0))
         self.best, self.epochs_since_best = info.get("best"), int(info.get("epochs_since_best", 0))
         self.lowest_valid_loss = info.get("lowest_valid_loss")
-        self.weighting = bool(info.get("weighting", False))
 
     # -- cleanup -------------------------------------------------------------------------------------------------
 

@@ -372,6 +372,11 @@ class JobRunner:
                         )
                         if event.get("early_stopping_patience"):
                             validation += f", stopping after {event['early_stopping_patience']} epochs without gain"
+                        if event.get("decision_weight", 1.0) != 1.0:
+                            validation += (
+                                f"; the argument values a call must choose weigh {event['decision_weight']:g}x in "
+                                "the loss"
+                            )
                     reasons = event.get("hyperparameter_reasons") or {}
                     why = "".join(f"; {name} auto: {reason}" for name, reason in reasons.items())
                     events.append({"message": (
@@ -395,9 +400,6 @@ class JobRunner:
                     + (f", validation exact answers={score:.0%}" if score is not None else "")
                     + "); the job's model is this checkpoint unless a later epoch does better"
                 ), "data": {"best_step": event["step"], "metrics": event["metrics"]}})  # fmt: skip
-            elif kind == "decision_weight":
-                events.append({"message": f"Step {event['step']}: {event['reason']}",
-                               "data": {k: event[k] for k in ("step", "weight")}})  # fmt: skip
             elif kind == "early_stop":
                 events.append({"message": (
                     f"Stopped early after epoch {event['epoch']} of {event['n_epochs']}: {event['reason']}; "
