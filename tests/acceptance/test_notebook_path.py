@@ -9,8 +9,8 @@ function none of them declares), and the ``openai`` client uploads them and fine
 The job recovers the declarations from the stored runs the records came from (a warning event says so), so the model
 trains on the prompt the app serves it. Called as the app calls it — ``ChatOpenAI(...).bind(functions=[…])``, the
 function offered, not forced — the tuned model must make the exact right call on at least 14 of 20 held-out
-questions (issue 21's goal, 70%; the issue measured 25% on this path before the recovery; with it: 20/20); the base
-model makes none.
+questions (issue 21's goal, 70%; the issue measured 25% on this path before the recovery; with it: 20/20; the base
+model makes 0-2: ``test_fine_tuning_openai.py``).
 
 Trains the real SmolLM2 (~3-5 min on 2 CPU cores): runs in CI (``CI`` set), locally with ``TRACETUNE_TEST_SLOW=1``.
 """
@@ -99,7 +99,6 @@ def test_the_notebooks_records_train_with_the_functions_recovered_from_the_store
         bound = llm.bind(functions=[function])
         return sum(same_call(ask(bound, r), expected_call(r)) for r in held_out)
 
-    tuned_right, base_right = score(job.fine_tuned_model), score(DEFAULT_MODEL_ID)
-    print(json.dumps({"notebook_path_tuned": tuned_right, "base": base_right, "of": len(held_out)}))
-    assert base_right <= 2
+    tuned_right = score(job.fine_tuned_model)  # the base model's 0-2 of 20: test_fine_tuning_openai.py
+    print(json.dumps({"notebook_path_tuned": tuned_right, "of": len(held_out)}))
     assert tuned_right >= 14

@@ -6,12 +6,13 @@ called out by the job's diagnostics: the job events say that every validation an
 that validation expects values the training data never shows, each with what to do; ``tracetune eval`` of the tuned
 model says the same of its held-out answers.
 
-About a minute on a 2-core CPU, so it runs in CI (``CI`` set) and locally only with ``TRACETUNE_TEST_SLOW=1``.
+About two minutes on a 2-core CPU, so it runs in CI (``CI`` set) and locally only with ``TRACETUNE_TEST_SLOW=1``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -62,9 +63,11 @@ def test_a_collapsed_model_is_called_out_by_the_job_diagnostics_and_by_eval(serv
     assert all(m["valid_tool_args_exact"] <= 0.25 for m in epochs)  # the decision is not
     warnings = {e.data["diagnostic"]["code"]: e.message for e in events if e.level == "warn" and e.data}
     print(json.dumps({"epochs": epochs, "warnings": warnings}))
-    assert warnings["collapsed_outputs"].startswith(
-        '8/8 validation answers are the same call: route_ticket({"priority": 3, "team": "sales"})'
-    )
+    # the best epoch's answers: all 8, or 7 of them when that epoch still answered one ticket in prose
+    assert re.match(
+        r'[78]/8 validation answers are the same call: route_ticket\(\{"priority": 3, "team": "sales"\}\)',
+        warnings["collapsed_outputs"],
+    ), warnings["collapsed_outputs"]
     assert "tracetune models add" in warnings["collapsed_outputs"]
     assert "route_ticket.team: validation expects" in warnings["unseen_values"]
     checkpoints = list(client.fine_tuning.jobs.checkpoints.list(job.id))
@@ -76,7 +79,9 @@ def test_a_collapsed_model_is_called_out_by_the_job_diagnostics_and_by_eval(serv
     run = ["eval", "--url", server.url, "--model", job.fine_tuned_model, "--data", str(held_out), "-o", str(out)]
     result = CliRunner().invoke(app, run)
     assert result.exit_code == 0, result.output
-    assert f"warning ({job.fine_tuned_model}): 8/8 held-out answers are the same call" in result.output
+    assert re.search(
+        rf"warning \({re.escape(job.fine_tuned_model)}\): [78]/8 held-out answers are the same call", result.output
+    )
     assert "what to do: " in result.output
     report = json.loads((out / "eval.json").read_text())
     assert [d["code"] for d in report["models"][job.fine_tuned_model]["diagnostics"]] == ["collapsed_outputs"]
