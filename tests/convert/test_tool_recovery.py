@@ -7,7 +7,8 @@ import uuid
 
 from tests.convert import captured
 from tests.dataset_support import ingest, reid
-from tracetune.convert.tool_recovery import needs_tools, recover_tools
+from tracetune.chat.diagnose import undeclared_calls
+from tracetune.convert.tool_recovery import recover_tools
 
 
 def call(name: str, *, legacy: bool = False) -> dict:
@@ -31,7 +32,7 @@ def test_declarations_come_from_the_run_with_the_same_prompt_else_the_newest_off
         {"messages": [{"role": "user", "content": "Weather in Oslo?"}, call("get_weather")], "tools": [declared]},
         {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]},
     ]
-    assert [needs_tools(r) for r in records] == [["get_weather"], ["get_weather"], ["book_flight"], [], []]
+    assert [undeclared_calls(r) for r in records] == [["get_weather"], ["get_weather"], ["book_flight"], [], []]
 
     recovery = recover_tools(store, workspace, records)
     first, second, third, fourth, fifth = recovery.records

@@ -207,19 +207,25 @@ def diagnose_replies(
     return [f for f in found if f is not None]
 
 
+def undeclared_calls(record: Mapping[str, Any]) -> list[str]:
+    """The names of the tools a record calls (sorted, once each) when it declares no ``tools`` / ``functions``;
+    empty when it declares some, or calls none."""
+    if record.get("tools") or record.get("functions"):
+        return []
+    messages = record.get("messages")
+    if not isinstance(messages, list):
+        return []
+    return sorted(
+        {name for m in messages if isinstance(m, Mapping) and m.get("role") == "assistant" for name, _ in calls_of(m)}
+    )
+
+
 def undeclared_tools(records: Sequence[Mapping[str, Any]]) -> Finding | None:
     """A finding when records answer with tool calls but declare no ``tools`` / ``functions``."""
     names: collections.Counter[str] = collections.Counter()
     bare = 0
     for record in records:
-        if record.get("tools") or record.get("functions"):
-            continue
-        called = [
-            name
-            for m in record.get("messages") or []
-            if isinstance(m, Mapping) and m.get("role") == "assistant"
-            for name, _ in calls_of(m)
-        ]
+        called = undeclared_calls(record)
         bare += bool(called)
         names.update(called)
     if not bare:

@@ -25,7 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracetune.chat.scoring import calls_of, split_record
+from tracetune.chat.diagnose import undeclared_calls
+from tracetune.chat.scoring import split_record
 from tracetune.convert.sessions import session_from_run
 from tracetune.query.selection import recent_llm_runs
 from tracetune.store import Store
@@ -68,20 +69,9 @@ class Recovery:
         return "; ".join(parts)
 
 
-def needs_tools(record: Mapping[str, Any]) -> list[str]:
-    """The names of the tools a record calls when it declares none (empty when it declares some, or calls none)."""
-    if any(record.get(k) for k in ("tools", "functions")):
-        return []
-    messages = record.get("messages")
-    if not isinstance(messages, list):
-        return []
-    names = [n for m in messages if isinstance(m, Mapping) and m.get("role") == "assistant" for n, _ in calls_of(m)]
-    return sorted(set(names))
-
-
 def recover_tools(store: Store, workspace_id: uuid.UUID, records: Sequence[dict[str, Any]]) -> Recovery:
     """The records with the declarations of the stored runs they came from (see the module's doc)."""
-    wanted = [needs_tools(r) for r in records]
+    wanted = [undeclared_calls(r) for r in records]
     result = Recovery(records=list(records))
     if not any(wanted):
         return result

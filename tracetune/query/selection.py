@@ -74,10 +74,21 @@ def selection_statement(
         )
     elif min_score is not None:
         raise InvalidInput("min_score needs a feedback_key", field="min_score")
-    # JSON columns are read as text and decoded here: measured 2-3x faster than the JSON type's result processing
-    columns = [cast(runs.c[name], Text).label(name) if name in _JSON_COLUMNS else runs.c[name] for name in _COLUMNS]
     order = (runs.c.trace_id, runs.c.dotted_order, runs.c.start_us, runs.c.id)
-    return select(*columns).where(*clauses).order_by(*order)
+    return select(*_columns()).where(*clauses).order_by(*order)
+
+
+def _columns() -> list[Any]:
+    # JSON columns are read as text and decoded by _decoded: measured 2-3x faster than the JSON type's processing
+    return [cast(runs.c[name], Text).label(name) if name in _JSON_COLUMNS else runs.c[name] for name in _COLUMNS]
+
+
+def _decoded(row: Any) -> dict[str, Any]:
+    values = dict(row)
+    for name in _JSON_COLUMNS:
+        if values[name] is not None:
+            values[name] = orjson.loads(values[name])
+    return values
 
 
 def stream_run_groups(
@@ -101,11 +112,7 @@ def stream_run_groups(
                     yield group, group_fixes
                     group, group_fixes = [], {}
                 key = k
-                values = dict(row)
-                for name in _JSON_COLUMNS:
-                    if values[name] is not None:
-                        values[name] = orjson.loads(values[name])
-                run = run_view(values)
+                run = run_view(_decoded(row))
                 group.append(run)
                 if run["id"] in fixes:
                     group_fixes[run["id"]] = fixes[run["id"]]
@@ -115,15 +122,11 @@ def stream_run_groups(
 
 def recent_llm_runs(store: Store, workspace_id: uuid.UUID, limit: int) -> Iterator[dict[str, Any]]:
     """The workspace's newest ``limit`` LLM runs (any project), newest first, as ``run_view`` dicts."""
-    columns = [cast(runs.c[name], Text).label(name) if name in _JSON_COLUMNS else runs.c[name] for name in _COLUMNS]
     stmt = (
-        select(*columns)
+        select(*_columns())
         .where(runs.c.workspace_id == workspace_id, runs.c.run_type == "llm")
         .order_by(runs.c.start_us.desc(), runs.c.id)
         .limit(limit)
     )
     for row in store.runs.fetch(stmt):
-        for name in _JSON_COLUMNS:
-            if row[name] is not None:
-                row[name] = orjson.loads(row[name])
-        yield run_view(row)
+        yield run_view(_decoded(row))

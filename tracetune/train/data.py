@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from tracetune.chat.format import CHATML, ChatTemplate, OffsetTokenizer, encode_decisions, encode_segments, render
+from tracetune.chat.format import (
+    CHATML,
+    ChatTemplate,
+    OffsetTokenizer,
+    content_text,
+    encode_decisions,
+    encode_segments,
+    render,
+)
 from tracetune.chat.validate import validate_lines
 from tracetune.errors import InvalidInput
 
@@ -100,15 +108,7 @@ def encode_record(
 def _copy_source(messages: list[dict[str, Any]]) -> str:
     """What a call's argument values may be copied from: the text the user and the tools wrote (not the system
     prompt, which names the choices, e.g. every team a ticket may go to)."""
-    parts = []
-    for message in messages:
-        if message.get("role") in ("user", "tool", "function"):
-            content = message.get("content")
-            if isinstance(content, str):
-                parts.append(content)
-            elif isinstance(content, list):
-                parts.extend(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return "\n".join(parts)
+    return "\n".join(content_text(m.get("content")) for m in messages if m.get("role") in ("user", "tool", "function"))
 
 
 def load_examples(

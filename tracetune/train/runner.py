@@ -178,7 +178,8 @@ class JobRunner:
         """Records that call tools but declare none get the declarations of the stored runs they came from
         (:mod:`tracetune.convert.tool_recovery`), written beside the job (:func:`recovered_file`) for the training
         process to read; what was done, one message per file (none when no record needed it)."""
-        from tracetune.convert.tool_recovery import needs_tools, recover_tools
+        from tracetune.chat.diagnose import undeclared_calls
+        from tracetune.convert.tool_recovery import recover_tools
 
         messages = []
         for field_name, file_id in (
@@ -189,7 +190,7 @@ class JobRunner:
                 continue
             path = self.store.files.blob(job["workspace_id"], file_id, self.home / "files")
             records = [json.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
-            if not any(needs_tools(r) for r in records):
+            if not any(undeclared_calls(r) for r in records):
                 continue
             recovery = recover_tools(self.store, job["workspace_id"], records)
             if recovery.recovered:
