@@ -193,7 +193,7 @@ def test_trace_id_defaults_to_the_id_of_a_root_post_only() -> None:
 
 
 GOOD = "7a2b5a52-6c32-4f0e-9a59-6b3c1e7d2a10"
-PATCHED = str(uuid.uuid4())
+PATCHED = "3f1d9c0e-2b7a-4c55-8e61-0d4b9a7c1e22"  # fixed: it names parametrized tests (xdist workers must agree)
 
 
 @pytest.mark.parametrize(

@@ -11,13 +11,19 @@ from tracetune.errors import InvalidInput
 from tracetune.query.example_filter import example_predicate
 
 A = {
-    "id": uuid.uuid4(),
+    "id": uuid.UUID("5b0c2f6e-8d1a-4e3b-9c7f-2a6e4d8b1c03"),  # fixed: it names parametrized tests
     "inputs": {"q": "2+2"},
     "outputs": {"a": 4},
     "metadata": {"level": "easy"},
     "splits": ["train"],
 }
-B = {"id": uuid.uuid4(), "inputs": {"q": "x"}, "outputs": None, "metadata": None, "splits": ["test", "hard"]}
+B = {
+    "id": uuid.UUID("9e4a7b21-3c6d-4f80-a1b5-7d2c9e0f6a14"),
+    "inputs": {"q": "x"},
+    "outputs": None,
+    "metadata": None,
+    "splits": ["test", "hard"],
+}
 
 
 @pytest.mark.parametrize(

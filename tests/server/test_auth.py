@@ -86,31 +86,32 @@ def keyed(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[KeyedSer
             drop_postgres_database(*cleanup)
 
 
+ANY_ID = "0d6f3a52-7e1b-4c9d-8a24-5f3e6b1c9d70"  # fixed: it names parametrized tests (xdist workers must agree)
 PROTECTED = [
     ("GET", "/sessions", None),
     ("POST", "/sessions", {"name": "x"}),
     ("POST", "/runs/multipart", None),
     ("POST", "/runs/batch", {"post": []}),
-    ("POST", "/runs", {"id": str(uuid.uuid4())}),
-    ("PATCH", f"/runs/{uuid.uuid4()}", {}),
+    ("POST", "/runs", {"id": ANY_ID}),
+    ("PATCH", f"/runs/{ANY_ID}", {}),
     ("POST", "/runs/query", {}),
-    ("GET", f"/runs/{uuid.uuid4()}", None),
+    ("GET", f"/runs/{ANY_ID}", None),
     ("POST", "/feedback", {"key": "k"}),
     ("GET", "/feedback", None),
-    ("POST", "/feedback/tokens", {"run_id": str(uuid.uuid4()), "feedback_key": "k"}),
-    ("GET", f"/feedback/tokens?run_id={uuid.uuid4()}", None),
+    ("POST", "/feedback/tokens", {"run_id": ANY_ID, "feedback_key": "k"}),
+    ("GET", f"/feedback/tokens?run_id={ANY_ID}", None),
     ("GET", "/annotation-queues", None),
     ("POST", "/annotation-queues", {"name": "q"}),
     ("GET", "/datasets", None),
     ("POST", "/datasets", {"name": "d"}),
     ("GET", "/examples", None),
     ("POST", "/examples/bulk", []),
-    ("GET", f"/platform/annotation-queues/{uuid.uuid4()}/items?status=archived", None),
+    ("GET", f"/platform/annotation-queues/{ANY_ID}/items?status=archived", None),
     # outside the LangSmith base: from the server's root
-    ("POST", "/api/v2/runs/query", {"project_ids": [str(uuid.uuid4())]}),
-    ("GET", f"/api/v2/runs/{uuid.uuid4()}?project_id={uuid.uuid4()}", None),
-    ("POST", "/api/v2/traces/query", {"project_id": str(uuid.uuid4())}),
-    ("POST", "/api/v2/threads/query", {"project_id": str(uuid.uuid4())}),
+    ("POST", "/api/v2/runs/query", {"project_ids": [ANY_ID]}),
+    ("GET", f"/api/v2/runs/{ANY_ID}?project_id={ANY_ID}", None),
+    ("POST", "/api/v2/traces/query", {"project_id": ANY_ID}),
+    ("POST", "/api/v2/threads/query", {"project_id": ANY_ID}),
     ("POST", "/api/v1/otel/v1/traces", {}),
     ("POST", "/otel/v1/traces", {}),
 ]

@@ -28,14 +28,15 @@ def _mp(api: httpx.Client, parts: list, **headers: str) -> httpx.Response:
 
 # -- malformed JSON ------------------------------------------------------------------------------------------
 
+ANY_ID = "0d6f3a52-7e1b-4c9d-8a24-5f3e6b1c9d70"  # fixed: it names parametrized tests (xdist workers must agree)
 JSON_ROUTES = [
     ("POST", "/runs/batch"),
     ("POST", "/runs"),
-    ("PATCH", f"/runs/{uuid.uuid4()}"),
+    ("PATCH", f"/runs/{ANY_ID}"),
     ("POST", "/runs/query"),
     ("POST", "/sessions"),
     ("POST", "/feedback"),
-    ("PATCH", f"/feedback/{uuid.uuid4()}"),
+    ("PATCH", f"/feedback/{ANY_ID}"),
 ]
 
 
