@@ -19,7 +19,7 @@ export HF_HUB_OFFLINE=1
 set +e
 # Two worker processes (CI has 2 cores), a test file per worker: a file's module-scoped servers and models are
 # built once. TRACETUNE_TEST_WORKERS=0 runs serially.
-.venv/bin/pytest -n "${TRACETUNE_TEST_WORKERS:-2}" --dist loadfile "$@"
+.venv/bin/pytest -n "${TRACETUNE_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder "$@"
 rc=$?
 set -e
 if [ "$rc" = 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi
