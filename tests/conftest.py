@@ -15,6 +15,11 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("LANGSMITH_TRACING", "false")
+# One torch (OpenMP) thread per process — the test workers and the training processes they start inherit it. Two
+# workers each running torch's default two threads on CI's 2 cores made 4 spinning threads: a training step then
+# ran ~5x slower than alone (the demo's 10 steps took 11 CPU-minutes), and the suite 19+ minutes.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 PG_URL = os.environ.get("TRACETUNE_TEST_POSTGRES_URL")
 IN_CI = bool(os.environ.get("CI"))
