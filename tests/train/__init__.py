@@ -149,3 +149,23 @@ def training_processes(job_id: str) -> list[int]:
         if state != "Z" and b"tracetune.train.recipe" in cmdline and any(job_id.encode() in a for a in cmdline):
             pids.append(int(proc.name))
     return pids
+
+
+def preference_line(record: dict[str, Any]) -> dict[str, Any]:
+    """A DPO line from a calculator record: its call preferred over the same call with the operands swapped (the
+    mistake a subtraction or division must not make)."""
+    *prompt, answer = record["messages"]
+    fn = answer["tool_calls"][0]["function"]
+    args = json.loads(fn["arguments"])
+    swapped = {**args, "num1": args["num2"], "num2": args["num1"]}
+    if swapped == args:
+        swapped["num2"] = args["num2"] + 1
+    wrong = {**answer, "tool_calls": [{**answer["tool_calls"][0], "function": {**fn, "arguments": json.dumps(swapped)}}]}
+    source = {"messages": prompt, "tools": record["tools"]}
+    return {"input": source, "preferred_output": [answer], "non_preferred_output": [wrong]}
+
+
+def write_preference_file(source: Path, target: Path) -> Path:
+    """``source``'s calculator records as DPO lines (:func:`preference_line`) in ``target``."""
+    target.write_text("".join(json.dumps(preference_line(r)) + "\n" for r in read_jsonl(source)), encoding="utf-8")
+    return target

@@ -115,8 +115,16 @@ class Report:
         return "\n".join(out)
 
 
-def validate_lines(lines: Iterable[bytes | str], checks: Sequence[RecordCheck] = ()) -> Report:
-    """Validate every line; ``checks`` run on structurally valid records only (see the module docstring)."""
+def validate_lines(
+    lines: Iterable[bytes | str],
+    checks: Sequence[RecordCheck] = (),
+    *,
+    validator: Callable[[Any, int], list[Problem]] | None = None,
+) -> Report:
+    """Validate every line with ``validator`` (a parsed record and its line → its problems; default
+    :func:`validate_record`, the chat format); ``checks`` run on structurally valid records only (see the module
+    docstring)."""
+    validator = validator or validate_record
     problems: list[Problem] = []
     blank: list[int] = []  # reported only if a non-blank line follows
     count = valid = 0
@@ -134,7 +142,7 @@ def validate_lines(lines: Iterable[bytes | str], checks: Sequence[RecordCheck] =
         except orjson.JSONDecodeError as exc:
             problems.append(Problem(number, "", f"not valid JSON: {exc}", "invalid_json"))
             continue
-        found = validate_record(record, number)
+        found = validator(record, number)
         errors = any(p.level == "error" for p in found)
         if checks and not errors:
             for check in checks:

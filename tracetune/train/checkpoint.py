@@ -34,6 +34,11 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 METRICS_COLUMNS = (
     "step", "train_loss", "valid_loss", "train_mean_token_accuracy", "valid_mean_token_accuracy", *METRICS.values(),
 )  # fmt: skip
+PREFERENCE_METRICS = tuple(
+    f"{split}_{name}"
+    for split in ("train", "valid")
+    for name in ("reward_margin", "reward_accuracy", "chosen_reward", "rejected_reward")
+)  # a DPO run's columns beside the loss (tracetune.train.loss.PreferenceLoss)
 
 
 def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
@@ -111,19 +116,20 @@ class MetricsLog:
     """``metrics.csv`` (one row per step, flushed as written). Opened at a resumed step, it keeps the rows up to
     that step and drops later ones (written by the run that crashed after the checkpoint)."""
 
-    def __init__(self, path: Path, resumed_step: int = 0) -> None:
+    def __init__(self, path: Path, resumed_step: int = 0, columns: tuple[str, ...] = METRICS_COLUMNS) -> None:
         kept: list[dict[str, str]] = []
         if resumed_step and path.exists():
             with open(path, newline="", encoding="utf-8") as f:
                 kept = [row for row in csv.DictReader(f) if int(row["step"]) <= resumed_step]
         self._file = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115 (closed by close())
-        self._writer = csv.DictWriter(self._file, METRICS_COLUMNS, extrasaction="ignore")
+        self._columns = columns
+        self._writer = csv.DictWriter(self._file, columns, extrasaction="ignore")
         self._writer.writeheader()
         self._writer.writerows(kept)
         self._file.flush()
 
     def write(self, event: dict[str, Any]) -> None:
-        self._writer.writerow({k: event.get(k, "") for k in METRICS_COLUMNS})
+        self._writer.writerow({k: event.get(k, "") for k in self._columns})
         self._file.flush()
 
     def close(self) -> None:

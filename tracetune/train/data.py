@@ -30,6 +30,7 @@ from tracetune.chat.format import (
     encode_segments,
     render,
 )
+from tracetune.chat.preference import preference_records, validate_preference_record
 from tracetune.chat.validate import validate_lines
 from tracetune.errors import InvalidInput
 
@@ -59,8 +60,11 @@ class Example:
         return sum(1 for label in self.labels if label != IGNORE_INDEX)
 
 
-def read_records(path: Path, *, field: str = "training_file") -> list[tuple[int, dict[str, Any]]]:
-    """``(line number, record)`` for every line of a chat fine-tuning JSONL file, validated first.
+def read_records(
+    path: Path, *, field: str = "training_file", preference: bool = False
+) -> list[tuple[int, dict[str, Any]]]:
+    """``(line number, record)`` for every line of a chat fine-tuning JSONL file (``preference``: of a DPO file,
+    :mod:`tracetune.chat.preference`), validated first.
 
     Raises :class:`InvalidInput` (with ``field`` and the first bad line) listing the first problems when any
     line is invalid; blank lines at the end are ignored.
@@ -69,16 +73,15 @@ def read_records(path: Path, *, field: str = "training_file") -> list[tuple[int,
         lines = Path(path).read_bytes().splitlines()
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc.strerror or exc}", field=field) from None
-    report = validate_lines(lines)
+    report = validate_lines(lines, validator=validate_preference_record if preference else None)
     errors = [p for p in report.problems if p.level == "error"]
     if errors:
         parts = [f"line {p.line}: {p.field + ': ' if p.field else ''}{p.message}" for p in errors[:MAX_PROBLEMS_SHOWN]]
         if len(errors) > MAX_PROBLEMS_SHOWN:
             parts.append(f"… {len(errors) - MAX_PROBLEMS_SHOWN} more")
         shown = "; ".join(parts)
-        raise InvalidInput(
-            f"{Path(path).name} is not valid chat fine-tuning data: {shown}", field=field, line=errors[0].line
-        )
+        kind = "preference (DPO)" if preference else "chat fine-tuning"
+        raise InvalidInput(f"{Path(path).name} is not valid {kind} data: {shown}", field=field, line=errors[0].line)
     return [(n, orjson.loads(raw)) for n, raw in enumerate(lines, 1) if raw.strip()]
 
 
@@ -163,6 +166,27 @@ def encode_examples(
             line=empty.line,
         )
     return examples
+
+
+def encode_pairs(
+    records: list[tuple[int, dict[str, Any]]],
+    tokenizer: OffsetTokenizer,
+    *,
+    context_length: int,
+    template: ChatTemplate | str = CHATML,
+    field: str = "training_file",
+    name: str = "the file",
+) -> list[tuple[Example, Example]]:
+    """``(line, DPO record)`` pairs tokenized as ``(preferred, non-preferred)`` examples whose labels cover the
+    outputs only (:func:`tracetune.chat.preference.preference_records`); problems as :func:`encode_examples`."""
+    split = [preference_records(r) for _, r in records]
+    lines = [n for n, _ in records]
+    encoded = encode_examples(
+        [(n, pair[0]) for n, pair in zip(lines, split, strict=True)]
+        + [(n, pair[1]) for n, pair in zip(lines, split, strict=True)],
+        tokenizer, context_length=context_length, template=template, field=field, name=name,
+    )  # fmt: skip
+    return list(zip(encoded[: len(records)], encoded[len(records) :], strict=True))
 
 
 def length_grouped_batches(

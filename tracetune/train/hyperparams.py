@@ -56,7 +56,12 @@ LIMITS: dict[str, tuple[float, float]] = {  # inclusive bounds of an explicit va
     "n_epochs": (1, 50),
     "batch_size": (1, 256),
     "learning_rate_multiplier": (1e-6, 100.0),
+    "beta": (1e-4, 10.0),
 }
+# DPO: beta "auto" is the value of the DPO paper and TRL's default; the learning rate is a tenth of supervised
+# tuning's (a preference step moves the model away from a start it must stay near: the loss only compares)
+DPO_BETA = 0.1
+DPO_BASE_LEARNING_RATE = BASE_LEARNING_RATE / 10
 
 
 @dataclass(frozen=True)
@@ -145,7 +150,7 @@ def resolve_hyperparameters(
 
 def _requested(name: str) -> BeforeValidator:
     """A requested value: ``"auto"`` (or absent), or a number checked as :func:`resolve_hyperparameters` checks it."""
-    convert = _number if name == "learning_rate_multiplier" else _integer
+    convert = _number if name in ("learning_rate_multiplier", "beta") else _integer
 
     def check(value: Any) -> Any:
         if value is None or value == AUTO:
@@ -167,6 +172,20 @@ class RequestedHyperparameters(BaseModel):
     n_epochs: Annotated[int | Literal["auto"], _requested("n_epochs")] = AUTO
     batch_size: Annotated[int | Literal["auto"], _requested("batch_size")] = AUTO
     learning_rate_multiplier: Annotated[float | Literal["auto"], _requested("learning_rate_multiplier")] = AUTO
+
+
+class RequestedDpoHyperparameters(RequestedHyperparameters):
+    """``method.dpo.hyperparameters``: the supervised three and ``beta`` (how far the model may move from the
+    start model: a larger beta keeps it closer)."""
+
+    beta: Annotated[float | Literal["auto"], _requested("beta")] = AUTO
+
+
+def resolve_beta(value: float | str = AUTO) -> tuple[float, str | None]:
+    """DPO's beta: the number given, or :data:`DPO_BETA` for ``"auto"`` (with the reason)."""
+    if value in (AUTO, None):
+        return DPO_BETA, f"{DPO_BETA:g}, the DPO paper's value"
+    return _number("beta", value, DPO_BETA), None
 
 
 def _integer(name: str, value: Any, auto: int) -> int:

@@ -305,3 +305,62 @@ def token_loss(lm: CausalLM, batch: dict[str, torch.Tensor], share_prefix: bool 
     loss = F.cross_entropy(logits, target)
     correct = int((logits.detach().argmax(-1) == target).sum())
     return loss, correct, int(target.numel())
+
+
+def sequence_logps(lm: CausalLM, batch: dict[str, torch.Tensor], share_prefix: bool = True) -> Any:
+    """The log-probability of each row's trained tokens, summed per row: a ``(rows,)`` float32 tensor (with the
+    graph, unless called under ``no_grad``). A prefix the rows share (a DPO pair's prompt, the tool schemas) runs
+    once, and logits are computed only where a label is, as for :func:`token_loss`."""
+    import torch
+    import torch.nn.functional as F
+
+    labels = batch["labels"][:, 1:]
+    keep = labels != IGNORE_INDEX
+    if lm.decoder is not None:
+        hidden = hidden_states(lm.decoder, batch["input_ids"], batch["attention_mask"], share_prefix)
+        logits = lm.head(hidden[:, :-1][keep])
+    else:
+        out = lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+        logits = out.logits[:, :-1][keep]
+    token_logps = -F.cross_entropy(logits.float(), labels[keep], reduction="none")
+    rows = keep.nonzero()[:, 0]
+    return torch.zeros(labels.shape[0], dtype=token_logps.dtype, device=token_logps.device).index_add(
+        0, rows, token_logps
+    )
+
+
+@dataclass
+class PreferenceLoss:
+    """DPO's loss over a batch of pairs and what it shows: the implicit rewards ``beta * (log pi - log ref)`` of the
+    preferred and the non-preferred outputs, their mean margin, and how often the preferred one wins."""
+
+    loss: Any  # the mean of -log sigmoid(reward_preferred - reward_non_preferred), with its graph
+    chosen_reward: float
+    rejected_reward: float
+    margin: float
+    accuracy: float
+
+    def metrics(self, prefix: str) -> dict[str, float]:
+        return {
+            f"{prefix}_loss": float(self.loss.detach()),
+            f"{prefix}_reward_margin": self.margin,
+            f"{prefix}_reward_accuracy": self.accuracy,
+            f"{prefix}_chosen_reward": self.chosen_reward,
+            f"{prefix}_rejected_reward": self.rejected_reward,
+        }
+
+
+def preference_loss(policy: Any, reference: Any, beta: float) -> PreferenceLoss:
+    """DPO (Rafailov et al., 2023) for ``policy`` and ``reference`` log-probabilities of ``2n`` rows: the ``n``
+    preferred outputs, then the ``n`` non-preferred ones (the order :meth:`LoRARecipe` collates them in)."""
+    import torch.nn.functional as F
+
+    n = policy.shape[0] // 2
+    rewards = beta * (policy - reference.to(policy.dtype))
+    chosen, rejected = rewards[:n], rewards[n:]
+    loss = -F.logsigmoid(chosen - rejected).mean()
+    margin = (chosen - rejected).detach()
+    return PreferenceLoss(
+        loss, float(chosen.detach().mean()), float(rejected.detach().mean()), float(margin.mean()),
+        float((margin > 0).float().mean()),
+    )  # fmt: skip

@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from tracetune.chat.diagnose import answer_key, diagnose_data, diagnose_replies, value_distribution
+from tracetune.chat.preference import preference_records
 from tracetune.config import load_settings
 from tracetune.errors import InvalidInput, TracetuneError
 from tracetune.models.compat import peft_wrapping
@@ -69,6 +70,8 @@ from tracetune.models.registry import DEFAULT_MODEL_ID, resolve
 from tracetune.models.tokenizer import ModelTokenizer, load_tokenizer
 from tracetune.models.weights import load_base_model
 from tracetune.train.checkpoint import (
+    METRICS_COLUMNS,
+    PREFERENCE_METRICS,
     MetricsLog,
     read_checkpoint_info,
     restore_checkpoint,
@@ -79,14 +82,30 @@ from tracetune.train.data import (
     Example,
     collate,
     encode_examples,
+    encode_pairs,
     length_grouped_batches,
     read_records,
     sorted_batches,
 )
-from tracetune.train.hyperparams import Hyperparameters, lr_factor, resolve_hyperparameters
-from tracetune.train.loss import CausalLM, token_loss, token_loss_backward, use_cheap_dropout
+from tracetune.train.hyperparams import (
+    BASE_LEARNING_RATE,
+    DPO_BASE_LEARNING_RATE,
+    Hyperparameters,
+    lr_factor,
+    resolve_beta,
+    resolve_hyperparameters,
+)
+from tracetune.train.loss import (
+    CausalLM,
+    preference_loss,
+    sequence_logps,
+    token_loss,
+    token_loss_backward,
+    use_cheap_dropout,
+)
 from tracetune.train.task_eval import MAX_RECORDS, PRIMARY, TaskEvaluator, TaskResult
 
+METHODS = ("supervised", "dpo")
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 Event = dict[str, Any]
 
@@ -133,6 +152,12 @@ class TrainConfig:
     # reaches 0.83-0.87 held-out where 1 collapses to one answer (0.13); from the second epoch on instead of the
     # first it reached only 0.20-0.57 (bench/README.md)
     decision_weight: float = 30.0
+    # "supervised" (the chat format: learn the assistant's turns) or "dpo" (the preference format, pairs of outputs:
+    # raise the preferred output's likelihood over the non-preferred one's, relative to the start model)
+    method: str = "supervised"
+    beta: float | str = "auto"  # DPO's beta ("auto": hyperparams.DPO_BETA)
+    # an adapter to start from (a fine-tuned model: SFT then DPO) instead of a new one; trained further, same rank
+    start_adapter: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -140,6 +165,8 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise InvalidInput(f"unknown training setting {unknown[0]!r}", field=unknown[0])
+        if data.get("method", "supervised") not in METHODS:
+            raise InvalidInput(f"method must be one of {', '.join(METHODS)}", field="method")
         if data.get("lr_scheduler", "linear") not in ("linear", "cosine"):
             raise InvalidInput('lr_scheduler must be "linear" or "cosine"', field="lr_scheduler")
         weight = data.get("decision_weight", 1.0)
@@ -192,7 +219,7 @@ class LoRARecipe:
     ) -> None:
         """Load the model and data, resolve hyperparameters, add LoRA, build the optimizer; restore a checkpoint."""
         import torch
-        from peft import LoraConfig, get_peft_model
+        from peft import LoraConfig, PeftModel, get_peft_model
 
         cfg = self.config
         if base_model is None:  # the data is checked before the weights load: bad input fails in a second
@@ -207,46 +234,82 @@ class LoRARecipe:
             raise ValueError("a base_model needs its tokenizer")
         else:
             context_length, template = int(base_model.config.max_position_embeddings), "chatml"
-        train_lines = read_records(Path(cfg.training_file))  # each file read and validated once
-        self.train_records = [r for _, r in train_lines]
+        self.preference = preference = cfg.method == "dpo"
+        # each file read and validated once
+        train_lines = read_records(Path(cfg.training_file), preference=preference)
+        # the chat records the data stand for (a DPO pair: its preferred answer), for diagnostics and task scores
+        self.train_records = [preference_records(r)[0] if preference else r for _, r in train_lines]
         self.valid_set: list[Example] = []
+        self.valid_pairs: list[tuple[Example, Example]] = []
         self.valid_records: list[dict[str, Any]] = []
         if cfg.validation_file:
-            valid_lines = read_records(Path(cfg.validation_file), field="validation_file")
-            self.valid_set = encode_examples(
-                valid_lines, tokenizer, context_length=context_length, template=template, field="validation_file",
-                name=Path(cfg.validation_file).name,
-            )  # fmt: skip
-            self.valid_records = [r for _, r in valid_lines]
+            valid_lines = read_records(Path(cfg.validation_file), field="validation_file", preference=preference)
+            name = Path(cfg.validation_file).name
+            if preference:
+                self.valid_pairs = encode_pairs(
+                    valid_lines,
+                    tokenizer,
+                    context_length=context_length,
+                    template=template,
+                    field="validation_file",
+                    name=name,
+                )
+            else:
+                self.valid_set = encode_examples(
+                    valid_lines,
+                    tokenizer,
+                    context_length=context_length,
+                    template=template,
+                    field="validation_file",
+                    name=name,
+                )
+            self.valid_records = [preference_records(r)[0] if preference else r for _, r in valid_lines]
             if cfg.task_eval_records > 0:
                 self.task = TaskEvaluator(
                     list(enumerate(self.valid_records, 1)), tokenizer, template=template,
                     max_records=cfg.task_eval_records,
                 )  # fmt: skip
         validated = self.task is not None and bool(cfg.early_stopping_patience)  # best epoch kept, early stop
-        self.decision_weight = cfg.decision_weight if self.task is not None else 1.0
-        self.train_set = encode_examples(
-            train_lines, tokenizer, context_length=context_length, template=template,
-            decision_weight=self.decision_weight, name=Path(cfg.training_file).name,
-        )  # fmt: skip
+        self.decision_weight = cfg.decision_weight if self.task is not None and not preference else 1.0
+        self.train_set: list[Example] = []
+        self.train_pairs: list[tuple[Example, Example]] = []
+        if preference:
+            self.train_pairs = encode_pairs(
+                train_lines, tokenizer, context_length=context_length, template=template,
+                name=Path(cfg.training_file).name,
+            )  # fmt: skip
+        else:
+            self.train_set = encode_examples(
+                train_lines, tokenizer, context_length=context_length, template=template,
+                decision_weight=self.decision_weight, name=Path(cfg.training_file).name,
+            )  # fmt: skip
+        self.n_train = len(self.train_pairs) if preference else len(self.train_set)
         self.hp = resolve_hyperparameters(
-            len(self.train_set), cfg.n_epochs, cfg.batch_size, cfg.learning_rate_multiplier, validated=validated
-        )
+            self.n_train, cfg.n_epochs, cfg.batch_size, cfg.learning_rate_multiplier, validated=validated,
+            base_learning_rate=DPO_BASE_LEARNING_RATE if preference else BASE_LEARNING_RATE,
+        )  # fmt: skip
+        self.beta, beta_reason = resolve_beta(cfg.beta) if preference else (0.0, None)
+        if beta_reason:
+            self.hp.reasons["beta"] = beta_reason
         if base_model is None:
             base_model, _ = load_base_model(home, cfg.model, cfg.device)
         self.device = next(base_model.parameters()).device
-        self.steps_per_epoch = math.ceil(len(self.train_set) / self.hp.batch_size)
+        self.steps_per_epoch = math.ceil(self.n_train / self.hp.batch_size)
         self.total_steps = self.steps_per_epoch * self.hp.n_epochs
         self.warmup_steps = round(cfg.warmup_ratio * self.total_steps)
         self.pad_id = _pad_id(base_model, tokenizer)
 
         torch.manual_seed(cfg.seed)
-        lora = LoraConfig(
-            r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-            target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM",
-        )  # fmt: skip
-        with peft_wrapping():
-            self.model = get_peft_model(base_model, lora)
+        if cfg.start_adapter:  # a fine-tuned model trained further: its adapter, trainable
+            with peft_wrapping():
+                self.model = PeftModel.from_pretrained(base_model, cfg.start_adapter, is_trainable=True)
+        else:
+            lora = LoraConfig(
+                r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM",
+            )  # fmt: skip
+            with peft_wrapping():
+                self.model = get_peft_model(base_model, lora)
         self.model.peft_config["default"].base_model_name_or_path = cfg.model
         if self.device.type == "cpu":
             use_cheap_dropout(self.model)
@@ -254,18 +317,22 @@ class LoRARecipe:
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=self.hp.learning_rate, weight_decay=cfg.weight_decay)
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        if preference:  # before any step (and before a checkpoint is restored): the start model's
+            self.reference = self._reference_logps()
         if resume_from is not None:
             self._restore(Path(resume_from))
-        self._metrics = MetricsLog(self.output_dir / "metrics.csv", self.step)
+        columns = METRICS_COLUMNS + PREFERENCE_METRICS if preference else METRICS_COLUMNS
+        self._metrics = MetricsLog(self.output_dir / "metrics.csv", self.step, columns)
         self.emit(
             {
                 "type": "setup",
-                "hyperparameters": self.hp.as_dict(),
+                "method": cfg.method,
+                "hyperparameters": {**self.hp.as_dict(), **({"beta": self.beta} if preference else {})},
                 "hyperparameter_reasons": self.hp.reasons,
                 "total_steps": self.total_steps,
                 "steps_per_epoch": self.steps_per_epoch,
-                "n_train_examples": len(self.train_set),
-                "n_valid_examples": len(self.valid_set),
+                "n_train_examples": self.n_train,
+                "n_valid_examples": len(self.valid_pairs) if preference else len(self.valid_set),
                 "trainable_parameters": sum(p.numel() for p in self.params),
                 "resumed_from_step": self.step if resume_from is not None else None,
                 "task_eval_records": len(self.task) if self.task else 0,
@@ -280,7 +347,10 @@ class LoRARecipe:
         """Run the remaining optimizer steps, with validation and a checkpoint at every epoch's end."""
         import torch
 
-        lengths = [len(e) for e in self.train_set]
+        if self.preference:
+            lengths = [max(len(chosen), len(rejected)) for chosen, rejected in self.train_pairs]
+        else:
+            lengths = [len(e) for e in self.train_set]
         started, done_here, tokens_here = time.perf_counter(), 0, 0
         self.model.train()
         for epoch in range(self.step // self.steps_per_epoch, self.hp.n_epochs):
@@ -294,15 +364,21 @@ class LoRARecipe:
                 )
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
-                batch = collate([self.train_set[i] for i in batch_ids], self.pad_id, self.device)
-                loss, correct, count = token_loss_backward(
-                    self.lm, batch, self.config.share_prefix, self.config.rows_per_pass, self.config.recompute_prefix
-                )
+                if self.preference:
+                    batch = self._collate_pairs([self.train_pairs[i] for i in batch_ids])
+                    step_metrics = self._preference_step(batch, self.reference["train"][batch_ids])
+                else:
+                    batch = collate([self.train_set[i] for i in batch_ids], self.pad_id, self.device)
+                    loss, correct, count = token_loss_backward(
+                        self.lm, batch, self.config.share_prefix, self.config.rows_per_pass,
+                        self.config.recompute_prefix,
+                    )  # fmt: skip
+                    step_metrics = {"train_loss": loss, "train_mean_token_accuracy": correct / count}
                 torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 n_tokens = int(batch["attention_mask"].sum())
-                self.step, self.tokens, self.last_loss = step, self.tokens + n_tokens, loss
+                self.step, self.tokens, self.last_loss = step, self.tokens + n_tokens, step_metrics["train_loss"]
                 done_here, tokens_here = done_here + 1, tokens_here + n_tokens
                 elapsed = time.perf_counter() - started
                 event: Event = {
@@ -310,8 +386,7 @@ class LoRARecipe:
                     "step": step,
                     "total_steps": self.total_steps,
                     "epoch": round(step / self.steps_per_epoch, 4),
-                    "train_loss": self.last_loss,
-                    "train_mean_token_accuracy": correct / count,
+                    **step_metrics,
                     "learning_rate": lr,
                     "tokens": self.tokens,
                     "tokens_per_s": round(tokens_here / elapsed, 1),
@@ -320,6 +395,8 @@ class LoRARecipe:
                 end_of_epoch = index == len(batches) - 1
                 if end_of_epoch and self.valid_set:
                     event["valid_loss"], event["valid_mean_token_accuracy"] = self.evaluate(self.valid_set)
+                if end_of_epoch and self.valid_pairs:
+                    event.update(self._evaluate_pairs())
                 if end_of_epoch and self.task is not None:
                     self.last_task = self.task.run(self.model, self.pad_id)
                     event.update(self.last_task.metrics)
@@ -404,6 +481,67 @@ class LoRARecipe:
                 "answers": answers,
             }
         )  # fmt: skip
+
+    # -- preference (DPO) ------------------------------------------------------------------------------------------
+
+    def _collate_pairs(self, pairs: list[tuple[Example, Example]]) -> dict[str, Any]:
+        """One batch of the pairs' preferred outputs, then their non-preferred ones."""
+        return collate([c for c, _ in pairs] + [r for _, r in pairs], self.pad_id, self.device)
+
+    def _preference_step(self, batch: dict[str, Any], reference: Any) -> dict[str, float]:
+        """DPO's loss for one batch of pairs (``reference``: the start model's log-probabilities, ``(n, 2)``),
+        backward; the step's metrics."""
+        import torch
+
+        policy = sequence_logps(self.lm, batch, self.config.share_prefix)
+        result = preference_loss(policy, torch.cat([reference[:, 0], reference[:, 1]]), self.beta)
+        result.loss.backward()
+        return result.metrics("train")
+
+    def _pair_logps(self, pairs: list[tuple[Example, Example]]) -> Any:
+        """``(n, 2)`` log-probabilities of each pair's preferred and non-preferred output under the model as it is
+        (no dropout, no gradients)."""
+        import torch
+
+        out = torch.zeros((len(pairs), 2), dtype=torch.float32)
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            for ids in sorted_batches([max(len(c), len(r)) for c, r in pairs], self.hp.batch_size):
+                logps = sequence_logps(self.lm, self._collate_pairs([pairs[i] for i in ids]), self.config.share_prefix)
+                out[ids] = logps.view(2, len(ids)).t().float().cpu()
+        self.model.train(was_training)
+        return out
+
+    def _reference_logps(self) -> dict[str, Any]:
+        """The reference model's log-probabilities of every pair's outputs: the start model's (a new adapter's
+        output is 0, so the base model's; a fine-tuned start's own), computed once before the first step with the
+        weights being trained — no second copy of the model — and kept in ``reference_logps.pt`` for a resumed run,
+        whose adapter has moved on."""
+        import torch
+
+        path = self.output_dir / "reference_logps.pt"
+        sizes = {"train": len(self.train_pairs), "valid": len(self.valid_pairs)}
+        if path.exists():
+            saved = torch.load(path)
+            if {name: len(values) for name, values in saved.items()} == sizes:
+                return dict(saved)
+        reference = {"train": self._pair_logps(self.train_pairs), "valid": self._pair_logps(self.valid_pairs)}
+        scratch = path.with_name(f".{path.name}-{os.getpid()}")
+        torch.save(reference, scratch)
+        os.replace(scratch, path)
+        return reference
+
+    def _evaluate_pairs(self) -> dict[str, float]:
+        """DPO's loss and rewards over the validation pairs (``valid_loss``, ``valid_reward_margin``…)."""
+        import torch
+
+        policy = self._pair_logps(self.valid_pairs)
+        reference = self.reference["valid"]
+        result = preference_loss(
+            torch.cat([policy[:, 0], policy[:, 1]]), torch.cat([reference[:, 0], reference[:, 1]]), self.beta
+        )
+        return result.metrics("valid")
 
     def evaluate(self, examples: list[Example]) -> tuple[float, float]:
         """``(loss, mean token accuracy)`` over all trainable tokens of ``examples`` (no dropout, no gradients)."""
