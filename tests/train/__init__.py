@@ -160,7 +160,8 @@ def preference_line(record: dict[str, Any]) -> dict[str, Any]:
     swapped = {**args, "num1": args["num2"], "num2": args["num1"]}
     if swapped == args:
         swapped["num2"] = args["num2"] + 1
-    wrong = {**answer, "tool_calls": [{**answer["tool_calls"][0], "function": {**fn, "arguments": json.dumps(swapped)}}]}
+    wrong_call = {**answer["tool_calls"][0], "function": {**fn, "arguments": json.dumps(swapped)}}
+    wrong = {**answer, "tool_calls": [wrong_call]}
     source = {"messages": prompt, "tools": record["tools"]}
     return {"input": source, "preferred_output": [answer], "non_preferred_output": [wrong]}
 

@@ -300,12 +300,17 @@ class LoRARecipe:
         self.pad_id = _pad_id(base_model, tokenizer)
 
         torch.manual_seed(cfg.seed)
-        if cfg.start_adapter:  # a fine-tuned model trained further: its adapter, trainable
+        # DPO trains without dropout (as TRL's DPOTrainer does by default): the policy's log-probabilities must be
+        # the reference's at the start, and the reward margin is not noise from dropout masks
+        dropout = 0.0 if preference else cfg.lora_dropout
+        if cfg.start_adapter:  # a fine-tuned model trained further: its adapter (same rank), trainable
+            start = LoraConfig.from_pretrained(cfg.start_adapter)
+            start.lora_dropout = dropout
             with peft_wrapping():
-                self.model = PeftModel.from_pretrained(base_model, cfg.start_adapter, is_trainable=True)
+                self.model = PeftModel.from_pretrained(base_model, cfg.start_adapter, is_trainable=True, config=start)
         else:
             lora = LoraConfig(
-                r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=dropout,
                 target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM",
             )  # fmt: skip
             with peft_wrapping():
