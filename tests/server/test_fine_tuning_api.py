@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import signal
 import time
@@ -18,7 +19,7 @@ import pytest
 
 from tests.conftest import LiveServer
 from tests.models import shared_smollm2_tokenizer
-from tests.train import CALCULATOR_TRAIN, make_tiny_home, training_processes
+from tests.train import CALCULATOR_TRAIN, make_tiny_home, training_processes, write_preference_file
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 
@@ -125,6 +126,45 @@ def test_a_job_runs_to_a_fine_tuned_model(client, training_file, ft_server):
     assert [j.id for j in client.fine_tuning.jobs.list(metadata={"origin": "test"})] == [job.id]
 
 
+def test_a_dpo_job_trains_a_fine_tuned_model_further(client, training_file, tmp_path):
+    sft = client.fine_tuning.jobs.create(
+        model="tiny", training_file=training_file, suffix="sft", hyperparameters={"n_epochs": 1, "batch_size": 4}
+    )
+    sft = finish(client, sft.id)
+    assert sft.status == "succeeded", sft.error
+    pairs = write_preference_file(CALCULATOR_TRAIN, tmp_path / "pairs.jsonl")
+    pairs_id = client.files.create(file=("pairs.jsonl", pairs.read_bytes()), purpose="fine-tune").id
+    dpo = {"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2, "n_epochs": 1, "batch_size": 4}}}
+    job = client.fine_tuning.jobs.create(model=sft.fine_tuned_model, training_file=pairs_id, suffix="pref", method=dpo)
+    assert job.model == sft.fine_tuned_model and job.method.type == "dpo"
+    assert (
+        job.method.dpo.hyperparameters.beta == 0.2 and job.method.dpo.hyperparameters.learning_rate_multiplier == "auto"
+    )
+    done = finish(client, job.id)
+    assert done.status == "succeeded", done.error
+    assert done.fine_tuned_model == f"ft:tiny:default:pref:{job.id[-8:]}"  # named after the base model
+    resolved = done.method.dpo.hyperparameters
+    assert (resolved.beta, resolved.n_epochs, resolved.batch_size) == (0.2, 1, 4)
+    assert isinstance(resolved.learning_rate_multiplier, float)
+    log = events(client, job.id)
+    assert any(e.message.startswith("Training started: 20 preference pairs (DPO, beta 0.2)") for e in log)
+    metrics = [e.data for e in log if e.type == "metrics"]
+    assert [m["step"] for m in metrics] == [1, 2, 3, 4, 5]
+    # the reference is the SFT model the job starts from: before the first update the policy is the reference
+    assert metrics[0]["train_loss"] == pytest.approx(math.log(2), abs=1e-4)
+    assert all("train_reward_margin" in m and "train_reward_accuracy" in m for m in metrics)
+    assert done.fine_tuned_model in [m.id for m in client.models.list()]
+
+
+def test_a_dpo_job_over_chat_records_fails_naming_the_lines(client, training_file):
+    job = client.fine_tuning.jobs.create(model="tiny", training_file=training_file, method={"type": "dpo"})
+    done = finish(client, job.id, timeout=30)
+    assert done.status == "failed" and done.error.code == "invalid_training_file"
+    message = done.error.message
+    assert "20 invalid lines" in message and "line 1: messages: unknown top-level key 'messages'" in message
+    assert "non_preferred_output: missing" in message
+
+
 def test_a_training_file_with_bad_lines_fails_validation_naming_every_line(client, ft_server):
     good = CALCULATOR_TRAIN.read_text().splitlines()
     bad_lines = [good[0], '{"messages": [{"role": "robot", "content": "hi"}]}', good[1], "{}", '{"messages": []}']
@@ -157,7 +197,17 @@ def test_a_training_file_with_bad_lines_fails_validation_naming_every_line(clien
             "method.supervised.hyperparameters.batch_size",
             "invalid_value",
         ),
-        ({"method": {"type": "dpo", "dpo": {}}}, "method.type", "unsupported_method"),
+        ({"method": {"type": "reinforcement", "reinforcement": {}}}, "method.type", "unsupported_method"),
+        (
+            {"method": {"type": "dpo", "dpo": {"hyperparameters": {"beta": 0}}}},
+            "method.dpo.hyperparameters.beta",
+            "invalid_value",
+        ),
+        (
+            {"method": {"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.1, "gamma": 1}}}},
+            "method.dpo.hyperparameters.gamma",
+            "invalid_value",
+        ),
         ({"method": {"type": "distill"}}, "method.type", "invalid_value"),
         (
             {

@@ -2,9 +2,10 @@
 
 Checked at creation (each a 4xx naming the parameter): the body's types and values by
 :class:`FineTuningJobCreate` (the suffix, the seed, the method, the hyperparameters — numbers in range or ``"auto"``,
-given either top-level or under ``method.supervised`` — and the metadata); then what needs the store and settings
-in :func:`create_job`: the base model (an alias resolves first; a fine-tuned model as base is not supported yet)
-and the training / validation file (this workspace's, purpose ``fine-tune``, within ``fine_tune_max_file_bytes``).
+given either top-level or in the method's block, ``method.supervised`` or ``method.dpo`` (which adds ``beta``) — and
+the metadata); then what needs the store and settings in :func:`create_job`: the model to start from (an alias
+resolves first; a base model, or a fine-tuned model of the workspace, trained further from its adapter) and the
+training / validation file (this workspace's, purpose ``fine-tune``, within ``fine_tune_max_file_bytes``).
 The *content* of the files is validated afterwards by the job runner (status ``validating_files``), as OpenAI does:
 a job over a bad file fails with ``error.code = "invalid_training_file"`` and every bad line listed.
 
@@ -24,20 +25,21 @@ from tracetune.errors import InvalidInput, NotFound, invalid_input
 from tracetune.models.registry import resolve, resolve_alias
 from tracetune.store.jobs import new_id
 from tracetune.store.rows import JobRow
-from tracetune.train.hyperparams import RequestedHyperparameters
+from tracetune.train.hyperparams import RequestedDpoHyperparameters, RequestedHyperparameters
 
 if TYPE_CHECKING:
     from tracetune.config import Settings
     from tracetune.store import Store
     from tracetune.store.workspaces import Workspace
 
-METHODS = ("supervised",)
-UNSUPPORTED_METHODS = ("dpo", "reinforcement")
+METHODS = ("supervised", "dpo")
+UNSUPPORTED_METHODS = ("reinforcement",)
 FORBIDDEN_IN_MODEL_ID = ("codex", "gpt-5", "gpt-6")  # names clients special-case (design.md)
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
 _SUFFIX = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_METADATA = 16
 MAX_SEED = 2**31 - 1
+SUPERVISED_HYPERPARAMETERS = ("n_epochs", "batch_size", "learning_rate_multiplier")
 MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 MetadataValue = Annotated[str, StringConstraints(max_length=512)]
 
@@ -47,12 +49,19 @@ class SupervisedMethod(BaseModel):
     hyperparameters: RequestedHyperparameters | None = None
 
 
+class DpoMethod(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    hyperparameters: RequestedDpoHyperparameters | None = None
+
+
 class Method(BaseModel):
-    """``{"type": "supervised", "supervised": {"hyperparameters": {…}}}``."""
+    """``{"type": "supervised", "supervised": {"hyperparameters": {…}}}`` or ``{"type": "dpo", "dpo": {…}}`` (the
+    hyperparameters add ``beta``; the files hold preference pairs)."""
 
     model_config = ConfigDict(extra="allow")
     type: str
     supervised: SupervisedMethod | None = None
+    dpo: DpoMethod | None = None
 
     @field_validator("type")
     @classmethod
@@ -60,12 +69,19 @@ class Method(BaseModel):
         if kind in UNSUPPORTED_METHODS:
             raise PydanticCustomError(
                 "unsupported_method",
-                "method {kind!r} is not supported by tracetune yet; use 'supervised'",
+                "method {kind!r} is not supported by tracetune yet; use 'supervised' or 'dpo'",
                 {"kind": kind},
             )
         if kind not in METHODS:
-            raise PydanticCustomError("invalid_value", "unknown method type {kind!r}; use 'supervised'", {"kind": kind})
+            raise PydanticCustomError(
+                "invalid_value", "unknown method type {kind!r}; use 'supervised' or 'dpo'", {"kind": kind}
+            )
         return kind
+
+    def hyperparameters(self) -> RequestedHyperparameters | None:
+        """The hyperparameters given in the block of the method's type (``method.dpo`` for ``dpo``…)."""
+        block = self.dpo if self.type == "dpo" else self.supervised
+        return block.hyperparameters if block is not None else None
 
 
 class FineTuningJobCreate(BaseModel):
@@ -103,27 +119,40 @@ class FineTuningJobCreate(BaseModel):
             raise PydanticCustomError("invalid_value", "suffix must be 1 to 64 letters, digits, '-' or '_'")
         return value
 
+    @property
+    def method_type(self) -> str:
+        return self.method.type if self.method else "supervised"
+
     def requested_hyperparameters(self) -> RequestedHyperparameters:
-        """The hyperparameters, given top-level or under ``method.supervised`` (both: they must agree)."""
-        nested = self.method.supervised.hyperparameters if self.method and self.method.supervised else None
-        if nested is not None and self.hyperparameters is not None and nested != self.hyperparameters:
-            raise InvalidInput(
-                "hyperparameters are given twice (top level and in method.supervised) with different values",
-                field="hyperparameters",
-                code="invalid_value",
-            )
-        return nested or self.hyperparameters or RequestedHyperparameters()
+        """The hyperparameters, given top-level (the older form: the supervised three) or in the method's block
+        (both: they must agree on what both give)."""
+        kind = self.method_type
+        nested = self.method.hyperparameters() if self.method else None
+        top = self.hyperparameters
+        if nested is not None and top is not None:
+            given = top.model_dump(exclude_defaults=True)
+            if any(nested.model_dump().get(k) != v for k, v in given.items()):
+                raise InvalidInput(
+                    f"hyperparameters are given twice (top level and in method.{kind}) with different values",
+                    field="hyperparameters",
+                    code="invalid_value",
+                )
+        if nested is not None:
+            return nested
+        cls = RequestedDpoHyperparameters if kind == "dpo" else RequestedHyperparameters
+        return cls(**top.model_dump()) if top is not None else cls()
 
 
 def create_job(store: Store, settings: Settings, ws: Workspace, request: FineTuningJobCreate) -> JobRow:
-    """Check what ``request`` names (the base model, the files) and store the job; the new row."""
-    model = _base_model(settings, request.model)
+    """Check what ``request`` names (the model to start from, the files) and store the job; the new row."""
+    model, base = _start_model(store, settings, ws, request.model)
     training = _file(store, settings, ws, request.training_file, "training_file")
     validation = _file(store, settings, ws, request.validation_file, "validation_file")
+    kind = request.method_type
     hyperparameters = request.requested_hyperparameters().model_dump()
     seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
     job_id = new_id("ftjob")
-    output_model = fine_tuned_model_id(model, ws.name, request.suffix, job_id)
+    output_model = fine_tuned_model_id(base, ws.name, request.suffix, job_id)
     events = [f"Created fine-tuning job: {job_id}", f"Validating training file: {training}"]
     if validation:
         events.append(f"Validating validation file: {validation}")
@@ -133,11 +162,18 @@ def create_job(store: Store, settings: Settings, ws: Workspace, request: FineTun
         {
             "id": job_id, "workspace_id": ws.id, "model": model, "training_file": training,
             "validation_file": validation, "suffix": request.suffix, "seed": seed,
-            "method": {"type": "supervised", "supervised": {"hyperparameters": hyperparameters}},
-            "hyperparameters": hyperparameters, "user_metadata": request.metadata, "output_model": output_model,
+            "method": {"type": kind, kind: {"hyperparameters": hyperparameters}},
+            "hyperparameters": {k: hyperparameters[k] for k in SUPERVISED_HYPERPARAMETERS},
+            "user_metadata": request.metadata, "output_model": output_model,
         },
         events,
     )  # fmt: skip
+
+
+def method_hyperparameters(job: JobRow) -> dict[str, Any]:
+    """The hyperparameters in a job's method block (requested, or resolved once training set them)."""
+    method = job["method"]
+    return dict(method.get(method["type"], {}).get("hyperparameters") or {})
 
 
 def fine_tuned_model_id(base: str, workspace: str, suffix: str | None, job_id: str) -> str:
@@ -161,14 +197,21 @@ def checkpoint_model_id(output_model: str, step: int) -> str:
     return f"{output_model}:ckpt-step-{step}"
 
 
-def _base_model(settings: Settings, value: str) -> str:
+def _start_model(store: Store, settings: Settings, ws: Workspace, value: str) -> tuple[str, str]:
+    """``(model, base)``: the model a job starts from (an alias resolved) — a base model, or a fine-tuned model of
+    this workspace, trained further (SFT then DPO) — and the base model under it."""
     model = resolve_alias(settings.model_aliases, value)
     if model.startswith("ft:"):
-        raise InvalidInput(
-            f"fine-tuning a fine-tuned model ({model}) is not supported yet; start from its base model",
-            field="model",
-            code="model_not_available",
-        )
+        try:
+            row = store.models.get(ws.id, model)
+        except NotFound:
+            raise InvalidInput(
+                f"Model {value} is not available for fine-tuning or does not exist: no fine-tuned model {model} "
+                "in this workspace",
+                field="model",
+                code="model_not_available",
+            ) from None
+        return model, row["base_model"]
     try:
         resolve(settings.home, model)
     except (NotFound, InvalidInput) as exc:
@@ -177,7 +220,7 @@ def _base_model(settings: Settings, value: str) -> str:
             field="model",
             code="model_not_available",
         ) from None
-    return model
+    return model, model
 
 
 def _file(store: Store, settings: Settings, ws: Workspace, value: str | None, field: str) -> str | None:

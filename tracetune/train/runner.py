@@ -38,9 +38,12 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from tracetune.capabilities import INSTALL_MODELS, missing_capabilities
-from tracetune.chat.validate import validate_lines
+from tracetune.chat.preference import validate_preference_record
+from tracetune.chat.validate import validate_lines, validate_record
+from tracetune.errors import NotFound
+from tracetune.store.models import adapter_path
 from tracetune.store.rows import JobRow, ModelRow
-from tracetune.train.jobs import checkpoint_model_id
+from tracetune.train.jobs import SUPERVISED_HYPERPARAMETERS, checkpoint_model_id, method_hyperparameters
 from tracetune.train.task_eval import METRICS
 
 if TYPE_CHECKING:
@@ -171,7 +174,8 @@ class JobRunner:
                 )  # fmt: skip
                 return
         notes = [("info", "Files validated, moving job to queued state")]
-        notes += [("warn", message) for message in self._recover_tools(job)]
+        if job["method"]["type"] == "supervised":  # a DPO line's input declares its tools itself
+            notes += [("warn", message) for message in self._recover_tools(job)]
         self.store.jobs.transition(job["id"], self.worker_id, "queued", release=True, messages=notes)
 
     def _recover_tools(self, job: JobRow) -> list[str]:
@@ -203,13 +207,15 @@ class JobRunner:
         return messages
 
     def _file_problem(self, job: JobRow, file_id: str) -> str | None:
-        """None when every line of the file is a valid chat fine-tuning record, else what is wrong (every line)."""
+        """None when every line of the file is a valid record of the job's method (a chat fine-tuning record; a
+        preference pair for DPO), else what is wrong (every line)."""
         try:
             path = self.store.files.blob(job["workspace_id"], file_id, self.home / "files")
             lines = path.read_bytes().splitlines()
         except Exception as exc:  # deleted since creation, unreadable
             return f"cannot be read: {getattr(exc, 'message', exc)}"
-        report = validate_lines(lines)
+        preference = job["method"]["type"] == "dpo"
+        report = validate_lines(lines, validator=validate_preference_record if preference else validate_record)
         by_line: dict[int, list[str]] = {}
         for p in report.problems:
             if p.level == "error":
@@ -231,6 +237,11 @@ class JobRunner:
         if lacking:  # the training process could only die on its imports: say what to install instead
             message = f"this worker cannot fine-tune: {', '.join(lacking)} not installed; install with {INSTALL_MODELS}"
             self._fail(job, "missing_dependency", message)
+            return
+        try:
+            self._start(job)
+        except NotFound as exc:  # the fine-tuned model it starts from was deleted since the job was created
+            self._fail(job, "model_not_available", f"cannot start from {job['model']}: {exc.message}", param="model")
             return
         while True:
             checkpoint = jobs.latest_checkpoint(job["id"])
@@ -326,20 +337,32 @@ class JobRunner:
         return outcome
 
     def _config(self, job: JobRow, directory: Path) -> dict[str, Any]:
-        hp = job["method"]["supervised"]["hyperparameters"]
+        hp = method_hyperparameters(job)
+        base, start_adapter = self._start(job)
+        extra: dict[str, Any] = {"start_adapter": start_adapter} if start_adapter else {}
+        if job["method"]["type"] == "dpo":
+            extra.update(method="dpo", beta=hp.get("beta", "auto"))
         return {
+            **extra,
             "training_file": self._data_path(job, "training_file", job["training_file"]),
             "validation_file": self._data_path(job, "validation_file", job["validation_file"])
             if job["validation_file"]
             else None,
             "output_dir": str(directory),
-            "model": job["model"],
+            "model": base,
             "home": str(self.home),
             "seed": int(job["seed"]),
             "n_epochs": hp.get("n_epochs", "auto"),
             "batch_size": hp.get("batch_size", "auto"),
             "learning_rate_multiplier": hp.get("learning_rate_multiplier", "auto"),
         }
+
+    def _start(self, job: JobRow) -> tuple[str, str | None]:
+        """The job's base model, and the adapter it starts from when it trains a fine-tuned model further."""
+        if not job["model"].startswith("ft:"):
+            return job["model"], None
+        start = self.store.models.get(job["workspace_id"], job["model"])
+        return start["base_model"], str(adapter_path(self.home, start))
 
     def _data_path(self, job: JobRow, field_name: str, file_id: str) -> str:
         """The file the training process reads: the uploaded one, or its copy with recovered tool declarations."""
@@ -359,10 +382,12 @@ class JobRunner:
                 self.observer(job["id"], event)
             if kind == "setup":
                 outcome.setup = event
-                hp = {k: event["hyperparameters"][k] for k in ("n_epochs", "batch_size", "learning_rate_multiplier")}
+                kind = job["method"]["type"]
+                hp = {k: event["hyperparameters"][k] for k in SUPERVISED_HYPERPARAMETERS}
+                resolved = {**hp, "beta": event["hyperparameters"]["beta"]} if kind == "dpo" else hp
                 self.store.jobs.heartbeat(
                     job["id"], self.worker_id, hyperparameters=hp,
-                    method={"type": "supervised", "supervised": {"hyperparameters": hp}},
+                    method={"type": kind, kind: {"hyperparameters": resolved}},
                 )  # fmt: skip
                 if event.get("resumed_from_step") is None:
                     validation = ""
@@ -380,8 +405,9 @@ class JobRunner:
                             )
                     reasons = event.get("hyperparameter_reasons") or {}
                     why = "".join(f"; {name} auto: {reason}" for name, reason in reasons.items())
+                    what = "preference pairs (DPO, beta {:g})".format(resolved["beta"]) if kind == "dpo" else "examples"
                     events.append({"message": (
-                        f"Training started: {event['n_train_examples']} examples, {hp['n_epochs']} epochs of "
+                        f"Training started: {event['n_train_examples']} {what}, {hp['n_epochs']} epochs of "
                         f"{event['steps_per_epoch']} steps (batch size {hp['batch_size']}, learning rate "
                         f"{event['hyperparameters']['learning_rate']:g}){validation}{why}"
                     ), "data": {"hyperparameter_reasons": reasons} if reasons else None})  # fmt: skip
@@ -389,8 +415,12 @@ class JobRunner:
                 outcome.last_metrics = event
                 data = {k: v for k, v in event.items() if k != "type"}
                 text = f"Step {event['step']}/{event['total_steps']}: training loss={event['train_loss']:.4f}"
+                if "train_reward_margin" in event:
+                    text += f", reward margin={event['train_reward_margin']:.4f}"
                 if "valid_loss" in event:
                     text += f", validation loss={event['valid_loss']:.4f}"
+                if "valid_reward_accuracy" in event:
+                    text += f", validation pairs preferred={event['valid_reward_accuracy']:.0%}"
                 if event.get("valid_accuracy") is not None:
                     text += f", validation exact answers={event['valid_accuracy']:.0%}"
                 events.append({"message": text, "type": "metrics", "data": data})
@@ -442,7 +472,7 @@ class JobRunner:
         )  # fmt: skip
         adapter = Path(outcome.done["adapter_dir"]).resolve().relative_to(self.home.resolve())
         model_row: ModelRow = {
-            "workspace_id": job["workspace_id"], "id": job["output_model"], "base_model": job["model"],
+            "workspace_id": job["workspace_id"], "id": job["output_model"], "base_model": self._start(job)[0],
             "job_id": job["id"], "adapter_dir": str(adapter), "created_at": int(time.time()),
         }  # fmt: skip
         done = self.store.jobs.transition(
