@@ -81,6 +81,40 @@ def test_split_writes_two_files_and_names_the_dataset(store, db_url, home, tmp_p
     assert lines(out) == train  # deterministic
 
 
+def test_format_dpo_pairs_each_correction_with_the_answer_it_replaced(store, db_url, home, tmp_path) -> None:
+    """``--format dpo``: a corrected run → one OpenAI DPO line (the correction preferred); a run without a
+    correction, or whose correction repeats the answer, gives none and is counted; the file is what a DPO job
+    takes (the runner's own validation passes)."""
+    from tracetune.chat.preference import validate_preference_record
+    from tracetune.chat.validate import validate_lines
+
+    ws = store.workspaces.ensure("default").id
+    sent = [chat_run(f"What is {i} minus 10?", f"{10 - i}", n=i) for i in range(12, 17)]
+    ingest(store, ws, sent, PROJECT)
+    fixes = {0: "2", 1: "3", 3: "5", 4: "-6"}  # run 4's "correction" repeats its answer
+    for i, text in fixes.items():
+        store.feedback.create(
+            ws, {"id": uuid.uuid4(), "run_id": uuid.UUID(sent[i]["id"]), "key": "correctness", "correction": text}
+        )
+    out = tmp_path / "pairs.jsonl"
+    result = export(db_url, home, "--project", PROJECT, "-o", out, "--format", "dpo")
+    assert result.exit_code == 0, result.output
+    pairs = {r["input"]["messages"][-1]["content"]: r for r in lines(out)}
+    assert sorted(pairs) == ["What is 12 minus 10?", "What is 13 minus 10?", "What is 15 minus 10?"]
+    line = pairs["What is 12 minus 10?"]
+    assert line["input"]["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "What is 12 minus 10?"},
+    ]
+    assert line["preferred_output"] == [{"role": "assistant", "content": "2"}]
+    assert line["non_preferred_output"] == [{"role": "assistant", "content": "-2"}]
+    report = validate_lines(out.read_bytes().splitlines(), validator=validate_preference_record)
+    assert (report.valid_lines, report.problems) == (3, [])
+    assert "no_correction" in result.stdout and "identical_outputs" in result.stdout, result.stdout
+    named = export(db_url, home, "--project", PROJECT, "-o", out, "--format", "dpo", "--name", "pairs")
+    assert named.exit_code == 2 and "cannot be stored as a dataset" in named.output
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

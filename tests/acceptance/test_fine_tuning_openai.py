@@ -6,15 +6,17 @@ an OpenAI fine-tuning file (``read_dataset_openai_finetuning``), upload that, cr
 the adapter the job wrote must turn a base model that never calls the calculator right (0/20 held-out) into one
 that does (≥ 17/20: the TRL baseline's score, ``/work/shared/reference/baselines/README.md`` §2); and the
 fine-tuned model, served by the same server through ``/v1/chat/completions`` with ``tool_choice`` left to the
-model, must score the same within one. Figures are printed as JSON lines.
+model, must score the same within one. Then a DPO job (issue 16) trains that fine-tuned model further on
+preference pairs, and the result is served too. Figures are printed as JSON lines.
 
-About two and a half minutes on a 2-core CPU, so it runs in CI (``CI`` set) and locally only with
+About three and a half minutes on a 2-core CPU, so it runs in CI (``CI`` set) and locally only with
 ``TRACETUNE_TEST_SLOW=1``; otherwise it is skipped, with that reason shown.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 
@@ -24,7 +26,15 @@ import pytest
 from tests.acceptance.conftest import sdk_client
 from tests.conftest import LiveServer
 from tests.models import smollm2_home
-from tests.train import CALCULATOR_HELDOUT, CALCULATOR_TRAIN, expected_call, first_calls, read_jsonl, same_call
+from tests.train import (
+    CALCULATOR_HELDOUT,
+    CALCULATOR_TRAIN,
+    expected_call,
+    first_calls,
+    read_jsonl,
+    same_call,
+    write_preference_file,
+)
 
 pytestmark = pytest.mark.skipif(
     not (os.environ.get("CI") or os.environ.get("TRACETUNE_TEST_SLOW") == "1"),
@@ -48,14 +58,27 @@ def server(tmp_path_factory):
         store.close()
 
 
-def test_openai_client_fine_tunes_smollm2_to_call_the_calculator(server):
-    from peft import PeftModel
+def run_job(client: openai.OpenAI, **request):
+    """Create a job, poll it to its end; ``(job, seconds)``."""
+    started = time.perf_counter()
+    job = client.fine_tuning.jobs.create(**request)
+    while job.status not in ("succeeded", "failed", "cancelled"):
+        assert time.perf_counter() - started < 1200, f"job still {job.status} after 20 minutes"
+        time.sleep(1.0)
+        job = client.fine_tuning.jobs.retrieve(job.id)
+    return job, time.perf_counter() - started
 
-    from tracetune.evaluate.replay import evaluate
+
+@pytest.fixture(scope="module")
+def client(server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def sft_job(server, client):
+    """The supervised job on the calculator examples (the DPO test below starts from its model)."""
     from tracetune.models import DEFAULT_MODEL_ID
-    from tracetune.models.weights import load_base_model
 
-    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
     # The training file comes out of a LangSmith dataset (issue 15): examples in through the SDK, the fine-tuning
     # file out with read_dataset_openai_finetuning, exactly the records that went in.
     langsmith = sdk_client(server)
@@ -72,15 +95,20 @@ def test_openai_client_fine_tunes_smollm2_to_call_the_calculator(server):
     assert ft_records == train
     ft_file = "".join(json.dumps(r) + "\n" for r in ft_records).encode()
     upload = client.files.create(file=("calculator.jsonl", ft_file), purpose="fine-tune")
-    started = time.perf_counter()
-    job = client.fine_tuning.jobs.create(
-        model=DEFAULT_MODEL_ID, training_file=upload.id, suffix="calculator", seed=42, hyperparameters={"n_epochs": 3}
-    )
-    while job.status not in ("succeeded", "failed", "cancelled"):
-        assert time.perf_counter() - started < 1200, f"job still {job.status} after 20 minutes"
-        time.sleep(1.0)
-        job = client.fine_tuning.jobs.retrieve(job.id)
-    job_s = time.perf_counter() - started
+    return run_job(
+        client, model=DEFAULT_MODEL_ID, training_file=upload.id, suffix="calculator", seed=42,
+        hyperparameters={"n_epochs": 3},
+    )  # fmt: skip
+
+
+def test_openai_client_fine_tunes_smollm2_to_call_the_calculator(server, client, sft_job):
+    from peft import PeftModel
+
+    from tracetune.evaluate.replay import evaluate
+    from tracetune.models import DEFAULT_MODEL_ID
+    from tracetune.models.weights import load_base_model
+
+    job, job_s = sft_job
     assert job.status == "succeeded", job.error
     assert job.fine_tuned_model == f"ft:{DEFAULT_MODEL_ID}:default:calculator:{job.id[-8:]}"
     assert job.fine_tuned_model in [m.id for m in client.models.list()]
@@ -128,3 +156,37 @@ def test_openai_client_fine_tunes_smollm2_to_call_the_calculator(server):
     print(json.dumps({"served": served}))
     assert served[DEFAULT_MODEL_ID]["tool_args_exact"] <= 0.1
     assert abs(round(served[job.fine_tuned_model]["tool_args_exact"] * len(held_out)) - tuned_right) <= 1
+
+
+def test_openai_client_runs_dpo_from_the_fine_tuned_model(server, client, sft_job, tmp_path):
+    """DPO as OpenAI specifies it, from the SFT model above: preference pairs (the right call preferred over the
+    same call with its operands swapped), ``method={"type": "dpo", …}``; the job succeeds, its method comes back
+    resolved, its step events carry the DPO metrics, and the new model is served and still calls the calculator
+    (the held-out score of the SFT model within one; bench/preference.py shows what DPO fixes)."""
+    from tracetune.evaluate.replay import evaluate
+
+    sft, _ = sft_job
+    assert sft.status == "succeeded", sft.error
+    pairs = write_preference_file(CALCULATOR_TRAIN, tmp_path / "pairs.jsonl")
+    upload = client.files.create(file=("pairs.jsonl", pairs.read_bytes()), purpose="fine-tune")
+    job, job_s = run_job(
+        client, model=sft.fine_tuned_model, training_file=upload.id, suffix="pref", seed=42,
+        method={"type": "dpo", "dpo": {"hyperparameters": {"n_epochs": 1, "beta": 0.1}}},
+    )  # fmt: skip
+    assert job.status == "succeeded", job.error
+    assert job.model == sft.fine_tuned_model and job.method.type == "dpo"
+    hp = job.method.dpo.hyperparameters
+    assert hp.beta == 0.1 and hp.n_epochs == 1 and isinstance(hp.batch_size, int)
+    assert isinstance(hp.learning_rate_multiplier, float)
+    events = list(reversed(list(client.fine_tuning.jobs.list_events(job.id, limit=100))))
+    metrics = [e.data for e in events if e.type == "metrics"]
+    assert metrics and metrics[0]["train_loss"] == pytest.approx(math.log(2), abs=1e-3)  # starts at the reference
+    assert metrics[-1]["train_reward_margin"] > 0, metrics[-1]
+    assert job.fine_tuned_model in [m.id for m in client.models.list()]
+
+    records = list(enumerate(read_jsonl(CALCULATOR_HELDOUT), 1))
+    results = evaluate(client, [sft.fine_tuned_model, job.fine_tuned_model], records, max_tokens=64, concurrency=16)
+    served = {m: r["summary"]["tool_args_exact"] for m, r in results["models"].items()}
+    print(json.dumps({"dpo_job_s": round(job_s, 1), "steps": len(metrics), "served_args_exact": served,
+                      "last_reward_margin": metrics[-1]["train_reward_margin"]}))  # fmt: skip
+    assert served[job.fine_tuned_model] >= served[sft.fine_tuned_model] - 1 / len(records)

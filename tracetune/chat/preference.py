@@ -17,7 +17,8 @@ rules of a chat line (tool calls, arguments, declared tools…); a problem's fie
   nothing).
 
 :func:`preference_records` gives the two records to train on: the input's own assistant messages get ``weight: 0``,
-so that the loss (and the log-probabilities DPO compares) cover the outputs only.
+so that the loss (and the log-probabilities DPO compares) cover the outputs only. :func:`preference_line` goes the
+other way: two chat records answering the same conversation (a run and its correction, in an export) → a DPO line.
 """
 
 from __future__ import annotations
@@ -111,3 +112,16 @@ def _field(path: str, output: str, n_prompt: int) -> str:
     if match and int(match.group(1)) >= n_prompt:
         return f"{output}[{int(match.group(1)) - n_prompt}]{path[match.end() :]}"
     return f"input.{path}" if path else "input"
+
+
+def preference_line(preferred: dict[str, Any], non_preferred: dict[str, Any]) -> dict[str, Any]:
+    """The DPO line of two chat records that answer the same conversation (a run and its correction): the
+    preferred record's messages up to its last assistant turn (and its tools) are the input, each record's last
+    assistant message an output. The inverse of :func:`preference_records`."""
+    *prompt, chosen = preferred["messages"]
+    source = {k: v for k, v in preferred.items() if k != "messages"}
+    return {
+        "input": {"messages": prompt, **source},
+        "preferred_output": [chosen],
+        "non_preferred_output": [non_preferred["messages"][-1]],
+    }

@@ -28,7 +28,9 @@ def export_command(
         str | None, typer.Option("--feedback", help="Only runs whose own or root's feedback has this key.")
     ] = None,
     min_score: Annotated[float | None, typer.Option("--min-score", help="… with at least this score.")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="openai, hf or sharegpt.")] = "openai",
+    fmt: Annotated[
+        str, typer.Option("--format", help="openai, hf, sharegpt, or dpo (corrected runs as preference pairs).")
+    ] = "openai",
     split: Annotated[
         float | None,
         typer.Option("--split", help="Share of traces/threads in train, e.g. 0.9 (by trace, never by row)."),

@@ -18,6 +18,11 @@ counts everything on the way. Per run, then per conversation:
 7. the record is built in the requested format (a ShareGPT-unrepresentable one is skipped under that code);
 8. its split is ``assign_split`` by thread/trace with the seed (never by row), or ``train`` without a ratio.
 
+With ``format="dpo"`` (corrections are then always read) the records are OpenAI's preference (DPO) lines: a
+corrected run gives one, its correction preferred to the answer it replaced (``chat.preference.preference_line``;
+never merged; validated with ``validate_preference_record``, both outputs checked against the target model); a run
+without a correction gives none and is counted as skipped ``no_correction``.
+
 The summary also holds, per tool, how often the training records give each value of each argument with a few
 possible values (``arguments``), and ``advice`` before any training: values with too few examples to be learned,
 validation values the training split never shows (:mod:`tracetune.chat.diagnose`).
@@ -34,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple, cast
 
 from tracetune.chat.diagnose import ArgumentValues, value_balance
+from tracetune.chat.preference import preference_line, preference_records, validate_preference_record
 from tracetune.chat.types import ChatSession, Skip
 from tracetune.chat.validate import Problem, validate_record
 from tracetune.convert.hygiene import PII_KINDS, Deduper, apply_correction, scrub_session
@@ -47,6 +53,8 @@ from tracetune.errors import InvalidInput
 log = logging.getLogger(__name__)
 
 MAX_PROBLEMS_KEPT = 20
+# the chat formats, and "dpo": OpenAI's preference lines, a corrected run's correction preferred to its answer
+EXPORT_FORMATS = (*FORMATS, "dpo")
 Inspect = Callable[[dict[str, Any], int], RecordInspection]
 
 
@@ -84,8 +92,18 @@ class ExportOptions:
     name: str | None = None  # store the export as a dataset of this name (next version)
 
     def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise InvalidInput(f"unknown format {self.format!r}; expected one of {', '.join(FORMATS)}", field="format")
+        if self.format not in EXPORT_FORMATS:
+            raise InvalidInput(
+                f"unknown format {self.format!r}; expected one of {', '.join(EXPORT_FORMATS)}", field="format"
+            )
+        if self.format == "dpo":  # the pairs are the corrections
+            self.use_corrections = True
+            if self.name is not None:
+                raise InvalidInput(
+                    "a DPO export cannot be stored as a dataset yet (dataset examples hold chat records); write it "
+                    "to a file instead",
+                    field="name",
+                )
         if self.split is not None and not 0.0 < self.split < 1.0:
             raise InvalidInput(f"split must be between 0 and 1 (exclusive), got {self.split!r}", field="split")
         if self.name is not None and not (0 < len(self.name) <= 200 and "\x00" not in self.name):
@@ -183,6 +201,8 @@ class DatasetBuilder:
         summary = self.summary
         sessions: list[ChatSession] = []
         positions: dict[str, str | None] = {}
+        preference = self.options.format == "dpo"
+        pairs: list[tuple[ChatSession, ChatSession | None]] = []  # (session, its original: a DPO pair's)
         for run in runs:
             summary.runs_read += 1
             result = session_from_run(run)
@@ -191,8 +211,15 @@ class DatasetBuilder:
                 continue
             session = cast(ChatSession, result)
             run_ids = session["source"]["run_ids"]
+            original = session
             if corrections and run_ids and run_ids[0] in corrections:
                 session = self._corrected(session, corrections[run_ids[0]])
+            if preference:  # a pair is a run and its correction: each its own call, never merged
+                if session is original:
+                    summary.skipped["no_correction"] += 1
+                else:
+                    pairs.append((session, original))
+                continue
             for run_id in run_ids:
                 positions[run_id] = run_position(run)
             sessions.append(session)
@@ -200,9 +227,10 @@ class DatasetBuilder:
             merged = merge_trajectories(sessions, positions=positions)
             summary.runs_merged += len(sessions) - len(merged)
             sessions = merged
-        for session in sessions:
+        pairs.extend((session, None) for session in sessions)
+        for session, rejected in pairs:
             try:
-                built = self._build(session)
+                built = self._build(session, rejected)
             except InvalidInput as exc:
                 summary.skipped[exc.code or "invalid"] += 1
                 continue
@@ -223,32 +251,44 @@ class DatasetBuilder:
         self.summary.corrections_applied += 1
         return corrected
 
-    def _build(self, session: ChatSession) -> BuiltRecord | None:
+    def _build(self, session: ChatSession, rejected: ChatSession | None = None) -> BuiltRecord | None:
+        """The record of ``session`` — or, with ``rejected`` (the run a correction replaced), the DPO line that
+        prefers ``session``'s answer to ``rejected``'s."""
         options, summary = self.options, self.summary
         if options.scrub_pii:
             session, counts = scrub_session(session, PII_KINDS)
             summary.pii.update({k: v for k, v in counts.items() if v})
+            if rejected is not None:
+                rejected, counts = scrub_session(rejected, PII_KINDS)
+                summary.pii.update({k: v for k, v in counts.items() if v})
         if self._deduper is not None:
             kind = self._deduper.seen(session)
             if kind is not None:
                 summary.duplicates[kind] += 1
                 return None
         record = record_from_session(session, "openai")
+        checked = [record]  # the chat records checked against the target model
         self._candidates += 1
         line = self._candidates
-        problems = validate_record(record, line)
+        if rejected is None:
+            problems = validate_record(record, line)
+        else:
+            record = preference_line(record, record_from_session(rejected, "openai"))
+            problems = validate_preference_record(record, line)
+            checked = list(preference_records(record)) if not any(p.level == "error" for p in problems) else []
         tokens = None
         if not any(p.level == "error" for p in problems):
-            inspection = self.inspect(record, line)
-            problems.extend(inspection.problems)
-            tokens = inspection.tokens
+            for chat in checked:
+                inspection = self.inspect(chat, line)
+                problems.extend(p for p in inspection.problems if p not in problems)
+                tokens = inspection.tokens if tokens is None else max(tokens, inspection.tokens or 0)
         if problems:
             errors = self._count_problems(session, problems)
             if errors:
                 summary.skipped["invalid"] += 1
                 return None
-        openai_record = record
-        if options.format != "openai":
+        openai_record = checked[0]
+        if options.format not in ("openai", "dpo"):
             record = record_from_session(session, options.format)
         if tokens is not None:
             summary.token_counts[tokens] += 1
