@@ -147,6 +147,32 @@ def test_job_page_draws_loss_checkpoints_and_cancels(tiny_ui):
     assert 'data-status="cancelled"' in after and "hx-trigger" not in after and 'id="cancel-job"' not in after
     again = ui.client.post(f"/jobs/{job_id}/cancel")
     assert again.status_code == 400 and "already been cancelled" in again.text
+    assert 'id="margin-chart"' not in after  # a supervised job has no reward margin
+
+
+def test_a_dpo_job_page_shows_its_method_and_reward_margin(tiny_ui):
+    ui = tiny_ui
+    from tracetune.store.jobs import new_id
+
+    job_id = new_id("ftjob")
+    hp = {"n_epochs": 1, "batch_size": 4, "learning_rate_multiplier": 0.5, "beta": 0.25}
+    ui.store.jobs.create(
+        {"id": job_id, "workspace_id": ui.ws.id, "model": "ft:tiny:default:sft:abc", "training_file": "file-x",
+         "seed": 1, "method": {"type": "dpo", "dpo": {"hyperparameters": hp}}, "hyperparameters": {"n_epochs": 1},
+         "output_model": "ft:tiny:default::y"},
+        ["Created fine-tuning job"],
+    )  # fmt: skip
+    metrics = [
+        {"step": s, "total_steps": 3, "train_loss": 0.69 - s * 0.1, "train_reward_margin": 0.1 * s} for s in (1, 2, 3)
+    ]
+    ui.store.jobs.add_events(job_id, [{"message": f"Step {m['step']}", "type": "metrics", "data": m} for m in metrics])
+    html = ui.page(f"/jobs/{job_id}")
+    assert re.search(r'id="job-method">dpo \(preference pairs\)', html)
+    assert "beta: 0.25" in html and "ft:tiny:default:sft:abc" in html
+    margin = re.search(r'id="margin-chart".*?class="train" points="([^"]+)"', html, re.S)
+    assert margin and len(margin.group(1).split()) == 3
+    ys = [float(p.split(",")[1]) for p in margin.group(1).split()]
+    assert ys == sorted(ys, reverse=True)  # a growing margin rises on the chart (smaller y)
 
 
 def test_models_page_shows_lineage_of_a_tuned_model(tiny_ui):

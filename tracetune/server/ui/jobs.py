@@ -64,6 +64,7 @@ def job_page(job_id: str, request: Request, ws: Workspace = Depends(ui_workspace
         poll_seconds=POLL_SECONDS,
         events=list(reversed(events))[:EVENTS_SHOWN],
         chart=loss_chart(metrics),
+        margin_chart=loss_chart(metrics, key="reward_margin"),  # a DPO job's
         progress=last,
         checkpoints=checkpoints,
         dataset=dataset_of(store, ws, job),

@@ -211,11 +211,15 @@ class LossChart:
     steps: int  # the last step
 
 
-def loss_chart(metrics: list[dict[str, Any]], width: int = 640, height: int = 240, pad: int = 32) -> LossChart | None:
-    """SVG coordinates of the train and validation loss over steps, from the job's ``metrics`` events' data
-    (``{"step", "train_loss", "valid_loss"?}``); None when there is no loss yet."""
-    train = [(m["step"], m["train_loss"]) for m in metrics if _num(m.get("step")) and _num(m.get("train_loss"))]
-    valid = [(m["step"], m["valid_loss"]) for m in metrics if _num(m.get("step")) and _num(m.get("valid_loss"))]
+def loss_chart(
+    metrics: list[dict[str, Any]], width: int = 640, height: int = 240, pad: int = 32, key: str = "loss"
+) -> LossChart | None:
+    """SVG coordinates of the train and validation loss (or another ``train_<key>`` / ``valid_<key>`` figure: a
+    DPO job's ``reward_margin``) over steps, from the job's ``metrics`` events' data (``{"step", "train_loss",
+    "valid_loss"?}``); None when there is none yet."""
+    train_key, valid_key = f"train_{key}", f"valid_{key}"
+    train = [(m["step"], m[train_key]) for m in metrics if _num(m.get("step")) and _num(m.get(train_key))]
+    valid = [(m["step"], m[valid_key]) for m in metrics if _num(m.get("step")) and _num(m.get(valid_key))]
     if not train and not valid:
         return None
     values = [v for _, v in train + valid]
