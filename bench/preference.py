@@ -68,8 +68,8 @@ def main() -> int:
     reversed_phrasings = (PHRASINGS["-"][1], PHRASINGS["-"][3])
     tools = [convert_to_openai_tool(Calculator)]
 
-    def is_reversed(q: Question) -> bool:
-        return any(q.text == p.format(a=q.num1, b=q.num2) for p in reversed_phrasings)
+    def is_reversed(q: Question) -> bool:  # (equal operands: swapping them is no mistake)
+        return q.num1 != q.num2 and any(q.text == p.format(a=q.num1, b=q.num2) for p in reversed_phrasings)
 
     # make_questions takes turns over 4 operations x 6 phrasings: 1 question in 12 has a reversed phrasing
     traced, heldout = make_questions(12 * args.pairs + args.sft, 12 * args.heldout, seed=args.seed)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.models import shared_smollm2_tokenizer
-from tests.train import CALCULATOR_TRAIN, make_tiny_home, training_processes
+from tests.train import CALCULATOR_TRAIN, make_tiny_home, training_processes, write_preference_file
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,6 +58,19 @@ def test_train_offline_then_inspect_the_job_and_model(tiny_home):
     assert "tiny  base" in models and f"{model_id}  fine-tuned from tiny  {adapter}" in models
     cancel = tracetune(tiny_home, "jobs", "cancel", job_id)
     assert cancel.returncode == 2 and "already completed" in cancel.stderr
+
+    # DPO from the model just made: preference pairs, --method dpo
+    pairs = write_preference_file(CALCULATOR_TRAIN, tiny_home / "pairs.jsonl")
+    out = tracetune(tiny_home, "train", str(pairs), "--model", model_id, "--method", "dpo", "--beta", "0.2",
+                    "--epochs", "1", "--batch-size", "10", "--suffix", "pref")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "20 pairs (DPO, beta 0.2), 1 epochs, batch 10" in out.stdout and " margin " in out.stdout, out.stdout
+    dpo_model = next(line.split(":", 1)[1].strip() for line in out.stdout.splitlines() if line.startswith("model:"))
+    assert dpo_model.startswith("ft:tiny:default:pref:")
+    models = tracetune(tiny_home, "models", "list").stdout
+    assert f"{dpo_model}  fine-tuned from tiny" in models
+    wrong = tracetune(tiny_home, "train", str(CALCULATOR_TRAIN), "--model", "tiny", "--method", "kto")
+    assert wrong.returncode == 2 and "unknown method type 'kto'" in wrong.stderr
 
 
 def test_train_refuses_bad_input_in_one_line(tiny_home, tmp_path):

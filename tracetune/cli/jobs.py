@@ -26,8 +26,22 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="JSON output.")]
 
 
 def train_command(
-    file: Annotated[Path, typer.Argument(help="Chat fine-tuning JSONL (OpenAI format).", exists=True, dir_okay=False)],
-    model: Annotated[str, typer.Option("--model", "-m", help="Base model id.")] = "smollm2-135m-instruct",
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="Fine-tuning JSONL (OpenAI's chat format; for --method dpo its preference format).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Base model id, or a fine-tuned model to train further.")
+    ] = "smollm2-135m-instruct",
+    method: Annotated[
+        str,
+        typer.Option("--method", help='"supervised" (learn the answers) or "dpo" (prefer one answer of each pair).'),
+    ] = "supervised",
+    beta: Annotated[str, typer.Option("--beta", help='DPO\'s beta, or "auto" (0.1).')] = "auto",
     epochs: Annotated[str, typer.Option("--epochs", help='Epochs, or "auto".')] = "auto",
     batch_size: Annotated[str, typer.Option("--batch-size", help='Batch size, or "auto".')] = "auto",
     lr: Annotated[str, typer.Option("--lr", help='Learning-rate multiplier, or "auto".')] = "auto",
@@ -60,9 +74,12 @@ def train_command(
         request: dict[str, Any] = {
             "model": model, "training_file": uploaded[0], "validation_file": uploaded[1] if validation else None,
             "suffix": suffix, "seed": seed,
-            "hyperparameters": {"n_epochs": _number(epochs), "batch_size": _number(batch_size),
-                                "learning_rate_multiplier": _number(lr, float)},
         }  # fmt: skip
+        hp = {"n_epochs": _number(epochs), "batch_size": _number(batch_size),
+              "learning_rate_multiplier": _number(lr, float)}  # fmt: skip
+        if method == "dpo":
+            hp["beta"] = _number(beta, float)
+        request["method"] = {"type": method, method: {"hyperparameters": hp}}
         job = create_job(store, settings, ws, FineTuningJobCreate.parse(request))
     except TracetuneError as exc:
         fail(str(exc))
@@ -257,10 +274,12 @@ class _Progress:
         if kind == "setup":
             hp = event["hyperparameters"]
             self.total = event["total_steps"]
-            status = f"{event['n_train_examples']} examples, {hp['n_epochs']} epochs, batch {hp['batch_size']}"
+            what = f"pairs (DPO, beta {hp['beta']:g})" if event.get("method") == "dpo" else "examples"
+            status = f"{event['n_train_examples']} {what}, {hp['n_epochs']} epochs, batch {hp['batch_size']}"
             self._show(event.get("resumed_from_step") or 0, status)
         elif kind == "metrics":
-            self._show(event["step"], f"loss {event['train_loss']:.4f}  {event['tokens_per_s']:.0f} tok/s")
+            margin = f"  margin {event['train_reward_margin']:.4f}" if "train_reward_margin" in event else ""
+            self._show(event["step"], f"loss {event['train_loss']:.4f}{margin}  {event['tokens_per_s']:.0f} tok/s")
             if "valid_loss" in event:
                 scores = "".join(f", {k} {event[k]:.2f}" for k in VALIDATION_SHOWN if event.get(k) is not None)
                 self._log(f"epoch {event['epoch']:g}: valid_loss {event['valid_loss']:.4f}{scores}")
