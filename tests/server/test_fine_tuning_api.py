@@ -234,6 +234,7 @@ def test_bad_requests_are_refused_at_creation(client, training_file, ft_server, 
         client.fine_tuning.jobs.create(**{"model": "tiny", "training_file": training_file, **change})
     body = err.value.body
     assert body["param"] == param and body["code"] == code and body["message"], body
+    assert "{" not in body["message"], body  # every placeholder filled in
     assert len(list(client.fine_tuning.jobs.list(limit=100))) == before
 
 

@@ -69,12 +69,12 @@ class Method(BaseModel):
         if kind in UNSUPPORTED_METHODS:
             raise PydanticCustomError(
                 "unsupported_method",
-                "method {kind!r} is not supported by tracetune yet; use 'supervised' or 'dpo'",
+                "method '{kind}' is not supported by tracetune yet; use 'supervised' or 'dpo'",
                 {"kind": kind},
             )
         if kind not in METHODS:
             raise PydanticCustomError(
-                "invalid_value", "unknown method type {kind!r}; use 'supervised' or 'dpo'", {"kind": kind}
+                "invalid_value", "unknown method type '{kind}'; use 'supervised' or 'dpo'", {"kind": kind}
             )
         return kind
 
