@@ -6,7 +6,7 @@ Errors on this surface are ``{"error": {"message", "type", "param", "code"}}`` (
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -38,6 +38,7 @@ from tracetune.server.openai.protocol import (
 )
 from tracetune.store.jobs import event_id
 from tracetune.store.workspaces import Workspace
+from tracetune.train import graders
 from tracetune.train.jobs import FineTuningJobCreate, create_job
 
 log = logging.getLogger("tracetune.server")
@@ -182,6 +183,18 @@ def models_delete(model_id: str, request: Request, ws: Workspace = Depends(works
 
 
 # -- fine-tuning jobs -------------------------------------------------------------------------------------------
+
+
+@router.post("/fine_tuning/alpha/graders/run")
+async def graders_run(request: Request, ws: Workspace = Depends(workspace)) -> dict[str, Any]:
+    body = parse_json(await read_body(request))
+    result = await run_in_threadpool(graders.run_request, body)  # a python grader runs in a subprocess
+    return graders.run_response(result)
+
+
+@router.post("/fine_tuning/alpha/graders/validate")
+async def graders_validate(request: Request, ws: Workspace = Depends(workspace)) -> dict[str, Any]:
+    return graders.validate_request(parse_json(await read_body(request)))
 
 
 @router.post("/fine_tuning/jobs")
