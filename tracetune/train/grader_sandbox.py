@@ -77,6 +77,15 @@ real_stdout.flush()
 """
 
 
+class RunError(Exception):
+    """A fault while grading one sample: ``flag`` is OpenAI's name for it (``invalid_variable_error``…), and
+    ``detail_key`` the field of OpenAI's result that carries the message, if it has one."""
+
+    def __init__(self, flag: str, message: str, detail_key: str | None = None) -> None:
+        super().__init__(message)
+        self.flag, self.message, self.detail_key = flag, message, detail_key
+
+
 def check_source(source: str) -> str | None:
     """What keeps ``source`` from being a grader (it does not compile; it defines no ``grade``), or None."""
     try:
@@ -89,9 +98,7 @@ def check_source(source: str) -> str | None:
 
 
 def run_python_grader(source: str, sample: dict[str, Any], item: Any, timeout_s: float = TIMEOUT_S) -> float:
-    """``grade(sample, item)`` of ``source`` in the sandbox; raises ``graders.RunError`` for a fault."""
-    from tracetune.train.graders import RunError
-
+    """``grade(sample, item)`` of ``source`` in the sandbox; raises :class:`RunError` for a fault."""
     limits = {"memory": MEMORY_BYTES, "cpu": max(1, int(timeout_s) + 1), "file": OUTPUT_BYTES}
     payload = json.dumps({"source": source, "sample": sample, "item": item}).encode()
     with tempfile.TemporaryDirectory(prefix="tt-grader-") as work:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tracetune.errors import InvalidInput
+from tracetune.train.grader_sandbox import RunError, check_source, run_python_grader
 
 TYPES = ("string_check", "text_similarity", "python", "score_model", "label_model", "multi")
 NOT_YET = {
@@ -67,14 +68,6 @@ class GradeResult:
     sub_rewards: dict[str, float] = field(default_factory=dict)
     errors: dict[str, Any] = field(default_factory=dict)  # OpenAI's metadata.errors flags that were raised
     execution_time: float = 0.0
-
-
-class RunError(Exception):
-    """A fault while grading one sample: ``flag`` is OpenAI's name for it (``invalid_variable_error``…)."""
-
-    def __init__(self, flag: str, message: str, detail_key: str | None = None) -> None:
-        super().__init__(message)
-        self.flag, self.message, self.detail_key = flag, message, detail_key
 
 
 def validate_grader(grader: Any, where: str = "grader") -> dict[str, Any]:
@@ -110,8 +103,6 @@ def validate_grader(grader: Any, where: str = "grader") -> dict[str, Any]:
                 field=f"{where}.evaluation_metric",
             )
     elif kind == "python":
-        from tracetune.train.grader_sandbox import check_source
-
         source = grader.get("source")
         if not isinstance(source, str) or not source.strip():
             raise InvalidInput("source must be Python code defining grade(sample, item)", field=f"{where}.source")
@@ -179,8 +170,6 @@ def _reward(grader: Mapping[str, Any], context: dict[str, Any]) -> float:
 
         return float(fuzz.ratio(_render(grader["input"], context), _render(grader["reference"], context))) / 100.0
     if kind == "python":
-        from tracetune.train.grader_sandbox import run_python_grader
-
         return _clamp(run_python_grader(grader["source"], context["sample"], context["item"]))
     raise RunError("other_error", f"grader type {kind!r} cannot run here")
 
