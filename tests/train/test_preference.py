@@ -86,7 +86,7 @@ def test_the_file_reports_every_bad_line(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(InvalidInput) as exc:
-        read_records(path, preference=True)
+        read_records(path, method="dpo")
     assert exc.value.line == 2 and "not valid preference (DPO) data" in exc.value.message
 
 

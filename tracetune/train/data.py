@@ -14,7 +14,7 @@ into batches, and the batches are shuffled. A batch is padded only to its own lo
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +31,8 @@ from tracetune.chat.format import (
     render,
 )
 from tracetune.chat.preference import preference_records, validate_preference_record
-from tracetune.chat.validate import validate_lines
+from tracetune.chat.reinforcement import validate_reinforcement_record
+from tracetune.chat.validate import Problem, validate_lines, validate_record
 from tracetune.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -60,27 +61,36 @@ class Example:
         return sum(1 for label in self.labels if label != IGNORE_INDEX)
 
 
+# each method's file format: the validator of a line, and what the format is called in messages
+RECORD_FORMATS: dict[str, tuple[Callable[[Any, int], list[Problem]], str]] = {
+    "supervised": (validate_record, "chat fine-tuning"),
+    "dpo": (validate_preference_record, "preference (DPO)"),
+    "reinforcement": (validate_reinforcement_record, "reinforcement (RFT)"),
+}
+
+
 def read_records(
-    path: Path, *, field: str = "training_file", preference: bool = False
+    path: Path, *, field: str = "training_file", method: str = "supervised"
 ) -> list[tuple[int, dict[str, Any]]]:
-    """``(line number, record)`` for every line of a chat fine-tuning JSONL file (``preference``: of a DPO file,
-    :mod:`tracetune.chat.preference`), validated first.
+    """``(line number, record)`` for every line of a fine-tuning JSONL file in ``method``'s format
+    (:data:`RECORD_FORMATS`: chat records; DPO lines, :mod:`tracetune.chat.preference`; RFT lines,
+    :mod:`tracetune.chat.reinforcement`), validated first.
 
     Raises :class:`InvalidInput` (with ``field`` and the first bad line) listing the first problems when any
     line is invalid; blank lines at the end are ignored.
     """
+    validator, kind = RECORD_FORMATS[method]
     try:
         lines = Path(path).read_bytes().splitlines()
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc.strerror or exc}", field=field) from None
-    report = validate_lines(lines, validator=validate_preference_record if preference else None)
+    report = validate_lines(lines, validator=validator)
     errors = [p for p in report.problems if p.level == "error"]
     if errors:
         parts = [f"line {p.line}: {p.field + ': ' if p.field else ''}{p.message}" for p in errors[:MAX_PROBLEMS_SHOWN]]
         if len(errors) > MAX_PROBLEMS_SHOWN:
             parts.append(f"… {len(errors) - MAX_PROBLEMS_SHOWN} more")
         shown = "; ".join(parts)
-        kind = "preference (DPO)" if preference else "chat fine-tuning"
         raise InvalidInput(f"{Path(path).name} is not valid {kind} data: {shown}", field=field, line=errors[0].line)
     return [(n, orjson.loads(raw)) for n, raw in enumerate(lines, 1) if raw.strip()]
 

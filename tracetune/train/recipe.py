@@ -236,14 +236,14 @@ class LoRARecipe:
             context_length, template = int(base_model.config.max_position_embeddings), "chatml"
         self.preference = preference = cfg.method == "dpo"
         # each file read and validated once
-        train_lines = read_records(Path(cfg.training_file), preference=preference)
+        train_lines = read_records(Path(cfg.training_file), method=cfg.method)
         # the chat records the data stand for (a DPO pair: its preferred answer), for diagnostics and task scores
         self.train_records = [preference_records(r)[0] if preference else r for _, r in train_lines]
         self.valid_set: list[Example] = []
         self.valid_pairs: list[tuple[Example, Example]] = []
         self.valid_records: list[dict[str, Any]] = []
         if cfg.validation_file:
-            valid_lines = read_records(Path(cfg.validation_file), field="validation_file", preference=preference)
+            valid_lines = read_records(Path(cfg.validation_file), field="validation_file", method=cfg.method)
             name = Path(cfg.validation_file).name
             if preference:
                 self.valid_pairs = encode_pairs(

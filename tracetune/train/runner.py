@@ -38,11 +38,11 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from tracetune.capabilities import INSTALL_MODELS, missing_capabilities
-from tracetune.chat.preference import validate_preference_record
-from tracetune.chat.validate import validate_lines, validate_record
+from tracetune.chat.validate import validate_lines
 from tracetune.errors import NotFound
 from tracetune.store.models import adapter_path
 from tracetune.store.rows import JobRow, ModelRow
+from tracetune.train.data import RECORD_FORMATS
 from tracetune.train.jobs import SUPERVISED_HYPERPARAMETERS, checkpoint_model_id, method_hyperparameters
 from tracetune.train.task_eval import METRICS
 
@@ -214,8 +214,7 @@ class JobRunner:
             lines = path.read_bytes().splitlines()
         except Exception as exc:  # deleted since creation, unreadable
             return f"cannot be read: {getattr(exc, 'message', exc)}"
-        preference = job["method"]["type"] == "dpo"
-        report = validate_lines(lines, validator=validate_preference_record if preference else validate_record)
+        report = validate_lines(lines, validator=RECORD_FORMATS[job["method"]["type"]][0])
         by_line: dict[int, list[str]] = {}
         for p in report.problems:
             if p.level == "error":
