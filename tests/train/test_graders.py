@@ -97,7 +97,7 @@ def test_python_grader_runs_grade_with_sample_and_item():
         ({"type": "string_check", "input": "{{ secrets.key }}", "reference": "x", "operation": "eq"},
          "grader.input", "must name item.<field>"),
         ({"type": "string_check", "input": "{{sample.text}}", "reference": "x", "operation": "eq"},
-         "grader.input", "a sample has output_text and output_json"),
+         "grader.input", "a sample has output_text, output_json, output_tools"),
         ({"type": "string_check", "input": 3, "reference": "x", "operation": "eq"}, "grader.input", "a template"),
         ({"type": "text_similarity", "input": "a", "reference": "b", "evaluation_metric": "bleu"},
          "grader.evaluation_metric", "not supported by tracetune yet"),

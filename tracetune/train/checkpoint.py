@@ -39,6 +39,13 @@ PREFERENCE_METRICS = tuple(
     for split in ("train", "valid")
     for name in ("reward_margin", "reward_accuracy", "chosen_reward", "rejected_reward")
 )  # a DPO run's columns beside the loss (tracetune.train.loss.PreferenceLoss)
+REWARD_METRICS = (
+    "train_mean_reward",
+    "train_reward_std",
+    "train_grader_errors",
+    "train_groups_learned",
+    "valid_mean_reward",
+)  # an RFT run's columns beside the loss (tracetune.train.reinforcement)
 
 
 def write_atomically(target: Path, write: Callable[[Path], None]) -> None:

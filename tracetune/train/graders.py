@@ -15,7 +15,8 @@ Types (``grader.type``):
 * ``score_model`` and ``label_model`` are refused as not supported yet.
 
 Templates: ``{{item.<key>…}}`` (the dataset item: a line of the training file without its ``messages``) and
-``{{sample.output_text}}`` / ``{{sample.output_json.<key>…}}`` (the sample's text, parsed as JSON). Everything a
+``{{sample.output_text}}`` / ``{{sample.output_json.<key>…}}`` (the sample's text, parsed as JSON) /
+``{{sample.output_tools.<n>.function.arguments}}`` (the tool calls the sample made). Everything a
 grader can get wrong *before* it runs (an unknown type, a missing field, a template naming another namespace, a
 formula naming no grader, Python that does not compile or defines no ``grade``) is an :class:`InvalidInput` naming
 the field (``grader.input``, ``grader.graders.b.source``…): :func:`validate_grader`. What goes wrong *while* it runs
@@ -48,7 +49,7 @@ METRICS = ("fuzzy_match",)
 OTHER_METRICS = ("cosine", "bleu", "gleu", "meteor", "rouge_1", "rouge_2", "rouge_3", "rouge_4", "rouge_5", "rouge_l")
 _TEMPLATE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 _PATH = re.compile(r"^(item|sample)((?:\.[A-Za-z0-9_\-]+)*)$")
-_SAMPLE_FIELDS = ("output_text", "output_json")
+_SAMPLE_FIELDS = ("output_text", "output_json", "output_tools")
 _FORMULA_FUNCTIONS: dict[str, Callable[..., float]] = {"min": min, "max": max, "abs": abs}
 _FORMULA_OPERATORS: dict[type, Callable[[float, float], float]] = {
     ast.Add: operator.add,
@@ -126,11 +127,14 @@ def validate_grader(grader: Any, where: str = "grader") -> dict[str, Any]:
     return dict(grader)
 
 
-def run_grader(grader: Mapping[str, Any], model_sample: str, item: Any = None) -> GradeResult:
-    """The reward of ``model_sample`` for ``item`` (validate the grader first: :func:`validate_grader`)."""
+def run_grader(
+    grader: Mapping[str, Any], model_sample: str, item: Any = None, *, tools: list[dict[str, Any]] | None = None
+) -> GradeResult:
+    """The reward of ``model_sample`` (its text; ``tools``: the tool calls the answer made, OpenAI-shaped) for
+    ``item`` (validate the grader first: :func:`validate_grader`)."""
     started = time.perf_counter()
     result = GradeResult(0.0, str(grader.get("name", "")), str(grader.get("type", "")))
-    sample = {"output_text": model_sample, "output_json": _json_or_none(model_sample)}
+    sample = {"output_text": model_sample, "output_json": _json_or_none(model_sample), "output_tools": tools or []}
     context = {"item": item if item is not None else {}, "sample": sample}
     try:
         if grader["type"] == "multi":
@@ -188,7 +192,7 @@ def _template(grader: Mapping[str, Any], key: str, where: str) -> None:
         parts = path.group(2).split(".")[1:]
         if path.group(1) == "sample" and (not parts or parts[0] not in _SAMPLE_FIELDS):
             raise InvalidInput(
-                f"template {match.group(0)!r}: a sample has {' and '.join(_SAMPLE_FIELDS)}", field=f"{where}.{key}"
+                f"template {match.group(0)!r}: a sample has {', '.join(_SAMPLE_FIELDS)}", field=f"{where}.{key}"
             )
 
 

@@ -72,6 +72,7 @@ from tracetune.models.weights import load_base_model
 from tracetune.train.checkpoint import (
     METRICS_COLUMNS,
     PREFERENCE_METRICS,
+    REWARD_METRICS,
     MetricsLog,
     read_checkpoint_info,
     restore_checkpoint,
@@ -87,6 +88,7 @@ from tracetune.train.data import (
     read_records,
     sorted_batches,
 )
+from tracetune.train.graders import validate_grader
 from tracetune.train.hyperparams import (
     BASE_LEARNING_RATE,
     DPO_BASE_LEARNING_RATE,
@@ -103,9 +105,10 @@ from tracetune.train.loss import (
     token_loss_backward,
     use_cheap_dropout,
 )
+from tracetune.train.reinforcement import Rollout, advantages, policy_loss_backward
 from tracetune.train.task_eval import MAX_RECORDS, PRIMARY, TaskEvaluator, TaskResult
 
-METHODS = ("supervised", "dpo")
+METHODS = ("supervised", "dpo", "reinforcement")
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 Event = dict[str, Any]
 
@@ -154,8 +157,13 @@ class TrainConfig:
     decision_weight: float = 30.0
     # "supervised" (the chat format: learn the assistant's turns) or "dpo" (the preference format, pairs of outputs:
     # raise the preferred output's likelihood over the non-preferred one's, relative to the start model)
+    # or "reinforcement" (RFT: prompts; sample answers, grade them with `grader`, raise the better ones' likelihood;
+    # tracetune.train.reinforcement)
     method: str = "supervised"
     beta: float | str = "auto"  # DPO's beta ("auto": hyperparams.DPO_BETA)
+    grader: dict[str, Any] | None = None  # RFT's grader (tracetune.train.graders)
+    samples_per_prompt: int = 4  # RFT: answers sampled per prompt and step (a group, for GRPO's advantages)
+    max_answer_tokens: int = 64  # RFT: an answer is cut after this many tokens
     # an adapter to start from (a fine-tuned model: SFT then DPO) instead of a new one; trained further, same rank
     start_adapter: str | None = None
 
@@ -235,17 +243,30 @@ class LoRARecipe:
         else:
             context_length, template = int(base_model.config.max_position_embeddings), "chatml"
         self.preference = preference = cfg.method == "dpo"
+        self.reinforce = cfg.method == "reinforcement"
+        if self.reinforce:
+            validate_grader(cfg.grader, "grader")
         # each file read and validated once
         train_lines = read_records(Path(cfg.training_file), method=cfg.method)
         # the chat records the data stand for (a DPO pair: its preferred answer), for diagnostics and task scores
         self.train_records = [preference_records(r)[0] if preference else r for _, r in train_lines]
+        if self.reinforce:  # prompts without answers: no answer diagnostics, no task replay (the grader scores)
+            self.train_records = []
+            self.rollout = Rollout(
+                train_lines, tokenizer, cfg.grader or {}, template=template, max_answer_tokens=cfg.max_answer_tokens
+            )
+        self.valid_rollout: Rollout | None = None
         self.valid_set: list[Example] = []
         self.valid_pairs: list[tuple[Example, Example]] = []
         self.valid_records: list[dict[str, Any]] = []
         if cfg.validation_file:
             valid_lines = read_records(Path(cfg.validation_file), field="validation_file", method=cfg.method)
             name = Path(cfg.validation_file).name
-            if preference:
+            if self.reinforce:
+                self.valid_rollout = Rollout(
+                    valid_lines, tokenizer, cfg.grader or {}, template=template, max_answer_tokens=cfg.max_answer_tokens
+                )
+            elif preference:
                 self.valid_pairs = encode_pairs(
                     valid_lines,
                     tokenizer,
@@ -264,7 +285,9 @@ class LoRARecipe:
                     name=name,
                 )
             self.valid_records = [preference_records(r)[0] if preference else r for _, r in valid_lines]
-            if cfg.task_eval_records > 0:
+            if self.reinforce:
+                self.valid_records = []
+            if cfg.task_eval_records > 0 and not self.reinforce:
                 self.task = TaskEvaluator(
                     list(enumerate(self.valid_records, 1)), tokenizer, template=template,
                     max_records=cfg.task_eval_records,
@@ -273,7 +296,9 @@ class LoRARecipe:
         self.decision_weight = cfg.decision_weight if self.task is not None and not preference else 1.0
         self.train_set: list[Example] = []
         self.train_pairs: list[tuple[Example, Example]] = []
-        if preference:
+        if self.reinforce:
+            pass  # the rollout holds the prompts
+        elif preference:
             self.train_pairs = encode_pairs(
                 train_lines, tokenizer, context_length=context_length, template=template,
                 name=Path(cfg.training_file).name,
@@ -283,10 +308,12 @@ class LoRARecipe:
                 train_lines, tokenizer, context_length=context_length, template=template,
                 decision_weight=self.decision_weight, name=Path(cfg.training_file).name,
             )  # fmt: skip
-        self.n_train = len(self.train_pairs) if preference else len(self.train_set)
+        self.n_train = (
+            len(self.train_pairs) if preference else len(self.rollout) if self.reinforce else len(self.train_set)
+        )
         self.hp = resolve_hyperparameters(
             self.n_train, cfg.n_epochs, cfg.batch_size, cfg.learning_rate_multiplier, validated=validated,
-            base_learning_rate=DPO_BASE_LEARNING_RATE if preference else BASE_LEARNING_RATE,
+            base_learning_rate=DPO_BASE_LEARNING_RATE if preference or self.reinforce else BASE_LEARNING_RATE,
         )  # fmt: skip
         self.beta, beta_reason = resolve_beta(cfg.beta) if preference else (0.0, None)
         if beta_reason:
@@ -324,9 +351,12 @@ class LoRARecipe:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         if preference:  # before any step (and before a checkpoint is restored): the start model's
             self.reference = self._reference_logps()
+        start_reward = None
+        if self.valid_rollout is not None and resume_from is None:  # the start model's held-out reward
+            start_reward = self._valid_reward()
         if resume_from is not None:
             self._restore(Path(resume_from))
-        columns = METRICS_COLUMNS + PREFERENCE_METRICS if preference else METRICS_COLUMNS
+        columns = METRICS_COLUMNS + (PREFERENCE_METRICS if preference else REWARD_METRICS if self.reinforce else ())
         self._metrics = MetricsLog(self.output_dir / "metrics.csv", self.step, columns)
         self.emit(
             {
@@ -337,7 +367,16 @@ class LoRARecipe:
                 "total_steps": self.total_steps,
                 "steps_per_epoch": self.steps_per_epoch,
                 "n_train_examples": self.n_train,
-                "n_valid_examples": len(self.valid_pairs) if preference else len(self.valid_set),
+                "n_valid_examples": len(self.valid_pairs)
+                if preference
+                else len(self.valid_rollout or [])
+                if self.reinforce
+                else len(self.valid_set),
+                **(
+                    {"valid_mean_reward_start": start_reward, "samples_per_prompt": cfg.samples_per_prompt}
+                    if self.reinforce
+                    else {}
+                ),
                 "trainable_parameters": sum(p.numel() for p in self.params),
                 "resumed_from_step": self.step if resume_from is not None else None,
                 "task_eval_records": len(self.task) if self.task else 0,
@@ -354,6 +393,8 @@ class LoRARecipe:
 
         if self.preference:
             lengths = [max(len(chosen), len(rejected)) for chosen, rejected in self.train_pairs]
+        elif self.reinforce:
+            lengths = [len(p) for p in self.rollout.prompts]
         else:
             lengths = [len(e) for e in self.train_set]
         started, done_here, tokens_here = time.perf_counter(), 0, 0
@@ -369,9 +410,12 @@ class LoRARecipe:
                 )
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
-                if self.preference:
+                if self.reinforce:
+                    step_metrics, n_tokens = self._reinforcement_step(batch_ids)
+                elif self.preference:
                     batch = self._collate_pairs([self.train_pairs[i] for i in batch_ids])
                     step_metrics = self._preference_step(batch, self.reference["train"][batch_ids])
+                    n_tokens = int(batch["attention_mask"].sum())
                 else:
                     batch = collate([self.train_set[i] for i in batch_ids], self.pad_id, self.device)
                     loss, correct, count = token_loss_backward(
@@ -379,10 +423,10 @@ class LoRARecipe:
                         self.config.recompute_prefix,
                     )  # fmt: skip
                     step_metrics = {"train_loss": loss, "train_mean_token_accuracy": correct / count}
+                    n_tokens = int(batch["attention_mask"].sum())
                 torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
-                n_tokens = int(batch["attention_mask"].sum())
                 self.step, self.tokens, self.last_loss = step, self.tokens + n_tokens, step_metrics["train_loss"]
                 done_here, tokens_here = done_here + 1, tokens_here + n_tokens
                 elapsed = time.perf_counter() - started
@@ -402,6 +446,8 @@ class LoRARecipe:
                     event["valid_loss"], event["valid_mean_token_accuracy"] = self.evaluate(self.valid_set)
                 if end_of_epoch and self.valid_pairs:
                     event.update(self._evaluate_pairs())
+                if end_of_epoch and self.valid_rollout is not None:
+                    event["valid_mean_reward"] = self._valid_reward()
                 if end_of_epoch and self.task is not None:
                     self.last_task = self.task.run(self.model, self.pad_id)
                     event.update(self.last_task.metrics)
@@ -486,6 +532,34 @@ class LoRARecipe:
                 "answers": answers,
             }
         )  # fmt: skip
+
+    # -- reinforcement (RFT) ---------------------------------------------------------------------------------------
+
+    def _reinforcement_step(self, batch_ids: list[int]) -> tuple[dict[str, float], int]:
+        """Sample, grade, GRPO's loss, backward (:mod:`tracetune.train.reinforcement`); the step's metrics and the
+        tokens trained on."""
+        answers = self.rollout.sample(self.model, batch_ids, self.pad_id, self.config.samples_per_prompt)
+        examples = self.rollout.examples(answers)
+        weights = advantages(answers)
+        loss = policy_loss_backward(self.lm, examples, weights, self.pad_id, self.device, self.config.share_prefix)
+        rewards = [a.grade.reward for a in answers]
+        mean = sum(rewards) / len(rewards)
+        metrics = {
+            "train_loss": loss,
+            "train_mean_reward": mean,
+            "train_reward_std": (sum((r - mean) ** 2 for r in rewards) / len(rewards)) ** 0.5,
+            "train_grader_errors": float(sum(1 for a in answers if a.grade.errors)),
+            "train_groups_learned": float(len({a.prompt for a, w in zip(answers, weights, strict=True) if w})),
+        }
+        return metrics, sum(len(e) for e in examples)
+
+    def _valid_reward(self) -> float:
+        """The mean reward of the greedy answers to the validation prompts."""
+        assert self.valid_rollout is not None
+        rewards: list[float] = []
+        for ids in sorted_batches([len(p) for p in self.valid_rollout.prompts], self.hp.batch_size * 4):
+            rewards += [a.grade.reward for a in self.valid_rollout.greedy(self.model, ids, self.pad_id)]
+        return sum(rewards) / len(rewards)
 
     # -- preference (DPO) ------------------------------------------------------------------------------------------
 
