@@ -1,4 +1,5 @@
-"""Preference benchmark: does DPO on reviewers' corrections fix a mistake that SFT on the liked runs leaves? (issue 16)
+"""Preference and reward benchmark: do DPO on reviewers' corrections, and RFT with an exact grader, fix a mistake
+that SFT on the liked runs leaves? (issue 16)
 
 The task is the demo's accounting assistant (``tracetune.demo.questions``: arithmetic in varied phrasings, answered
 with one Calculator call). Two phrasings name the operands in the reverse order of the call — "Subtract {b} from
@@ -9,15 +10,18 @@ every other phrasing. So:
 * **SFT** trains SmolLM2 on ``--sft`` thumbs-up runs (no reversed phrasing among them): it learns the call's format
   and copies the operands in the order the question names them — the systematic mistake;
 * **DPO** starts from that SFT model and trains on ``--pairs`` corrected runs: preferred = the reviewer's
-  correction, non-preferred = the app's swapped call.
+  correction, non-preferred = the app's swapped call;
+* **RFT** starts from the same SFT model and trains on the same ``--pairs`` questions as prompts, rewarded by an
+  exact grader (a ``python`` grader: 1 when the call's arguments are the right ones, else 0).
 
-Both answer ``--heldout`` new reversed-phrasing questions (operands no traced question uses) greedily, and as many
+Each answers ``--heldout`` new reversed-phrasing questions (operands no traced question uses) greedily, and as many
 held-out questions in the other phrasings (what DPO must not break), scored as ``tracetune eval`` scores (exact
 arguments). Prints one JSON line: ``sft_reversed_exact`` (the baseline, same run) and ``dpo_reversed_exact``,
-``fixed_share`` = the share of SFT's remaining reversed-phrasing errors that DPO fixed (target: ≥ 0.5), the other
-phrasings' scores before and after, the answers, the DPO metrics per epoch and the training times.
+``fixed_share`` = the share of SFT's remaining reversed-phrasing errors that DPO fixed (target: ≥ 0.5), the same
+for RFT (``rft_fixed_share``; the issue's target: a held-out reward above the start model's), the other phrasings'
+scores before and after, the DPO and RFT training figures and the training times.
 
-    .venv/bin/python bench/preference.py                     # 48 SFT, 16 pairs, 24 + 24 held out: ~5-8 min
+    .venv/bin/python bench/preference.py                     # 48 SFT, 16 pairs, 24 + 24 held out: ~8 min
     .venv/bin/python bench/preference.py --seed 1 --json-out /tmp/preference.json
     .venv/bin/python bench/preference.py --dpo-set beta=0.2  # a TrainConfig field of the DPO stage
 """
@@ -46,6 +50,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sft-set", action="append", default=[], metavar="NAME=JSON", help="a TrainConfig field")
     parser.add_argument("--dpo-set", action="append", default=[], metavar="NAME=JSON", help="a TrainConfig field")
+    parser.add_argument("--rft-set", action="append", default=[], metavar="NAME=JSON", help="a TrainConfig field")
+    parser.add_argument("--stages", default="sft,dpo,rft", help="which tunes after SFT (comma-separated)")
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args()
 
@@ -85,23 +91,33 @@ def main() -> int:
         return {"input": {"messages": prompt, "tools": tools}, "preferred_output": [answer],
                 "non_preferred_output": [wrong]}  # fmt: skip
 
+    def prompt(q: Question) -> dict[str, Any]:
+        *messages, _ = heldout_record(q, tools)["messages"]
+        return {"messages": messages, "tools": tools, "expected": q.call}
+
     def overrides(items: list[str]) -> dict[str, Any]:
         return {k: json.loads(v) for k, v in (item.split("=", 1) for item in items)}
 
     home = load_settings().home
-    events: dict[str, list[dict[str, Any]]] = {"sft": [], "dpo": []}
+    wanted = ["sft", *[s for s in args.stages.split(",") if s in ("dpo", "rft")]]
+    events: dict[str, list[dict[str, Any]]] = {stage: [] for stage in wanted}
     times: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="tt-preference-") as tmp:
         sft_file, pairs_file = Path(tmp, "thumbs_up.jsonl"), Path(tmp, "corrections.jsonl")
+        prompts_file = Path(tmp, "prompts.jsonl")
         sft_file.write_text("".join(json.dumps(heldout_record(q, tools)) + "\n" for q in sft_questions))
         pairs_file.write_text("".join(json.dumps(pair(q)) + "\n" for q in corrected))
-        stages = {
+        prompts_file.write_text("".join(json.dumps(prompt(q)) + "\n" for q in corrected))
+        every = {
             "sft": {"training_file": str(sft_file), **overrides(args.sft_set)},
             "dpo": {"training_file": str(pairs_file), "method": "dpo", **overrides(args.dpo_set)},
-        }
+            "rft": {"training_file": str(prompts_file), "method": "reinforcement", "grader": EXACT_GRADER,
+                    **overrides(args.rft_set)},
+        }  # fmt: skip
+        stages = {stage: every[stage] for stage in wanted}
         adapters: dict[str, str] = {}
         for stage, settings in stages.items():
-            if stage == "dpo":
+            if stage != "sft":
                 settings["start_adapter"] = adapters["sft"]
             config = TrainConfig(output_dir=f"{tmp}/{stage}", home=str(home), seed=args.seed, **settings)
             started = time.perf_counter()
@@ -117,7 +133,7 @@ def main() -> int:
             for name, qs in groups.items()
         }  # fmt: skip
         scores: dict[str, Any] = {}
-        for stage in ("sft", "dpo"):
+        for stage in wanted:
             with peft_wrapping():
                 tuned = PeftModel.from_pretrained(model, adapters[stage])
             for name, evaluator in evaluators.items():
@@ -132,19 +148,38 @@ def main() -> int:
             model = tuned.unload()  # the base model again, for the next adapter
 
     sft_errors = 1.0 - scores["sft_reversed_exact"]
-    fixed = (scores["dpo_reversed_exact"] - scores["sft_reversed_exact"]) / sft_errors if sft_errors else None
-    dpo_setup = next(e for e in events["dpo"] if e["type"] == "setup")
-    sft_setup = next(e for e in events["sft"] if e["type"] == "setup")
-    dpo_metrics = [e for e in events["dpo"] if e["type"] == "metrics"]
+
+    def fixed(stage: str) -> float | None:
+        gain = scores[f"{stage}_reversed_exact"] - scores["sft_reversed_exact"]
+        return round(gain / sft_errors, 3) if sft_errors else None
+
+    def setup(stage: str) -> dict[str, Any]:
+        return next(e for e in events[stage] if e["type"] == "setup")
+
+    def steps(stage: str) -> list[dict[str, Any]]:
+        return [e for e in events[stage] if e["type"] == "metrics"]
+
+    stage_figures: dict[str, Any] = {}
+    if "dpo" in events:
+        stage_figures |= {
+            "fixed_share": fixed("dpo"), "dpo_hyperparameters": setup("dpo")["hyperparameters"],
+            "dpo_first_loss": steps("dpo")[0]["train_loss"], "dpo_last_loss": steps("dpo")[-1]["train_loss"],
+            "dpo_last_reward_margin": steps("dpo")[-1]["train_reward_margin"],
+        }  # fmt: skip
+    if "rft" in events:
+        rewards = [m["train_mean_reward"] for m in steps("rft")]
+        stage_figures |= {
+            "rft_fixed_share": fixed("rft"), "rft_hyperparameters": setup("rft")["hyperparameters"],
+            "rft_train_reward_first_last": [rewards[0], rewards[-1]],
+            "rft_train_reward_by_step": [round(r, 3) for r in rewards],
+        }  # fmt: skip
     figures = {
         "bench": "preference", "seed": args.seed,
         "sft_examples": len(sft_questions), "pairs": len(corrected),
         "heldout_reversed": len(held_reversed), "heldout_other": len(held_other),
-        **scores, "fixed_share": None if fixed is None else round(fixed, 3),
-        "sft_hyperparameters": sft_setup["hyperparameters"], "dpo_hyperparameters": dpo_setup["hyperparameters"],
-        "dpo_first_loss": dpo_metrics[0]["train_loss"], "dpo_last_loss": dpo_metrics[-1]["train_loss"],
-        "dpo_last_reward_margin": dpo_metrics[-1]["train_reward_margin"],
-        **times, "overrides": {"sft": overrides(args.sft_set), "dpo": overrides(args.dpo_set)},
+        **scores, **stage_figures, "sft_hyperparameters": setup("sft")["hyperparameters"],
+        **times, "overrides": {"sft": overrides(args.sft_set), "dpo": overrides(args.dpo_set),
+                               "rft": overrides(args.rft_set)},
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
                     "python": sys.version.split()[0], "torch": torch.__version__},
     }  # fmt: skip
@@ -153,6 +188,25 @@ def main() -> int:
     if args.json_out:
         args.json_out.write_text(line + "\n")
     return 0
+
+
+# RFT's reward: 1 when the answer's first call has exactly the expected arguments (the item's "expected"), else 0
+EXACT_GRADER = {
+    "type": "python",
+    "name": "exact_call",
+    "source": (
+        "import json\n"
+        "def grade(sample, item):\n"
+        "    calls = sample['output_tools']\n"
+        "    if not calls:\n"
+        "        return 0.0\n"
+        "    try:\n"
+        "        arguments = json.loads(calls[0]['function']['arguments'])\n"
+        "    except ValueError:\n"
+        "        return 0.0\n"
+        "    return 1.0 if arguments == item['expected'] else 0.0\n"
+    ),
+}
 
 
 def _call(reply: dict[str, Any]) -> dict[str, Any] | None:

@@ -19,9 +19,11 @@ import pytest
 
 from tests.conftest import LiveServer
 from tests.models import shared_smollm2_tokenizer
-from tests.train import CALCULATOR_TRAIN, make_tiny_home, training_processes, write_preference_file
+from tests.train import CALCULATOR_TRAIN, make_tiny_home, read_jsonl, training_processes, write_preference_file
 
 TERMINAL = ("succeeded", "failed", "cancelled")
+EXACT = {"type": "string_check", "name": "exact", "operation": "eq", "input": "{{sample.output_text}}",
+         "reference": "{{item.answer}}"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +158,40 @@ def test_a_dpo_job_trains_a_fine_tuned_model_further(client, training_file, tmp_
     assert done.fine_tuned_model in [m.id for m in client.models.list()]
 
 
+def test_a_reinforcement_job_samples_grades_and_reports_the_held_out_reward(client, tmp_path):
+    lines = []
+    for record in read_jsonl(CALCULATOR_TRAIN)[:8]:
+        lines.append({"messages": record["messages"][:-1], "tools": record["tools"], "answer": "42"})
+    data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    file_id = client.files.create(file=("prompts.jsonl", data), purpose="fine-tune").id
+    similar = {**EXACT, "type": "text_similarity", "evaluation_metric": "fuzzy_match"}
+    similar.pop("operation")
+    hyperparameters = {"n_epochs": 1, "batch_size": 4, "compute_multiplier": 0.75}
+    method = {"type": "reinforcement", "reinforcement": {"grader": similar, "hyperparameters": hyperparameters}}
+    job = client.fine_tuning.jobs.create(model="tiny", training_file=file_id, validation_file=file_id, method=method)
+    assert job.method.type == "reinforcement" and job.method.reinforcement.grader.name == "exact"
+    done = finish(client, job.id)
+    assert done.status == "succeeded", done.error
+    hp = done.method.reinforcement.hyperparameters
+    assert (hp.n_epochs, hp.batch_size, hp.compute_multiplier) == (1, 4, 0.75)  # 3 answers per prompt
+    log = events(client, job.id)
+    assert any(e.message.startswith("Training started: 8 prompts (RFT, 3 answers each, graded by 'exact')")
+               for e in log)  # fmt: skip
+    metrics = [e.data for e in log if e.type == "metrics"]
+    assert [m["step"] for m in metrics] == [1, 2] and all(0 <= m["train_mean_reward"] <= 1 for m in metrics)
+    assert "valid_mean_reward" in metrics[-1]
+    assert any(e.message.startswith("Held-out reward of the fine-tuned model: ") and "start model" in e.message
+               for e in log)  # fmt: skip
+
+
+def test_a_reinforcement_job_over_answered_lines_fails_naming_them(client, training_file):
+    method = {"type": "reinforcement", "reinforcement": {"grader": EXACT}}
+    job = client.fine_tuning.jobs.create(model="tiny", training_file=training_file, method=method)
+    done = finish(client, job.id, timeout=30)
+    assert done.status == "failed" and done.error.code == "invalid_training_file"
+    assert "line 1: messages[2]: an RFT prompt must end before the answer" in done.error.message
+
+
 def test_a_dpo_job_over_chat_records_fails_naming_the_lines(client, training_file):
     job = client.fine_tuning.jobs.create(model="tiny", training_file=training_file, method={"type": "dpo"})
     done = finish(client, job.id, timeout=30)
@@ -197,7 +233,22 @@ def test_a_training_file_with_bad_lines_fails_validation_naming_every_line(clien
             "method.supervised.hyperparameters.batch_size",
             "invalid_value",
         ),
-        ({"method": {"type": "reinforcement", "reinforcement": {}}}, "method.type", "unsupported_method"),
+        ({"method": {"type": "reinforcement", "reinforcement": {}}}, "method.reinforcement.grader", "invalid_value"),
+        (
+            {"method": {"type": "reinforcement", "reinforcement": {"grader": {**EXACT, "input": "{{x.y}}"}}}},
+            "method.reinforcement.grader.input",
+            "invalid_value",
+        ),
+        (
+            {
+                "method": {
+                    "type": "reinforcement",
+                    "reinforcement": {"grader": EXACT, "hyperparameters": {"compute_multiplier": 9}},
+                }
+            },
+            "method.reinforcement.hyperparameters.compute_multiplier",
+            "invalid_value",
+        ),
         (
             {"method": {"type": "dpo", "dpo": {"hyperparameters": {"beta": 0}}}},
             "method.dpo.hyperparameters.beta",

@@ -57,6 +57,9 @@ LIMITS: dict[str, tuple[float, float]] = {  # inclusive bounds of an explicit va
     "batch_size": (1, 256),
     "learning_rate_multiplier": (1e-6, 100.0),
     "beta": (1e-4, 10.0),
+    "compute_multiplier": (0.5, 4.0),  # RFT: x4 answers sampled per prompt (2 to 16)
+    "eval_interval": (1, 1000),
+    "eval_samples": (1, 16),
 }
 # DPO: beta "auto" is the value of the DPO paper and TRL's default; the learning rate is a tenth of supervised
 # tuning's (a preference step moves the model away from a start it must stay near: the loss only compares)
@@ -150,7 +153,7 @@ def resolve_hyperparameters(
 
 def _requested(name: str) -> BeforeValidator:
     """A requested value: ``"auto"`` (or absent), or a number checked as :func:`resolve_hyperparameters` checks it."""
-    convert = _number if name in ("learning_rate_multiplier", "beta") else _integer
+    convert = _number if name in ("learning_rate_multiplier", "beta", "compute_multiplier") else _integer
 
     def check(value: Any) -> Any:
         if value is None or value == AUTO:
@@ -179,6 +182,23 @@ class RequestedDpoHyperparameters(RequestedHyperparameters):
     start model: a larger beta keeps it closer)."""
 
     beta: Annotated[float | Literal["auto"], _requested("beta")] = AUTO
+
+
+class RequestedReinforcementHyperparameters(RequestedHyperparameters):
+    """``method.reinforcement.hyperparameters``: the supervised three, ``compute_multiplier`` (answers sampled per
+    prompt: 4 x it, 2 to 16) and OpenAI's ``eval_interval``, ``eval_samples``, ``reasoning_effort`` (accepted and
+    echoed; tracetune evaluates each epoch's greedy answers, and its models do not reason)."""
+
+    compute_multiplier: Annotated[float | Literal["auto"], _requested("compute_multiplier")] = AUTO
+    eval_interval: Annotated[int | Literal["auto"], _requested("eval_interval")] = AUTO
+    eval_samples: Annotated[int | Literal["auto"], _requested("eval_samples")] = AUTO
+    reasoning_effort: Literal["default", "low", "medium", "high"] = "default"
+
+
+def samples_per_prompt(compute_multiplier: float | str = AUTO) -> int:
+    """RFT's group size: 4 answers per prompt, times ``compute_multiplier`` (2 to 16)."""
+    factor = 1.0 if compute_multiplier in (AUTO, None) else _number("compute_multiplier", compute_multiplier, 1.0)
+    return max(2, min(16, round(4 * factor)))
 
 
 def resolve_beta(value: float | str = AUTO) -> tuple[float, str | None]:

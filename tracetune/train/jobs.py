@@ -25,15 +25,20 @@ from tracetune.errors import InvalidInput, NotFound, invalid_input
 from tracetune.models.registry import resolve, resolve_alias
 from tracetune.store.jobs import new_id
 from tracetune.store.rows import JobRow
-from tracetune.train.hyperparams import RequestedDpoHyperparameters, RequestedHyperparameters
+from tracetune.train.graders import validate_grader
+from tracetune.train.hyperparams import (
+    RequestedDpoHyperparameters,
+    RequestedHyperparameters,
+    RequestedReinforcementHyperparameters,
+)
 
 if TYPE_CHECKING:
     from tracetune.config import Settings
     from tracetune.store import Store
     from tracetune.store.workspaces import Workspace
 
-METHODS = ("supervised", "dpo")
-UNSUPPORTED_METHODS = ("reinforcement",)
+METHODS = ("supervised", "dpo", "reinforcement")
+UNSUPPORTED_METHODS: tuple[str, ...] = ()
 FORBIDDEN_IN_MODEL_ID = ("codex", "gpt-5", "gpt-6")  # names clients special-case (design.md)
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
 _SUFFIX = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -54,6 +59,12 @@ class DpoMethod(BaseModel):
     hyperparameters: RequestedDpoHyperparameters | None = None
 
 
+class ReinforcementMethod(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    grader: dict[str, Any] | None = None
+    hyperparameters: RequestedReinforcementHyperparameters | None = None
+
+
 class Method(BaseModel):
     """``{"type": "supervised", "supervised": {"hyperparameters": {…}}}`` or ``{"type": "dpo", "dpo": {…}}`` (the
     hyperparameters add ``beta``; the files hold preference pairs)."""
@@ -62,6 +73,7 @@ class Method(BaseModel):
     type: str
     supervised: SupervisedMethod | None = None
     dpo: DpoMethod | None = None
+    reinforcement: ReinforcementMethod | None = None
 
     @field_validator("type")
     @classmethod
@@ -69,18 +81,20 @@ class Method(BaseModel):
         if kind in UNSUPPORTED_METHODS:
             raise PydanticCustomError(
                 "unsupported_method",
-                "method '{kind}' is not supported by tracetune yet; use 'supervised' or 'dpo'",
+                "method '{kind}' is not supported by tracetune yet; use 'supervised', 'dpo' or 'reinforcement'",
                 {"kind": kind},
             )
         if kind not in METHODS:
             raise PydanticCustomError(
-                "invalid_value", "unknown method type '{kind}'; use 'supervised' or 'dpo'", {"kind": kind}
+                "invalid_value",
+                "unknown method type '{kind}'; use 'supervised', 'dpo' or 'reinforcement'",
+                {"kind": kind},
             )
         return kind
 
     def hyperparameters(self) -> RequestedHyperparameters | None:
         """The hyperparameters given in the block of the method's type (``method.dpo`` for ``dpo``…)."""
-        block = self.dpo if self.type == "dpo" else self.supervised
+        block = {"dpo": self.dpo, "reinforcement": self.reinforcement}.get(self.type, self.supervised)
         return block.hyperparameters if block is not None else None
 
 
@@ -139,7 +153,9 @@ class FineTuningJobCreate(BaseModel):
                 )
         if nested is not None:
             return nested
-        cls = RequestedDpoHyperparameters if kind == "dpo" else RequestedHyperparameters
+        cls = {"dpo": RequestedDpoHyperparameters, "reinforcement": RequestedReinforcementHyperparameters}.get(
+            kind, RequestedHyperparameters
+        )
         return cls(**top.model_dump()) if top is not None else cls()
 
 
@@ -150,6 +166,11 @@ def create_job(store: Store, settings: Settings, ws: Workspace, request: FineTun
     validation = _file(store, settings, ws, request.validation_file, "validation_file")
     kind = request.method_type
     hyperparameters = request.requested_hyperparameters().model_dump()
+    block: dict[str, Any] = {"hyperparameters": hyperparameters}
+    if kind == "reinforcement":  # checked before anything is stored: a bad grader is a 400 naming its field
+        assert request.method is not None
+        grader = request.method.reinforcement.grader if request.method.reinforcement else None
+        block["grader"] = validate_grader(grader, "method.reinforcement.grader")
     seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
     job_id = new_id("ftjob")
     output_model = fine_tuned_model_id(base, ws.name, request.suffix, job_id)
@@ -162,7 +183,7 @@ def create_job(store: Store, settings: Settings, ws: Workspace, request: FineTun
         {
             "id": job_id, "workspace_id": ws.id, "model": model, "training_file": training,
             "validation_file": validation, "suffix": request.suffix, "seed": seed,
-            "method": {"type": kind, kind: {"hyperparameters": hyperparameters}},
+            "method": {"type": kind, kind: block},
             "hyperparameters": {k: hyperparameters[k] for k in SUPERVISED_HYPERPARAMETERS},
             "user_metadata": request.metadata, "output_model": output_model,
         },

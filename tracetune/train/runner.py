@@ -43,6 +43,7 @@ from tracetune.errors import NotFound
 from tracetune.store.models import adapter_path
 from tracetune.store.rows import JobRow, ModelRow
 from tracetune.train.data import RECORD_FORMATS
+from tracetune.train.hyperparams import samples_per_prompt
 from tracetune.train.jobs import SUPERVISED_HYPERPARAMETERS, checkpoint_model_id, method_hyperparameters
 from tracetune.train.task_eval import METRICS
 
@@ -341,6 +342,11 @@ class JobRunner:
         extra: dict[str, Any] = {"start_adapter": start_adapter} if start_adapter else {}
         if job["method"]["type"] == "dpo":
             extra.update(method="dpo", beta=hp.get("beta", "auto"))
+        if job["method"]["type"] == "reinforcement":
+            extra.update(
+                method="reinforcement", grader=job["method"]["reinforcement"]["grader"],
+                samples_per_prompt=samples_per_prompt(hp.get("compute_multiplier", "auto")),
+            )  # fmt: skip
         return {
             **extra,
             "training_file": self._data_path(job, "training_file", job["training_file"]),
@@ -384,9 +390,16 @@ class JobRunner:
                 kind = job["method"]["type"]
                 hp = {k: event["hyperparameters"][k] for k in SUPERVISED_HYPERPARAMETERS}
                 resolved = {**hp, "beta": event["hyperparameters"]["beta"]} if kind == "dpo" else hp
+                block = dict(job["method"].get(kind) or {})
+                if kind == "reinforcement":
+                    requested = block.get("hyperparameters") or {}
+                    resolved = {
+                        **hp, "compute_multiplier": event["samples_per_prompt"] / 4, "eval_interval": 1,
+                        "eval_samples": 1, "reasoning_effort": requested.get("reasoning_effort", "default"),
+                    }  # fmt: skip
                 self.store.jobs.heartbeat(
                     job["id"], self.worker_id, hyperparameters=hp,
-                    method={"type": kind, kind: {"hyperparameters": resolved}},
+                    method={"type": kind, kind: {**block, "hyperparameters": resolved}},
                 )  # fmt: skip
                 if event.get("resumed_from_step") is None:
                     validation = ""
@@ -404,7 +417,11 @@ class JobRunner:
                             )
                     reasons = event.get("hyperparameter_reasons") or {}
                     why = "".join(f"; {name} auto: {reason}" for name, reason in reasons.items())
-                    what = "preference pairs (DPO, beta {:g})".format(resolved["beta"]) if kind == "dpo" else "examples"
+                    what = {
+                        "dpo": f"preference pairs (DPO, beta {resolved.get('beta', 0):g})",
+                        "reinforcement": f"prompts (RFT, {event.get('samples_per_prompt')} answers each, graded by "
+                        f"{(block.get('grader') or {}).get('name')!r})",
+                    }.get(kind, "examples")
                     events.append({"message": (
                         f"Training started: {event['n_train_examples']} {what}, {hp['n_epochs']} epochs of "
                         f"{event['steps_per_epoch']} steps (batch size {hp['batch_size']}, learning rate "
@@ -414,6 +431,10 @@ class JobRunner:
                 outcome.last_metrics = event
                 data = {k: v for k, v in event.items() if k != "type"}
                 text = f"Step {event['step']}/{event['total_steps']}: training loss={event['train_loss']:.4f}"
+                if "train_mean_reward" in event:
+                    text += f", mean reward={event['train_mean_reward']:.3f}"
+                if "valid_mean_reward" in event:
+                    text += f", validation reward={event['valid_mean_reward']:.3f}"
                 if "train_reward_margin" in event:
                     text += f", reward margin={event['train_reward_margin']:.4f}"
                 if "valid_loss" in event:
@@ -478,7 +499,7 @@ class JobRunner:
             job["id"], self.worker_id, "succeeded",
             fine_tuned_model=job["output_model"], trained_tokens=int(outcome.done["tokens"]),
             result_files=[result["id"]], also=lambda conn: self.store.models.add(conn, model_row),
-            messages=[("info", f"New fine-tuned model created: {job['output_model']}"),
+            messages=[*_reward_summary(outcome), ("info", f"New fine-tuned model created: {job['output_model']}"),
                       ("info", "The job has successfully completed")],
         )  # fmt: skip
         if not done:  # cancelled in the last second: drop the result file we made
@@ -492,6 +513,16 @@ class JobRunner:
 
     def _log(self, job: JobRow) -> Path:
         return job_dir(self.home, job["id"]) / "train.log"
+
+
+def _reward_summary(outcome: _Attempt) -> list[tuple[str, str]]:
+    """An RFT job's held-out reward at the end, against its start model's (a message; none for other methods)."""
+    end = outcome.last_metrics.get("valid_mean_reward")
+    if end is None:
+        return []
+    start = (outcome.setup or {}).get("valid_mean_reward_start")
+    against = f" (the start model's: {start:.3f})" if isinstance(start, int | float) else ""
+    return [("info", f"Held-out reward of the fine-tuned model: {end:.3f}{against}")]
 
 
 def _diagnostic_events(event: dict[str, Any]) -> list[dict[str, Any]]:
