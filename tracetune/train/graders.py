@@ -72,7 +72,16 @@ class GradeResult:
 
 
 def validate_grader(grader: Any, where: str = "grader") -> dict[str, Any]:
-    """``grader`` checked before anything runs; the grader itself. Raises :class:`InvalidInput` naming the field."""
+    """``grader`` checked before anything runs; the grader itself. Raises :class:`InvalidInput` naming the field
+    (code ``invalid_value``; ``unsupported_grader`` for what tracetune cannot run yet)."""
+    try:
+        return _validated(grader, where)
+    except InvalidInput as exc:
+        exc.code = exc.code or "invalid_value"
+        raise
+
+
+def _validated(grader: Any, where: str) -> dict[str, Any]:
     if not isinstance(grader, Mapping):
         raise InvalidInput("a grader must be an object with a type", field=where)
     kind = grader.get("type")
@@ -117,7 +126,7 @@ def validate_grader(grader: Any, where: str = "grader") -> dict[str, Any]:
         for key, inner in graders.items():
             if isinstance(inner, Mapping) and inner.get("type") == "multi":
                 raise InvalidInput("a multi grader cannot hold another", field=f"{where}.graders.{key}.type")
-            validate_grader(inner, f"{where}.graders.{key}")
+            _validated(inner, f"{where}.graders.{key}")
         formula = grader.get("calculate_output")
         if not isinstance(formula, str) or not formula.strip():
             raise InvalidInput(
@@ -186,7 +195,7 @@ def _template(grader: Mapping[str, Any], key: str, where: str) -> None:
         path = _PATH.match(match.group(1))
         if path is None:
             raise InvalidInput(
-                f"template {match.group(0)!r} must name item.<field> or sample.output_text / sample.output_json",
+                f"template {match.group(0)!r} must name item.<field> or sample.<{' | '.join(_SAMPLE_FIELDS)}>",
                 field=f"{where}.{key}",
             )
         parts = path.group(2).split(".")[1:]
