@@ -37,12 +37,17 @@ def test_collapse_fires_on_one_answer_for_varied_expectations():
     collapsed = [call("sales", 3)] * 8
     finding = collapsed_outputs(expected, collapsed)
     assert finding is not None and finding.code == "collapsed_outputs"
-    assert finding.message.startswith('8/8 validation answers are the same call: route_ticket({"priority": 3, "team"')
+    assert finding.message.startswith('8/8 validation calls are the same call: route_ticket({"priority": 3, "team"')
     assert "4 distinct values" in finding.message and "tracetune models add" in finding.advice
     # varied answers, or a task whose answer really is constant, are not a collapse
     assert collapsed_outputs(expected, expected) is None
     assert collapsed_outputs([call("sales", 3)] * 8, collapsed) is None
     assert collapsed_outputs(expected[:2], collapsed[:2]) is None  # too few to say
+    # answers in prose are format slips, not decisions: 6 calls, all the same, is a collapse
+    prose = {"role": "assistant", "content": "I will route it."}
+    slipped = collapsed_outputs(expected, [*collapsed[:6], prose, prose])
+    assert slipped is not None and slipped.message.startswith("6/6 validation calls are the same call (2 more answered")
+    assert collapsed_outputs(expected, [*collapsed[:2], prose, prose, prose, prose]) is None  # 2 calls: too few
 
 
 def test_value_distribution_keeps_choices_and_drops_free_form_arguments():

@@ -93,14 +93,16 @@ _first_load: dict[str, Any] = {}
 
 def first_smollm2_load(tmp_path_factory: Any) -> tuple[Any, Any, list[str], Path]:
     """The session's first load of the real SmolLM2 (de-quantizes the GGUF, ~20 s, and caches it), done once per
-    session whichever test asks first: ``(model de-quantized from the GGUF, tokenizer, log messages, home)``."""
+    session whichever test asks first: ``(model de-quantized from the GGUF, tokenizer, log messages, home)``. Its
+    home is its own, not ``smollm2_home``'s: other tests (the slow ones run first) cache weights there, and this
+    load must be the first of its home whatever ran before it in the worker."""
     import logging
 
-    from tests.models import smollm2_home
     from tracetune.models import DEFAULT_MODEL_ID
     from tracetune.models.weights import load_base_model, weights_dir
 
-    home = smollm2_home(tmp_path_factory)
+    home = tmp_path_factory.getbasetemp() / "smollm2-first-load-home"
+    home.mkdir(exist_ok=True)
     key = str(home)
     if key not in _first_load:
         assert not weights_dir(home, DEFAULT_MODEL_ID).exists()

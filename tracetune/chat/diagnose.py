@@ -4,7 +4,8 @@ Pure functions over OpenAI chat fine-tuning records and reply messages, shared b
 ``tracetune eval``, ``tracetune export`` and the UI. Each finding says what was seen and what to do:
 
 * ``collapsed_outputs``: most answers are the same call or text while the expected answers vary ("8/8 validation
-  answers are the same call") — the model learned the format, not the decision;
+  calls are the same call"; answers without a call are left out when every expected answer is one) — the model
+  learned the format, not the decision;
 * ``rare_values``: an argument with a few possible values (an enum, a bool, a small set of numbers) has values with
   fewer than :data:`MIN_PER_VALUE` training examples;
 * ``unseen_values``: validation expects argument values no training example shows;
@@ -63,19 +64,25 @@ def collapsed_outputs(
     expected: Sequence[Mapping[str, Any]], replies: Sequence[Mapping[str, Any]], *, where: str = "validation"
 ) -> Finding | None:
     """A finding when at least :data:`COLLAPSE_SHARE` of ``replies`` are one answer while ``expected`` holds
-    several (a constant answer on a task whose answer varies)."""
-    if len(replies) < MIN_ANSWERS:
+    several (a constant answer on a task whose answer varies). When every expected answer is a call, the replies
+    that make no call (a format slip, not a decision) are left out of the share: 6 calls, all the same, and 2
+    answers in prose is a collapse."""
+    calls_expected = bool(expected) and all(calls_of(e) for e in expected)
+    decided = [r for r in replies if calls_of(r)] if calls_expected else list(replies)
+    if len(decided) < MIN_ANSWERS:
         return None
-    answers = collections.Counter(answer_key(r) for r in replies)
+    answers = collections.Counter(answer_key(r) for r in decided)
     top, count = answers.most_common(1)[0]
     wanted = collections.Counter(answer_key(e) for e in expected)
-    if len(wanted) < 2 or count / len(replies) < COLLAPSE_SHARE or count <= wanted.most_common(1)[0][1]:
+    if len(wanted) < 2 or count / len(decided) < COLLAPSE_SHARE or count <= wanted.most_common(1)[0][1]:
         return None
-    kind = "call" if calls_of(replies[0]) or "(" in top else "answer"
+    kind = "call" if calls_of(decided[0]) or "(" in top else "answer"
+    others = len(replies) - len(decided)
+    besides = f" ({others} more answered without a call)" if others else ""
     return Finding(
         "collapsed_outputs",
-        f"{count}/{len(replies)} {where} answers are the same {kind}: {_short(top) or '(an empty reply)'}; "
-        f"the expected answers have {len(wanted)} distinct values",
+        f"{count}/{len(decided)} {where} {'calls' if calls_expected else 'answers'} are the same {kind}"
+        f"{besides}: {_short(top) or '(an empty reply)'}; the expected answers have {len(wanted)} distinct values",
         "The model gives (nearly) one answer whatever the input: it learned the format, not the decision. Add "
         "examples of the other answers (see the value balance of the training data), train more epochs, have a "
         f"teacher label more traces, or try a bigger base model ({BIGGER_MODEL}).",
