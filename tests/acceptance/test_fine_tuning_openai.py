@@ -186,7 +186,8 @@ def test_openai_client_runs_dpo_from_the_fine_tuned_model(server, client, sft_jo
     assert job.fine_tuned_model in [m.id for m in client.models.list()]
 
     records = list(enumerate(read_jsonl(CALCULATOR_HELDOUT), 1))
-    results = evaluate(client, [sft.fine_tuned_model, job.fine_tuned_model], records, max_tokens=64, concurrency=16)
+    # (the SFT model's served score is the test above's: 0.95 in CI, within one of its direct 19/20)
+    results = evaluate(client, [job.fine_tuned_model], records, max_tokens=64, concurrency=16)
     served = {m: r["summary"]["tool_args_exact"] for m, r in results["models"].items()}
     print(json.dumps({"dpo_job_s": round(job_s, 1), "steps": len(metrics), "served_args_exact": served,
                       "last_reward_margin": metrics[-1]["train_reward_margin"]}))  # fmt: skip
@@ -218,8 +219,10 @@ def test_openai_client_runs_rft_from_the_fine_tuned_model(server, client, sft_jo
                           "arguments": json.dumps(arguments, separators=(",", ":"))})  # fmt: skip
         return "".join(json.dumps(line) + "\n" for line in lines).encode()
 
-    train = client.files.create(file=("prompts.jsonl", prompts(read_jsonl(CALCULATOR_TRAIN)[:8])), purpose="fine-tune")
-    held_out = read_jsonl(CALCULATOR_HELDOUT)[:8]
+    # a short job (4 prompts, one step of 4 x 2 answers; 4 held-out prompts before and after): CI's time budget.
+    # What RFT fixes is measured in bench/preference.py
+    train = client.files.create(file=("prompts.jsonl", prompts(read_jsonl(CALCULATOR_TRAIN)[:4])), purpose="fine-tune")
+    held_out = read_jsonl(CALCULATOR_HELDOUT)[:4]
     valid = client.files.create(file=("held-out.jsonl", prompts(held_out)), purpose="fine-tune")
     grader = {"type": "string_check", "name": "exact_arguments", "operation": "eq",
               "input": "{{sample.output_tools.0.function.arguments}}", "reference": "{{item.arguments}}"}  # fmt: skip
@@ -233,7 +236,7 @@ def test_openai_client_runs_rft_from_the_fine_tuned_model(server, client, sft_jo
     assert job.method.reinforcement.hyperparameters.compute_multiplier == 0.5
     events = list(reversed(list(client.fine_tuning.jobs.list_events(job.id, limit=100))))
     metrics = [e.data for e in events if e.type == "metrics"]
-    assert [m["step"] for m in metrics] == [1, 2] and all(0 <= m["train_mean_reward"] <= 1 for m in metrics)
+    assert [m["step"] for m in metrics] == [1] and 0 <= metrics[0]["train_mean_reward"] <= 1
     summary = next(e.message for e in events if e.message.startswith("Held-out reward of the fine-tuned model"))
     records = list(enumerate(held_out, 1))
     results = evaluate(client, [job.fine_tuned_model], records, max_tokens=64, concurrency=8)
