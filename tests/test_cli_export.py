@@ -112,7 +112,102 @@ def test_format_dpo_pairs_each_correction_with_the_answer_it_replaced(store, db_
     assert (report.valid_lines, report.problems) == (3, [])
     assert "no_correction" in result.stdout and "identical_outputs" in result.stdout, result.stdout
     named = export(db_url, home, "--project", PROJECT, "-o", out, "--format", "dpo", "--name", "pairs")
-    assert named.exit_code == 2 and "cannot be stored as a dataset" in named.output
+    assert named.exit_code == 0 and "pairs v1" in named.stdout, named.output
+    from tracetune.convert.examples import iter_dataset_records
+
+    version = store.datasets.list(ws, limit=1)[0]
+    stored = list(iter_dataset_records(store, ws, version["id"]))
+    assert [r["record"] for r in stored] == lines(out)  # the dataset holds the DPO lines, byte for byte
+    by_question = {r["record"]["input"]["messages"][-1]["content"]: r["run_ids"] for r in stored}
+    assert by_question["What is 12 minus 10?"] == [sent[0]["id"]]  # lineage: the corrected run
+
+
+def test_format_dpo_pairs_disliked_runs_with_liked_runs_of_the_same_input(store, db_url, home, tmp_path) -> None:
+    """``--rating-key``: a disliked run (its own or its trace root's newest score <= --bad-score) is paired with a
+    liked run (>= --good-score) of exactly the same input, across traces; both runs are the pair's lineage, one
+    input's pairs stay on one side of the split; disliked runs nothing liked answers are counted, as are liked
+    runs left over and middling ratings; a correction takes precedence over the rating."""
+    ws = store.workspaces.ensure("default").id
+    runs: dict[str, dict[str, Any]] = {}
+    scores: dict[str, float] = {}
+    sent: list[dict[str, Any]] = []
+
+    def run(label: str, question: str, answer: str, score: float | None, *, on_root: bool = False) -> None:
+        n = len(sent)
+        if on_root:  # the thumbs is on the trace (the agent's root), the LLM call its child
+            root = chain_root(n)
+            sent.append(root)
+            runs[label] = chat_run(question, answer, trace=root, n=n)
+            scores[root["id"]] = score  # type: ignore[assignment]
+        else:
+            runs[label] = chat_run(question, answer, n=n)
+            if score is not None:
+                scores[runs[label]["id"]] = score
+        sent.append(runs[label])
+
+    run("liked0", "What is 4 minus 6?", "-2", 1.0, on_root=True)
+    run("disliked0", "What is 4 minus 6?", "2", 0.0)
+    run("liked1", "What is 9 minus 3?", "6", 1.0)
+    run("disliked1a", "What is 9 minus 3?", "-6", 0.0, on_root=True)
+    run("disliked1b", "What is 9 minus 3?", "3", -1.0)
+    run("only_disliked", "What is 1 minus 8?", "7", 0.0)
+    run("only_liked", "What is 5 minus 5?", "0", 1.0)
+    run("middling", "What is 5 minus 5?", "1", 0.5)
+    run("other_input", "what is 4 minus 6", "2", 0.0)  # not the same input as liked0's
+    run("corrected", "What is 2 minus 9?", "7", 0.0)
+    ingest(store, ws, sent, PROJECT)
+    for run_id, score in scores.items():
+        store.feedback.create(ws, {"id": uuid.uuid4(), "run_id": uuid.UUID(run_id), "key": "thumbs", "score": score})
+    store.feedback.create(
+        ws, {"id": uuid.uuid4(), "run_id": uuid.UUID(runs["corrected"]["id"]), "key": "fix", "correction": "-7"}
+    )
+    out = tmp_path / "pairs.jsonl"
+    args = ("--project", PROJECT, "-o", out, "--format", "dpo", "--rating-key", "thumbs", "--split", "0.5")
+    result = export(db_url, home, *args, "--bad-score", "0")
+    assert result.exit_code == 0, result.output
+    got = lines(out) + lines(tmp_path / "pairs.validation.jsonl")
+    answers = sorted(
+        (
+            r["input"]["messages"][-1]["content"],
+            r["preferred_output"][0]["content"],
+            r["non_preferred_output"][0]["content"],
+        )
+        for r in got
+    )
+    assert answers == [
+        ("What is 2 minus 9?", "-7", "7"),
+        ("What is 4 minus 6?", "-2", "2"),
+        ("What is 9 minus 3?", "6", "-6"),
+        ("What is 9 minus 3?", "6", "3"),
+    ]
+    sides = {}
+    for side, path in (("train", out), ("validation", tmp_path / "pairs.validation.jsonl")):
+        for r in lines(path):
+            sides.setdefault(r["input"]["messages"][-1]["content"], set()).add(side)
+    assert all(len(s) == 1 for s in sides.values()), sides
+    text = " ".join(result.stdout.split())
+    assert "pairs from corrections / ratings │ 1 / 3" in text, result.stdout
+    assert "disliked runs no liked run pairs │ 2" in text, result.stdout  # only_disliked and other_input
+    assert "no_pair │ 1" in text and "no_correction │ 1" in text, result.stdout  # only_liked; middling
+
+    from tracetune.convert.dataset_builder import ExportOptions, Selection
+    from tracetune.convert.export import preview_dataset
+
+    built, summary = preview_dataset(
+        store, ws, Selection(project=PROJECT), ExportOptions(format="dpo", rating_key="thumbs"), home=home
+    )
+    assert summary["preference"] == {"from_corrections": 1, "from_ratings": 3, "unpaired_disliked": 2}
+    assert summary["skipped"] == {"no_correction": 1, "no_pair": 1}
+    lineage = {tuple(b.run_ids) for b in built}
+    assert (runs["liked0"]["id"], runs["disliked0"]["id"]) in lineage
+    assert (runs["liked1"]["id"], runs["disliked1b"]["id"]) in lineage
+    assert (runs["corrected"]["id"],) in lineage
+    for bad, message in (
+        (("--format", "openai", "--rating-key", "thumbs"), "needs format 'dpo'"),
+        (("--format", "dpo", "--bad-score", "1"), "must be below good_score"),
+    ):
+        refused = export(db_url, home, "--project", PROJECT, "-o", out, *bad)
+        assert refused.exit_code == 2 and message in refused.output, refused.output
 
 
 @pytest.mark.parametrize(

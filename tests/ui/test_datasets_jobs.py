@@ -115,6 +115,38 @@ def test_save_dataset_from_a_feedback_filter_then_download_and_fine_tune(tiny_ui
     assert job_id in listing and 'hx-trigger="every 5s"' in listing  # a live job: the list refreshes itself
 
 
+def test_builder_makes_preference_pairs_from_thumbs_and_fine_tunes_them_with_dpo(tiny_ui):
+    """Records "preference pairs": a thumbs-down run is paired with a thumbs-up run of the same input (shown
+    side by side, counted), the saved dataset holds the DPO lines, and "Fine-tune this" starts a DPO job."""
+    from tests.dataset_support import chat_run
+
+    ui = tiny_ui
+    liked, disliked = chat_run("What is 4 minus 6?", "-2", n=1), chat_run("What is 4 minus 6?", "2", n=2)
+    alone = chat_run("What is 1 minus 8?", "7", n=3)  # disliked, and nothing liked answers it
+    ui.ingest([liked, disliked, alone])
+    for run, kind in ((liked, "up"), (disliked, "down"), (alone, "down")):
+        assert ui.client.post(f"/runs/{run['id']}/feedback", data={"kind": kind}).status_code in (200, 303)
+    params = {"format": "dpo", "rating_key": "user_score"}
+    preview = ui.page(builder_url("default", **params))  # runs without a project land in "default"
+    assert preview.count('<div class="pair">') == 1, preview
+    preferred, rejected = preview.split('<div class="pair">')[1].split('<div class="non-preferred">')
+    assert ">-2<" in preferred and ">2<" in rejected and ">-2<" not in rejected
+    assert re.search(r'id="pairs">0 from corrections, 1 from ratings; 1 disliked', preview)
+    form = {"project": "default", "model": "tiny", "run_type": "llm", "name": "thumbs-pairs", **params}
+    saved = ui.client.post("/datasets", data=form)
+    assert saved.status_code == 303, saved.text
+    dataset_url = saved.headers["location"]
+    page = ui.page(dataset_url)
+    assert 'id="ft-beta"' in page and '<div class="pair">' in page
+    line = orjson.loads(ui.client.get(dataset_url + "/download").content)
+    assert line["preferred_output"] == [{"role": "assistant", "content": "-2"}]
+    assert line["non_preferred_output"] == [{"role": "assistant", "content": "2"}]
+    started = ui.client.post(dataset_url + "/fine-tune", data={"model": "tiny", "n_epochs": "1", "beta": "0.2"})
+    assert started.status_code == 303, started.text
+    job = ui.store.jobs.get(ui.ws.id, started.headers["location"].rsplit("/", 1)[1])
+    assert job["method"]["type"] == "dpo" and job["method"]["dpo"]["hyperparameters"]["beta"] == 0.2
+
+
 def test_job_page_draws_loss_checkpoints_and_cancels(tiny_ui):
     ui = tiny_ui
     from tracetune.store.jobs import new_id

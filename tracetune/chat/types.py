@@ -41,6 +41,7 @@ class SessionSource(TypedDict):
     trace_id: str | None
     thread_id: NotRequired[str | None]
     project_id: NotRequired[str | None]
+    group: NotRequired[str]  # what must not straddle the train/validation split, when not the thread or trace
 
 
 class ChatSession(TypedDict):

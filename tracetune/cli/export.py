@@ -46,6 +46,15 @@ def export_command(
     ] = True,
     model: Annotated[str | None, typer.Option("--model", help="Target model (tokens, context length).")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Also store as the next version of this dataset.")] = None,
+    rating_key: Annotated[
+        str | None,
+        typer.Option(
+            "--rating-key",
+            help="dpo: also pair disliked runs with liked runs of the same input by this feedback key's scores.",
+        ),
+    ] = None,
+    good_score: Annotated[float, typer.Option("--good-score", help="dpo: a run rated at least this is liked.")] = 1.0,
+    bad_score: Annotated[float, typer.Option("--bad-score", help="dpo: a run rated at most this is disliked.")] = 0.0,
     workspace: Annotated[str, typer.Option(help="Workspace name.")] = "default",
     home: HomeOpt = None,
     database_url: DbOpt = None,
@@ -72,6 +81,9 @@ def export_command(
             merge=merge,
             model=model,
             name=name,
+            rating_key=rating_key,
+            good_score=good_score,
+            bad_score=bad_score,
         )
         if input_file is not None:
             from tracetune.config import load_settings
@@ -118,6 +130,12 @@ def _print_summary(summary: dict[str, Any], paths: dict[str, Path], dataset: dic
     )
     pii = summary["pii"]
     table.add_row("PII replaced", ", ".join(f"{k} {v}" for k, v in pii.items()) or "0")
+    preference = summary.get("preference")
+    if preference is not None:
+        table.add_row(
+            "pairs from corrections / ratings", f"{preference['from_corrections']} / {preference['from_ratings']}"
+        )
+        table.add_row("disliked runs no liked run pairs", str(preference["unpaired_disliked"]))
     corrections = summary["corrections"]
     if corrections["applied"] or corrections["invalid"]:
         table.add_row("corrections applied / unreadable", f"{corrections['applied']} / {corrections['invalid']}")

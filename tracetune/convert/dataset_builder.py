@@ -20,8 +20,16 @@ counts everything on the way. Per run, then per conversation:
 
 With ``format="dpo"`` (corrections are then always read) the records are OpenAI's preference (DPO) lines: a
 corrected run gives one, its correction preferred to the answer it replaced (``chat.preference.preference_line``;
-never merged; validated with ``validate_preference_record``, both outputs checked against the target model); a run
-without a correction gives none and is counted as skipped ``no_correction``.
+never merged; validated with ``validate_preference_record``, both outputs checked against the target model). With
+a ``rating_key`` (a feedback key such as ``user_score``), runs without a correction are also paired by their
+ratings (the run's newest score under that key, else its trace root's): a run rated ``>= good_score`` is liked,
+one rated ``<= bad_score`` disliked, and each disliked run is paired with a liked run whose input (messages and
+tools before the answer) is exactly the same — the liked answer preferred (``finish`` yields these pairs, after the
+last group: they cross traces; the rated runs are held in memory until then). A pair from ratings keeps both runs'
+ids and is split by its input, so one question never lands on both sides. Counted: ``no_correction`` (a run with
+neither a correction nor a decisive rating), ``no_pair`` (liked runs left over), and the summary's
+``preference``: pairs from corrections and from ratings, and ``unpaired_disliked`` — disliked runs whose input no
+liked run answered (what an unpaired method such as KTO would use; tracetune has none yet).
 
 The summary also holds, per tool, how often the training records give each value of each argument with a few
 possible values (``arguments``), and ``advice`` before any training: values with too few examples to be learned,
@@ -42,7 +50,7 @@ from tracetune.chat.diagnose import ArgumentValues, value_balance
 from tracetune.chat.preference import preference_line, preference_records, validate_preference_record
 from tracetune.chat.types import ChatSession, Skip
 from tracetune.chat.validate import Problem, validate_record
-from tracetune.convert.hygiene import PII_KINDS, Deduper, apply_correction, scrub_session
+from tracetune.convert.hygiene import PII_KINDS, Deduper, apply_correction, exact_key, scrub_session
 from tracetune.convert.records import FORMATS, record_from_session
 from tracetune.convert.sessions import session_from_run
 from tracetune.convert.split import Split, assign_split
@@ -90,20 +98,23 @@ class ExportOptions:
     merge: bool = True
     model: str | None = None  # the target model (None: the default base model)
     name: str | None = None  # store the export as a dataset of this name (next version)
+    rating_key: str | None = None  # dpo: also pair liked and disliked runs by this feedback key's scores …
+    good_score: float = 1.0  # … a run rated at least this is liked …
+    bad_score: float = 0.0  # … one rated at most this disliked
 
     def __post_init__(self) -> None:
         if self.format not in EXPORT_FORMATS:
             raise InvalidInput(
                 f"unknown format {self.format!r}; expected one of {', '.join(EXPORT_FORMATS)}", field="format"
             )
-        if self.format == "dpo":  # the pairs are the corrections
+        if self.format == "dpo":  # the pairs are the corrections (and the ratings, with a rating key)
             self.use_corrections = True
-            if self.name is not None:
-                raise InvalidInput(
-                    "a DPO export cannot be stored as a dataset yet (dataset examples hold chat records); write it "
-                    "to a file instead",
-                    field="name",
-                )
+        if self.rating_key is not None and self.format != "dpo":
+            raise InvalidInput("rating_key pairs liked and disliked runs: it needs format 'dpo'", field="rating_key")
+        if not self.bad_score < self.good_score:
+            raise InvalidInput(
+                f"bad_score ({self.bad_score}) must be below good_score ({self.good_score})", field="bad_score"
+            )
         if self.split is not None and not 0.0 < self.split < 1.0:
             raise InvalidInput(f"split must be between 0 and 1 (exclusive), got {self.split!r}", field="split")
         if self.name is not None and not (0 < len(self.name) <= 200 and "\x00" not in self.name):
@@ -141,6 +152,7 @@ class Summary:
     arguments: dict[str, ArgumentValues] = field(
         default_factory=lambda: {"train": ArgumentValues(), "validation": ArgumentValues()}
     )
+    preference: dict[str, int] | None = None  # dpo: pairs from corrections / ratings, unpaired disliked runs
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -163,6 +175,7 @@ class Summary:
             },
             "arguments": self.arguments["train"].table(),
             "advice": [f.as_dict() for f in value_balance(self.arguments["train"], self.arguments["validation"])],
+            **({"preference": dict(self.preference)} if self.preference is not None else {}),
         }
 
 
@@ -190,14 +203,23 @@ class DatasetBuilder:
         self.summary = Summary()
         self._deduper = Deduper() if options.dedupe else None
         self._candidates = 0  # records validated so far: the "line" of a problem before anything is written
+        if options.format == "dpo":
+            self.summary.preference = {"from_corrections": 0, "from_ratings": 0, "unpaired_disliked": 0}
+        self._rated: dict[bytes, tuple[list[ChatSession], list[ChatSession]]] = {}  # input → (liked, disliked)
 
     def skip(self, reason: str, n: int = 1) -> None:
         """Count ``n`` runs read that never reached the converter (a line of a file that is not JSON …)."""
         self.summary.runs_read += n
         self.summary.skipped[reason] += n
 
-    def add_group(self, runs: Iterable[Any], corrections: Mapping[str, Any] | None = None) -> Iterator[BuiltRecord]:
-        """The records of one trace's runs (dicts as ``run_view`` returns them, or run objects)."""
+    def add_group(
+        self,
+        runs: Iterable[Any],
+        corrections: Mapping[str, Any] | None = None,
+        ratings: Mapping[str, float] | None = None,
+    ) -> Iterator[BuiltRecord]:
+        """The records of one trace's runs (dicts as ``run_view`` returns them, or run objects), with their
+        corrections and ratings (run id → the value)."""
         summary = self.summary
         sessions: list[ChatSession] = []
         positions: dict[str, str | None] = {}
@@ -215,10 +237,10 @@ class DatasetBuilder:
             if corrections and run_ids and run_ids[0] in corrections:
                 session = self._corrected(session, corrections[run_ids[0]])
             if preference:  # a pair is a run and its correction: each its own call, never merged
-                if session is original:
-                    summary.skipped["no_correction"] += 1
-                else:
+                if session is not original:
                     pairs.append((session, original))
+                elif not self._rate(session, (ratings or {}).get(run_ids[0]) if run_ids else None):
+                    summary.skipped["no_correction"] += 1
                 continue
             for run_id in run_ids:
                 positions[run_id] = run_position(run)
@@ -227,20 +249,60 @@ class DatasetBuilder:
             merged = merge_trajectories(sessions, positions=positions)
             summary.runs_merged += len(sessions) - len(merged)
             sessions = merged
-        pairs.extend((session, None) for session in sessions)
         for session, rejected in pairs:
-            try:
-                built = self._build(session, rejected)
-            except InvalidInput as exc:
-                summary.skipped[exc.code or "invalid"] += 1
+            yield from self._built(session, rejected, "from_corrections")
+        for session in sessions:
+            yield from self._built(session, None, None)
+
+    def _rate(self, session: ChatSession, score: float | None) -> bool:
+        """Hold a rated run for ``finish`` (True), or not (False: no rating key, no rating, or a middling one)."""
+        options = self.options
+        if options.rating_key is None or score is None or options.bad_score < score < options.good_score:
+            return False
+        key = exact_key({**session, "messages": session["messages"][:-1]})  # the input: all but the answer
+        liked, disliked = self._rated.setdefault(key, ([], []))
+        (liked if score >= options.good_score else disliked).append(session)
+        return True
+
+    def finish(self) -> Iterator[BuiltRecord]:
+        """The pairs of rated runs (see the module docstring), once every group has been added."""
+        rated, self._rated = self._rated, {}
+        summary = self.summary
+        for key, (liked, disliked) in rated.items():
+            if not liked:
+                cast(dict[str, int], summary.preference)["unpaired_disliked"] += len(disliked)
                 continue
-            except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:  # never out of an export
-                log.debug("skipped a session of runs %s", session.get("source"), exc_info=True)
-                summary.skipped["malformed_run"] += 1
-                self._keep_problem(session, Problem(0, "", f"{type(exc).__name__}: {exc}", "malformed_run"))
-                continue
-            if built is not None:
-                yield built
+            if len(liked) > len(disliked):
+                summary.skipped["no_pair"] += len(liked) - len(disliked)
+            for i, rejected in enumerate(disliked):
+                chosen = liked[i % len(liked)]
+                source = chosen["source"]
+                pair: ChatSession = {
+                    **chosen,
+                    "source": {
+                        **source,
+                        "run_ids": [*source["run_ids"], *rejected["source"]["run_ids"]],
+                        "group": f"input:{key.hex()}",
+                    },
+                }
+                yield from self._built(pair, rejected, "from_ratings")
+
+    def _built(self, session: ChatSession, rejected: ChatSession | None, kind: str | None) -> Iterator[BuiltRecord]:
+        """``_build`` with its failures counted as skips (nothing raises out of an export)."""
+        try:
+            built = self._build(session, rejected)
+        except InvalidInput as exc:
+            self.summary.skipped[exc.code or "invalid"] += 1
+            return
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+            log.debug("skipped a session of runs %s", session.get("source"), exc_info=True)
+            self.summary.skipped["malformed_run"] += 1
+            self._keep_problem(session, Problem(0, "", f"{type(exc).__name__}: {exc}", "malformed_run"))
+            return
+        if built is not None:
+            if kind is not None:
+                cast(dict[str, int], self.summary.preference)[kind] += 1
+            yield built
 
     def _corrected(self, session: ChatSession, correction: Any) -> ChatSession:
         try:
@@ -261,8 +323,13 @@ class DatasetBuilder:
             if rejected is not None:
                 rejected, counts = scrub_session(rejected, PII_KINDS)
                 summary.pii.update({k: v for k, v in counts.items() if v})
-        if self._deduper is not None:
-            kind = self._deduper.seen(session)
+        if self._deduper is not None:  # a pair is a duplicate when both its answers are
+            both = (
+                session
+                if rejected is None
+                else {**session, "messages": [*session["messages"], rejected["messages"][-1]]}
+            )
+            kind = self._deduper.seen(both)
             if kind is not None:
                 summary.duplicates[kind] += 1
                 return None

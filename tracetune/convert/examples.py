@@ -3,7 +3,9 @@
 A tracetune export stores each record as an example: ``example_from_record`` puts every turn but the last, and the
 record's other keys (``tools``…), in ``inputs`` and the last turn in ``outputs`` (``{"message": …}`` for the
 ``openai``/``hf`` formats' ``messages``, ``{"conversation": …}`` for sharegpt's ``conversations``);
-``record_from_example`` joins them back, byte for byte the record that was exported.
+``record_from_example`` joins them back, byte for byte the record that was exported. A preference (DPO) line is
+stored with its ``input`` (messages, tools) as the inputs and its ``preferred_output`` and ``non_preferred_output``
+as the outputs.
 
 An example written through LangSmith's API is converted instead (``record_from_example`` again, one entry point):
 its inputs and outputs are read as an LLM run's would be (``tracetune.convert.sessions``), so every shape a traced
@@ -27,6 +29,7 @@ import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
+from tracetune.chat.preference import OUTPUTS
 from tracetune.chat.types import ChatSession
 from tracetune.convert.records import record_from_session
 from tracetune.convert.sessions import session_from_run
@@ -40,6 +43,8 @@ _TURN_LISTS = {"messages": "message", "conversations": "conversation"}
 
 def example_from_record(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """(inputs, outputs) of one exported record; a record without a turn list is all inputs."""
+    if "preferred_output" in record and isinstance(record.get("input"), dict):
+        return dict(record["input"]), {k: record[k] for k in OUTPUTS}
     for many, one in _TURN_LISTS.items():
         turns = record.get(many)
         if isinstance(turns, list) and turns:
@@ -49,6 +54,8 @@ def example_from_record(record: dict[str, Any]) -> tuple[dict[str, Any], dict[st
 
 def _as_record(inputs: dict[str, Any], outputs: dict[str, Any]) -> dict[str, Any] | None:
     """The exported record an example holds, when it is one (inputs' turn list + outputs' single last turn)."""
+    if set(outputs) == set(OUTPUTS):
+        return {"input": inputs, **{k: outputs[k] for k in OUTPUTS}}
     if len(outputs) != 1:
         return None
     for many, one in _TURN_LISTS.items():

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -177,11 +177,19 @@ class _Sinks:
 
 # -- the pipeline --------------------------------------------------------------------------------------------
 
+Group = tuple[list[Any], dict[str, Any], dict[str, float]]  # one trace's runs, their corrections, their ratings
+
+
+def _stream(store: Store, workspace_id: uuid.UUID, stmt: Any, options: ExportOptions) -> Generator[Group]:
+    return stream_run_groups(
+        store, workspace_id, stmt, corrections=options.use_corrections, rating_key=options.rating_key
+    )
+
 
 def _run(
     options: ExportOptions,
     target: TargetModel,
-    groups: Callable[[DatasetBuilder], Iterable[tuple[list[Any], dict[str, Any]]]],
+    groups: Callable[[DatasetBuilder], Iterable[Group]],
     out: Path | None,
     store_as: Callable[[dict[str, Any], Iterable[DatasetRecord]], dict[str, Any]] | None,
 ) -> ExportResult:
@@ -190,9 +198,11 @@ def _run(
     builder = DatasetBuilder(options, target.inspect)
     sinks = _Sinks(Path(out) if out is not None else None, options.split is not None, store_as is not None)
     try:
-        for runs, fixes in groups(builder):
-            for built in builder.add_group(runs, fixes):
+        for runs, fixes, ratings in groups(builder):
+            for built in builder.add_group(runs, fixes, ratings):
                 sinks.write(built)
+        for built in builder.finish():
+            sinks.write(built)
         summary = builder.summary.as_dict()
         summary["model"] = {"id": target.model_id, "context_length": target.context_length}
         dataset = store_as(summary, sinks.spooled()) if store_as is not None else None
@@ -221,8 +231,8 @@ def export_dataset(
     target = target or load_target(home or _settings_home(), options.model)
     stmt = selection_statement(store, workspace_id, **selection.as_query())  # fails early: unknown project, bad filter
 
-    def groups(_: DatasetBuilder) -> Iterable[tuple[list[Any], dict[str, Any]]]:
-        return stream_run_groups(store, workspace_id, stmt, corrections=options.use_corrections)
+    def groups(_: DatasetBuilder) -> Iterable[Group]:
+        return _stream(store, workspace_id, stmt, options)
 
     store_as = None
     if options.name:
@@ -259,14 +269,16 @@ def preview_dataset(
     stmt = selection_statement(store, workspace_id, **selection.as_query())
     builder = DatasetBuilder(options, target.inspect)
     records: list[BuiltRecord] = []
-    groups = stream_run_groups(store, workspace_id, stmt, corrections=options.use_corrections)
+    groups = _stream(store, workspace_id, stmt, options)
     try:
-        for runs, fixes in groups:
-            records.extend(builder.add_group(runs, fixes))
+        for runs, fixes, ratings in groups:
+            records.extend(builder.add_group(runs, fixes, ratings))
             if len(records) >= limit:
                 break
+        else:
+            records.extend(builder.finish())
     finally:
-        getattr(groups, "close", lambda: None)()  # a generator: ends the streamed statement (and its read) now
+        groups.close()  # ends the streamed statement (and its read) now
     summary = builder.summary.as_dict()
     summary["model"] = {"id": target.model_id, "context_length": target.context_length}
     return records[:limit], summary
@@ -289,8 +301,8 @@ def export_runs(
 
     target = target or load_target(home or _settings_home(), options.model)
 
-    def groups(builder: DatasetBuilder) -> Iterable[tuple[list[Any], dict[str, Any]]]:
+    def groups(builder: DatasetBuilder) -> Iterable[Group]:
         source = read_runs_file(runs, builder) if isinstance(runs, Path) else runs
-        return ((group, {}) for group in _trace_groups(source))
+        return ((group, {}, {}) for group in _trace_groups(source))
 
     return _run(options, target, groups, out, None)

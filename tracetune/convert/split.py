@@ -1,7 +1,8 @@
 """Leakage-safe train/validation split: by conversation group, never by row.
 
-A session's group is its thread (``source.thread_id``) when it has one, else its trace (``source.trace_id``),
-else its first LLM run (``source.run_ids[0]``). ``assign_split`` hashes ``seed`` + the group key with BLAKE2b
+A session's group is its explicit ``source.group`` when it has one (a preference pair of two traces' runs: its
+input), else its thread (``source.thread_id``), else its trace (``source.trace_id``), else its first LLM run
+(``source.run_ids[0]``). ``assign_split`` hashes ``seed`` + the group key with BLAKE2b
 (not Python's per-process salted ``hash()``), so the answer is the same in every process, on every machine and
 whatever the order or number of the other sessions: all sessions of one thread or trace land on the same side,
 and the realised share of groups in ``train`` converges on ``ratio``.
@@ -22,8 +23,11 @@ _SCALE = float(2**53)  # 53 bits: exactly representable, so the fraction is alwa
 
 
 def group_key(session: ChatSession) -> str:
-    """``"thread:<id>"``, ``"trace:<id>"`` or ``"run:<id>"``: what must not straddle the split."""
+    """``"group:<group>"``, ``"thread:<id>"``, ``"trace:<id>"`` or ``"run:<id>"``: what must not straddle the
+    split."""
     source = session.get("source") or {}
+    if source.get("group"):
+        return f"group:{source['group']}"
     thread_id = source.get("thread_id")
     if thread_id:
         return f"thread:{thread_id}"

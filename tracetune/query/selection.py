@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import orjson
@@ -92,32 +92,44 @@ def _decoded(row: Any) -> dict[str, Any]:
 
 
 def stream_run_groups(
-    store: Store, workspace_id: uuid.UUID, stmt: Any, *, corrections: bool = False
-) -> Iterator[tuple[list[dict[str, Any]], dict[str, Any]]]:
+    store: Store, workspace_id: uuid.UUID, stmt: Any, *, corrections: bool = False, rating_key: str | None = None
+) -> Generator[tuple[list[dict[str, Any]], dict[str, Any], dict[str, float]]]:
     """The runs ``stmt`` (``selection_statement``) selects, as ``run_view`` dicts, one trace at a time, each
-    trace with the corrections of its runs."""
+    trace with the corrections of its runs (with ``corrections``) and, with ``rating_key``, their ratings: a
+    run's newest score under that feedback key, else its trace root's (a thumbs up or down is usually given on
+    the trace; the root run's id is the trace id)."""
     group: list[dict[str, Any]] = []
     group_fixes: dict[str, Any] = {}
+    group_ratings: dict[str, float] = {}
     key: Any = None
     with store.db.read() as conn:
         result = conn.execute(stmt.execution_options(yield_per=BATCH))  # streamed: server-side cursor on PG
         for partition in result.partitions():
             rows = [row._mapping for row in partition]
-            fixes = (
-                store.feedback.latest_corrections(conn, workspace_id, [r["id"] for r in rows]) if corrections else {}
+            ids = [r["id"] for r in rows]
+            fixes = store.feedback.latest_corrections(conn, workspace_id, ids) if corrections else {}
+            scores = (
+                store.feedback.latest_scores(
+                    conn, workspace_id, list({*ids, *(r["trace_id"] for r in rows if r["trace_id"])}), rating_key
+                )
+                if rating_key is not None
+                else {}
             )
             for row in rows:
                 k = row["trace_id"] or row["id"]
                 if group and k != key:
-                    yield group, group_fixes
-                    group, group_fixes = [], {}
+                    yield group, group_fixes, group_ratings
+                    group, group_fixes, group_ratings = [], {}, {}
                 key = k
                 run = run_view(_decoded(row))
                 group.append(run)
                 if run["id"] in fixes:
                     group_fixes[run["id"]] = fixes[run["id"]]
+                score = scores.get(run["id"], scores.get(str(k)))
+                if score is not None:
+                    group_ratings[run["id"]] = score
     if group:
-        yield group, group_fixes
+        yield group, group_fixes, group_ratings
 
 
 def recent_llm_runs(store: Store, workspace_id: uuid.UUID, limit: int) -> Iterator[dict[str, Any]]:

@@ -173,3 +173,20 @@ class FeedbackStore:
             except orjson.JSONDecodeError:
                 out[str(run_id)] = None  # unreadable: counted as an invalid correction
         return out
+
+    @staticmethod
+    def latest_scores(
+        conn: Any, workspace_id: uuid.UUID, run_ids: builtins.list[uuid.UUID], key: str
+    ) -> dict[str, float]:
+        """The newest score under ``key`` of each of ``run_ids`` that has one (one query)."""
+        q = (
+            select(feedback.c.run_id, feedback.c.score)
+            .where(
+                feedback.c.workspace_id == workspace_id,
+                feedback.c.run_id.in_(run_ids),
+                feedback.c.key == key,
+                feedback.c.score.is_not(None),
+            )
+            .order_by(feedback.c.modified_at, feedback.c.id)
+        )
+        return {str(run_id): float(score) for run_id, score in conn.execute(q)}

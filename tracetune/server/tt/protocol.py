@@ -35,7 +35,9 @@ class SelectionBody(Strict):
 class OptionsBody(Strict):
     """How runs become records: see ``tracetune.convert.dataset_builder.ExportOptions``."""
 
-    format: Literal["openai", "hf", "sharegpt"] = "openai"
+    format: Literal["openai", "hf", "sharegpt", "dpo"] = Field(
+        default="openai", description="Chat records, or 'dpo': preference pairs from corrections (and ratings)."
+    )
     split: float | None = Field(default=None, gt=0, lt=1, description="Share of traces/threads in train.")
     seed: int = Field(default=0, ge=-INT64, lt=INT64)
     dedupe: bool = False
@@ -43,6 +45,13 @@ class OptionsBody(Strict):
     use_corrections: bool = False
     merge: bool = True
     model: str | None = Field(default=None, max_length=200, description="Target model id (default: built-in).")
+    rating_key: str | None = Field(
+        default=None,
+        max_length=500,
+        description="dpo: pair disliked with liked runs of one input by this key.",
+    )
+    good_score: float = Field(default=1.0, description="dpo: a run rated at least this is liked.")
+    bad_score: float = Field(default=0.0, description="dpo: a run rated at most this is disliked.")
 
     def to_options(self, name: str) -> ExportOptions:
         return ExportOptions(**self.model_dump(), name=name)

@@ -53,6 +53,10 @@ def _bodies(form: dict[str, str]) -> tuple[SelectionBody, OptionsBody]:
                 "seed": form.get("seed") or 0,
                 "use_corrections": bool(form.get("use_corrections")),
                 "dedupe": bool(form.get("dedupe")),
+                "format": form.get("format") or "openai",
+                "rating_key": form.get("rating_key") or None,
+                "good_score": form.get("good_score") or 1.0,
+                "bad_score": form.get("bad_score") or 0.0,
             }
         )
     except ValidationError as exc:
@@ -65,7 +69,8 @@ def _bodies(form: dict[str, str]) -> tuple[SelectionBody, OptionsBody]:
 def _builder_form(request: Request, **values: Any) -> dict[str, str]:
     form = {
         "project": "", "filter": "", "run_type": "llm", "feedback_key": "", "min_score": "", "model": "",
-        "split": "", "seed": "0", "use_corrections": "", "dedupe": "", "name": "",
+        "split": "", "seed": "0", "use_corrections": "", "dedupe": "", "name": "", "format": "openai",
+        "rating_key": "", "good_score": "1", "bad_score": "0",
     }  # fmt: skip
     form.update({k: str(v) for k, v in values.items() if v is not None and k in form})
     if not form["model"]:
@@ -125,8 +130,8 @@ async def dataset_builder(request: Request, ws: Workspace = Depends(ui_workspace
         {
             "split": r.split,
             "run_ids": r.run_ids,
-            "messages": [display_message(m) for m in r.record.get("messages", [])],
-            "tools": [t.get("function", t).get("name") for t in r.record.get("tools") or []],
+            **shown_record(r.record),
+            "tools": [t.get("function", t).get("name") for t in _input(r.record).get("tools") or []],
             "flagged": bool(flagged & set(r.run_ids)),
         }
         for r in records
@@ -158,6 +163,21 @@ async def dataset_save(request: Request, ws: Workspace = Depends(ui_workspace)) 
     return see_other(f"/datasets/{result.dataset['id']}")
 
 
+def _input(record: dict[str, Any]) -> dict[str, Any]:
+    """A chat record, or a DPO line's input (its messages and tools)."""
+    source = record.get("input")
+    return source if isinstance(source, dict) else record
+
+
+def shown_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A record's messages for display; a DPO line's also its ``preferred`` and ``non_preferred`` answers."""
+    shown: dict[str, Any] = {"messages": [display_message(m) for m in _input(record).get("messages", [])]}
+    if "preferred_output" in record:
+        shown["preferred"] = [display_message(m) for m in record.get("preferred_output") or []]
+        shown["non_preferred"] = [display_message(m) for m in record.get("non_preferred_output") or []]
+    return shown
+
+
 def _preview_record(example: Any) -> dict[str, Any]:
     """The example's training record, or ``{"problem": why}`` when it holds none (an SDK example need not)."""
     try:
@@ -182,11 +202,7 @@ def _dataset(
         found = store.projects.list(ws.id, name=dataset["selection"]["project"], limit=1)
         project = found[0] if found else None
     records = [
-        {
-            **r,
-            "messages": [display_message(m) for m in r["record"].get("messages", [])],
-            "problem": r["record"].get("problem"),
-        }
+        {**r, **shown_record(r["record"]), "problem": r["record"].get("problem")}
         for r in head
         if isinstance(r["record"], dict)
     ]
@@ -224,16 +240,21 @@ async def dataset_fine_tune(
     n_epochs: str = Form(""),
     batch_size: str = Form(""),
     learning_rate_multiplier: str = Form(""),
+    beta: str = Form(""),
 ) -> Response:
+    """A supervised job, or a DPO job on a dataset of preference pairs (with its ``beta``)."""
     st = state(request)
+    method = "dpo" if st.store.datasets.get(ws.id, dataset_id)["options"].get("format") == "dpo" else "supervised"
     raw = {"n_epochs": n_epochs, "batch_size": batch_size, "learning_rate_multiplier": learning_rate_multiplier}
+    if method == "dpo":
+        raw["beta"] = beta
     form = {"model": model, "suffix": suffix, "seed": seed, **raw}
     try:
         hyperparameters = {k: _number(k, v) for k, v in raw.items() if v.strip() and v.strip() != "auto"}
         body: dict[str, Any] = {
             "model": model,
             "suffix": suffix or None,
-            "method": {"type": "supervised", "supervised": {"hyperparameters": hyperparameters}},
+            "method": {"type": method, method: {"hyperparameters": hyperparameters}},
         }
         if seed.strip():
             body["seed"] = _number("seed", seed)
@@ -250,4 +271,4 @@ def _number(field: str, text: str) -> int | float:
         value = float(text)
     except ValueError:
         raise InvalidInput(f"{field} must be a number or 'auto', not {text!r}", field=field) from None
-    return int(value) if value.is_integer() and field != "learning_rate_multiplier" else value
+    return int(value) if value.is_integer() and field not in ("learning_rate_multiplier", "beta") else value
