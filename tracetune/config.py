@@ -42,6 +42,16 @@ class Settings(BaseSettings):
         description="SQLite `synchronous` pragma. FULL makes every acknowledged write survive power loss; "
         "NORMAL survives a process crash only.",
     )
+    grader_base_url: str | None = Field(
+        default=None,
+        description="OpenAI-compatible API (ending in /v1) that score_model and label_model graders call. Default: "
+        "this tracetune server itself (http://HOST:PORT/v1), which serves the base model and every fine-tuned one.",
+    )
+    grader_api_key: str | None = Field(
+        default=None,
+        description="API key sent to the grader API. Default: none for training jobs; on the graders API, the "
+        "caller's own key.",
+    )
     log_level: str = Field(default="info", description="Log level of the server (debug, info, warning, error).")
     run_jobs: bool = Field(
         default=True,

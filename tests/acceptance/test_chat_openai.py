@@ -156,3 +156,21 @@ def test_the_app_builds_its_own_engine_from_the_settings(tmp_path_factory, chat_
         assert engines.loaded() == ["smollm2-135m-instruct"]
     assert engines.loaded() == []
     app.state.tt.store.close()
+
+
+def test_model_graders_grade_with_smollm2(client, chat_server):
+    """score_model and label_model graders asking the real SmolLM2 (tracetune's own /v1, the default grader
+    endpoint): the constrained answer always parses, so a small local model can be the judge."""
+    chat_server.settings.port = chat_server.port
+    judge = [{"role": "user", "content": "Question: the capital of France. Answer: {{sample.output_text}}. "
+                                         "Is the answer right?"}]  # fmt: skip
+    label = {"type": "label_model", "name": "verdict", "model": "gpt-4o-mini", "input": judge,
+             "labels": ["yes", "no"], "passing_labels": ["yes"]}  # fmt: skip
+    score = {"type": "score_model", "name": "judge", "model": "gpt-4o-mini", "range": [0, 10],
+             "input": [{"role": "system", "content": "Score the answer from 0 to 10."}, *judge]}  # fmt: skip
+    for grader in (label, score):
+        graded = client.fine_tuning.alpha.graders.run(grader=grader, model_sample="Paris")
+        flags = {k: v for k, v in graded.metadata.errors.model_dump().items() if not k.endswith(("details", "type"))}
+        assert not any(flags.values()), graded.metadata.errors
+        assert graded.metadata.sampled_model_name == "gpt-4o-mini" and graded.metadata.token_usage > 0
+        assert 0.0 <= graded.reward <= 1.0

@@ -75,6 +75,30 @@ def test_multi_combines_named_graders_with_a_formula():
     assert half.sub_rewards["exact"] == 0.0 and 0.3 < half.reward < 0.5
 
 
+@pytest.mark.parametrize(
+    ("metric", "given", "reference", "expected"),
+    [
+        ("bleu", "42", "42", 1.0),  # a short exact answer: n-grams up to the reference's length
+        ("bleu", "The cat sat on the mat", "the cat sat on the mat", 1.0),  # words lower-cased
+        ("bleu", "the cat is on the mat", "the cat sat on the mat", (0.25406, 0.25407)),  # NLTK's, smoothing 1
+        ("bleu", "", "the cat", 0.0),
+        ("gleu", "the cat is on the mat", "the cat sat on the mat", 0.5),
+        ("rouge_1", "the cat is on the mat", "the cat sat on the mat", (0.8333, 0.8334)),
+        ("rouge_2", "the cat is on the mat", "the cat sat on the mat", 0.6),
+        ("rouge_4", "the cat is on the mat", "the cat sat on the mat", 0.0),
+        ("rouge_l", "on the mat the cat", "the cat sat on the mat", (0.5454, 0.5455)),  # LCS "on the mat": 3/5, 3/6
+    ],
+)
+def test_text_similarity_metrics(metric, given, reference, expected):
+    grader = {"type": "text_similarity", "evaluation_metric": metric, "input": "{{sample.output_text}}",
+              "reference": "{{item.reference}}"}  # fmt: skip
+    got = run_grader(check(**grader), given, {"reference": reference}).reward
+    if isinstance(expected, tuple):
+        assert expected[0] <= got <= expected[1], got
+    else:
+        assert got == pytest.approx(expected), got
+
+
 def test_python_grader_runs_grade_with_sample_and_item():
     source = (
         "import json\n"
@@ -91,7 +115,20 @@ def test_python_grader_runs_grade_with_sample_and_item():
     ("grader", "field", "words"),
     [
         ({"type": "nope"}, "grader.type", "unknown grader type"),
-        ({"type": "score_model", "input": [], "model": "x"}, "grader.type", "not supported by tracetune yet"),
+        ({"type": "score_model", "input": [{"role": "user", "content": "x"}]}, "grader.model", "must name the model"),
+        ({"type": "score_model", "input": [], "model": "x"}, "grader.input", "non-empty list of chat messages"),
+        ({"type": "score_model", "model": "x", "input": [{"role": "user", "content": "ok"},
+          {"role": "user", "content": "{{ env.HOME }}"}]}, "grader.input[1].content", "must name item.<field>"),
+        ({"type": "score_model", "model": "x", "input": [{"role": "user", "content": [{"text": "{{sample.x}}"}]}]},
+         "grader.input[0].content[0]", "a sample has"),
+        ({"type": "score_model", "model": "x", "input": [{"role": "robot", "content": "x"}]}, "grader.input[0].role",
+         "needs a role"),
+        ({"type": "score_model", "model": "x", "input": [{"role": "user", "content": "x"}], "range": [1, 0]},
+         "grader.range", "low < high"),
+        ({"type": "score_model", "model": "x", "input": [{"role": "user", "content": "x"}],
+          "sampling_params": {"top_k": 3}}, "grader.sampling_params.top_k", "unknown sampling parameter"),
+        ({"type": "label_model", "model": "x", "input": [{"role": "user", "content": "x"}], "labels": ["a", "b"],
+          "passing_labels": ["c"]}, "grader.passing_labels", "some of the labels"),
         ({"type": "string_check", "input": "{{sample.output_text}}", "reference": "x", "operation": "regex"},
          "grader.operation", "operation must be one of"),
         ({"type": "string_check", "input": "{{ secrets.key }}", "reference": "x", "operation": "eq"},
@@ -99,8 +136,8 @@ def test_python_grader_runs_grade_with_sample_and_item():
         ({"type": "string_check", "input": "{{sample.text}}", "reference": "x", "operation": "eq"},
          "grader.input", "a sample has output_text, output_json, output_tools"),
         ({"type": "string_check", "input": 3, "reference": "x", "operation": "eq"}, "grader.input", "a template"),
-        ({"type": "text_similarity", "input": "a", "reference": "b", "evaluation_metric": "bleu"},
-         "grader.evaluation_metric", "not supported by tracetune yet"),
+        ({"type": "text_similarity", "input": "a", "reference": "b", "evaluation_metric": "meteor"},
+         "grader.evaluation_metric", "not supported by tracetune; use one of fuzzy_match, bleu"),
         ({"type": "python", "source": "def grade(sample, item) return 1"}, "grader.source", "does not compile: line 1"),
         ({"type": "python", "source": "def score(sample, item):\n    return 1"}, "grader.source", "defines no grade"),
         ({"type": "multi", "graders": {"a": {"name": "a", "type": "string_check", "input": "x", "reference": "x",

@@ -38,12 +38,17 @@ def state(request: Request) -> AppState:
 def workspace(request: Request) -> Workspace:
     """The caller's workspace: from its API key (``x-api-key`` or ``Authorization: Bearer``), or the default
     workspace when the server runs open (its store never had keys, or was opened again)."""
+    return workspace_for_key(state(request), api_key(request))
+
+
+def api_key(request: Request) -> str | None:
+    """The API key the caller sent (``x-api-key`` or ``Authorization: Bearer``), if any."""
     key = request.headers.get("x-api-key")
     if not key:
         auth = request.headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
             key = auth[7:].strip()
-    return workspace_for_key(state(request), key)
+    return key or None
 
 
 def workspace_for_key(st: AppState, key: str | None) -> Workspace:

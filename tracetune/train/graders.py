@@ -6,13 +6,19 @@ Types (``grader.type``):
 * ``string_check``: ``input`` against ``reference`` (both templates) with ``operation`` ``eq`` / ``ne`` (exact),
   ``like`` (``reference`` is contained in ``input``) or ``ilike`` (the same, ignoring case): 1 or 0;
 * ``text_similarity``: ``evaluation_metric`` ``fuzzy_match`` — rapidfuzz's normalized Indel similarity of ``input``
-  and ``reference`` (``fuzz.ratio`` / 100). The other metrics (``bleu``, ``rouge_*``, ``meteor``, ``gleu``,
-  ``cosine``) are refused as not supported yet;
+  and ``reference`` (``fuzz.ratio`` / 100); ``bleu`` / ``gleu`` — NLTK's sentence BLEU (n-grams up to 4, at most
+  the reference's length in words, so a short exact answer scores 1; smoothing method 1) / sentence GLEU on
+  lower-cased words; ``rouge_1`` … ``rouge_5``, ``rouge_l`` — Google's ``rouge-score`` F-measure. ``meteor``
+  (needs the WordNet corpus, which tracetune cannot download) and ``cosine`` (needs an embedding model) are
+  refused as not supported;
 * ``python``: ``source`` defines ``grade(sample, item) -> float``, run in a sandboxed subprocess
   (:mod:`tracetune.train.grader_sandbox`: a time and memory limit, no network, no files outside the interpreter);
 * ``multi``: ``graders`` (a mapping of name → grader) and ``calculate_output``, an arithmetic formula over their
   names (``+ - * /``, parentheses, numbers, ``min``, ``max``, ``abs``);
-* ``score_model`` and ``label_model`` are refused as not supported yet.
+* ``score_model`` / ``label_model``: ``input`` (chat messages, their contents templates) is sent to a model,
+  which answers a score in ``range`` (mapped onto [0, 1]) / one of ``labels`` (1 when it is one of
+  ``passing_labels``): :mod:`tracetune.train.model_graders` (the endpoint: tracetune itself, or any
+  OpenAI-compatible server).
 
 Templates: ``{{item.<key>…}}`` (the dataset item: a line of the training file without its ``messages``) and
 ``{{sample.output_text}}`` / ``{{sample.output_json.<key>…}}`` (the sample's text, parsed as JSON) /
@@ -38,15 +44,12 @@ from typing import Any
 
 from tracetune.errors import InvalidInput
 from tracetune.train.grader_sandbox import RunError, check_source, run_python_grader
+from tracetune.train.model_graders import MODEL_TYPES, ModelEndpoint, grade_with_model, validate_model_grader
 
 TYPES = ("string_check", "text_similarity", "python", "score_model", "label_model", "multi")
-NOT_YET = {
-    "score_model": "score_model graders are not supported by tracetune yet",
-    "label_model": "label_model graders are not supported by tracetune yet",
-}
 STRING_OPERATIONS = ("eq", "ne", "like", "ilike")
-METRICS = ("fuzzy_match",)
-OTHER_METRICS = ("cosine", "bleu", "gleu", "meteor", "rouge_1", "rouge_2", "rouge_3", "rouge_4", "rouge_5", "rouge_l")
+METRICS = ("fuzzy_match", "bleu", "gleu", "rouge_1", "rouge_2", "rouge_3", "rouge_4", "rouge_5", "rouge_l")
+OTHER_METRICS = ("cosine", "meteor")
 _TEMPLATE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 _PATH = re.compile(r"^(item|sample)((?:\.[A-Za-z0-9_\-]+)*)$")
 _SAMPLE_FIELDS = ("output_text", "output_json", "output_tools")
@@ -69,6 +72,8 @@ class GradeResult:
     sub_rewards: dict[str, float] = field(default_factory=dict)
     errors: dict[str, Any] = field(default_factory=dict)  # OpenAI's metadata.errors flags that were raised
     execution_time: float = 0.0
+    sampled_model: str | None = None  # a model grader's: the model that answered, and the tokens it used
+    token_usage: dict[str, int] = field(default_factory=dict)
 
 
 def validate_grader(grader: Any, where: str = "grader") -> dict[str, Any]:
@@ -87,8 +92,6 @@ def _validated(grader: Any, where: str) -> dict[str, Any]:
     kind = grader.get("type")
     if kind not in TYPES:
         raise InvalidInput(f"unknown grader type {kind!r}; expected one of {', '.join(TYPES)}", field=f"{where}.type")
-    if kind in NOT_YET:
-        raise InvalidInput(NOT_YET[kind], field=f"{where}.type", code="unsupported_grader")
     name = grader.get("name")
     if not isinstance(name, str) or not name:
         raise InvalidInput("a grader needs a name", field=f"{where}.name")
@@ -103,7 +106,7 @@ def _validated(grader: Any, where: str) -> dict[str, Any]:
         metric = grader.get("evaluation_metric")
         if metric in OTHER_METRICS:
             raise InvalidInput(
-                f"evaluation_metric {metric!r} is not supported by tracetune yet; use fuzzy_match",
+                f"evaluation_metric {metric!r} is not supported by tracetune; use one of {', '.join(METRICS)}",
                 field=f"{where}.evaluation_metric",
                 code="unsupported_grader",
             )
@@ -112,6 +115,8 @@ def _validated(grader: Any, where: str) -> dict[str, Any]:
                 f"evaluation_metric must be one of {', '.join(METRICS + OTHER_METRICS)}",
                 field=f"{where}.evaluation_metric",
             )
+    elif kind in MODEL_TYPES:
+        validate_model_grader(grader, where, lambda text, at: _check_template(text, at))
     elif kind == "python":
         source = grader.get("source")
         if not isinstance(source, str) or not source.strip():
@@ -137,24 +142,29 @@ def _validated(grader: Any, where: str) -> dict[str, Any]:
 
 
 def run_grader(
-    grader: Mapping[str, Any], model_sample: str, item: Any = None, *, tools: list[dict[str, Any]] | None = None
+    grader: Mapping[str, Any],
+    model_sample: str,
+    item: Any = None,
+    *,
+    tools: list[dict[str, Any]] | None = None,
+    endpoint: ModelEndpoint | None = None,
 ) -> GradeResult:
     """The reward of ``model_sample`` (its text; ``tools``: the tool calls the answer made, OpenAI-shaped) for
-    ``item`` (validate the grader first: :func:`validate_grader`)."""
+    ``item`` (validate the grader first: :func:`validate_grader`); model graders ask ``endpoint``."""
     started = time.perf_counter()
     result = GradeResult(0.0, str(grader.get("name", "")), str(grader.get("type", "")))
     sample = {"output_text": model_sample, "output_json": _json_or_none(model_sample), "output_tools": tools or []}
-    context = {"item": item if item is not None else {}, "sample": sample}
+    context: dict[str, Any] = {"item": item if item is not None else {}, "sample": sample, "endpoint": endpoint}
     try:
         if grader["type"] == "multi":
             for key, inner in grader["graders"].items():
-                result.sub_rewards[key] = _reward(inner, context)
+                result.sub_rewards[key] = _reward(inner, context, result)
             value = _formula(grader["calculate_output"], set(result.sub_rewards), "grader.calculate_output")(
                 result.sub_rewards
             )
             result.reward = _clamp(value)
         else:
-            result.reward = _reward(grader, context)
+            result.reward = _reward(grader, context, result)
     except RunError as exc:
         result.reward = 0.0
         result.errors[exc.flag] = True
@@ -166,7 +176,7 @@ def run_grader(
     return result
 
 
-def _reward(grader: Mapping[str, Any], context: dict[str, Any]) -> float:
+def _reward(grader: Mapping[str, Any], context: dict[str, Any], result: GradeResult) -> float:
     kind = grader["type"]
     if kind == "string_check":
         given, reference = _render(grader["input"], context), _render(grader["reference"], context)
@@ -179,30 +189,66 @@ def _reward(grader: Mapping[str, Any], context: dict[str, Any]) -> float:
             return float(reference in given)
         return float(reference.lower() in given.lower())
     if kind == "text_similarity":
-        from rapidfuzz import fuzz
-
-        return float(fuzz.ratio(_render(grader["input"], context), _render(grader["reference"], context))) / 100.0
+        given, reference = _render(grader["input"], context), _render(grader["reference"], context)
+        return similarity(grader["evaluation_metric"], given, reference)
     if kind == "python":
         return _clamp(run_python_grader(grader["source"], context["sample"], context["item"]))
+    if kind in MODEL_TYPES:
+        graded = grade_with_model(grader, lambda text: _render(text, context), context["endpoint"])
+        result.sampled_model = graded.model
+        if graded.usage:
+            for key, n in graded.usage.items():
+                if isinstance(n, int):
+                    result.token_usage[key] = result.token_usage.get(key, 0) + n
+        return graded.reward
     raise RunError("other_error", f"grader type {kind!r} cannot run here")
+
+
+def similarity(metric: str, given: str, reference: str) -> float:
+    """``given`` against ``reference`` by a text_similarity ``metric`` (see the module docstring), in [0, 1]."""
+    if metric == "fuzzy_match":
+        from rapidfuzz import fuzz
+
+        return float(fuzz.ratio(given, reference)) / 100.0
+    if metric in ("bleu", "gleu"):
+        words, reference_words = given.lower().split(), reference.lower().split()
+        if not words or not reference_words:
+            return float(words == reference_words)
+        if metric == "gleu":
+            from nltk.translate.gleu_score import sentence_gleu
+
+            return float(sentence_gleu([reference_words], words))
+        from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+
+        n = min(4, len(reference_words))
+        score = sentence_bleu(
+            [reference_words], words, weights=[1.0 / n] * n, smoothing_function=SmoothingFunction().method1
+        )
+        return float(score)
+    from rouge_score import rouge_scorer
+
+    kind = "rougeL" if metric == "rouge_l" else f"rouge{metric[-1]}"
+    return float(rouge_scorer.RougeScorer([kind]).score(reference, given)[kind].fmeasure)
 
 
 def _template(grader: Mapping[str, Any], key: str, where: str) -> None:
     value = grader.get(key)
     if not isinstance(value, str):
         raise InvalidInput(f"{key} must be a string (a template)", field=f"{where}.{key}")
+    _check_template(value, f"{where}.{key}")
+
+
+def _check_template(value: str, field: str) -> None:
     for match in _TEMPLATE.finditer(value):
         path = _PATH.match(match.group(1))
         if path is None:
             raise InvalidInput(
                 f"template {match.group(0)!r} must name item.<field> or sample.<{' | '.join(_SAMPLE_FIELDS)}>",
-                field=f"{where}.{key}",
+                field=field,
             )
         parts = path.group(2).split(".")[1:]
         if path.group(1) == "sample" and (not parts or parts[0] not in _SAMPLE_FIELDS):
-            raise InvalidInput(
-                f"template {match.group(0)!r}: a sample has {', '.join(_SAMPLE_FIELDS)}", field=f"{where}.{key}"
-            )
+            raise InvalidInput(f"template {match.group(0)!r}: a sample has {', '.join(_SAMPLE_FIELDS)}", field=field)
 
 
 def _render(template: str, context: dict[str, Any]) -> str:
@@ -303,8 +349,9 @@ ERROR_FLAGS = (
 )  # fmt: skip
 
 
-def run_request(body: Any) -> GradeResult:
-    """``POST /v1/fine_tuning/alpha/graders/run``: ``{"grader", "model_sample", "item"?}`` checked, then graded."""
+def run_request(body: Any, endpoint: ModelEndpoint | None = None) -> GradeResult:
+    """``POST /v1/fine_tuning/alpha/graders/run``: ``{"grader", "model_sample", "item"?}`` checked, then graded
+    (model graders ask ``endpoint``)."""
     if not isinstance(body, Mapping):
         raise InvalidInput("the body must be a JSON object", field="body")
     grader = validate_grader(body.get("grader"))
@@ -314,13 +361,13 @@ def run_request(body: Any) -> GradeResult:
     item = body.get("item")
     if item is not None and not isinstance(item, Mapping):
         raise InvalidInput("item must be an object: the dataset item the sample answers", field="item")
-    return run_grader(grader, sample, item)
+    return run_grader(grader, sample, item, endpoint=endpoint)
 
 
 def run_response(result: GradeResult) -> dict[str, Any]:
     """The answer of ``graders/run``, shaped as OpenAI's ``GraderRunResponse``."""
     errors: dict[str, Any] = {flag: bool(result.errors.get(flag)) for flag in ERROR_FLAGS}
-    errors["model_grader_server_error_details"] = None
+    errors["model_grader_server_error_details"] = result.errors.get("model_grader_server_error_details")
     errors["python_grader_runtime_error_details"] = result.errors.get("python_grader_runtime_error_details")
     errors["python_grader_server_error_type"] = None
     details = result.errors.get("details")
@@ -331,10 +378,23 @@ def run_response(result: GradeResult) -> dict[str, Any]:
         "metadata": {
             "name": result.name, "type": result.type, "errors": errors, "execution_time": result.execution_time,
             "scores": dict(result.sub_rewards) if result.sub_rewards else {result.name: result.reward},
-            "token_usage": None, "sampled_model_name": None,
+            "token_usage": result.token_usage.get("total_tokens"), "sampled_model_name": result.sampled_model,
         },
         "sub_rewards": dict(result.sub_rewards),
-        "model_grader_token_usage_per_model": {},
+        "model_grader_token_usage_per_model": (
+            {result.sampled_model: _usage(result.token_usage)} if result.sampled_model and result.token_usage else {}
+        ),
+    }  # fmt: skip
+
+
+def _usage(usage: Mapping[str, int]) -> dict[str, int] | None:
+    """OpenAI's grader token usage (``prompt_tokens``, ``completion_tokens``, ``total_tokens``,
+    ``cached_tokens``) of a chat completion's ``usage``."""
+    if not usage:
+        return None
+    return {
+        "prompt_tokens": usage.get("prompt_tokens", 0), "completion_tokens": usage.get("completion_tokens", 0),
+        "total_tokens": usage.get("total_tokens", 0), "cached_tokens": 0,
     }  # fmt: skip
 
 

@@ -105,6 +105,7 @@ from tracetune.train.loss import (
     token_loss_backward,
     use_cheap_dropout,
 )
+from tracetune.train.model_graders import API_KEY_ENV, ModelEndpoint
 from tracetune.train.reinforcement import Rollout, advantages, policy_loss_backward
 from tracetune.train.task_eval import MAX_RECORDS, PRIMARY, TaskEvaluator, TaskResult
 
@@ -162,6 +163,8 @@ class TrainConfig:
     method: str = "supervised"
     beta: float | str = "auto"  # DPO's beta ("auto": hyperparams.DPO_BETA)
     grader: dict[str, Any] | None = None  # RFT's grader (tracetune.train.graders)
+    # the OpenAI-compatible API model graders call (the key: $TRACETUNE_GRADER_API_KEY, never in this file)
+    grader_base_url: str | None = None
     samples_per_prompt: int = 4  # RFT: answers sampled per prompt and step (a group, for GRPO's advantages)
     max_answer_tokens: int = 64  # RFT: an answer is cut after this many tokens
     # an adapter to start from (a fine-tuned model: SFT then DPO) instead of a new one; trained further, same rank
@@ -244,8 +247,11 @@ class LoRARecipe:
             context_length, template = int(base_model.config.max_position_embeddings), "chatml"
         self.preference = preference = cfg.method == "dpo"
         self.reinforce = cfg.method == "reinforcement"
+        endpoint = None
         if self.reinforce:
             validate_grader(cfg.grader, "grader")
+            if cfg.grader_base_url:
+                endpoint = ModelEndpoint(cfg.grader_base_url, os.environ.get(API_KEY_ENV))
         # each file read and validated once
         train_lines = read_records(Path(cfg.training_file), method=cfg.method)
         # the chat records the data stand for (a DPO pair: its preferred answer), for diagnostics and task scores
@@ -253,8 +259,9 @@ class LoRARecipe:
         if self.reinforce:  # prompts without answers: no answer diagnostics, no task replay (the grader scores)
             self.train_records = []
             self.rollout = Rollout(
-                train_lines, tokenizer, cfg.grader or {}, template=template, max_answer_tokens=cfg.max_answer_tokens
-            )
+                train_lines, tokenizer, cfg.grader or {}, template=template, max_answer_tokens=cfg.max_answer_tokens,
+                endpoint=endpoint,
+            )  # fmt: skip
         self.valid_rollout: Rollout | None = None
         self.valid_set: list[Example] = []
         self.valid_pairs: list[tuple[Example, Example]] = []
@@ -264,8 +271,9 @@ class LoRARecipe:
             name = Path(cfg.validation_file).name
             if self.reinforce:
                 self.valid_rollout = Rollout(
-                    valid_lines, tokenizer, cfg.grader or {}, template=template, max_answer_tokens=cfg.max_answer_tokens
-                )
+                    valid_lines, tokenizer, cfg.grader or {}, template=template,
+                    max_answer_tokens=cfg.max_answer_tokens, endpoint=endpoint,
+                )  # fmt: skip
             elif preference:
                 self.valid_pairs = encode_pairs(
                     valid_lines,

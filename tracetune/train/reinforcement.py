@@ -28,6 +28,7 @@ from tracetune.chat.reinforcement import reinforcement_prompt
 from tracetune.models.tokenizer import ModelTokenizer, stop_token_ids
 from tracetune.train.data import IGNORE_INDEX, Example, collate
 from tracetune.train.graders import GradeResult, run_grader
+from tracetune.train.model_graders import ModelEndpoint
 
 if TYPE_CHECKING:
     from tracetune.train.loss import CausalLM
@@ -57,9 +58,11 @@ class Rollout:
         *,
         template: ChatTemplate | str = CHATML,
         max_answer_tokens: int = 64,
+        endpoint: ModelEndpoint | None = None,
     ) -> None:
         self.tokenizer = tokenizer
         self.grader = grader
+        self.endpoint = endpoint  # what model graders call
         self.template = get_template(template) if isinstance(template, str) else template
         self.max_answer_tokens = max_answer_tokens
         self.records = [dict(record) for _, record in records]
@@ -122,7 +125,9 @@ class Rollout:
             if parsed["tool_calls"]:
                 reply["tool_calls"] = parsed["tool_calls"]
             calls = [dict(c) for c in parsed["tool_calls"]]
-            grade = run_grader(self.grader, parsed["content"] or "", self.records[index], tools=calls)
+            grade = run_grader(
+                self.grader, parsed["content"] or "", self.records[index], tools=calls, endpoint=self.endpoint
+            )
             answers.append(Answer(index, tokens, reply, grade))
         return answers
 

@@ -45,6 +45,7 @@ from tracetune.store.rows import JobRow, ModelRow
 from tracetune.train.data import RECORD_FORMATS
 from tracetune.train.hyperparams import samples_per_prompt
 from tracetune.train.jobs import SUPERVISED_HYPERPARAMETERS, checkpoint_model_id, method_hyperparameters
+from tracetune.train.model_graders import API_KEY_ENV, endpoint_from_settings
 from tracetune.train.task_eval import METRICS
 
 if TYPE_CHECKING:
@@ -294,6 +295,8 @@ class JobRunner:
         if resume_from is not None:
             command += ["--resume-from", str(resume_from)]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRACETUNE_HOME": str(self.home)}
+        if self.settings.grader_api_key:  # for model graders; never written to the config file
+            env[API_KEY_ENV] = self.settings.grader_api_key
         outcome = _Attempt()
         with open(directory / "train.log", "ab") as log_file:
             log_file.write(f"\n== attempt {job['attempts']}: {' '.join(command)}\n".encode())
@@ -346,6 +349,7 @@ class JobRunner:
             extra.update(
                 method="reinforcement", grader=job["method"]["reinforcement"]["grader"],
                 samples_per_prompt=samples_per_prompt(hp.get("compute_multiplier", "auto")),
+                grader_base_url=endpoint_from_settings(self.settings).base_url,
             )  # fmt: skip
         return {
             **extra,

@@ -16,7 +16,7 @@ from python_multipart.multipart import parse_options_header
 from tracetune.errors import Forbidden, InvalidInput, NotFound
 from tracetune.ingest.multipart import Part, split_parts
 from tracetune.models.registry import list_models
-from tracetune.server.deps import parse_json, read_body, state, workspace
+from tracetune.server.deps import api_key, parse_json, read_body, state, workspace
 from tracetune.server.openai.protocol import (
     FileDeleted,
     FileList,
@@ -40,6 +40,7 @@ from tracetune.store.jobs import event_id
 from tracetune.store.workspaces import Workspace
 from tracetune.train import graders
 from tracetune.train.jobs import FineTuningJobCreate, create_job
+from tracetune.train.model_graders import endpoint_from_settings
 
 log = logging.getLogger("tracetune.server")
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -188,7 +189,8 @@ def models_delete(model_id: str, request: Request, ws: Workspace = Depends(works
 @router.post("/fine_tuning/alpha/graders/run")
 async def graders_run(request: Request, ws: Workspace = Depends(workspace)) -> dict[str, Any]:
     body = parse_json(await read_body(request))
-    result = await run_in_threadpool(graders.run_request, body)  # a python grader runs in a subprocess
+    endpoint = endpoint_from_settings(state(request).settings, api_key(request))  # model graders: this server
+    result = await run_in_threadpool(graders.run_request, body, endpoint)  # python: a subprocess; models: HTTP
     return graders.run_response(result)
 
 
