@@ -3,6 +3,7 @@ is its own. Each prints one JSON line on stdout.
 
   python bench/_train_workers.py warm  --home H                    load the base model twice (cold if not cached)
   python bench/_train_workers.py trl   --home H --out DIR [...]    TRL SFTTrainer + PEFT LoRA, adapter saved in DIR
+  python bench/_train_workers.py trl-dpo --home H --out DIR --data PAIRS.jsonl [...]   TRL DPOTrainer, the same
   python bench/_train_workers.py eval  --home H --adapter DIR      warm base-model load, then held-out accuracy
 
 The TRL side trains on exactly the tokens tracetune trains on: the records of the calculator fixture rendered by
@@ -10,6 +11,12 @@ The TRL side trains on exactly the tokens tracetune trains on: the records of th
 pre-tokenized dataset (``input_ids`` + ``completion_mask``, the assistant tokens), so TRL builds the same labels
 (loss on assistant tokens only). The model is the same float32 base, loaded by ``load_base_model`` from the
 cached weights (the GGUF quantization marker is already removed there, else ``Trainer`` refuses to train it).
+
+For DPO the same holds: the pairs file is read and tokenized by tracetune (``read_records(method="dpo")``,
+``encode_pairs``) and handed to ``DPOTrainer`` as ``prompt_ids`` / ``chosen_ids`` / ``rejected_ids`` (its
+``_prepare_dataset``, which would tokenize text, is skipped: the dataset is already what it produces).
+``dpo_pairs`` makes the pairs both sides train on: each calculator example's call preferred to the same call with
+its operands swapped (another operation when they are equal).
 """
 
 from __future__ import annotations
@@ -149,6 +156,112 @@ def train_trl(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def dpo_pairs() -> list[dict[str, Any]]:
+    """OpenAI DPO lines: each training example's call preferred to the call with its operands swapped."""
+    lines = []
+    for record in read_jsonl(CALCULATOR_TRAIN):
+        *prompt, reply = record["messages"]
+        call = reply["tool_calls"][0]
+        args = json.loads(call["function"]["arguments"])
+        wrong = {**args, "num1": args["num2"], "num2": args["num1"]}
+        if wrong == args:
+            wrong["operation"] = "-" if args["operation"] != "-" else "+"
+        rejected = {**reply, "tool_calls": [{**call, "function": {**call["function"], "arguments": json.dumps(wrong)}}]}
+        lines.append({"input": {"messages": prompt, "tools": record["tools"]}, "preferred_output": [reply],
+                      "non_preferred_output": [rejected]})  # fmt: skip
+    return lines
+
+
+def train_trl_dpo(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    from tracetune.models.weights import load_base_model
+    from tracetune.train.data import IGNORE_INDEX, encode_pairs, read_records
+    from tracetune.train.recipe import TARGET_MODULES
+
+    class PreTokenized(DPOTrainer):  # type: ignore[misc]
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):  # type: ignore[no-untyped-def]
+            return dataset
+
+    torch.manual_seed(args.seed)
+    started = time.perf_counter()
+    model, tokenizer = load_base_model(Path(args.home), MODEL_ID)
+    load_s = time.perf_counter() - started
+    hf_tokenizer = AutoTokenizer.from_pretrained(str(tokenizer.path))
+    if hf_tokenizer.pad_token is None:
+        hf_tokenizer.pad_token = hf_tokenizer.eos_token
+    pairs = encode_pairs(
+        read_records(Path(args.data), method="dpo"), tokenizer, context_length=int(model.config.max_position_embeddings)
+    )
+    rows = []
+    for chosen, rejected in pairs:
+        cut = next(i for i, label in enumerate(chosen.labels) if label != IGNORE_INDEX)
+        assert chosen.input_ids[:cut] == rejected.input_ids[:cut], "a pair's two prompts differ"
+        rows.append({"prompt_ids": chosen.input_ids[:cut], "chosen_ids": chosen.input_ids[cut:],
+                     "rejected_ids": rejected.input_ids[cut:]})  # fmt: skip
+    config = DPOConfig(
+        output_dir=tempfile.mkdtemp(prefix="trl_dpo_out_"),
+        num_train_epochs=args.epochs,
+        per_device_train_batch_size=args.batch_size,
+        gradient_accumulation_steps=1,
+        learning_rate=args.lr,
+        lr_scheduler_type="linear",
+        warmup_steps=0,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        seed=args.seed,
+        data_seed=args.seed,
+        max_length=1024,
+        beta=args.beta,
+        loss_type=["sigmoid"],
+        precompute_ref_log_probs=True,  # as tracetune: the start model's log-probabilities once, before step 1
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        gradient_checkpointing=False,
+        bf16=False,
+        fp16=False,
+    )
+    lora = LoraConfig(
+        r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+        target_modules=list(TARGET_MODULES), task_type="CAUSAL_LM",
+    )  # fmt: skip
+    trainer = PreTokenized(
+        model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=hf_tokenizer,
+        peft_config=lora,
+    )  # fmt: skip
+    rss_before_train = peak_rss_mib()
+    started = time.perf_counter()
+    trainer.get_train_dataloader()  # TRL computes the reference log-probabilities here (cached for train())
+    reference_s = time.perf_counter() - started
+    started = time.perf_counter()
+    out = trainer.train()
+    wall = time.perf_counter() - started
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    tokens = sum(len(r["prompt_ids"]) * 2 + len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows) * args.epochs
+    trainer.model.save_pretrained(args.out)
+    return {
+        "load_s": round(load_s, 3),
+        "reference_s": round(reference_s, 3),
+        "train_wall_s": round(wall, 3),
+        "steps": trainer.state.global_step,
+        "tokens": tokens,
+        "tokens_per_s": round(tokens / wall, 1),
+        "final_loss": logs[-1]["loss"] if logs else None,
+        "mean_train_loss": round(out.training_loss, 5),
+        "final_reward_margin": next((h["rewards/margins"] for h in reversed(logs) if "rewards/margins" in h), None),
+        "peak_rss_before_train_mib": rss_before_train,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """Warm ``load_base_model`` (timed), the adapter on top, greedy decoding of the 20 held-out questions."""
     import torch  # noqa: F401 (the import is not part of the load time)
@@ -176,10 +289,12 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["warm", "trl", "eval"])
+    parser.add_argument("command", choices=["warm", "trl", "trl-dpo", "eval"])
     parser.add_argument("--home", required=True)
     parser.add_argument("--out")
     parser.add_argument("--adapter")
+    parser.add_argument("--data")
+    parser.add_argument("--beta", type=float, default=0.1)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--lr", type=float, default=2e-4)
@@ -189,7 +304,7 @@ def main() -> None:
     parser.add_argument("--lora-dropout", type=float, default=0.05)
     args = parser.parse_args()
     quiet()
-    result = {"warm": warm, "trl": train_trl, "eval": evaluate}[args.command](args)
+    result = {"warm": warm, "trl": train_trl, "trl-dpo": train_trl_dpo, "eval": evaluate}[args.command](args)
     result["peak_rss_mib"] = peak_rss_mib()
     print(json.dumps(result), flush=True)
 

@@ -16,6 +16,13 @@ GiB, accuracy >= TRL's, warm load <= 3 s. With ``--reps N`` the sides alternate 
   .venv/bin/python bench/train.py                       # one rep per side, ~5 minutes on 2 cores
   .venv/bin/python bench/train.py --reps 3 --json-out results.json
   .venv/bin/python bench/train.py --sides tracetune    # ours only
+  .venv/bin/python bench/train.py --method dpo         # DPO against TRL's DPOTrainer (lr 5e-5, beta 0.1)
+
+``--method dpo`` trains both sides on the same 20 preference pairs (each calculator example's call preferred to
+the call with its operands swapped: ``_train_workers.dpo_pairs``), tokenized by tracetune for both, with the same
+LoRA (dropout off, as DPO trains on both sides), beta, sigmoid loss, and the reference log-probabilities computed
+once before the first step (TRL: ``precompute_ref_log_probs=True``; tracetune always). ``train_wall_s`` is the
+training loop; ``reference_s`` the reference pass, reported apart, and ``with_reference`` ratios include it.
 """
 
 from __future__ import annotations
@@ -37,11 +44,13 @@ ROOT = HERE.parent
 WORKERS = HERE / "_train_workers.py"
 sys.path.insert(0, str(ROOT))
 
-from tests.train import CALCULATOR_TRAIN  # noqa: E402 (the repository root goes on sys.path first)
+from bench._train_workers import dpo_pairs  # noqa: E402 (the repository root goes on sys.path first)
+from tests.train import CALCULATOR_TRAIN  # noqa: E402
 
 TARGET_SPEEDUP = 1.5
 TARGET_PEAK_RSS_MIB = 1.5 * 1024
 TARGET_WARM_LOAD_S = 3.0
+TRL_WORKER = {"supervised": "trl", "dpo": "trl-dpo"}
 
 
 def run_child(argv: list[str], env: dict[str, str] | None = None) -> tuple[list[dict[str, Any]], float, float]:
@@ -92,14 +101,17 @@ def worker(command: str, *args: str) -> list[str]:
 
 def run_tracetune(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """The recipe as the job runner runs it: ``python -m tracetune.train.recipe CONFIG.json``."""
-    from tracetune.train.hyperparams import BASE_LEARNING_RATE
+    from tracetune.train.hyperparams import BASE_LEARNING_RATE, DPO_BASE_LEARNING_RATE
 
     out = workdir / "tracetune"
+    dpo = args.method == "dpo"
     settings = {
-        "training_file": str(CALCULATOR_TRAIN), "output_dir": str(out), "home": args.home,
+        "training_file": str(args.data), "output_dir": str(out), "home": args.home,
         "n_epochs": args.epochs, "batch_size": args.batch_size,
-        "learning_rate_multiplier": args.lr / BASE_LEARNING_RATE, "warmup_ratio": 0.0, "seed": args.seed,
+        "learning_rate_multiplier": args.lr / (DPO_BASE_LEARNING_RATE if dpo else BASE_LEARNING_RATE),
+        "warmup_ratio": 0.0, "seed": args.seed,
         "lora_r": args.lora_r, "lora_alpha": args.lora_alpha, "lora_dropout": args.lora_dropout,
+        **({"method": "dpo", "beta": args.beta} if dpo else {}),
     }  # fmt: skip
     settings.update(args.recipe)
     config = workdir / "tracetune.json"
@@ -116,6 +128,11 @@ def run_tracetune(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "steps": done["steps"],
         "final_loss": round(done["train_loss"], 5),
         "mean_train_loss": round(statistics.fmean(m["train_loss"] for m in metrics), 5),
+        **(
+            {"reference_s": done["reference_s"], "final_reward_margin": metrics[-1]["train_reward_margin"]}
+            if dpo
+            else {}
+        ),
         "peak_rss_mib": peak,
         "process_s": round(process_s, 1),
         "correct": result["correct"],
@@ -129,11 +146,16 @@ def run_trl(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     common = ["--home", args.home, "--epochs", str(args.epochs), "--batch-size", str(args.batch_size)]
     common += ["--lr", str(args.lr), "--seed", str(args.seed), "--lora-r", str(args.lora_r)]
     common += ["--lora-alpha", str(args.lora_alpha), "--lora-dropout", str(args.lora_dropout)]
-    objects, peak, process_s = run_child(worker("trl", "--out", str(adapter), *common))
+    if args.method == "dpo":
+        common += ["--data", str(args.data), "--beta", str(args.beta)]
+    objects, peak, process_s = run_child(worker(TRL_WORKER[args.method], "--out", str(adapter), *common))
     trained = objects[-1]
     (result,), _, _ = run_child(worker("eval", "--home", args.home, "--adapter", str(adapter)))
+    keys = ("train_wall_s", "tokens", "tokens_per_s", "steps", "final_loss", "mean_train_loss")
+    if args.method == "dpo":
+        keys += ("reference_s", "final_reward_margin")
     return {
-        **{k: trained[k] for k in ("train_wall_s", "tokens", "tokens_per_s", "steps", "final_loss", "mean_train_loss")},
+        **{k: trained[k] for k in keys},
         "peak_rss_mib": peak,
         "process_s": round(process_s, 1),
         "correct": result["correct"],
@@ -183,9 +205,11 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=1)
     parser.add_argument("--home", default=str(Path(tempfile.gettempdir()) / "tracetune-bench-home"),
                         help="TRACETUNE_HOME holding the cached float32 weights (made on first use)")  # fmt: skip
+    parser.add_argument("--method", default="supervised", choices=sorted(TRL_WORKER))
+    parser.add_argument("--beta", type=float, default=0.1, help="DPO's beta (both sides)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default 2e-4; DPO: 5e-5)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--lora-r", type=int, default=16)
     parser.add_argument("--lora-alpha", type=int, default=32)
@@ -195,12 +219,20 @@ def main() -> None:
     parser.add_argument("--json-out", default=None)
     args = parser.parse_args()
     args.recipe = dict(args.recipe)
+    if args.lr is None:
+        args.lr = 5e-5 if args.method == "dpo" else 2e-4
+    if args.method == "dpo" and args.lora_dropout:
+        args.lora_dropout = 0.0  # DPO trains without dropout on both sides (tracetune always; TRL by default)
 
     load_start = os.getloadavg()[0]
     Path(args.home).mkdir(parents=True, exist_ok=True)
     (warm,), _, _ = run_child(worker("warm", "--home", args.home))  # the weights cache exists from here on
     runs: dict[str, list[dict[str, Any]]] = {side: [] for side in args.sides}
     with tempfile.TemporaryDirectory(prefix="tracetune-bench-train-") as tmp:
+        args.data = CALCULATOR_TRAIN
+        if args.method == "dpo":
+            args.data = Path(tmp) / "pairs.jsonl"
+            args.data.write_text("".join(json.dumps(line) + "\n" for line in dpo_pairs()), encoding="utf-8")
         for rep in range(args.reps):
             for side in args.sides:
                 workdir = Path(tmp) / f"{side}-{rep}"
@@ -211,11 +243,13 @@ def main() -> None:
                       f"peak RSS {res['peak_rss_mib']} MiB, {res['correct']}/20", file=sys.stderr)  # fmt: skip
     figures: dict[str, Any] = {
         "bench": "train",
+        "method": args.method,
         "settings": {
             "epochs": args.epochs,
             "batch_size": args.batch_size,
             "lr": args.lr,
             "schedule": "linear, no warmup",
+            **({"beta": args.beta, "loss": "sigmoid"} if args.method == "dpo" else {}),
             "seed": args.seed,
             "lora": {"r": args.lora_r, "alpha": args.lora_alpha, "dropout": args.lora_dropout},
             "reps": args.reps,
@@ -240,6 +274,10 @@ def main() -> None:
                 "peak_rss": round(ours["peak_rss_mib"] / trl["peak_rss_mib"], 3),
                 "accuracy": round(ours["correct"] / trl["correct"], 3) if trl["correct"] else None,
             }
+            if args.method == "dpo":
+                figures["ratios"]["tokens_per_s_with_reference"] = round(
+                    (trl["train_wall_s"] + trl["reference_s"]) / (ours["train_wall_s"] + ours["reference_s"]), 3
+                )  # the same tokens on both sides: the inverse ratio of the walls
             targets = {
                 "tokens_per_s_ge_1.5x_trl": figures["ratios"]["tokens_per_s"] >= TARGET_SPEEDUP,
                 **targets,

@@ -358,7 +358,9 @@ class LoRARecipe:
         self.optimizer = torch.optim.AdamW(self.params, lr=self.hp.learning_rate, weight_decay=cfg.weight_decay)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         if preference:  # before any step (and before a checkpoint is restored): the start model's
+            started = time.perf_counter()
             self.reference = self._reference_logps()
+            self.reference_s = time.perf_counter() - started
         start_reward = None
         if self.valid_rollout is not None and resume_from is None:  # the start model's held-out reward
             start_reward = self._valid_reward()
@@ -731,6 +733,7 @@ def run_training(
                 "train_wall_s": result.train_wall_s, "tokens_per_s": rate, "train_loss": result.train_loss,
                 "best_step": result.best_step, "best_metrics": result.best_metrics,
                 "stopped_early": result.stopped_early,
+                **({"reference_s": round(recipe.reference_s, 3)} if recipe.preference else {}),
             }
         )  # fmt: skip
         return result
