@@ -80,16 +80,37 @@ def warm(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def train_trl(args: argparse.Namespace) -> dict[str, Any]:
-    import torch
-    from datasets import Dataset
+def trainer_settings(args: argparse.Namespace, prefix: str) -> dict[str, Any]:
+    """The TRL trainer settings both TRL sides share: tracetune's (epochs, batch, lr, linear schedule, no warmup or
+    weight decay, clipping at 1), on the CPU in float32."""
+    return {
+        "output_dir": tempfile.mkdtemp(prefix=prefix), "num_train_epochs": args.epochs,
+        "per_device_train_batch_size": args.batch_size, "gradient_accumulation_steps": 1, "learning_rate": args.lr,
+        "lr_scheduler_type": "linear", "warmup_steps": 0, "weight_decay": 0.0, "max_grad_norm": 1.0,
+        "logging_steps": 1, "save_strategy": "no", "report_to": "none", "use_cpu": True, "seed": args.seed,
+        "data_seed": args.seed, "max_length": 1024, "dataloader_num_workers": 0, "disable_tqdm": True,
+        "gradient_checkpointing": False,  # TRL's defaults (True, bf16) are 3.4x slower on this CPU: baseline README §2
+        "bf16": False, "fp16": False,
+    }  # fmt: skip
+
+
+def lora_config(args: argparse.Namespace) -> Any:
     from peft import LoraConfig
+
+    from tracetune.train.recipe import TARGET_MODULES
+
+    return LoraConfig(
+        r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+        target_modules=list(TARGET_MODULES), task_type="CAUSAL_LM",
+    )  # fmt: skip
+
+
+def load_for_trl(args: argparse.Namespace) -> tuple[Any, Any, Any, float]:
+    """The seeded base model, tracetune's tokenizer, the Hugging Face tokenizer TRL takes, and the load time."""
+    import torch
     from transformers import AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
 
     from tracetune.models.weights import load_base_model
-    from tracetune.train.data import IGNORE_INDEX, load_examples
-    from tracetune.train.recipe import TARGET_MODULES
 
     torch.manual_seed(args.seed)
     started = time.perf_counter()
@@ -98,50 +119,16 @@ def train_trl(args: argparse.Namespace) -> dict[str, Any]:
     hf_tokenizer = AutoTokenizer.from_pretrained(str(tokenizer.path))
     if hf_tokenizer.pad_token is None:
         hf_tokenizer.pad_token = hf_tokenizer.eos_token
-    examples = load_examples(CALCULATOR_TRAIN, tokenizer, context_length=int(model.config.max_position_embeddings))
-    dataset = Dataset.from_list(
-        [
-            {"input_ids": e.input_ids, "completion_mask": [int(label != IGNORE_INDEX) for label in e.labels]}
-            for e in examples
-        ]
-    )
-    config = SFTConfig(
-        output_dir=tempfile.mkdtemp(prefix="trl_out_"),
-        num_train_epochs=args.epochs,
-        per_device_train_batch_size=args.batch_size,
-        gradient_accumulation_steps=1,
-        learning_rate=args.lr,
-        lr_scheduler_type="linear",
-        warmup_steps=0,
-        weight_decay=0.0,
-        max_grad_norm=1.0,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        seed=args.seed,
-        data_seed=args.seed,
-        max_length=1024,
-        completion_only_loss=True,
-        dataloader_num_workers=0,
-        disable_tqdm=True,
-        gradient_checkpointing=False,  # TRL's defaults (True, bf16) are 3.4x slower on this CPU: baseline README §2
-        bf16=False,
-        fp16=False,
-    )
-    lora = LoraConfig(
-        r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
-        target_modules=list(TARGET_MODULES), task_type="CAUSAL_LM",
-    )  # fmt: skip
-    trainer = SFTTrainer(
-        model=model, args=config, train_dataset=dataset, processing_class=hf_tokenizer, peft_config=lora
-    )
-    rss_before_train = peak_rss_mib()
-    started = time.perf_counter()
-    out = trainer.train()
-    wall = time.perf_counter() - started
+    return model, tokenizer, hf_tokenizer, load_s
+
+
+def trained(
+    args: argparse.Namespace, trainer: Any, out: Any, *, wall: float, tokens: int, load_s: float, rss_before: float
+) -> dict[str, Any]:
+    """A TRL side's figures once ``trainer.train()`` returned ``out`` after ``wall`` seconds; its adapter saved."""
+    import torch
+
     logs = [h for h in trainer.state.log_history if "loss" in h]
-    tokens = next(int(h["num_tokens"]) for h in reversed(trainer.state.log_history) if "num_tokens" in h)
     trainer.model.save_pretrained(args.out)
     return {
         "load_s": round(load_s, 3),
@@ -151,9 +138,36 @@ def train_trl(args: argparse.Namespace) -> dict[str, Any]:
         "tokens_per_s": round(tokens / wall, 1),
         "final_loss": logs[-1]["loss"] if logs else None,
         "mean_train_loss": round(out.training_loss, 5),
-        "peak_rss_before_train_mib": rss_before_train,
+        "peak_rss_before_train_mib": rss_before,
         "torch_threads": torch.get_num_threads(),
     }
+
+
+def train_trl(args: argparse.Namespace) -> dict[str, Any]:
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from tracetune.train.data import IGNORE_INDEX, load_examples
+
+    model, tokenizer, hf_tokenizer, load_s = load_for_trl(args)
+    examples = load_examples(CALCULATOR_TRAIN, tokenizer, context_length=int(model.config.max_position_embeddings))
+    dataset = Dataset.from_list(
+        [
+            {"input_ids": e.input_ids, "completion_mask": [int(label != IGNORE_INDEX) for label in e.labels]}
+            for e in examples
+        ]
+    )
+    config = SFTConfig(**trainer_settings(args, "trl_out_"), completion_only_loss=True)
+    lora = lora_config(args)
+    trainer = SFTTrainer(
+        model=model, args=config, train_dataset=dataset, processing_class=hf_tokenizer, peft_config=lora
+    )
+    rss_before_train = peak_rss_mib()
+    started = time.perf_counter()
+    out = trainer.train()
+    wall = time.perf_counter() - started
+    tokens = next(int(h["num_tokens"]) for h in reversed(trainer.state.log_history) if "num_tokens" in h)
+    return trained(args, trainer, out, wall=wall, tokens=tokens, load_s=load_s, rss_before=rss_before_train)
 
 
 def dpo_pairs() -> list[dict[str, Any]]:
@@ -173,27 +187,16 @@ def dpo_pairs() -> list[dict[str, Any]]:
 
 
 def train_trl_dpo(args: argparse.Namespace) -> dict[str, Any]:
-    import torch
     from datasets import Dataset
-    from peft import LoraConfig
-    from transformers import AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    from tracetune.models.weights import load_base_model
     from tracetune.train.data import IGNORE_INDEX, encode_pairs, read_records
-    from tracetune.train.recipe import TARGET_MODULES
 
     class PreTokenized(DPOTrainer):  # type: ignore[misc]
         def _prepare_dataset(self, dataset, processing_class, args, dataset_name):  # type: ignore[no-untyped-def]
             return dataset
 
-    torch.manual_seed(args.seed)
-    started = time.perf_counter()
-    model, tokenizer = load_base_model(Path(args.home), MODEL_ID)
-    load_s = time.perf_counter() - started
-    hf_tokenizer = AutoTokenizer.from_pretrained(str(tokenizer.path))
-    if hf_tokenizer.pad_token is None:
-        hf_tokenizer.pad_token = hf_tokenizer.eos_token
+    model, tokenizer, hf_tokenizer, load_s = load_for_trl(args)
     pairs = encode_pairs(
         read_records(Path(args.data), method="dpo"), tokenizer, context_length=int(model.config.max_position_embeddings)
     )
@@ -204,61 +207,26 @@ def train_trl_dpo(args: argparse.Namespace) -> dict[str, Any]:
         rows.append({"prompt_ids": chosen.input_ids[:cut], "chosen_ids": chosen.input_ids[cut:],
                      "rejected_ids": rejected.input_ids[cut:]})  # fmt: skip
     config = DPOConfig(
-        output_dir=tempfile.mkdtemp(prefix="trl_dpo_out_"),
-        num_train_epochs=args.epochs,
-        per_device_train_batch_size=args.batch_size,
-        gradient_accumulation_steps=1,
-        learning_rate=args.lr,
-        lr_scheduler_type="linear",
-        warmup_steps=0,
-        weight_decay=0.0,
-        max_grad_norm=1.0,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        seed=args.seed,
-        data_seed=args.seed,
-        max_length=1024,
-        beta=args.beta,
-        loss_type=["sigmoid"],
+        **trainer_settings(args, "trl_dpo_out_"), beta=args.beta, loss_type=["sigmoid"],
         precompute_ref_log_probs=True,  # as tracetune: the start model's log-probabilities once, before step 1
-        dataloader_num_workers=0,
-        disable_tqdm=True,
-        gradient_checkpointing=False,
-        bf16=False,
-        fp16=False,
-    )
-    lora = LoraConfig(
-        r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
-        target_modules=list(TARGET_MODULES), task_type="CAUSAL_LM",
     )  # fmt: skip
+    lora = lora_config(args)
+    started = time.perf_counter()
     trainer = PreTokenized(
         model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=hf_tokenizer,
         peft_config=lora,
     )  # fmt: skip
+    reference_s = time.perf_counter() - started  # TRL computes the reference log-probabilities in its constructor
     rss_before_train = peak_rss_mib()
-    started = time.perf_counter()
-    trainer.get_train_dataloader()  # TRL computes the reference log-probabilities here (cached for train())
-    reference_s = time.perf_counter() - started
     started = time.perf_counter()
     out = trainer.train()
     wall = time.perf_counter() - started
-    logs = [h for h in trainer.state.log_history if "loss" in h]
     tokens = sum(len(r["prompt_ids"]) * 2 + len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows) * args.epochs
-    trainer.model.save_pretrained(args.out)
+    margins = [h["rewards/margins"] for h in trainer.state.log_history if "rewards/margins" in h]
     return {
-        "load_s": round(load_s, 3),
+        **trained(args, trainer, out, wall=wall, tokens=tokens, load_s=load_s, rss_before=rss_before_train),
         "reference_s": round(reference_s, 3),
-        "train_wall_s": round(wall, 3),
-        "steps": trainer.state.global_step,
-        "tokens": tokens,
-        "tokens_per_s": round(tokens / wall, 1),
-        "final_loss": logs[-1]["loss"] if logs else None,
-        "mean_train_loss": round(out.training_loss, 5),
-        "final_reward_margin": next((h["rewards/margins"] for h in reversed(logs) if "rewards/margins" in h), None),
-        "peak_rss_before_train_mib": rss_before_train,
-        "torch_threads": torch.get_num_threads(),
+        "final_reward_margin": margins[-1] if margins else None,
     }
 
 
