@@ -15,8 +15,8 @@ cached weights (the GGUF quantization marker is already removed there, else ``Tr
 For DPO the same holds: the pairs file is read and tokenized by tracetune (``read_records(method="dpo")``,
 ``encode_pairs``) and handed to ``DPOTrainer`` as ``prompt_ids`` / ``chosen_ids`` / ``rejected_ids`` (its
 ``_prepare_dataset``, which would tokenize text, is skipped: the dataset is already what it produces).
-``dpo_pairs`` makes the pairs both sides train on: each calculator example's call preferred to the same call with
-its operands swapped (another operation when they are equal).
+The pairs both sides train on: each calculator example's call preferred to the same call with its operands swapped
+(``tests.train.write_preference_file``, the DPO acceptance test's pairs).
 """
 
 from __future__ import annotations
@@ -168,22 +168,6 @@ def train_trl(args: argparse.Namespace) -> dict[str, Any]:
     wall = time.perf_counter() - started
     tokens = next(int(h["num_tokens"]) for h in reversed(trainer.state.log_history) if "num_tokens" in h)
     return trained(args, trainer, out, wall=wall, tokens=tokens, load_s=load_s, rss_before=rss_before_train)
-
-
-def dpo_pairs() -> list[dict[str, Any]]:
-    """OpenAI DPO lines: each training example's call preferred to the call with its operands swapped."""
-    lines = []
-    for record in read_jsonl(CALCULATOR_TRAIN):
-        *prompt, reply = record["messages"]
-        call = reply["tool_calls"][0]
-        args = json.loads(call["function"]["arguments"])
-        wrong = {**args, "num1": args["num2"], "num2": args["num1"]}
-        if wrong == args:
-            wrong["operation"] = "-" if args["operation"] != "-" else "+"
-        rejected = {**reply, "tool_calls": [{**call, "function": {**call["function"], "arguments": json.dumps(wrong)}}]}
-        lines.append({"input": {"messages": prompt, "tools": record["tools"]}, "preferred_output": [reply],
-                      "non_preferred_output": [rejected]})  # fmt: skip
-    return lines
 
 
 def train_trl_dpo(args: argparse.Namespace) -> dict[str, Any]:

@@ -31,7 +31,6 @@ IN_CI = bool(os.environ.get("CI"))
 LONGEST_FIRST = (
     "tests/demo/test_demo.py",
     "tests/train/test_recipe.py",
-    "tests/acceptance/test_notebook_path.py",
     "tests/acceptance/test_fine_tuning_openai.py",
     "tests/test_cli_jobs.py",
     "tests/server/test_fine_tuning_api.py",

@@ -1,17 +1,24 @@
-"""Acceptance: the unmodified ``openai`` client fine-tunes the real SmolLM2 through tracetune's ``/v1`` API.
+"""Acceptance: the unmodified ``openai`` client fine-tunes the real SmolLM2 through tracetune's ``/v1`` API, on the
+records of the LangSmith "LLM runs" notebook, its code unmodified (issue 21), then further with DPO and RFT (issue 16).
 
-Put the 20 calculator function-call examples in a LangSmith dataset with the ``langsmith`` SDK, read them back as
-an OpenAI fine-tuning file (``read_dataset_openai_finetuning``), upload that, create a job (3 epochs, the rest
-"auto": batch 4, lr 1e-3), poll it to ``succeeded``, list its events and checkpoints; the loss must go down, and
-the adapter the job wrote must turn a base model that never calls the calculator right (0/20 held-out) into one
-that does (≥ 17/20: the TRL baseline's score, ``/work/shared/reference/baselines/README.md`` §2); and the
-fine-tuned model, served by the same server through ``/v1/chat/completions`` with ``tool_choice`` left to the
-model, must score the same within one. Then a DPO job (issue 16) trains that fine-tuned model further on
-preference pairs, and an RFT job (a string_check grader) does too; both results are served. Figures are printed
-as JSON lines.
+A LangChain app offers the Calculator as a legacy *function* (``functions=``) to its hosted model (the stand-in for
+the hosted OpenAI service, scripted to answer the 20 traced questions right) and is traced to tracetune by the
+``langsmith`` SDK. The notebook's code reads the LLM runs back, ``LangSmithRunChatLoader`` +
+``convert_messages_for_finetuning`` make the fine-tuning records (which drop the functions: the records call a
+function none of them declares), and the ``openai`` client uploads them and fine-tunes SmolLM2 with the defaults
+("auto": 5 epochs of batch 4 at lr 1e-3). The job recovers the declarations from the stored runs the records came
+from (a warning event says so), so the model trains on the prompt the app serves it. Its events and checkpoints
+are listed; the loss must go down, and the adapter must turn a base model that never calls the calculator right
+(0-2/20 held-out) into one that does (>= 17/20: the TRL baseline's score,
+``/work/shared/reference/baselines/README.md`` §2); served by the same server, called as the app calls it
+(``ChatOpenAI(...).bind(functions=[…])``, the function offered, not forced) it must make the exact call on at least
+14 of 20 (issue 21's goal; 25% on this path before the recovery), and with ``tools`` and ``tool_choice`` left to
+the model score as it does directly, within one. Then a DPO job trains that model further on preference pairs, and
+an RFT job (a string_check grader) does too; both results are served. Figures are printed as JSON lines.
 
-About four and a half minutes on a 2-core CPU, so it runs in CI (``CI`` set) and locally only with
-``TRACETUNE_TEST_SLOW=1``; otherwise it is skipped, with that reason shown.
+One supervised training serves every test here (CI's time budget: the LangSmith dataset → fine-tuning file path
+of issue 15 is checked without training one more). About six minutes on a 2-core CPU, so it runs in CI (``CI``
+set) and locally only with ``TRACETUNE_TEST_SLOW=1``; otherwise it is skipped, with that reason shown.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ import openai
 import pytest
 
 from tests.acceptance.conftest import sdk_client
+from tests.acceptance.helpers import KNOWN_CLIENT_WARNINGS
+from tests.acceptance.openai_standin import running_standin
 from tests.conftest import LiveServer
 from tests.models import smollm2_home
 from tests.train import (
@@ -37,10 +46,13 @@ from tests.train import (
     write_preference_file,
 )
 
-pytestmark = pytest.mark.skipif(
-    not (os.environ.get("CI") or os.environ.get("TRACETUNE_TEST_SLOW") == "1"),
-    reason="trains the real SmolLM2 for ~1.5 min: set TRACETUNE_TEST_SLOW=1 (always runs in CI)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not (os.environ.get("CI") or os.environ.get("TRACETUNE_TEST_SLOW") == "1"),
+        reason="trains the real SmolLM2 for minutes: set TRACETUNE_TEST_SLOW=1 (always runs in CI)",
+    ),
+    pytest.mark.filterwarnings(*KNOWN_CLIENT_WARNINGS),
+]
 
 
 @pytest.fixture(scope="module")
@@ -75,13 +87,62 @@ def client(server) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
 
 
+def calculator_function() -> dict:
+    """The Calculator as a legacy function (the notebook's ``functions=``), from the fixture's tool."""
+    return read_jsonl(CALCULATOR_TRAIN)[0]["tools"][0]["function"]
+
+
+def ask(llm, record: dict, **config) -> tuple[str, dict] | None:
+    """The app's call: the record's system and user messages; the function call the model made, if any."""
+    from langchain_core.messages import HumanMessage, SystemMessage
+
+    system, user = record["messages"][0]["content"], record["messages"][1]["content"]
+    reply = llm.invoke([SystemMessage(system), HumanMessage(user)], config=config)
+    call = reply.additional_kwargs.get("function_call")
+    return (call["name"], json.loads(call["arguments"])) if call else None
+
+
 @pytest.fixture(scope="module")
 def sft_job(server, client):
-    """The supervised job on the calculator examples (the DPO test below starts from its model)."""
+    """The notebook's path to a supervised job on the calculator examples (the DPO and RFT tests start from its
+    model): ``(job, seconds)``."""
+    from langchain_community.adapters.openai import convert_messages_for_finetuning
+    from langchain_community.chat_loaders.langsmith import LangSmithRunChatLoader
+    from langchain_core.tracers import LangChainTracer
+    from langchain_openai import ChatOpenAI
+
     from tracetune.models import DEFAULT_MODEL_ID
 
-    # The training file comes out of a LangSmith dataset (issue 15): examples in through the SDK, the fine-tuning
-    # file out with read_dataset_openai_finetuning, exactly the records that went in.
+    train = read_jsonl(CALCULATOR_TRAIN)
+    answers = {r["messages"][1]["content"]: expected_call(r)[1] for r in train}
+    langsmith = sdk_client(server)
+    project = "notebook"
+    with running_standin(answers) as hosted:
+        app = ChatOpenAI(model="gpt-4o-mini", base_url=hosted.base_url, api_key="unused", max_retries=0).bind(
+            functions=[calculator_function()], function_call={"name": "Calculator"}
+        )
+        tracer = LangChainTracer(project_name=project, client=langsmith)
+        traced = [ask(app, r, callbacks=[tracer]) for r in train]
+        tracer.wait_for_futures()
+        langsmith.flush()
+    assert all(same_call(c, expected_call(r)) for c, r in zip(traced, train, strict=True))
+
+    # The notebook, unmodified: LLM runs → chat sessions → fine-tuning messages → a file → a job.
+    runs = list(langsmith.list_runs(project_name=project, run_type="llm"))
+    assert len(runs) == 20
+    sessions = list(LangSmithRunChatLoader(runs=runs, client=langsmith).lazy_load())
+    assert all(s.get("functions") for s in sessions)  # the loader keeps them...
+    records = [{"messages": m} for m in convert_messages_for_finetuning(sessions)]
+    assert len(records) == 20 and not any("functions" in r or "tools" in r for r in records)  # ...the converter not
+    data = "".join(json.dumps(r) + "\n" for r in records).encode()
+    upload = client.files.create(file=("notebook.jsonl", data), purpose="fine-tune")
+    return run_job(client, model=DEFAULT_MODEL_ID, training_file=upload.id, suffix="calculator", seed=42)
+
+
+def test_a_langsmith_dataset_reads_back_as_the_fine_tuning_file(server):
+    """Issue 15's path to a training file: examples in through the SDK, the file out with
+    ``read_dataset_openai_finetuning``, exactly the records that went in (what a job then does with such a file is
+    the tests below)."""
     langsmith = sdk_client(server)
     train = read_jsonl(CALCULATOR_TRAIN)
     dataset = langsmith.create_dataset("calculator-train", description="calculator function calls")
@@ -92,14 +153,30 @@ def sft_job(server, client):
             for r in train
         ],
     )
-    ft_records = langsmith.read_dataset_openai_finetuning(dataset_id=dataset.id)
-    assert ft_records == train
-    ft_file = "".join(json.dumps(r) + "\n" for r in ft_records).encode()
-    upload = client.files.create(file=("calculator.jsonl", ft_file), purpose="fine-tune")
-    return run_job(
-        client, model=DEFAULT_MODEL_ID, training_file=upload.id, suffix="calculator", seed=42,
-        hyperparameters={"n_epochs": 3},
-    )  # fmt: skip
+    assert langsmith.read_dataset_openai_finetuning(dataset_id=dataset.id) == train
+
+
+def test_the_notebooks_records_train_with_the_functions_recovered_from_the_stored_runs(server, client, sft_job):
+    from langchain_openai import ChatOpenAI
+
+    job, _ = sft_job
+    assert job.status == "succeeded", job.error
+    events = list(reversed(list(client.fine_tuning.jobs.list_events(job.id, limit=100))))
+    recovered = [e.message for e in events if e.level == "warn" and "recovered" in e.message]
+    assert len(recovered) == 1, [e.message for e in events]
+    assert "20 records called tools without declaring them" in recovered[0]
+    assert "20 by their prompt, 0 by the tools' names" in recovered[0]
+
+    # Served as the app calls it: the function offered, the choice left to the model.
+    llm = ChatOpenAI(
+        model=job.fine_tuned_model, base_url=f"{server.url}/v1", api_key="unused", max_retries=0, temperature=0,
+        max_tokens=64,
+    )  # a call takes ~35 tokens  # fmt: skip
+    bound = llm.bind(functions=[calculator_function()])
+    held_out = read_jsonl(CALCULATOR_HELDOUT)
+    tuned_right = sum(same_call(ask(bound, r), expected_call(r)) for r in held_out)
+    print(json.dumps({"notebook_path_tuned": tuned_right, "of": len(held_out)}))
+    assert tuned_right >= 14
 
 
 def test_openai_client_fine_tunes_smollm2_to_call_the_calculator(server, client, sft_job):
@@ -122,7 +199,9 @@ def test_openai_client_fine_tunes_smollm2_to_call_the_calculator(server, client,
     first, last = metrics[0]["train_loss"], metrics[-1]["train_loss"]
     assert last < 0.5 * first, f"the loss did not go down enough: {first} → {last}"
     checkpoints = list(client.fine_tuning.jobs.checkpoints.list(job.id))
-    assert len(checkpoints) == 3 and checkpoints[0].step_number == len(metrics)  # one per epoch, newest first
+    n_epochs = job.hyperparameters.n_epochs
+    assert isinstance(n_epochs, int) and n_epochs > 1  # "auto", resolved and reported
+    assert len(checkpoints) == n_epochs and checkpoints[0].step_number == len(metrics)  # one per epoch, newest first
 
     home = server.settings.home
     held_out = read_jsonl(CALCULATOR_HELDOUT)
@@ -169,15 +248,16 @@ def test_openai_client_runs_dpo_from_the_fine_tuned_model(server, client, sft_jo
     sft, _ = sft_job
     assert sft.status == "succeeded", sft.error
     pairs = write_preference_file(CALCULATOR_TRAIN, tmp_path / "pairs.jsonl")
-    upload = client.files.create(file=("pairs.jsonl", pairs.read_bytes()), purpose="fine-tune")
+    eight = b"".join(pairs.read_bytes().splitlines(keepends=True)[:8])  # two steps of four pairs: CI's time budget
+    upload = client.files.create(file=("pairs.jsonl", eight), purpose="fine-tune")
     job, job_s = run_job(
         client, model=sft.fine_tuned_model, training_file=upload.id, suffix="pref", seed=42,
-        method={"type": "dpo", "dpo": {"hyperparameters": {"n_epochs": 1, "beta": 0.1}}},
+        method={"type": "dpo", "dpo": {"hyperparameters": {"n_epochs": 1, "batch_size": 4, "beta": 0.1}}},
     )  # fmt: skip
     assert job.status == "succeeded", job.error
     assert job.model == sft.fine_tuned_model and job.method.type == "dpo"
     hp = job.method.dpo.hyperparameters
-    assert hp.beta == 0.1 and hp.n_epochs == 1 and isinstance(hp.batch_size, int)
+    assert hp.beta == 0.1 and hp.n_epochs == 1 and hp.batch_size == 4
     assert isinstance(hp.learning_rate_multiplier, float)
     events = list(reversed(list(client.fine_tuning.jobs.list_events(job.id, limit=100))))
     metrics = [e.data for e in events if e.type == "metrics"]
@@ -185,7 +265,7 @@ def test_openai_client_runs_dpo_from_the_fine_tuned_model(server, client, sft_jo
     assert metrics[-1]["train_reward_margin"] > 0, metrics[-1]
     assert job.fine_tuned_model in [m.id for m in client.models.list()]
 
-    records = list(enumerate(read_jsonl(CALCULATOR_HELDOUT), 1))
+    records = list(enumerate(read_jsonl(CALCULATOR_HELDOUT)[:10], 1))
     # (the SFT model's served score is the test above's: 0.95 in CI, within one of its direct 19/20)
     results = evaluate(client, [job.fine_tuned_model], records, max_tokens=64, concurrency=16)
     served = {m: r["summary"]["tool_args_exact"] for m, r in results["models"].items()}
