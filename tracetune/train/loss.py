@@ -287,11 +287,10 @@ def _summed_loss(logits: Any, target: Any, weights: Any = None) -> tuple[Any, An
     return losses.sum(), (losses * weights).sum(), hits
 
 
-def token_loss(lm: CausalLM, batch: dict[str, torch.Tensor], share_prefix: bool = True) -> tuple[Any, int, int]:
-    """``(loss, correct, count)``: mean cross-entropy over the tokens with a label, how many of them the model
-    predicts right (greedy), and how many there are."""
-    import torch.nn.functional as F
-
+def _labelled_logits(lm: CausalLM, batch: dict[str, torch.Tensor], share_prefix: bool) -> tuple[Any, Any, Any]:
+    """``(logits, targets, keep)``: float32 logits at the positions whose next token has a label (the vocabulary
+    projection runs there only; a shared prefix once), the labels they predict, and the ``(rows, length - 1)``
+    mask of those positions."""
     labels = batch["labels"][:, 1:]
     keep = labels != IGNORE_INDEX
     if lm.decoder is not None:
@@ -300,8 +299,15 @@ def token_loss(lm: CausalLM, batch: dict[str, torch.Tensor], share_prefix: bool 
     else:
         out = lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
         logits = out.logits[:, :-1][keep]
-    target = labels[keep]
-    logits = logits.float()
+    return logits.float(), labels[keep], keep
+
+
+def token_loss(lm: CausalLM, batch: dict[str, torch.Tensor], share_prefix: bool = True) -> tuple[Any, int, int]:
+    """``(loss, correct, count)``: mean cross-entropy over the tokens with a label, how many of them the model
+    predicts right (greedy), and how many there are."""
+    import torch.nn.functional as F
+
+    logits, target, _ = _labelled_logits(lm, batch, share_prefix)
     loss = F.cross_entropy(logits, target)
     correct = int((logits.detach().argmax(-1) == target).sum())
     return loss, correct, int(target.numel())
@@ -314,17 +320,10 @@ def sequence_logps(lm: CausalLM, batch: dict[str, torch.Tensor], share_prefix: b
     import torch
     import torch.nn.functional as F
 
-    labels = batch["labels"][:, 1:]
-    keep = labels != IGNORE_INDEX
-    if lm.decoder is not None:
-        hidden = hidden_states(lm.decoder, batch["input_ids"], batch["attention_mask"], share_prefix)
-        logits = lm.head(hidden[:, :-1][keep])
-    else:
-        out = lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
-        logits = out.logits[:, :-1][keep]
-    token_logps = -F.cross_entropy(logits.float(), labels[keep], reduction="none")
+    logits, target, keep = _labelled_logits(lm, batch, share_prefix)
+    token_logps = -F.cross_entropy(logits, target, reduction="none")
     rows = keep.nonzero()[:, 0]
-    return torch.zeros(labels.shape[0], dtype=token_logps.dtype, device=token_logps.device).index_add(
+    return torch.zeros(keep.shape[0], dtype=token_logps.dtype, device=token_logps.device).index_add(
         0, rows, token_logps
     )
 
