@@ -92,14 +92,16 @@ def calculator_function() -> dict:
     return read_jsonl(CALCULATOR_TRAIN)[0]["tools"][0]["function"]
 
 
-def ask(llm, record: dict, **config) -> tuple[str, dict] | None:
-    """The app's call: the record's system and user messages; the function call the model made, if any."""
+def ask(llm, records: list[dict], **config) -> list[tuple[str, dict] | None]:
+    """The app's calls, eight at a time (LangChain's ``batch``): each record's system and user messages; the
+    function call the model made, if any."""
     from langchain_core.messages import HumanMessage, SystemMessage
 
-    system, user = record["messages"][0]["content"], record["messages"][1]["content"]
-    reply = llm.invoke([SystemMessage(system), HumanMessage(user)], config=config)
-    call = reply.additional_kwargs.get("function_call")
-    return (call["name"], json.loads(call["arguments"])) if call else None
+    prompts = [[SystemMessage(r["messages"][0]["content"]), HumanMessage(r["messages"][1]["content"])] for r in records]
+    calls = [
+        reply.additional_kwargs.get("function_call") for reply in llm.batch(prompts, {**config, "max_concurrency": 8})
+    ]
+    return [(call["name"], json.loads(call["arguments"])) if call else None for call in calls]
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +124,7 @@ def sft_job(server, client):
             functions=[calculator_function()], function_call={"name": "Calculator"}
         )
         tracer = LangChainTracer(project_name=project, client=langsmith)
-        traced = [ask(app, r, callbacks=[tracer]) for r in train]
+        traced = ask(app, train, callbacks=[tracer])
         tracer.wait_for_futures()
         langsmith.flush()
     assert all(same_call(c, expected_call(r)) for c, r in zip(traced, train, strict=True))
@@ -174,7 +176,7 @@ def test_the_notebooks_records_train_with_the_functions_recovered_from_the_store
     )  # a call takes ~35 tokens  # fmt: skip
     bound = llm.bind(functions=[calculator_function()])
     held_out = read_jsonl(CALCULATOR_HELDOUT)
-    tuned_right = sum(same_call(ask(bound, r), expected_call(r)) for r in held_out)
+    tuned_right = sum(same_call(c, expected_call(r)) for c, r in zip(ask(bound, held_out), held_out, strict=True))
     print(json.dumps({"notebook_path_tuned": tuned_right, "of": len(held_out)}))
     assert tuned_right >= 14
 
@@ -231,10 +233,10 @@ def test_openai_client_fine_tunes_smollm2_to_call_the_calculator(server, client,
     # The same model served: /v1/chat/completions with the tools offered and tool_choice left to the model
     # (issue 5's acceptance), scored by tracetune eval's scorer; within one of the direct figure above.
     records = list(enumerate(held_out, 1))
-    results = evaluate(client, [DEFAULT_MODEL_ID, job.fine_tuned_model], records, max_tokens=64, concurrency=16)
+    # (the base model is scored directly above: its 64 tokens of prose per question are not served again here)
+    results = evaluate(client, [job.fine_tuned_model], records, max_tokens=64, concurrency=16)
     served = {m: r["summary"] for m, r in results["models"].items()}
     print(json.dumps({"served": served}))
-    assert served[DEFAULT_MODEL_ID]["tool_args_exact"] <= 0.1
     assert abs(round(served[job.fine_tuned_model]["tool_args_exact"] * len(held_out)) - tuned_right) <= 1
 
 
