@@ -207,6 +207,32 @@ def test_a_dpo_job_page_shows_its_method_and_reward_margin(tiny_ui):
     assert ys == sorted(ys, reverse=True)  # a growing margin rises on the chart (smaller y)
 
 
+def test_an_rft_job_page_draws_its_mean_reward(tiny_ui):
+    ui = tiny_ui
+    from tracetune.store.jobs import new_id
+
+    job_id = new_id("ftjob")
+    grader = {"type": "string_check", "name": "exact", "operation": "eq", "input": "{{sample.output_text}}",
+              "reference": "{{item.answer}}"}  # fmt: skip
+    ui.store.jobs.create(
+        {"id": job_id, "workspace_id": ui.ws.id, "model": "tiny", "training_file": "file-x", "seed": 1,
+         "method": {"type": "reinforcement", "reinforcement": {"grader": grader, "hyperparameters": {}}},
+         "hyperparameters": {"n_epochs": 1}, "output_model": "ft:tiny:default::r"},
+        ["Created fine-tuning job"],
+    )  # fmt: skip
+    metrics = [{"step": s, "total_steps": 3, "train_loss": 0.1, "train_mean_reward": 0.2 * s, "tokens_per_s": 1.0}
+               for s in (1, 2, 3)]  # fmt: skip
+    metrics[-1]["valid_mean_reward"] = 0.75
+    ui.store.jobs.add_events(job_id, [{"message": f"Step {m['step']}", "type": "metrics", "data": m} for m in metrics])
+    html = ui.page(f"/jobs/{job_id}")
+    chart = re.search(r'id="reward-chart".*?</svg>', html, re.S)
+    assert chart and 'id="margin-chart"' not in html, html
+    train = re.search(r'class="train" points="([^"]+)"', chart.group(0))
+    ys = [float(p.split(",")[1]) for p in train.group(1).split()]
+    assert len(ys) == 3 and ys == sorted(ys, reverse=True)  # a rising reward rises on the chart
+    assert len(re.findall(r"<circle ", chart.group(0))) == 1  # the held-out reward at the epoch's end
+
+
 def test_models_page_shows_lineage_of_a_tuned_model(tiny_ui):
     ui = tiny_ui
     ui.ingest(llm_trace("lin"))

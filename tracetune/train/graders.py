@@ -116,7 +116,7 @@ def _validated(grader: Any, where: str) -> dict[str, Any]:
                 field=f"{where}.evaluation_metric",
             )
     elif kind in MODEL_TYPES:
-        validate_model_grader(grader, where, lambda text, at: _check_template(text, at))
+        validate_model_grader(grader, where, _check_template)
     elif kind == "python":
         source = grader.get("source")
         if not isinstance(source, str) or not source.strip():

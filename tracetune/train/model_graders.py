@@ -17,7 +17,7 @@ of one scale. What goes wrong while grading is a :class:`RunError` with OpenAI's
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -73,7 +73,7 @@ def endpoint_from_settings(settings: Settings, api_key: str | None = None) -> Mo
     return ModelEndpoint(base_url, settings.grader_api_key or api_key)
 
 
-def validate_model_grader(grader: Mapping[str, Any], where: str, check_template: Any) -> None:
+def validate_model_grader(grader: Mapping[str, Any], where: str, check_template: Callable[[str, str], None]) -> None:
     """The fields of a score_model / label_model grader; raises :class:`InvalidInput` naming the field.
     ``check_template(text, field)`` checks one template."""
     model = grader.get("model")

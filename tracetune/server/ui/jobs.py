@@ -65,6 +65,7 @@ def job_page(job_id: str, request: Request, ws: Workspace = Depends(ui_workspace
         events=list(reversed(events))[:EVENTS_SHOWN],
         chart=loss_chart(metrics),
         margin_chart=loss_chart(metrics, key="reward_margin"),  # a DPO job's
+        reward_chart=loss_chart(metrics, key="mean_reward"),  # an RFT job's
         progress=last,
         checkpoints=checkpoints,
         dataset=dataset_of(store, ws, job),
