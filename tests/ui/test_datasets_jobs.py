@@ -225,6 +225,7 @@ def test_an_rft_job_page_draws_its_mean_reward(tiny_ui):
     metrics[-1]["valid_mean_reward"] = 0.75
     ui.store.jobs.add_events(job_id, [{"message": f"Step {m['step']}", "type": "metrics", "data": m} for m in metrics])
     html = ui.page(f"/jobs/{job_id}")
+    assert 'id="job-method">reinforcement (grader exact: string_check)<' in html
     chart = re.search(r'id="reward-chart".*?</svg>', html, re.S)
     assert chart and 'id="margin-chart"' not in html, html
     train = re.search(r'class="train" points="([^"]+)"', chart.group(0))
