@@ -93,3 +93,38 @@ def test_lookup_of_a_fine_tuned_model(store, tmp_path):
     (adapter / "adapter_config.json").unlink()
     with pytest.raises(NotFound, match="adapter"):
         lookup_model(model_id, home=tmp_path, store=store, workspace_id=ws.id)
+
+
+def test_a_stored_alias_is_looked_up_after_the_static_ones(store, tmp_path):
+    from tracetune.errors import Conflict
+    from tracetune.serve.lookup import set_alias
+
+    ws = store.workspaces.ensure(f"ws-{uuid.uuid4().hex[:6]}")
+    set_alias("support", "smollm2-135m-instruct", home=tmp_path, store=store, workspace_id=ws.id)
+    served = lookup_model("support", home=tmp_path, store=store, workspace_id=ws.id)
+    assert (served.requested, served.id, served.base_id) == (
+        "support",
+        "smollm2-135m-instruct",
+        "smollm2-135m-instruct",
+    )
+    with pytest.raises(NotFound, match="no-such"):  # the target must be served: nothing is written
+        set_alias("support", "no-such", home=tmp_path, store=store, workspace_id=ws.id)
+    assert store.aliases.resolve(ws.id, "support") == "smollm2-135m-instruct"
+    with pytest.raises(Conflict, match="static alias"):  # a static alias would shadow it
+        set_alias("x", "smollm2-135m-instruct", home=tmp_path, store=store, workspace_id=ws.id, aliases={"x": "y"})
+    with pytest.raises(NotFound, match="alias of 'nope'"):  # the static alias (an override) is read first
+        lookup_model("support", home=tmp_path, store=store, workspace_id=ws.id, aliases={"support": "nope"})
+
+
+def test_chat_completions_read_the_stored_alias_on_every_request(tiny_server, v1):
+    """Set, then removed, through the API: the very next chat request follows each change (no restart)."""
+    alias = f"bot-{uuid.uuid4().hex[:6]}"
+    body = {"model": alias, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    assert v1.post("/chat/completions", json=body).status_code == 404
+    tt = f"{tiny_server.url}/tt/v1/aliases/{alias}"
+    assert v1.put(tt, json={"model": "gpt-4o-mini"}).status_code == 200  # a stored alias of a static one
+    answered = v1.post("/chat/completions", json=body)
+    assert answered.status_code == 200 and answered.json()["model"] == alias, answered.text
+    assert v1.delete(tt).status_code == 200
+    gone = v1.post("/chat/completions", json=body)
+    assert gone.status_code == 404 and alias in gone.text

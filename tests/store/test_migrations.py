@@ -23,7 +23,10 @@ JOB_TABLES = {"fine_tuning_jobs", "fine_tuning_job_events", "fine_tuning_checkpo
 FLAG_TABLES = {"store_flags"}  # 0005
 TOKEN_TABLES = {"feedback_tokens", "feedback_configs"}  # 0007, 0008 (0006 adds a column)
 QUEUE_TABLES = {"annotation_queues", "annotation_queue_items"}  # 0009
-ALL_TABLES = TABLES | DATASET_TABLES | FILE_TABLES | JOB_TABLES | FLAG_TABLES | TOKEN_TABLES | QUEUE_TABLES
+ALIAS_TABLES = {"model_aliases"}  # 0011 (tests/store/test_aliases_store.py)
+ALL_TABLES = (
+    TABLES | DATASET_TABLES | FILE_TABLES | JOB_TABLES | FLAG_TABLES | TOKEN_TABLES | QUEUE_TABLES | ALIAS_TABLES
+)
 ALL_TABLES |= {"alembic_version"}
 
 

@@ -1,4 +1,4 @@
-"""What every command shares: the --home / --database-url options, opening the store, the one-line error."""
+"""What every command shares: the --home / --database-url / --workspace options, opening the store, the error."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import typer
 
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="Data home (default: $TRACETUNE_HOME).")]
 DbOpt = Annotated[str | None, typer.Option("--database-url", help="Store URL (default: $TRACETUNE_DATABASE_URL).")]
+WorkspaceOpt = Annotated[str, typer.Option("--workspace", "-w", help="Workspace name.")]
 
 
 def fail(message: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import typer
 
+from tracetune.cli.aliases import aliases_app
 from tracetune.cli.db import db_app
 from tracetune.cli.demo import demo_command
 from tracetune.cli.eval import eval_command
@@ -31,6 +32,7 @@ app.command("worker")(worker_command)
 app.command("eval")(eval_command)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(models_app, name="models")
+app.add_typer(aliases_app, name="aliases")
 
 
 def main() -> None:

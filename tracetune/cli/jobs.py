@@ -14,14 +14,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tracetune.cli._common import DbOpt, HomeOpt, LogLines, fail, open_store_for
+from tracetune.cli._common import DbOpt, HomeOpt, LogLines, WorkspaceOpt, fail, open_store_for
 
 if TYPE_CHECKING:
     from tracetune.store.rows import JobRow
 
 jobs_app = typer.Typer(no_args_is_help=True, help="Fine-tuning jobs in the store.")
 models_app = typer.Typer(no_args_is_help=True, help="Base and fine-tuned models.")
-WorkspaceOpt = Annotated[str, typer.Option("--workspace", "-w", help="Workspace name.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON output.")]
 
 

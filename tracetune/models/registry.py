@@ -71,11 +71,17 @@ def resolve(home: Path, model_id: str) -> ModelSpec:
     return spec
 
 
-def resolve_alias(aliases: Mapping[str, str], model_id: str) -> str:
-    """The model an alias stands for (``model_aliases`` setting, ``tracetune serve --model-alias NAME=MODEL``),
-    or ``model_id`` itself when it is no alias. One step: an alias names a model id, not another alias, so an
-    app written for a hosted model name (``gpt-4o-mini``) runs unchanged against a local or fine-tuned one."""
-    return aliases.get(model_id, model_id)
+def resolve_alias(aliases: Mapping[str, str], model_id: str, store: Any = None, workspace_id: Any = None) -> str:
+    """The model an alias stands for, or ``model_id`` itself when it is no alias: a static alias first
+    (``model_aliases`` setting, ``tracetune serve --model-alias NAME=MODEL``: an override, one step), then, given a
+    ``store``, the workspace's stored aliases (:mod:`tracetune.store.aliases`: versioned, chained, read on every
+    call, so a change reaches every server at once). An app written for a hosted model name (``gpt-4o-mini``)
+    runs unchanged against a local or fine-tuned one."""
+    target = aliases.get(model_id, model_id)
+    if store is not None and not target.startswith("ft:"):
+        stored = store.aliases.resolve(workspace_id, target)
+        target = aliases.get(stored, stored)  # a stored alias may name a static one
+    return target
 
 
 def list_models(home: Path) -> list[ModelSpec]:

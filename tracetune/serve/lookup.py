@@ -1,21 +1,26 @@
 """The ONE lookup of a served model id: alias → base model id + LoRA adapter directory (or none).
 
-* an alias (``model_aliases`` setting, ``--model-alias``) is replaced by what it names first;
+* an alias is replaced by what it names first: a static one (``model_aliases`` setting, ``--model-alias``), then
+  the workspace's stored aliases (``/tt/v1/aliases``, ``tracetune aliases``), read on every request;
 * ``ft:<base>:<workspace>:<suffix>:<shortid>`` is a fine-tuned model of the caller's workspace, looked up in the
   store (``store.models``): its base model and adapter directory (relative to the data home);
 * anything else is a base model id of the registry (:func:`tracetune.models.registry.resolve`).
 
 An unknown id is :class:`~tracetune.errors.NotFound` with ``field="model"``, ``code="model_not_found"``.
+
+:func:`set_alias` is the one way a stored alias changes (API, CLI, UI): its name must not be a model id itself,
+and what it names must be served (looked up as above, so an alias of an alias works and a cycle is refused).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tracetune.errors import NotFound
+from tracetune.errors import Conflict, InvalidInput, NotFound
 from tracetune.models.registry import resolve, resolve_alias
 
 FINE_TUNED_PREFIX = "ft:"
@@ -38,7 +43,7 @@ def lookup_model(
     aliases: Mapping[str, str] | None = None,
 ) -> ServedModel:
     """What serving ``model_id`` for ``workspace_id`` takes (see the module docstring)."""
-    target = resolve_alias(aliases or {}, model_id)
+    target = resolve_alias(aliases or {}, model_id, store, workspace_id)
     if target.startswith(FINE_TUNED_PREFIX):
         row = store.models.get(workspace_id, target)
         adapter = Path(home) / str(row["adapter_dir"])
@@ -52,10 +57,48 @@ def lookup_model(
     try:
         spec = resolve(Path(home), target)
     except NotFound:
-        shown = model_id if target == model_id else f"{model_id}' (alias of '{target}"
+        shown = f"'{model_id}'" if target == model_id else f"'{model_id}' (an alias of '{target}')"
         raise NotFound(
-            f"The model '{shown}' does not exist or you do not have access to it.",
+            f"The model {shown} does not exist or you do not have access to it.",
             field="model",
             code="model_not_found",
         ) from None
     return ServedModel(model_id, target, spec.id, None)
+
+
+ALIAS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$")
+
+
+def set_alias(
+    name: str,
+    model: str,
+    *,
+    home: Path,
+    store: Any,
+    workspace_id: Any,
+    aliases: Mapping[str, str] | None = None,
+    note: str = "set",
+) -> Any:
+    """Point the stored alias ``name`` at ``model`` (a new version of it; see the module docstring); the row."""
+    if not ALIAS_NAME.match(name) or name.startswith(FINE_TUNED_PREFIX):
+        raise InvalidInput(
+            "an alias name is 1 to 200 letters, digits and . _ : @ + - (starting with a letter or digit), not ft:…",
+            field="name",
+        )
+    if name in (aliases or {}):
+        raise Conflict(
+            f"{name!r} is a static alias (--model-alias / TRACETUNE_MODEL_ALIASES), which would override this one",
+            field="name",
+        )
+    try:
+        resolve(Path(home), name)
+    except (NotFound, InvalidInput):
+        pass
+    else:
+        raise Conflict(f"{name!r} is a base model's id: an alias may not hide it", field="name")
+    return store.aliases.set(workspace_id, name, model, note, check=served_check(home, store, workspace_id, aliases))
+
+
+def served_check(home: Path, store: Any, workspace_id: Any, aliases: Mapping[str, str] | None) -> Any:
+    """``check(model)`` for the alias store: NotFound unless ``model`` is served (see :func:`lookup_model`)."""
+    return lambda model: lookup_model(model, home=home, store=store, workspace_id=workspace_id, aliases=aliases)

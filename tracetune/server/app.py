@@ -22,6 +22,7 @@ from tracetune.server.langsmith import routes as langsmith_routes
 from tracetune.server.langsmith import v2 as langsmith_v2
 from tracetune.server.openai import chat as openai_chat
 from tracetune.server.openai import routes as openai_routes
+from tracetune.server.tt import aliases as tt_aliases
 from tracetune.server.tt import routes as tt_routes
 from tracetune.server.ui.mount import mount_ui
 from tracetune.store import Store, open_store_from_settings
@@ -61,6 +62,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.include_router(langsmith_queues.router)
     app.include_router(langsmith_datasets.router)
     app.include_router(tt_routes.router)
+    app.include_router(tt_aliases.router)
     app.include_router(openai_routes.router)
     app.include_router(openai_chat.router)
     mount_ui(app)  # the web UI at / (after the APIs: its paths never overlap theirs)

@@ -4,7 +4,8 @@ Public: ``Store`` (the repositories of one database), ``open_store``, ``open_sto
 ``schema`` (the tables, SQLAlchemy Core), ``engine`` (``Database``: opening, pragmas, migrations, retries),
 ``rows`` (the TypedDict of each table's rows), ``sqlutil`` and ``jsonvalues`` (dialect helpers), and one repository
 per table family: ``workspaces``, ``projects``, ``runs`` (owns ``RUN_COLUMNS``), ``feedback``, ``feedback_tokens``,
-``feedback_configs``, ``annotation_queues``, ``datasets``, ``examples``, ``files``, ``jobs``, ``models``."""
+``feedback_configs``, ``annotation_queues``, ``datasets``, ``examples``, ``files``, ``jobs``, ``models``,
+``aliases``."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tracetune.store.engine import Database, create_store_engine, upgrade_to_hea
 
 if TYPE_CHECKING:
     from tracetune.config import Settings
+    from tracetune.store.aliases import AliasStore
     from tracetune.store.annotation_queues import AnnotationQueueStore
     from tracetune.store.datasets import DatasetStore
     from tracetune.store.examples import ExampleStore
@@ -44,8 +46,10 @@ class Store:
     files: FileStore = field(init=False)
     jobs: JobStore = field(init=False)
     models: FineTunedModelStore = field(init=False)
+    aliases: AliasStore = field(init=False)
 
     def __post_init__(self) -> None:
+        from tracetune.store.aliases import AliasStore
         from tracetune.store.annotation_queues import AnnotationQueueStore
         from tracetune.store.datasets import DatasetStore
         from tracetune.store.examples import ExampleStore
@@ -71,6 +75,7 @@ class Store:
         self.files = FileStore(self.db)
         self.jobs = JobStore(self.db)
         self.models = FineTunedModelStore(self.db)
+        self.aliases = AliasStore(self.db)
 
     def close(self) -> None:
         self.db.engine.dispose()

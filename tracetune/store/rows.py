@@ -173,6 +173,15 @@ class ModelRow(TypedDict):
     created_at: int
 
 
+class AliasRow(TypedDict):
+    workspace_id: uuid.UUID
+    name: str
+    version: int
+    model: str | None  # None: the alias was removed at this version
+    note: str | None
+    created_at: datetime
+
+
 class DatasetRow(TypedDict):
     id: uuid.UUID
     workspace_id: uuid.UUID

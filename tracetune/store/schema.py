@@ -401,6 +401,20 @@ fine_tuning_checkpoints = Table(
     UniqueConstraint("job_id", "step_number"),
 )
 
+# Aliases of served models, versioned: every change (a new target, a rollback, a removal: model NULL) is a new
+# version; the newest version of a name is the alias. Resolved per request, so every replica sees a change at once.
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("workspace_id", Uuid, ForeignKey("workspaces.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("model", String(300), nullable=True),  # what the alias names: a model id or another alias; NULL: removed
+    Column("note", String(500), nullable=True),  # why: "set", "rollback to v2", "removed"
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("workspace_id", "name", "version"),
+)
+
 fine_tuned_models = Table(
     "fine_tuned_models",
     metadata,

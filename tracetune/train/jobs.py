@@ -221,7 +221,7 @@ def checkpoint_model_id(output_model: str, step: int) -> str:
 def _start_model(store: Store, settings: Settings, ws: Workspace, value: str) -> tuple[str, str]:
     """``(model, base)``: the model a job starts from (an alias resolved) — a base model, or a fine-tuned model of
     this workspace, trained further (SFT then DPO) — and the base model under it."""
-    model = resolve_alias(settings.model_aliases, value)
+    model = resolve_alias(settings.model_aliases, value, store, ws.id)
     if model.startswith("ft:"):
         try:
             row = store.models.get(ws.id, model)

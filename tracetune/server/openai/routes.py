@@ -146,13 +146,18 @@ def files_delete(file_id: str, request: Request, ws: Workspace = Depends(workspa
 
 @router.get("/models")
 def models_list(request: Request, ws: Workspace = Depends(workspace)) -> ModelList:
-    """The base models, the workspace's fine-tuned models (oldest first), then the aliases (``model_aliases``), so
-    an app that checks its configured model name in the list finds it."""
+    """The base models, the workspace's fine-tuned models (oldest first), then the aliases (``model_aliases``, then
+    the stored ones), so an app that checks its configured model name in the list finds it."""
     st = state(request)
     base = [model_object(spec) for spec in list_models(st.settings.home)]
     tuned = [fine_tuned_model_object(row, ws.name) for row in st.store.models.list(ws.id)]
     aliases = [Model(id=name, created=0) for name in sorted(st.settings.model_aliases)]
-    return ModelList(data=base + tuned + aliases)
+    stored = [
+        Model(id=row["name"], created=int(row["created_at"].timestamp()))
+        for row in st.store.aliases.list(ws.id)
+        if row["name"] not in st.settings.model_aliases
+    ]
+    return ModelList(data=base + tuned + aliases + stored)
 
 
 @router.get("/models/{model_id:path}")
@@ -160,6 +165,9 @@ def models_retrieve(model_id: str, request: Request, ws: Workspace = Depends(wor
     st = state(request)
     if model_id in st.settings.model_aliases:
         return Model(id=model_id, created=0)
+    alias = st.store.aliases.get(ws.id, model_id)
+    if alias is not None:
+        return Model(id=model_id, created=int(alias["created_at"].timestamp()))
     if model_id.startswith("ft:"):
         return fine_tuned_model_object(st.store.models.get(ws.id, model_id), ws.name)
     for spec in list_models(st.settings.home):

@@ -1,1 +1,2 @@
-"""tracetune's own API (``/tt/v1``): ``protocol`` (strict shapes, unknown fields refused) and ``routes``."""
+"""tracetune's own API (``/tt/v1``): ``protocol`` (strict shapes, unknown fields refused), ``routes`` (datasets)
+and ``aliases``."""

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tracetune.convert.dataset_builder import ExportOptions, Selection
+from tracetune.store.rows import AliasRow
 
 INT64 = 2**63
 
@@ -76,5 +77,20 @@ def dataset_view(row: dict[str, Any]) -> dict[str, Any]:
         "record_count": row["record_count"],
         "train_count": row["train_count"],
         "validation_count": row["validation_count"],
+        "created_at": row["created_at"].isoformat(),
+    }
+
+
+class AliasSet(Strict):
+    model: str = Field(min_length=1, max_length=300, description="The model (or another alias) the alias names.")
+
+
+def alias_view(row: AliasRow) -> dict[str, Any]:
+    """A stored alias version as the API returns it."""
+    return {
+        "name": row["name"],
+        "model": row["model"],
+        "version": row["version"],
+        "note": row["note"],
         "created_at": row["created_at"].isoformat(),
     }
