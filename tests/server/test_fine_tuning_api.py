@@ -374,3 +374,16 @@ def test_an_alias_names_the_base_model_and_is_listed(client, training_file, ft_s
     finally:
         settings.model_aliases = {}
     assert "gpt-4o-mini" not in [m.id for m in client.models.list()]
+
+
+def test_a_stored_alias_names_the_model_a_job_starts_from(client, training_file, ft_server):
+    """An alias set through /tt/v1/aliases: a job on it trains the model it names now (and is listed)."""
+    import httpx
+
+    put = httpx.put(f"{ft_server.url}/tt/v1/aliases/support-bot", json={"model": "tiny"}, timeout=30)
+    assert put.status_code == 200, put.text
+    assert "support-bot" in [m.id for m in client.models.list()]
+    job = client.fine_tuning.jobs.create(model="support-bot", training_file=training_file, suffix="stored")
+    assert job.model == "tiny"
+    client.fine_tuning.jobs.cancel(job.id)
+    httpx.delete(f"{ft_server.url}/tt/v1/aliases/support-bot", timeout=30)
