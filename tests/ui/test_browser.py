@@ -263,4 +263,18 @@ def test_job_and_model_pages_show_validation_scores_and_diagnostics(keyed_server
         expect(row.locator("td.quality")).to_contain_text("exact")
         expect(row.locator('.diagnostic[data-code="unseen_values"]').first).to_contain_text("validation expects")
         page.screenshot(path=str(artifacts / "13-models-validation.png"), full_page=True)
+
+        # aliases: point one at the base model, then at the tuned one, then roll it back
+        tuned = client.fine_tuning.jobs.retrieve(job.id).fine_tuned_model
+        for target in ("tiny", tuned):
+            page.fill("#alias-name", "support-bot")
+            page.select_option("#alias-model", target)
+            page.click("#alias-set")
+        alias = page.locator('#stored-aliases tr[data-alias="support-bot"]')
+        expect(alias.locator(".alias-model")).to_have_text(tuned)
+        alias.locator("button.rollback").click()
+        expect(alias.locator(".alias-model")).to_have_text("tiny")
+        expect(alias).to_contain_text("rollback to v1")
+        page.screenshot(path=str(artifacts / "14-aliases.png"), full_page=True)
+        assert client.models.retrieve("support-bot").id == "support-bot"
         browser.close()

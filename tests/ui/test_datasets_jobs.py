@@ -350,3 +350,27 @@ def test_builder_shows_the_answers_values_and_advice(tiny_ui):
     advice = re.findall(r'<div class="error-box diagnostic" data-code="rare_values"><b>(.*?)</b>', html, re.S)
     assert advice and all("fewer than 5 training examples" in a for a in advice)
     assert any(a.startswith(("route_ticket.team: ", "route_ticket.priority: ")) for a in advice)
+
+
+def test_models_page_sets_rolls_back_and_removes_aliases(tiny_ui):
+    ui = tiny_ui
+    assert 'id="no-aliases"' in ui.page("/models")
+    for target in ("tiny", "smollm2-135m-instruct"):
+        assert ui.client.post("/aliases", data={"name": "bot", "model": target}).status_code == 303
+    html = ui.page("/models")
+    assert re.search(r'data-alias="bot">.*?class="alias-model"><code>smollm2-135m-instruct</code>', html, re.S)
+    assert "v1 → tiny · set" in html
+    cycle = ui.client.post("/aliases", data={"name": "front", "model": "bot"})
+    assert cycle.status_code == 303
+    refused = ui.client.post("/aliases", data={"name": "bot", "model": "front"})
+    assert (
+        refused.status_code == 409
+        and "alias cycle: bot → front → bot" in refused.text
+        and 'id="alias-error"' in refused.text
+    )
+    missing = ui.client.post("/aliases", data={"name": "x", "model": "nope"})
+    assert missing.status_code == 404 and "nope" in missing.text
+    assert ui.client.post("/aliases/bot/rollback").status_code == 303
+    assert ui.store.aliases.resolve(ui.ws.id, "front") == "tiny"  # the chain follows the rollback
+    assert ui.client.post("/aliases/front/remove").status_code == 303
+    assert 'data-alias="front"' not in ui.page("/models")

@@ -1,6 +1,6 @@
 """UI pages over models: base and fine-tuned models with their lineage (model → job → dataset → filter → runs),
-validation score and diagnostics,
-and the playground, a chat that can offer tools and shows the tool calls. Thin: the model registry and store the
+validation score and diagnostics; the stored aliases (set, history, roll back, remove: ``serve.lookup.set_alias``
+and the alias store, as ``/tt/v1/aliases``); and the playground, a chat that can offer tools and shows the tool calls. Thin: the model registry and store the
 ``/v1/models`` routes read; the playground sends its request through the chat completions serving class, validated
 by the same request model as ``POST /v1/chat/completions``."""
 
@@ -11,16 +11,17 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
 from tracetune.errors import InvalidInput, NotFound, TracetuneError
 from tracetune.models.registry import list_models
+from tracetune.serve.lookup import served_check, set_alias
 from tracetune.serve.protocol import ChatCompletion, ChatCompletionRequest
 from tracetune.server.deps import state
 from tracetune.server.openai import chat as openai_chat
 from tracetune.server.ui.jobs import dataset_of
-from tracetune.server.ui.pages import render, ui_workspace
+from tracetune.server.ui.pages import render, see_other, ui_workspace
 from tracetune.server.ui.views import display_message, job_quality
 from tracetune.store.rows import ModelRow
 from tracetune.store.workspaces import Workspace
@@ -51,11 +52,54 @@ def _lineage(store: Any, ws: Workspace, row: ModelRow) -> dict[str, Any]:
 
 @router.get("/models", response_class=HTMLResponse)
 def models_page(request: Request, ws: Workspace = Depends(ui_workspace)) -> HTMLResponse:
+    return _models(request, ws)
+
+
+def _models(request: Request, ws: Workspace, *, status_code: int = 200, **context: Any) -> HTMLResponse:
     st = state(request)
     tuned = [_lineage(st.store, ws, row) for row in st.store.models.list(ws.id)]
+    stored = [{**row, "history": st.store.aliases.history(ws.id, row["name"])} for row in st.store.aliases.list(ws.id)]
+    context.setdefault("alias_form", {"name": "", "model": ""})
     return render(
-        request, "models.html", base=list_models(st.settings.home), tuned=tuned, aliases=st.settings.model_aliases
-    )
+        request, "models.html", status_code=status_code, base=list_models(st.settings.home), tuned=tuned,
+        aliases=st.settings.model_aliases, stored_aliases=stored, model_ids=_model_ids(request, ws), **context,
+    )  # fmt: skip
+
+
+@router.post("/aliases", response_model=None)
+def alias_set(
+    request: Request, ws: Workspace = Depends(ui_workspace), name: str = Form(""), model: str = Form("")
+) -> Response:
+    """Point an alias at a model (a new version), as ``PUT /tt/v1/aliases/{name}`` does."""
+    st = state(request)
+    try:
+        set_alias(
+            name.strip(), model.strip(), home=st.settings.home, store=st.store, workspace_id=ws.id,
+            aliases=st.settings.model_aliases,
+        )  # fmt: skip
+    except TracetuneError as exc:
+        return _models(
+            request, ws, status_code=exc.status_code, alias_error=exc, alias_form={"name": name, "model": model}
+        )
+    return see_other("/models#aliases")
+
+
+@router.post("/aliases/{name}/rollback", response_model=None)
+def alias_rollback(name: str, request: Request, ws: Workspace = Depends(ui_workspace)) -> Response:
+    st = state(request)
+    try:
+        st.store.aliases.rollback(
+            ws.id, name, served_check(st.settings.home, st.store, ws.id, st.settings.model_aliases)
+        )
+    except TracetuneError as exc:
+        return _models(request, ws, status_code=exc.status_code, alias_error=exc)
+    return see_other("/models#aliases")
+
+
+@router.post("/aliases/{name}/remove", response_model=None)
+def alias_remove(name: str, request: Request, ws: Workspace = Depends(ui_workspace)) -> Response:
+    state(request).store.aliases.remove(ws.id, name)
+    return see_other("/models#aliases")
 
 
 def _model_ids(request: Request, ws: Workspace) -> list[str]:
