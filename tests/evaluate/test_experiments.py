@@ -89,3 +89,26 @@ def test_eval_needs_exactly_one_source_and_an_existing_dataset(server, tmp_path:
         app, ["eval", "--url", server.url, "--model", "m", "--dataset", "no-such-dataset", "-o", str(tmp_path)]
     )
     assert missing.exit_code != 0 and "no dataset named 'no-such-dataset'" in missing.output
+
+
+def test_eval_gate_passes_or_fails_the_candidate_against_the_current_model(server, tmp_path: Path) -> None:
+    """``--gate``: the last model against the first; every comparison printed and kept; a failed gate exits 1, a
+    gate that is not one exits 2 before anything runs."""
+    data = tmp_path / "capitals.jsonl"
+    data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": _question(country)},
+                                                     {"role": "assistant", "content": city}]}) + "\n"
+                            for country, city in CAPITALS))  # fmt: skip
+    args = ["eval", "--url", server.url, "--data", str(data), "--max-tokens", "8", "-o", str(tmp_path / "out"),
+            "--model", "smollm2-135m-instruct", "--model", "gpt-4o-mini"]  # fmt: skip
+    same = CliRunner().invoke(app, [*args, "--gate", "text_fuzzy >= current and latency_p50_s < 60"])
+    assert same.exit_code == 0, same.output  # one model under two names: the candidate is as good
+    assert "gate passed for gpt-4o-mini against smollm2-135m-instruct" in same.output
+    report = json.loads((tmp_path / "out" / "eval.json").read_text())["gate"]
+    assert report["passed"] and report["checks"][0].startswith("text_fuzzy >= current:")
+    better = CliRunner().invoke(app, [*args, "--gate", "text_fuzzy >= current + 0.5 or tool_args_exact >= 0.9"])
+    assert better.exit_code == 1, better.output
+    assert "gate FAILED" in better.output and "tool_args_exact does not apply to this data" in better.output
+    for bad, words in (("accuracy >= 0.9 +", "does not parse"), ("speed > 1", "unknown metric 'speed'"),
+                       ("__import__('os')", "is not a comparison")):  # fmt: skip
+        refused = CliRunner().invoke(app, [*args, "--gate", bad])
+        assert refused.exit_code == 2 and words in refused.output, refused.output

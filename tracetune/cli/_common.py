@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -12,7 +12,7 @@ DbOpt = Annotated[str | None, typer.Option("--database-url", help="Store URL (de
 WorkspaceOpt = Annotated[str, typer.Option("--workspace", "-w", help="Workspace name.")]
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """A one-line error and exit code 2 (the CLI's mapping of every domain error)."""
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
     raise typer.Exit(2)

@@ -35,6 +35,14 @@ def eval_command(
         "eval"
     ),
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Longest reply.")] = 256,
+    gate: Annotated[
+        str | None,
+        typer.Option(
+            "--gate",
+            help="An expression the last --model (the candidate) must pass against the first (current), e.g. "
+            "'tool_args_exact >= 0.9 and tool_args_exact >= current + 0.02': exit status 1 when it fails.",
+        ),
+    ] = None,
     concurrency: Annotated[
         int, typer.Option("--concurrency", min=1, help="Requests in flight at once (the server batches them).")
     ] = 8,
@@ -46,7 +54,8 @@ def eval_command(
     text exact/fuzzy, latency. Prints a table and what the answers show (one answer for every input: the model
     learned the format, not the decision), with what to do; writes OUTPUT/eval.json and OUTPUT/eval.png. With
     --dataset, each model's results are also an experiment over the dataset (list_projects(reference_dataset_id=…)
-    lists them)."""
+    lists them). With --gate, the last model is the candidate and the first the current one: the decision and
+    each comparison are printed (and kept in eval.json), and a failed gate exits with status 1."""
     import httpx
     import openai
     from rich.console import Console
@@ -61,6 +70,16 @@ def eval_command(
 
     if (data is None) == (dataset is None):
         fail("give exactly one of --data (a JSONL file) and --dataset (a dataset on the server)")
+    checked_gate = None
+    if gate is not None:
+        from tracetune.evaluate.gates import parse_gate
+
+        try:
+            checked_gate = parse_gate(gate, field="--gate")
+            if checked_gate.uses_current and len(model) < 2:
+                fail("--gate compares with 'current': give the current model first, then the candidate (two --model)")
+        except TracetuneError as exc:
+            fail(str(exc))
     examples: list[tuple[str, dict[str, Any]]] = []
     if data is not None:
         try:
@@ -106,6 +125,19 @@ def eval_command(
     for model_id, result in results["models"].items():
         for finding in result["diagnostics"]:
             typer.echo(f"warning ({model_id}): {finding['message']}\n  what to do: {finding['advice']}")
+    passed = True
+    if checked_gate is not None:
+        candidate, current = model[-1], model[0] if len(model) > 1 else None
+        decision = checked_gate.decide(
+            results["models"][candidate]["summary"], results["models"][current]["summary"] if current else None
+        )
+        passed = decision.passed
+        results["gate"] = {"expression": checked_gate.expression, "candidate": candidate, "current": current,
+                           "passed": passed, "checks": decision.checks}  # fmt: skip
+        verdict = "passed" if passed else "FAILED"
+        typer.echo(f"gate {verdict} for {candidate}" + (f" against {current}" if current else ""))
+        for check in decision.checks:
+            typer.echo(f"  {check}")
     output.mkdir(parents=True, exist_ok=True)
     (output / "eval.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     for model_id, experiment in results.get("experiments", {}).items():
@@ -115,3 +147,5 @@ def eval_command(
         typer.echo(f"wrote {output / 'eval.json'} and {chart}")
     except ImportError:
         typer.echo(f"wrote {output / 'eval.json'} (no chart: install the 'demo' extra for matplotlib)")
+    if not passed:
+        raise typer.Exit(1)

@@ -1,8 +1,8 @@
 """UI pages over models: base and fine-tuned models with their lineage (model → job → dataset → filter → runs),
 validation score and diagnostics; the stored aliases (set, history, roll back, remove: ``serve.lookup.set_alias``
-and the alias store, as ``/tt/v1/aliases``); and the playground, a chat that can offer tools and shows the tool calls. Thin: the model registry and store the
-``/v1/models`` routes read; the playground sends its request through the chat completions serving class, validated
-by the same request model as ``POST /v1/chat/completions``."""
+and the alias store, as ``/tt/v1/aliases``); and the playground, a chat that can offer tools and shows the tool
+calls. Thin: the model registry and store the ``/v1/models`` routes read; the playground sends its request through
+the chat completions serving class, validated by the same request model as ``POST /v1/chat/completions``."""
 
 from __future__ import annotations
 
