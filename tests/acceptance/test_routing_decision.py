@@ -37,7 +37,7 @@ def wait(client: openai.OpenAI, job_id: str, limit_s: float = 900) -> object:
     job = client.fine_tuning.jobs.retrieve(job_id)
     while job.status not in ("succeeded", "failed", "cancelled"):
         assert time.perf_counter() - started < limit_s, f"job still {job.status} after {limit_s} s"
-        time.sleep(1.0)
+        time.sleep(0.25)
         job = client.fine_tuning.jobs.retrieve(job_id)
     return job
 
