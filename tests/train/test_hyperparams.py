@@ -103,9 +103,9 @@ def test_a_validation_set_buys_more_smaller_steps_and_each_auto_value_says_why()
     plain = resolve_hyperparameters(36)
     assert (plain.n_epochs, plain.batch_size) == (3, 7)
     validated = resolve_hyperparameters(36, validated=True)  # best epoch kept, early stopping: steps are cheap
-    assert validated.batch_size == 4 and validated.n_epochs == 12  # 9 steps an epoch, at least 100 steps
+    assert validated.batch_size == 4 and validated.n_epochs == 17  # 9 steps an epoch, at least 150 steps
     assert validated.learning_rate_multiplier == 2.0
-    assert validated.reasons["n_epochs"].startswith("at least 100 steps (9 per epoch)")
+    assert validated.reasons["n_epochs"].startswith("at least 150 steps (9 per epoch)")
     assert set(validated.reasons) == {"n_epochs", "batch_size", "learning_rate_multiplier"}
     assert resolve_hyperparameters(5000, validated=True).n_epochs == 3  # big sets take enough steps anyway
     assert resolve_hyperparameters(4, validated=True).n_epochs == 25  # never more than the auto cap

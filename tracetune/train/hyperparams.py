@@ -50,7 +50,9 @@ MAX_TARGET_EXAMPLES = 25_000
 MAX_AUTO_EPOCHS = 25
 MAX_AUTO_BATCH_SIZE = 8
 MAX_AUTO_LR_MULTIPLIER = 3.0
-VALIDATED_MIN_STEPS = 100  # optimizer steps "auto" aims for when a validation set drives best epoch + early stop
+# optimizer steps "auto" aims for when a validation set drives best epoch + early stop: 100 left the routing
+# bench's seed 0 at 0.833 held-out (its best epoch the last); 150 gives 0.867 / 0.933 (seeds 0 / 1, bench/README.md)
+VALIDATED_MIN_STEPS = 150
 VALIDATED_MAX_BATCH_SIZE = 4
 LIMITS: dict[str, tuple[float, float]] = {  # inclusive bounds of an explicit value (OpenAI's, where it has some)
     "n_epochs": (1, 50),
