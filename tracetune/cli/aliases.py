@@ -3,6 +3,7 @@ the store reads them on each request, so a change or a rollback takes effect wit
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -17,26 +18,29 @@ def _line(row: Any) -> str:
     return f"{row['name']} v{row['version']} → {row['model'] or '(removed)'}  ({row['note']}, {when})"
 
 
-def _workspace_id(store: Any, name: str, *, create: bool = False) -> Any:
-    from tracetune.errors import NotFound
+def _run(
+    home: Any, database_url: Any, workspace: str, work: Callable[[Any, Any, Any], Any], *, create: bool = False
+) -> None:
+    """``work(settings, store, workspace id)`` (the workspace made when ``create``); the alias row(s) it gives
+    printed a line each, a domain error as the CLI's one-line error."""
+    from tracetune.errors import TracetuneError
 
-    if create:
-        return store.workspaces.ensure(name).id
+    settings, store = open_store_for(home, database_url)
     try:
-        return store.workspaces.get(name).id
-    except NotFound as exc:
+        ws = store.workspaces.ensure(workspace) if create else store.workspaces.get(workspace)
+        out = work(settings, store, ws.id)
+    except TracetuneError as exc:
         fail(str(exc))
+    for row in out if isinstance(out, list) else [out]:
+        typer.echo(_line(row))
+    if out == []:
+        typer.echo("no aliases: `tracetune aliases set NAME MODEL` makes one", err=True)
 
 
 @aliases_app.command("list")
 def aliases_list(workspace: WorkspaceOpt = "default", home: HomeOpt = None, database_url: DbOpt = None) -> None:
     """The aliases of a workspace and the model each names now."""
-    _, store = open_store_for(home, database_url)
-    rows = store.aliases.list(_workspace_id(store, workspace))
-    for row in rows:
-        typer.echo(_line(row))
-    if not rows:
-        typer.echo("no aliases: `tracetune aliases set NAME MODEL` makes one", err=True)
+    _run(home, database_url, workspace, lambda _, store, ws: store.aliases.list(ws))
 
 
 @aliases_app.command("set")
@@ -48,18 +52,12 @@ def aliases_set(
     database_url: DbOpt = None,
 ) -> None:
     """Point NAME at MODEL (a new version of the alias)."""
-    from tracetune.errors import TracetuneError
     from tracetune.serve.lookup import set_alias
 
-    settings, store = open_store_for(home, database_url)
-    try:
-        row = set_alias(
-            name, model, home=settings.home, store=store, workspace_id=_workspace_id(store, workspace, create=True),
-            aliases=settings.model_aliases,
-        )  # fmt: skip
-    except TracetuneError as exc:
-        fail(str(exc))
-    typer.echo(_line(row))
+    def work(settings: Any, store: Any, ws: Any) -> Any:
+        return set_alias(name, model, home=settings.home, store=store, workspace_id=ws, aliases=settings.model_aliases)
+
+    _run(home, database_url, workspace, work, create=True)  # the first alias of a fresh store makes its workspace
 
 
 @aliases_app.command("show")
@@ -67,15 +65,7 @@ def aliases_show(
     name: str, workspace: WorkspaceOpt = "default", home: HomeOpt = None, database_url: DbOpt = None
 ) -> None:
     """Every version of NAME, newest first."""
-    from tracetune.errors import TracetuneError
-
-    _, store = open_store_for(home, database_url)
-    try:
-        rows = store.aliases.history(_workspace_id(store, workspace), name)
-    except TracetuneError as exc:
-        fail(str(exc))
-    for row in rows:
-        typer.echo(_line(row))
+    _run(home, database_url, workspace, lambda _, store, ws: store.aliases.history(ws, name))
 
 
 @aliases_app.command("rollback")
@@ -83,16 +73,12 @@ def aliases_rollback(
     name: str, workspace: WorkspaceOpt = "default", home: HomeOpt = None, database_url: DbOpt = None
 ) -> None:
     """Point NAME back at what its version before the newest named."""
-    from tracetune.errors import TracetuneError
     from tracetune.serve.lookup import served_check
 
-    settings, store = open_store_for(home, database_url)
-    try:
-        ws = _workspace_id(store, workspace)
-        row = store.aliases.rollback(ws, name, served_check(settings.home, store, ws, settings.model_aliases))
-    except TracetuneError as exc:
-        fail(str(exc))
-    typer.echo(_line(row))
+    def work(settings: Any, store: Any, ws: Any) -> Any:
+        return store.aliases.rollback(ws, name, served_check(settings.home, store, ws, settings.model_aliases))
+
+    _run(home, database_url, workspace, work)
 
 
 @aliases_app.command("remove")
@@ -100,11 +86,4 @@ def aliases_remove(
     name: str, workspace: WorkspaceOpt = "default", home: HomeOpt = None, database_url: DbOpt = None
 ) -> None:
     """Remove NAME (its history stays: `show` lists it, `rollback` brings it back)."""
-    from tracetune.errors import TracetuneError
-
-    _, store = open_store_for(home, database_url)
-    try:
-        row = store.aliases.remove(_workspace_id(store, workspace), name)
-    except TracetuneError as exc:
-        fail(str(exc))
-    typer.echo(_line(row))
+    _run(home, database_url, workspace, lambda _, store, ws: store.aliases.remove(ws, name))

@@ -2,9 +2,9 @@
 (``JobRunner``: validate the files, run the recipe as its own process, record the outcome), the LoRA SFT recipe
 (:mod:`.recipe`), its data pipeline (:mod:`.data`), the loss (:mod:`.loss`), hyperparameter resolution
 (:mod:`.hyperparams`), checkpoint files (:mod:`.checkpoint`), the task score on the validation set each epoch
-(:mod:`.task_eval`: ``TaskEvaluator``), reinforcement fine-tuning's step (:mod:`.reinforcement`: sample, grade,
-group-relative advantages) and its graders (:mod:`.graders`; Python graders run in :mod:`.grader_sandbox`; model
-graders call a model through :mod:`.model_graders`).
+(:mod:`.task_eval`: ``TaskEvaluator``), DPO's pieces of a step (:mod:`.dpo`), reinforcement fine-tuning's step
+(:mod:`.reinforcement`: sample, grade, group-relative advantages) and its graders (:mod:`.graders`; Python graders
+run in :mod:`.grader_sandbox`; model graders call a model through :mod:`.model_graders`).
 
 Importing this package imports neither torch nor the recipe module (``TrainConfig``, ``TrainResult`` and
 ``run_training`` load it on first use), so ``python -m tracetune.train.recipe CONFIG.json`` — the recipe run as

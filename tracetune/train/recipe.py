@@ -56,7 +56,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -88,6 +88,7 @@ from tracetune.train.data import (
     read_records,
     sorted_batches,
 )
+from tracetune.train.dpo import collate_pairs, pair_logps, pairs_loss, reference_logps
 from tracetune.train.graders import validate_grader
 from tracetune.train.hyperparams import (
     BASE_LEARNING_RATE,
@@ -99,7 +100,6 @@ from tracetune.train.hyperparams import (
 )
 from tracetune.train.loss import (
     CausalLM,
-    preference_loss,
     sequence_logps,
     token_loss,
     token_loss_backward,
@@ -359,7 +359,10 @@ class LoRARecipe:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         if preference:  # before any step (and before a checkpoint is restored): the start model's
             started = time.perf_counter()
-            self.reference = self._reference_logps()
+            self.reference = reference_logps(
+                self.output_dir / "reference_logps.pt", {"train": self.train_pairs, "valid": self.valid_pairs},
+                self._pair_logps,
+            )  # fmt: skip
             self.reference_s = time.perf_counter() - started
         start_reward = None
         if self.valid_rollout is not None and resume_from is None:  # the start model's held-out reward
@@ -423,9 +426,7 @@ class LoRARecipe:
                 if self.reinforce:
                     step_metrics, n_tokens = self._reinforcement_step(batch_ids)
                 elif self.preference:
-                    batch = self._collate_pairs([self.train_pairs[i] for i in batch_ids])
-                    step_metrics = self._preference_step(batch, self.reference["train"][batch_ids])
-                    n_tokens = int(batch["attention_mask"].sum())
+                    step_metrics, n_tokens = self._preference_step(batch_ids)
                 else:
                     batch = collate([self.train_set[i] for i in batch_ids], self.pad_id, self.device)
                     loss, correct, count = token_loss_backward(
@@ -571,66 +572,23 @@ class LoRARecipe:
             rewards += [a.grade.reward for a in self.valid_rollout.greedy(self.model, ids, self.pad_id)]
         return sum(rewards) / len(rewards)
 
-    # -- preference (DPO) ------------------------------------------------------------------------------------------
+    # -- preference (DPO): tracetune.train.dpo -------------------------------------------------------------------
 
-    def _collate_pairs(self, pairs: list[tuple[Example, Example]]) -> dict[str, Any]:
-        """One batch of the pairs' preferred outputs, then their non-preferred ones."""
-        return collate([c for c, _ in pairs] + [r for _, r in pairs], self.pad_id, self.device)
+    def _pair_logps(self, pairs: Sequence[tuple[Example, Example]]) -> Any:
+        return pair_logps(self.lm, pairs, self.hp.batch_size, self.pad_id, self.device, self.config.share_prefix)
 
-    def _preference_step(self, batch: dict[str, Any], reference: Any) -> dict[str, float]:
-        """DPO's loss for one batch of pairs (``reference``: the start model's log-probabilities, ``(n, 2)``),
-        backward; the step's metrics."""
-        import torch
-
-        policy = sequence_logps(self.lm, batch, self.config.share_prefix)
-        result = preference_loss(policy, torch.cat([reference[:, 0], reference[:, 1]]), self.beta)
+    def _preference_step(self, batch_ids: list[int]) -> tuple[dict[str, float], int]:
+        """DPO's loss for the batch's pairs against the start model's log-probabilities, backward; the step's
+        metrics and the tokens trained on."""
+        batch = collate_pairs([self.train_pairs[i] for i in batch_ids], self.pad_id, self.device)
+        result = pairs_loss(sequence_logps(self.lm, batch, self.config.share_prefix),
+                            self.reference["train"][batch_ids], self.beta)  # fmt: skip
         result.loss.backward()
-        return result.metrics("train")
-
-    def _pair_logps(self, pairs: list[tuple[Example, Example]]) -> Any:
-        """``(n, 2)`` log-probabilities of each pair's preferred and non-preferred output under the model as it is
-        (no dropout, no gradients)."""
-        import torch
-
-        out = torch.zeros((len(pairs), 2), dtype=torch.float32)
-        was_training = self.model.training
-        self.model.eval()
-        with torch.no_grad():
-            for ids in sorted_batches([max(len(c), len(r)) for c, r in pairs], self.hp.batch_size):
-                logps = sequence_logps(self.lm, self._collate_pairs([pairs[i] for i in ids]), self.config.share_prefix)
-                out[ids] = logps.view(2, len(ids)).t().float().cpu()
-        self.model.train(was_training)
-        return out
-
-    def _reference_logps(self) -> dict[str, Any]:
-        """The reference model's log-probabilities of every pair's outputs: the start model's (a new adapter's
-        output is 0, so the base model's; a fine-tuned start's own), computed once before the first step with the
-        weights being trained — no second copy of the model — and kept in ``reference_logps.pt`` for a resumed run,
-        whose adapter has moved on."""
-        import torch
-
-        path = self.output_dir / "reference_logps.pt"
-        sizes = {"train": len(self.train_pairs), "valid": len(self.valid_pairs)}
-        if path.exists():
-            saved = torch.load(path)
-            if {name: len(values) for name, values in saved.items()} == sizes:
-                return dict(saved)
-        reference = {"train": self._pair_logps(self.train_pairs), "valid": self._pair_logps(self.valid_pairs)}
-        scratch = path.with_name(f".{path.name}-{os.getpid()}")
-        torch.save(reference, scratch)
-        os.replace(scratch, path)
-        return reference
+        return result.metrics("train"), int(batch["attention_mask"].sum())
 
     def _evaluate_pairs(self) -> dict[str, float]:
         """DPO's loss and rewards over the validation pairs (``valid_loss``, ``valid_reward_margin``…)."""
-        import torch
-
-        policy = self._pair_logps(self.valid_pairs)
-        reference = self.reference["valid"]
-        result = preference_loss(
-            torch.cat([policy[:, 0], policy[:, 1]]), torch.cat([reference[:, 0], reference[:, 1]]), self.beta
-        )
-        return result.metrics("valid")
+        return pairs_loss(self._pair_logps(self.valid_pairs), self.reference["valid"], self.beta).metrics("valid")
 
     def evaluate(self, examples: list[Example]) -> tuple[float, float]:
         """``(loss, mean token accuracy)`` over all trainable tokens of ``examples`` (no dropout, no gradients)."""
