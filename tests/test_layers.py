@@ -22,6 +22,7 @@ LAYERS: list[set[str]] = [
     {"convert"},
     {"train", "serve"},
     {"evaluate"},
+    {"loop"},
     {"server"},
     {"demo"},
     {"cli"},

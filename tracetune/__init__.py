@@ -8,7 +8,8 @@ Packages, bottom layer first (``tests/test_layers.py`` holds imports to flow dow
 * ``ingest`` — LangSmith payloads → run records; ``query`` — the filter language and run listing;
 * ``convert`` — runs → chat sessions → fine-tuning records (no SQL);
 * ``train`` — fine-tuning jobs and the LoRA recipe; ``serve`` — chat completions and their engines;
-* ``evaluate`` — replay and scoring; ``server`` — the HTTP surfaces; ``demo``; ``cli`` — the command line.
+* ``evaluate`` — replay, scoring and gates; ``loop`` — automations (retrain, evaluate, promote through a gate);
+* ``server`` — the HTTP surfaces; ``demo``; ``cli`` — the command line.
 
 Importing this package is cheap: no server, database or model code is loaded here.
 """

@@ -44,8 +44,9 @@ class Settings(BaseSettings):
     )
     grader_base_url: str | None = Field(
         default=None,
-        description="OpenAI-compatible API (ending in /v1) that score_model and label_model graders call. Default: "
-        "this tracetune server itself (http://HOST:PORT/v1), which serves the base model and every fine-tuned one.",
+        description="OpenAI-compatible API (ending in /v1) that score_model and label_model graders call, and that "
+        "automations evaluate their candidate and current models on. Default: this tracetune server itself "
+        "(http://HOST:PORT/v1), which serves the base model and every fine-tuned one.",
     )
     grader_api_key: str | None = Field(
         default=None,
@@ -63,6 +64,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds without a heartbeat after which a running job's worker is taken for dead and "
         "another worker resumes the job from its last checkpoint.",
+    )
+    automation_poll_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds between checks of the automations' triggers (new matching runs, schedules) by the "
+        "server's automation runner (it runs where fine-tuning jobs run: `run_jobs`).",
     )
     job_max_attempts: int = Field(
         default=3,

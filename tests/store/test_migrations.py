@@ -24,8 +24,17 @@ FLAG_TABLES = {"store_flags"}  # 0005
 TOKEN_TABLES = {"feedback_tokens", "feedback_configs"}  # 0007, 0008 (0006 adds a column)
 QUEUE_TABLES = {"annotation_queues", "annotation_queue_items"}  # 0009
 ALIAS_TABLES = {"model_aliases"}  # 0011 (tests/store/test_aliases_store.py)
+AUTOMATION_TABLES = {"automations", "automation_firings", "automation_runs"}  # 0012 (tests/loop/)
 ALL_TABLES = (
-    TABLES | DATASET_TABLES | FILE_TABLES | JOB_TABLES | FLAG_TABLES | TOKEN_TABLES | QUEUE_TABLES | ALIAS_TABLES
+    TABLES
+    | DATASET_TABLES
+    | FILE_TABLES
+    | JOB_TABLES
+    | FLAG_TABLES
+    | TOKEN_TABLES
+    | QUEUE_TABLES
+    | ALIAS_TABLES
+    | AUTOMATION_TABLES
 )
 ALL_TABLES |= {"alembic_version"}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -24,6 +25,26 @@ def open_store_for(home: Path | None, database_url: str | None) -> Any:
 
     settings = load_settings(home=home, database_url=database_url)
     return settings, open_store_from_settings(settings)
+
+
+def in_workspace(
+    home: Path | None,
+    database_url: str | None,
+    workspace: str,
+    work: Callable[[Any, Any, Any], Any],
+    *,
+    create: bool = False,
+) -> Any:
+    """``work(settings, store, workspace id)`` on the store (the workspace made first when ``create``); what it
+    returns, or a domain error as the CLI's one-line error."""
+    from tracetune.errors import TracetuneError
+
+    settings, store = open_store_for(home, database_url)
+    try:
+        ws = store.workspaces.ensure(workspace) if create else store.workspaces.get(workspace)
+        return work(settings, store, ws.id)
+    except TracetuneError as exc:
+        fail(str(exc))
 
 
 class LogLines:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tracetune.cli._common import DbOpt, HomeOpt, WorkspaceOpt, fail, open_store_for
+from tracetune.cli._common import DbOpt, HomeOpt, WorkspaceOpt, in_workspace
 
 aliases_app = typer.Typer(no_args_is_help=True, help="Aliases of served models: versioned, with rollback.")
 
@@ -21,16 +21,8 @@ def _line(row: Any) -> str:
 def _run(
     home: Any, database_url: Any, workspace: str, work: Callable[[Any, Any, Any], Any], *, create: bool = False
 ) -> None:
-    """``work(settings, store, workspace id)`` (the workspace made when ``create``); the alias row(s) it gives
-    printed a line each, a domain error as the CLI's one-line error."""
-    from tracetune.errors import TracetuneError
-
-    settings, store = open_store_for(home, database_url)
-    try:
-        ws = store.workspaces.ensure(workspace) if create else store.workspaces.get(workspace)
-        out = work(settings, store, ws.id)
-    except TracetuneError as exc:
-        fail(str(exc))
+    """``work(settings, store, workspace id)`` (``in_workspace``); the alias row(s) it gives printed a line each."""
+    out = in_workspace(home, database_url, workspace, work, create=create)
     for row in out if isinstance(out, list) else [out]:
         typer.echo(_line(row))
     if out == []:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from tracetune.cli.aliases import aliases_app
+from tracetune.cli.automations import automations_app
 from tracetune.cli.db import db_app
 from tracetune.cli.demo import demo_command
 from tracetune.cli.eval import eval_command
@@ -33,6 +34,7 @@ app.command("eval")(eval_command)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(models_app, name="models")
 app.add_typer(aliases_app, name="aliases")
+app.add_typer(automations_app, name="automations")
 
 
 def main() -> None:

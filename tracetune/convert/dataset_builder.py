@@ -76,6 +76,7 @@ class Selection:
     trace_filter: str | None = None
     feedback_key: str | None = None  # only runs whose own or trace root's feedback has this key …
     min_score: float | None = None  # … with at least this score
+    firing_id: str | None = None  # only the runs this automation firing took (tracetune.loop)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

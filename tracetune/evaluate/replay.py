@@ -17,6 +17,7 @@ from typing import Any
 from tracetune.chat.diagnose import diagnose_replies
 from tracetune.chat.scoring import Score, score_reply, split_record, summarize
 from tracetune.errors import InvalidInput
+from tracetune.train.model_graders import ModelEndpoint
 
 Progress = Callable[[str, int, int], None]  # (model, done, total)
 
@@ -24,7 +25,8 @@ Progress = Callable[[str, int, int], None]  # (model, done, total)
 def replay_one(
     client: Any, model: str, record: Mapping[str, Any], *, line: int = 0, max_tokens: int = 256
 ) -> tuple[dict[str, Any], float]:
-    """The model's reply message to ``record``'s prompt, and the request's latency in seconds."""
+    """The model's reply message to ``record``'s prompt, and the request's latency in seconds. ``client`` is an
+    ``openai.OpenAI`` client, or a :class:`~tracetune.train.model_graders.ModelEndpoint` (no openai package)."""
     prompt, _ = split_record(record, line)
     request: dict[str, Any] = {"model": model, "messages": prompt, "temperature": 0, "max_tokens": max_tokens}
     if record.get("tools"):
@@ -32,9 +34,15 @@ def replay_one(
     elif record.get("functions"):
         request["functions"] = record["functions"]
     started = time.perf_counter()
-    response = client.chat.completions.create(**request)
-    latency = time.perf_counter() - started
-    return response.choices[0].message.model_dump(exclude_none=True), latency
+    if isinstance(client, ModelEndpoint):  # tracetune's own calls (automations): httpx, no openai package needed
+        body = client.complete(request)
+        try:
+            message = {k: v for k, v in body["choices"][0]["message"].items() if v is not None}
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise InvalidInput(f"{client.base_url} answered no chat completion: {str(body)[:300]}") from None
+    else:
+        message = client.chat.completions.create(**request).choices[0].message.model_dump(exclude_none=True)
+    return message, time.perf_counter() - started
 
 
 def evaluate(

@@ -10,14 +10,14 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 import orjson
-from sqlalchemy import Text, cast, or_, select
+from sqlalchemy import Text, cast, func, or_, select
 
 from tracetune.errors import InvalidInput, NotFound
 from tracetune.query.filter_sql import filter_clause, trace_filter_clause
 from tracetune.query.run_view import run_view
 from tracetune.query.runs_query import RunQuery, where_clauses
 from tracetune.store import Store
-from tracetune.store.schema import runs
+from tracetune.store.schema import automation_runs, runs
 
 BATCH = 500  # rows per fetch from the store, and run ids per corrections query
 # What the converter reads of a stored run (``run_view`` fills in the rest as None).
@@ -49,9 +49,11 @@ def selection_statement(
     trace_filter: str | None = None,
     feedback_key: str | None = None,
     min_score: float | None = None,
+    firing_id: str | None = None,
 ) -> Any:
     """One statement selecting a project's runs (filters, feedback) in trace order, the columns the converter
-    reads; 400 for a missing project name or a bad filter, 404 for an unknown project (before anything streams)."""
+    reads; 400 for a missing project name or a bad filter, 404 for an unknown project (before anything streams).
+    With ``firing_id``, only the runs that automation firing took (and its sampling kept)."""
     if not project:
         raise InvalidInput("a project is required", field="project")
     found = store.projects.list(workspace_id, name=project, limit=1)
@@ -74,8 +76,36 @@ def selection_statement(
         )
     elif min_score is not None:
         raise InvalidInput("min_score needs a feedback_key", field="min_score")
+    if firing_id is not None:
+        taken = automation_runs.c
+        clauses.append(
+            runs.c.id.in_(select(taken.run_id).where(taken.firing_id == uuid.UUID(firing_id), taken.sampled))
+        )
     order = (runs.c.trace_id, runs.c.dotted_order, runs.c.start_us, runs.c.id)
     return select(*_columns()).where(*clauses).order_by(*order)
+
+
+def _untaken(store: Store, workspace_id: uuid.UUID, automation_id: uuid.UUID, selection: dict[str, Any]) -> Any:
+    stmt = selection_statement(store, workspace_id, **selection)
+    taken = select(automation_runs.c.run_id).where(automation_runs.c.automation_id == automation_id)
+    return stmt.with_only_columns(runs.c.id).where(runs.c.id.not_in(taken)).order_by(None)
+
+
+def count_untaken_runs(
+    store: Store, workspace_id: uuid.UUID, automation_id: uuid.UUID, selection: dict[str, Any]
+) -> int:
+    """How many runs ``selection`` (``selection_statement``'s keywords) picks that the automation has not taken."""
+    stmt = select(func.count()).select_from(_untaken(store, workspace_id, automation_id, selection).subquery())
+    with store.db.read() as conn:
+        return int(conn.execute(stmt).scalar() or 0)
+
+
+def untaken_run_ids(
+    store: Store, workspace_id: uuid.UUID, automation_id: uuid.UUID, selection: dict[str, Any]
+) -> list[uuid.UUID]:
+    """The ids of the runs ``selection`` picks that the automation has not taken yet."""
+    with store.db.read() as conn:
+        return list(conn.execute(_untaken(store, workspace_id, automation_id, selection)).scalars())
 
 
 def _columns() -> list[Any]:

@@ -13,6 +13,7 @@ from tracetune import __version__
 from tracetune.capabilities import missing_capabilities
 from tracetune.config import Settings
 from tracetune.ingest.service import IngestService
+from tracetune.loop.runner import AutomationRunner
 from tracetune.server.deps import AppState
 from tracetune.server.errors import install_error_handlers
 from tracetune.server.langsmith import datasets as langsmith_datasets
@@ -23,6 +24,7 @@ from tracetune.server.langsmith import v2 as langsmith_v2
 from tracetune.server.openai import chat as openai_chat
 from tracetune.server.openai import routes as openai_routes
 from tracetune.server.tt import aliases as tt_aliases
+from tracetune.server.tt import automations as tt_automations
 from tracetune.server.tt import routes as tt_routes
 from tracetune.server.ui.mount import mount_ui
 from tracetune.store import Store, open_store_from_settings
@@ -33,15 +35,18 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     """The app over ``store`` (opened from ``settings`` when not given; the store is upgraded on open)."""
     store = store or open_store_from_settings(settings)
     runner = JobRunner(store, settings) if settings.run_jobs else None
+    automations = AutomationRunner(store, settings) if settings.run_jobs else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if runner is not None:
+        if runner is not None and automations is not None:
             runner.start()
+            automations.start()
         try:
             yield
         finally:
-            if runner is not None:
+            if runner is not None and automations is not None:
+                await run_in_threadpool(automations.stop)
                 await run_in_threadpool(runner.stop)
             await run_in_threadpool(openai_chat.close_chat_service, app)
 
@@ -53,7 +58,11 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.tt = AppState(
-        settings=settings, store=store, ingest=IngestService(store, settings.home / "attachments"), runner=runner
+        settings=settings,
+        store=store,
+        ingest=IngestService(store, settings.home / "attachments"),
+        runner=runner,
+        automations=automations,
     )
     install_error_handlers(app)
     app.include_router(langsmith_routes.router)
@@ -63,6 +72,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.include_router(langsmith_datasets.router)
     app.include_router(tt_routes.router)
     app.include_router(tt_aliases.router)
+    app.include_router(tt_automations.router)
     app.include_router(openai_routes.router)
     app.include_router(openai_chat.router)
     mount_ui(app)  # the web UI at / (after the APIs: its paths never overlap theirs)

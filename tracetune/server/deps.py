@@ -18,6 +18,7 @@ from tracetune.store import Store
 from tracetune.store.workspaces import DEFAULT_WORKSPACE, Workspace
 
 if TYPE_CHECKING:
+    from tracetune.loop.runner import AutomationRunner
     from tracetune.train.runner import JobRunner
 
 log = logging.getLogger("tracetune.server")
@@ -29,6 +30,7 @@ class AppState:
     store: Store
     ingest: IngestService
     runner: JobRunner | None = None  # runs fine-tuning jobs in this process (settings.run_jobs)
+    automations: AutomationRunner | None = None  # fires automations in this process (settings.run_jobs)
 
 
 def state(request: Request) -> AppState:

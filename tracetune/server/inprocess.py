@@ -24,6 +24,7 @@ class InProcessServer:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.bind(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
+        settings.port = self.port  # where this server's own /v1 is (graders, automations' evaluations call it)
         self.app = create_app(settings)
         config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="on")
         self._server = uvicorn.Server(config)

@@ -5,7 +5,7 @@ Public: ``Store`` (the repositories of one database), ``open_store``, ``open_sto
 ``rows`` (the TypedDict of each table's rows), ``sqlutil`` and ``jsonvalues`` (dialect helpers), and one repository
 per table family: ``workspaces``, ``projects``, ``runs`` (owns ``RUN_COLUMNS``), ``feedback``, ``feedback_tokens``,
 ``feedback_configs``, ``annotation_queues``, ``datasets``, ``examples``, ``files``, ``jobs``, ``models``,
-``aliases``."""
+``aliases``, ``automations``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from tracetune.config import Settings
     from tracetune.store.aliases import AliasStore
     from tracetune.store.annotation_queues import AnnotationQueueStore
+    from tracetune.store.automations import AutomationStore
     from tracetune.store.datasets import DatasetStore
     from tracetune.store.examples import ExampleStore
     from tracetune.store.feedback import FeedbackStore
@@ -47,10 +48,12 @@ class Store:
     jobs: JobStore = field(init=False)
     models: FineTunedModelStore = field(init=False)
     aliases: AliasStore = field(init=False)
+    automations: AutomationStore = field(init=False)
 
     def __post_init__(self) -> None:
         from tracetune.store.aliases import AliasStore
         from tracetune.store.annotation_queues import AnnotationQueueStore
+        from tracetune.store.automations import AutomationStore
         from tracetune.store.datasets import DatasetStore
         from tracetune.store.examples import ExampleStore
         from tracetune.store.feedback import FeedbackStore
@@ -76,6 +79,7 @@ class Store:
         self.jobs = JobStore(self.db)
         self.models = FineTunedModelStore(self.db)
         self.aliases = AliasStore(self.db)
+        self.automations = AutomationStore(self.db)
 
     def close(self) -> None:
         self.db.engine.dispose()

@@ -242,3 +242,39 @@ class ComparativeExperimentRow(TypedDict):
     extra: dict[str, Any] | None
     created_at: datetime
     modified_at: datetime
+
+
+class AutomationRow(TypedDict):
+    workspace_id: uuid.UUID
+    id: uuid.UUID
+    name: str
+    rule: dict[str, Any]  # tracetune.loop.rules.Rule as a dict
+    paused: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class FiringRow(TypedDict):
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    automation_id: uuid.UUID
+    number: int
+    trigger: str
+    status: str  # queued, running, succeeded, failed
+    step: str | None  # dataset, train, evaluate, decide
+    attempts: int
+    steps: list[dict[str, Any]]  # the firing's log: {step, status, message, at}
+    runs_selected: int | None
+    dataset_version_id: uuid.UUID | None
+    job_id: str | None
+    candidate_model: str | None
+    current_model: str | None
+    evaluation: dict[str, Any] | None
+    decision: str | None  # promoted, refused
+    reason: str | None
+    alias_version: int | None
+    worker_id: str | None
+    heartbeat_at: float | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None

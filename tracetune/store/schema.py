@@ -426,3 +426,69 @@ fine_tuned_models = Table(
     Column("created_at", BigInteger, nullable=False),
     PrimaryKeyConstraint("workspace_id", "id"),
 )
+
+# -- automations (tracetune.loop): rule → dataset version → job → evaluation → gate → alias ----------------------
+
+automations = Table(
+    "automations",
+    metadata,
+    Column("workspace_id", Uuid, ForeignKey("workspaces.id"), nullable=False),
+    Column("id", Uuid, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("rule", JSONValue, nullable=False),  # tracetune.loop.rules.Rule, as checked at creation
+    Column("paused", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("id"),
+    UniqueConstraint("workspace_id", "name"),
+)
+
+_ACTIVE_FIRING = "status IN ('queued', 'running')"
+automation_firings = Table(
+    "automation_firings",
+    metadata,
+    Column("id", Uuid, nullable=False),
+    Column("workspace_id", Uuid, nullable=False),
+    Column("automation_id", Uuid, ForeignKey("automations.id"), nullable=False),
+    Column("number", Integer, nullable=False),  # 1, 2, … per automation
+    Column("trigger", String(200), nullable=False),  # "manual", "120 new runs", "schedule"
+    Column("status", String(20), nullable=False),  # queued, running, succeeded, failed
+    Column("step", String(20), nullable=True),  # the step running or next: dataset, train, evaluate, decide
+    Column("attempts", Integer, nullable=False),
+    Column("steps", JSONValue, nullable=False),  # [{step, status, message, at}], the firing's own log
+    Column("runs_selected", Integer, nullable=True),
+    Column("dataset_version_id", Uuid, nullable=True),
+    Column("job_id", String(64), nullable=True),
+    Column("candidate_model", String(300), nullable=True),
+    Column("current_model", String(300), nullable=True),
+    Column("evaluation", JSONValue, nullable=True),  # replay results: per model, summary + per example
+    Column("decision", String(20), nullable=True),  # promoted, refused
+    Column("reason", Text, nullable=True),  # the gate's checks, or why the firing failed
+    Column("alias_version", Integer, nullable=True),
+    Column("worker_id", String(100), nullable=True),
+    Column("heartbeat_at", Float, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    PrimaryKeyConstraint("id"),
+    UniqueConstraint("automation_id", "number"),
+    # two firings of one automation never overlap: at most one is queued or running (the database says so)
+    Index(
+        "ux_automation_firings_active",
+        "automation_id",
+        unique=True,
+        sqlite_where=text(_ACTIVE_FIRING),
+        postgresql_where=text(_ACTIVE_FIRING),
+    ),
+)
+
+automation_runs = Table(  # the runs a firing took (trained on, or sampled out): the next firing takes new ones only
+    "automation_runs",
+    metadata,
+    Column("automation_id", Uuid, ForeignKey("automations.id"), nullable=False),
+    Column("run_id", Uuid, nullable=False),
+    Column("firing_id", Uuid, nullable=False),
+    Column("sampled", Boolean, nullable=False),  # False: left out by the rule's sampling rate
+    PrimaryKeyConstraint("automation_id", "run_id"),
+    Index("ix_automation_runs_firing", "firing_id"),
+)

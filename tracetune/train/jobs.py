@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import re
 import secrets
+import uuid
 from typing import TYPE_CHECKING, Annotated, Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
+from tracetune.convert.examples import iter_dataset_records
 from tracetune.errors import InvalidInput, NotFound, invalid_input
 from tracetune.models.registry import resolve, resolve_alias
 from tracetune.store.jobs import new_id
@@ -267,3 +270,39 @@ def _file(store: Store, settings: Settings, ws: Workspace, value: str | None, fi
             code="file_too_large",
         )
     return value
+
+
+def create_job_from_dataset(
+    store: Store, settings: Settings, ws: Workspace, dataset_id: uuid.UUID, request: dict[str, Any]
+) -> JobRow:
+    """Start a fine-tuning job on a stored dataset: its train (and validation) records are uploaded as
+    ``fine-tune`` files, then ``request`` (an OpenAI job body without the files) goes to ``create_job``. The
+    job's metadata names the dataset, which is the lineage the models page follows (model → job → dataset)."""
+    dataset = store.datasets.get(ws.id, dataset_id)
+    if not dataset["train_count"]:
+        raise InvalidInput("the dataset has no training records", field="dataset")
+    files: dict[str, str] = {}
+    for split in ("train", "validation"):
+        if split == "validation" and not dataset["validation_count"]:
+            continue
+        data = b"".join(
+            orjson.dumps(r["record"], option=orjson.OPT_APPEND_NEWLINE)
+            for r in iter_dataset_records(store, ws.id, dataset_id, split=split)
+        )
+        row = store.files.create(
+            ws.id,
+            settings.home / "files",
+            filename=f"{dataset['name']}-v{dataset['version']}-{split}.jsonl",
+            purpose="fine-tune",
+            data=data,
+        )
+        files[split] = row["id"]
+    metadata = {
+        **(request.get("metadata") or {}),
+        "dataset_id": str(dataset_id),
+        "dataset": f"{dataset['name']} v{dataset['version']}",
+    }
+    body = {**request, "training_file": files["train"], "metadata": metadata}
+    if "validation" in files:
+        body["validation_file"] = files["validation"]
+    return create_job(store, settings, ws, FineTuningJobCreate.parse(body))

@@ -1,2 +1,2 @@
-"""tracetune's own API (``/tt/v1``): ``protocol`` (strict shapes, unknown fields refused), ``routes`` (datasets)
-and ``aliases``."""
+"""tracetune's own API (``/tt/v1``): ``protocol`` (strict shapes, unknown fields refused), ``routes`` (datasets),
+``aliases`` and ``automations``."""

@@ -19,10 +19,10 @@ from tracetune.models.registry import list_models
 from tracetune.server.deps import state
 from tracetune.server.tt import routes as tt_routes
 from tracetune.server.tt.protocol import OptionsBody, SelectionBody
-from tracetune.server.ui.actions import fine_tune_dataset
 from tracetune.server.ui.pages import render, see_other, ui_workspace
 from tracetune.server.ui.views import THUMBS_KEY, caret_line, display_message
 from tracetune.store.workspaces import Workspace
+from tracetune.train.jobs import create_job_from_dataset
 
 router = APIRouter(include_in_schema=False)
 
@@ -258,7 +258,7 @@ async def dataset_fine_tune(
         }
         if seed.strip():
             body["seed"] = _number("seed", seed)
-        job = await run_in_threadpool(fine_tune_dataset, st.store, st.settings, ws, dataset_id, body)
+        job = await run_in_threadpool(create_job_from_dataset, st.store, st.settings, ws, dataset_id, body)
     except InvalidInput as exc:
         return _dataset(request, ws, dataset_id, status_code=400, ft_error=exc, ft=form)
     if st.runner is not None:
