@@ -124,6 +124,7 @@ class LiveServer:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
+        settings.port = self.port  # where this server's own /v1 is (graders, automations' evaluations call it)
         self.settings = settings
         self.store = store
         self.app = create_app(settings, store)

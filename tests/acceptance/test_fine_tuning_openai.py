@@ -8,13 +8,14 @@ the hosted OpenAI service, scripted to answer the 20 traced questions right) and
 function none of them declares), and the ``openai`` client uploads them and fine-tunes SmolLM2 with the defaults
 ("auto": 5 epochs of batch 4 at lr 1e-3). The job recovers the declarations from the stored runs the records came
 from (a warning event says so), so the model trains on the prompt the app serves it. Its events and checkpoints
-are listed; the loss must go down, and the adapter must turn a base model that never calls the calculator right
-(0-2/20 held-out) into one that does (>= 17/20: the TRL baseline's score,
-``/work/shared/reference/baselines/README.md`` §2); served by the same server, called as the app calls it
-(``ChatOpenAI(...).bind(functions=[…])``, the function offered, not forced) it must make the exact call on at least
-14 of 20 (issue 21's goal; 25% on this path before the recovery), and with ``tools`` and ``tool_choice`` left to
-the model score as it does directly, within one. Then a DPO job trains that model further on preference pairs, and
-an RFT job (a string_check grader) does too; both results are served. Figures are printed as JSON lines.
+are listed; the loss must go down, and the adapter must make the calculator call right on the held-out questions
+(>= 17/20: the TRL baseline's score, ``/work/shared/reference/baselines/README.md`` §2; the base model makes 0-2,
+as tests/demo and tests/acceptance/test_closed_loop.py find where they serve it); served by the same server, called
+as the app calls it (``ChatOpenAI(...).bind(functions=[…])``, the function offered, not forced) it must make the
+exact call on at least 14 of 20 (issue 21's goal; 25% on this path before the recovery), and with ``tools`` and
+``tool_choice`` left to the model score as it does directly, within one. Then a DPO job trains that model further
+on preference pairs, and an RFT job (a string_check grader) does too; both results are served. Figures are
+printed as JSON lines.
 
 One supervised training serves every test here (CI's time budget: the LangSmith dataset → fine-tuning file path
 of issue 15 is checked without training one more). About six minutes on a 2-core CPU, so it runs in CI (``CI``
@@ -208,24 +209,21 @@ def test_openai_client_fine_tunes_smollm2_to_call_the_calculator(server, client,
     home = server.settings.home
     held_out = read_jsonl(CALCULATOR_HELDOUT)
     base, tokenizer = load_base_model(home, DEFAULT_MODEL_ID)
-    base_calls = first_calls(base, tokenizer, held_out)
     adapter = home / "jobs" / job.id / "adapter"
-    tuned = PeftModel.from_pretrained(load_base_model(home, DEFAULT_MODEL_ID)[0], str(adapter))
+    tuned = PeftModel.from_pretrained(base, str(adapter))
     tuned_calls = first_calls(tuned, tokenizer, held_out)
-    base_right = sum(same_call(c, expected_call(r)) for (c, _), r in zip(base_calls, held_out, strict=True))
     tuned_right = sum(same_call(c, expected_call(r)) for (c, _), r in zip(tuned_calls, held_out, strict=True))
     print(
         json.dumps(
             {
                 "job_s": round(job_s, 1), "steps": len(metrics), "tokens_per_s": metrics[-1]["tokens_per_s"],
                 "trained_tokens": job.trained_tokens, "hyperparameters": job.hyperparameters.model_dump(),
-                "loss_first": round(first, 4), "loss_last": round(last, 4), "base_correct": base_right,
-                "tuned_correct": tuned_right, "of": len(held_out),
+                "loss_first": round(first, 4), "loss_last": round(last, 4), "tuned_correct": tuned_right,
+                "of": len(held_out),
             }
         )
     )  # fmt: skip
-    assert [t for _, t in tuned_calls] != [t for _, t in base_calls]  # the adapter changes the output
-    assert base_right <= 2
+    # (the base model's 0-2 of 20 on these questions is checked where it is served: the demo and the closed loop)
     misses = [(r["messages"][1]["content"], t) for (c, t), r in zip(tuned_calls, held_out, strict=True)
               if not same_call(c, expected_call(r))]  # fmt: skip
     assert tuned_right >= 17, misses

@@ -44,6 +44,12 @@ def test_every_comparison_is_reported_with_its_values() -> None:
     assert not parse_gate("tool_args_exact >= 0.5").uses_current
 
 
+def test_the_first_metric_a_gate_names_is_what_its_history_charts() -> None:
+    assert parse_gate("latency_p50_s <= 1.2 * current and accuracy >= 0.9").first_metric == "latency_p50_s"
+    assert parse_gate("current.text_fuzzy <= text_fuzzy").first_metric == "text_fuzzy"
+    assert parse_gate("1 <= 2").first_metric == "accuracy"
+
+
 @pytest.mark.parametrize(
     ("gate", "words"),
     [

@@ -36,7 +36,6 @@ def server(tmp_path_factory):
     )
     store = open_store(settings.resolved_database_url, sqlite_synchronous="NORMAL")
     server = LiveServer(settings, store, lifespan="on")
-    settings.port = server.port  # the evaluations call this server's own /v1
     try:
         yield server
     finally:
@@ -287,3 +286,12 @@ def test_the_cli_creates_lists_fires_shows_and_pauses(server, api, heldout):
     assert "  current tiny: accuracy 0" in shown.stdout and "why: accuracy >= 0: 0 >= 0: yes" in shown.stdout
     assert "(paused)" in cli("pause", "cli").stdout and "(active)" in cli("resume", "cli").stdout
     assert cli("show", "nope").exit_code == 2
+
+
+def test_the_servers_internal_key_cannot_be_guessed(server):
+    ws = server.store.workspaces.ensure(DEFAULT_WORKSPACE)
+    for key in (f"tt-internal-guess.{ws.id}", "tt-internal-", f"{server.app.state.tt.internal_key}.{uuid.uuid4()}"):
+        response = httpx.get(f"{server.url}/v1/models", headers={"Authorization": f"Bearer {key}"})
+        assert response.status_code == 401 and "invalid internal key" in response.text
+    own = f"{server.app.state.tt.internal_key}.{ws.id}"
+    assert httpx.get(f"{server.url}/v1/models", headers={"Authorization": f"Bearer {own}"}).status_code == 200

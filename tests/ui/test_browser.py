@@ -278,3 +278,67 @@ def test_job_and_model_pages_show_validation_scores_and_diagnostics(keyed_server
         page.screenshot(path=str(artifacts / "14-aliases.png"), full_page=True)
         assert client.models.retrieve("support-bot").id == "support-bot"
         browser.close()
+
+
+def test_an_automation_in_a_browser(keyed_server, artifacts):
+    """Create an automation (a bad gate first: the error names it), fire it, watch the firing's steps go by live,
+    open its evaluation page (scores side by side, every held-out example), roll its alias back."""
+    from tests.dataset_support import chat_run, ingest
+    from tracetune.convert.dataset_builder import ExportOptions, Selection
+    from tracetune.convert.export import export_dataset
+
+    sync_api = _need_browser()
+    server, key = keyed_server
+    ws = server.store.workspaces.get("default")
+    ingest(server.store, ws.id, [chat_run(f"What is {i} + {i}?", str(2 * i), n=i) for i in range(4)], "loop-app")
+    ingest(server.store, ws.id, [chat_run(f"What is {i} - 1?", str(i - 1), n=i) for i in range(3)], "loop-heldout")
+    options = ExportOptions(model="tiny", name="loop-heldout")
+    export_dataset(server.store, ws.id, Selection(project="loop-heldout"), options, home=server.settings.home)
+    server.store.aliases.set(ws.id, "loop-bot", "tiny")
+    base = server.url
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+        expect = sync_api.expect
+        page.goto(base + "/login")
+        page.fill("input[name=key]", key)
+        page.click("#login-button")
+        page.click("header >> text=Automations")
+        expect(page.locator("#no-automations")).to_be_visible()
+        page.fill("#a-name", "loop")
+        page.fill("#a-project", "loop-app")
+        page.fill("#a-every-runs", "1000")
+        page.select_option("#a-eval-dataset", "loop-heldout")
+        page.fill("#a-gate", "f1 >= 0.5")
+        page.fill("#a-alias", "loop-bot")
+        page.select_option("#a-base-model", "tiny")
+        page.fill("#a-hyperparameters", '{"n_epochs": 1, "batch_size": 2}')
+        page.click("#a-create")
+        expect(page.locator("#automation-error")).to_contain_text("unknown metric 'f1'")
+        expect(page.locator("#automation-error")).to_contain_text("field gate")
+        page.fill("#a-gate", "accuracy >= 0")
+        page.click("#a-create")
+        expect(page.locator("h1")).to_contain_text("Automation loop")
+        expect(page.locator("#no-firings")).to_be_visible()
+        page.screenshot(path=str(artifacts / "15-automation.png"), full_page=True)
+
+        page.click("#fire")
+        expect(page.locator('#firings tr[data-firing="1"]')).to_be_visible()
+        page.click('#firings tr[data-firing="1"] a')
+        expect(page.locator("#steps")).to_contain_text("took 4 new runs")  # the page refreshes as the steps go
+        expect(page.locator("#firing-live")).to_have_attribute("data-status", "succeeded", timeout=TIMEOUT_MS)
+        expect(page.locator("#decision")).to_contain_text("promoted: loop-bot v2")
+        expect(page.locator('#scores tr[data-metric="accuracy"] td')).to_have_count(3)  # label, candidate, current
+        expect(page.locator("#examples tbody tr")).to_have_count(3)
+        expect(page.locator("#examples")).to_contain_text("What is 0 - 1?")
+        page.screenshot(path=str(artifacts / "16-firing-evaluation.png"), full_page=True)
+
+        page.click("text=« loop")
+        expect(page.locator("#alias-model")).to_contain_text("ft:tiny:default:loop:")
+        expect(page.locator("#history-chart")).to_be_visible()
+        page.click("#rollback")
+        page.goto(base + "/automations/loop")
+        expect(page.locator("#alias-model")).to_have_text("tiny")
+        page.screenshot(path=str(artifacts / "17-automation-rolled-back.png"), full_page=True)
+        browser.close()

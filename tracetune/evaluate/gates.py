@@ -57,6 +57,16 @@ class Gate:
     tree: ast.Expression
 
     @property
+    def first_metric(self) -> str:
+        """The metric the gate names first (what a chart of the gate's history shows)."""
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Name) and node.id in METRIC_NAMES:
+                return node.id
+            if isinstance(node, ast.Attribute) and node.attr in METRIC_NAMES:
+                return node.attr
+        return "accuracy"
+
+    @property
     def uses_current(self) -> bool:
         """Whether the gate compares against the current model (which must then be evaluated too)."""
         return any(isinstance(n, ast.Name) and n.id == "current" for n in ast.walk(self.tree))

@@ -39,7 +39,7 @@ from tracetune.loop.rules import Rule
 from tracetune.query.selection import untaken_run_ids
 from tracetune.store.workspaces import Workspace
 from tracetune.train.jobs import create_job_from_dataset
-from tracetune.train.model_graders import endpoint_from_settings
+from tracetune.train.model_graders import ModelEndpoint, endpoint_from_settings
 
 if TYPE_CHECKING:
     from tracetune.config import Settings
@@ -50,7 +50,7 @@ log = logging.getLogger("tracetune.loop")
 
 STEPS = ("dataset", "train", "evaluate", "decide")
 JOB_POLL_S = 1.0
-EVAL_CONCURRENCY = 8
+EVAL_CONCURRENCY = 16  # requests in flight: the engine batches up to 16 rows
 
 
 class FiringFailed(Exception):
@@ -80,6 +80,7 @@ class Firing:
     automation: AutomationRow
     firing: FiringRow
     worker_id: str
+    internal_key: str | None = None
 
     def __post_init__(self) -> None:
         self.rule = Rule.model_validate(self.automation["rule"])
@@ -117,8 +118,8 @@ class Firing:
             ids = untaken_run_ids(self.store, self.ws.id, self.automation["id"], self.rule.selection())
             if not ids:
                 raise FiringFailed("no new runs match the rule")
-            keep = [i for i in ids if sampled(i, self.automation["id"], self.rule.sample_rate)]
-            drop = [i for i in ids if i not in set(keep)]
+            kept = {i for i in ids if sampled(i, self.automation["id"], self.rule.sample_rate)}
+            keep, drop = [i for i in ids if i in kept], [i for i in ids if i not in kept]
             if not keep:
                 raise FiringFailed(f"the sampling rate {self.rule.sample_rate} left out all {len(ids)} new runs")
             self.save(f"took {len(keep)} new runs ({len(drop)} left out by sampling)", take=(keep, drop),
@@ -202,6 +203,8 @@ class Firing:
         if not records:
             raise FiringFailed(f"the evaluation dataset {self.rule.eval_dataset!r} holds no records")
         endpoint = endpoint_from_settings(self.settings)
+        if self.settings.grader_base_url is None and self.internal_key:  # this server's own /v1, as the workspace
+            endpoint = ModelEndpoint(endpoint.base_url, f"{self.internal_key}.{self.ws.id}")
         models = list(dict.fromkeys([candidate, current]))
         try:
             results = evaluate(

@@ -56,8 +56,12 @@ def due_trigger(store: Store, automation: AutomationRow) -> str | None:
 
 
 class AutomationRunner:
-    def __init__(self, store: Store, settings: Settings, *, worker_id: str | None = None) -> None:
-        self.store, self.settings = store, settings
+    def __init__(
+        self, store: Store, settings: Settings, *, worker_id: str | None = None, internal_key: str | None = None
+    ) -> None:
+        """``internal_key``: the server's key for its own calls (evaluations on its own /v1, in the firing's
+        workspace, whatever the auth mode); without it, the endpoint's key is ``grader_api_key``."""
+        self.store, self.settings, self.internal_key = store, settings, internal_key
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:automations"
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -101,7 +105,7 @@ class AutomationRunner:
     def run_firing(self, firing: FiringRow) -> None:
         """Run a claimed firing to its end (or until its hold is lost), retrying a failed step per the rule."""
         automation = self.store.automations.by_id(firing["automation_id"])
-        work = Firing(self.store, self.settings, automation, firing, self.worker_id)
+        work = Firing(self.store, self.settings, automation, firing, self.worker_id, self.internal_key)
         beat = threading.Thread(target=self._heartbeat, args=(work,), daemon=True)
         beat.start()
         try:

@@ -14,7 +14,7 @@ from tracetune.capabilities import missing_capabilities
 from tracetune.config import Settings
 from tracetune.ingest.service import IngestService
 from tracetune.loop.runner import AutomationRunner
-from tracetune.server.deps import AppState
+from tracetune.server.deps import AppState, new_internal_key
 from tracetune.server.errors import install_error_handlers
 from tracetune.server.langsmith import datasets as langsmith_datasets
 from tracetune.server.langsmith import otel as langsmith_otel
@@ -35,7 +35,8 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     """The app over ``store`` (opened from ``settings`` when not given; the store is upgraded on open)."""
     store = store or open_store_from_settings(settings)
     runner = JobRunner(store, settings) if settings.run_jobs else None
-    automations = AutomationRunner(store, settings) if settings.run_jobs else None
+    internal_key = new_internal_key()
+    automations = AutomationRunner(store, settings, internal_key=internal_key) if settings.run_jobs else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -63,6 +64,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         ingest=IngestService(store, settings.home / "attachments"),
         runner=runner,
         automations=automations,
+        internal_key=internal_key,
     )
     install_error_handlers(app)
     app.include_router(langsmith_routes.router)

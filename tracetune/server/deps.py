@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -24,6 +26,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("tracetune.server")
 
 
+def new_internal_key() -> str:
+    return f"tt-internal-{secrets.token_urlsafe(32)}"
+
+
 @dataclass
 class AppState:
     settings: Settings
@@ -31,6 +37,9 @@ class AppState:
     ingest: IngestService
     runner: JobRunner | None = None  # runs fine-tuning jobs in this process (settings.run_jobs)
     automations: AutomationRunner | None = None  # fires automations in this process (settings.run_jobs)
+    # This process's own calls to its own /v1 (an automation's evaluation) send "<internal_key>.<workspace id>":
+    # never stored, never shown, valid for this process only, in any auth mode.
+    internal_key: str = field(default_factory=new_internal_key)
 
 
 def state(request: Request) -> AppState:
@@ -58,6 +67,12 @@ def workspace_for_key(st: AppState, key: str | None) -> Workspace:
     from a header) and the web UI (key from its session cookie). Read from the store on every call: a key
     revoked by any process is refused on the next request, and revoking the last key does not open the server."""
     keys = st.store.workspaces
+    if key and key.startswith("tt-internal-"):
+        internal, _, workspace_id = key.partition(".")
+        found = [w for w in keys.list() if str(w.id) == workspace_id]
+        if hmac.compare_digest(internal, st.internal_key) and found:
+            return found[0]
+        raise Unauthorized("invalid internal key")
     if key:
         ws = keys.authenticate(key)
         if ws is not None:

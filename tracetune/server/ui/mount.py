@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
 from tracetune.errors import TracetuneError, Unauthorized
-from tracetune.server.ui import datasets, jobs, models, queues, runs
+from tracetune.server.ui import automations, datasets, jobs, models, queues, runs
 from tracetune.server.ui.pages import UI_DIR, LoginRequired, is_ui, render, router, see_other
 
 
@@ -19,7 +19,7 @@ def mount_ui(app: FastAPI) -> None:
     Call after the API routers are included (the UI's paths never overlap theirs)."""
     app.mount("/static", StaticFiles(directory=str(UI_DIR / "static")), name="static")
     app.include_router(router)
-    for module in (runs, queues, datasets, jobs, models):
+    for module in (runs, queues, datasets, jobs, models, automations):
         app.include_router(module.router)
     api_handler: Any = app.exception_handlers[TracetuneError]
 
