@@ -32,10 +32,12 @@ LONGEST_FIRST = (
     "tests/demo/test_demo.py",
     "tests/train/test_recipe.py",
     "tests/acceptance/test_fine_tuning_openai.py",
+    "tests/acceptance/test_closed_loop.py",
     "tests/test_cli_jobs.py",
     "tests/server/test_fine_tuning_api.py",
     "tests/acceptance/test_routing_decision.py",
     "tests/serve/test_constrain.py",
+    "tests/loop/test_automations.py",
 )
 
 
