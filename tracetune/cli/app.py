@@ -15,6 +15,7 @@ from tracetune.cli.jobs import jobs_app, models_app, train_command, worker_comma
 from tracetune.cli.keys import keys_app
 from tracetune.cli.runs import runs_app
 from tracetune.cli.serve import serve
+from tracetune.cli.teacher import teacher_app
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -35,6 +36,7 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(models_app, name="models")
 app.add_typer(aliases_app, name="aliases")
 app.add_typer(automations_app, name="automations")
+app.add_typer(teacher_app, name="teacher")
 
 
 def main() -> None:

@@ -39,12 +39,12 @@ with its run. Treat both as read-only.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from tracetune.chat.types import ChatMessage, ChatSession, SessionSource, Skip
 from tracetune.convert.messages import ConversionError, message_from_any
 
-__all__ = ["session_from_run", "sessions_from_runs"]
+__all__ = ["prompt_from_run", "session_from_run", "sessions_from_runs"]
 
 _FIELDS = ("id", "run_type", "error", "inputs", "outputs", "extra", "trace_id", "session_id", "thread_id")
 _THREAD_KEYS = ("thread_id", "session_id", "conversation_id")
@@ -58,9 +58,20 @@ def sessions_from_runs(runs: Iterable[Any]) -> Iterator[ChatSession | Skip]:
 
 def session_from_run(run: Any) -> ChatSession | Skip:
     """One LLM run (dict or ``langsmith.schemas.Run``-like object) → ``ChatSession``, or ``Skip`` saying why not."""
+    return _skipping(_session, run)
+
+
+def prompt_from_run(run: Any) -> ChatSession | Skip:
+    """The conversation an LLM run was asked to continue — its input messages, tools and functions, without its
+    answer — whatever the answer was (a failed or unanswered run too): what a teacher model is asked. Only runs of
+    chat messages (``inputs.messages``); ``Skip`` saying why not."""
+    return _skipping(_prompt, run)
+
+
+def _skipping(convert: Any, run: Any) -> ChatSession | Skip:
     fields = run if isinstance(run, dict) else _fields(run)
     try:
-        return _session(fields)
+        return cast(ChatSession, convert(fields))
     except ConversionError as exc:
         return {"reason": exc.reason, "detail": exc.detail, "run_id": _str(fields.get("id"))}
     except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:  # a shape nothing above names
@@ -80,10 +91,26 @@ def _str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _session(r: dict[str, Any]) -> ChatSession:
+def _llm_inputs(r: dict[str, Any]) -> dict[str, Any]:
     run_type = r.get("run_type")
     if run_type != "llm":
         raise ConversionError("not_llm", f"run_type: {run_type!r} is not 'llm'")
+    inputs = r.get("inputs") or {}
+    if not isinstance(inputs, dict):
+        raise ConversionError("unsupported_inputs", f"inputs: a {type(inputs).__name__}, not an object")
+    return inputs
+
+
+def _prompt(r: dict[str, Any]) -> ChatSession:
+    inputs = _llm_inputs(r)
+    messages = inputs.get("messages")
+    if messages is None:
+        raise ConversionError("unsupported_inputs", f"inputs: no chat 'messages' (keys: {sorted(inputs)})")
+    return _offered({"messages": _input_messages(messages), "source": _source(r)}, r, inputs)
+
+
+def _session(r: dict[str, Any]) -> ChatSession:
+    inputs = _llm_inputs(r)
     error = r.get("error")
     if error:
         head = str(error).partition("Traceback (most recent call last):")[0].strip() or str(error).strip()
@@ -93,10 +120,6 @@ def _session(r: dict[str, Any]) -> ChatSession:
         raise ConversionError("no_output", "outputs: empty (the run is pending or recorded no answer)")
     if not isinstance(outputs, dict):
         raise ConversionError("malformed_output", f"outputs: a {type(outputs).__name__}, not an object")
-    inputs = r.get("inputs") or {}
-    if not isinstance(inputs, dict):
-        raise ConversionError("unsupported_inputs", f"inputs: a {type(inputs).__name__}, not an object")
-
     messages = inputs.get("messages")
     if messages is not None:
         chat = _input_messages(messages)
@@ -106,7 +129,11 @@ def _session(r: dict[str, Any]) -> ChatSession:
     else:
         raise ConversionError("unsupported_inputs", f"inputs: no 'messages' or 'prompts' (keys: {sorted(inputs)})")
 
-    session: ChatSession = {"messages": chat, "source": _source(r)}
+    return _offered({"messages": chat, "source": _source(r)}, r, inputs)
+
+
+def _offered(session: ChatSession, r: dict[str, Any], inputs: dict[str, Any]) -> ChatSession:
+    """``session`` with the tools, functions and ``parallel_tool_calls`` the run offered its model."""
     extra = r.get("extra") or {}
     params = extra.get("invocation_params") or {}
     tools = inputs.get("tools") or params.get("tools")
