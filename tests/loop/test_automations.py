@@ -295,3 +295,25 @@ def test_the_servers_internal_key_cannot_be_guessed(server):
         assert response.status_code == 401 and "invalid internal key" in response.text
     own = f"{server.app.state.tt.internal_key}.{ws.id}"
     assert httpx.get(f"{server.url}/v1/models", headers={"Authorization": f"Bearer {own}"}).status_code == 200
+
+
+def test_a_dpo_automation_trains_on_the_reviewers_corrections(server, api, heldout):
+    from tracetune.ingest.service import IngestService
+
+    project = f"app-{uuid.uuid4().hex[:6]}"
+    body = rule("prefs", project, heldout, method="dpo", trigger={"every_runs": 1000},
+                hyperparameters={"n_epochs": 1, "batch_size": 2, "beta": 0.1})  # fmt: skip
+    assert api.post("/automations", json=body).status_code == 201
+    ids = traffic(server, project, 3)
+    ws = server.store.workspaces.ensure(DEFAULT_WORKSPACE)
+    service = IngestService(server.store, server.settings.home / "attachments")
+    for n, run_id in enumerate(ids):
+        service.feedback(ws.id, {"run_id": run_id, "key": "correctness", "correction": f"exactly {2 * n}"})
+    api.post("/automations/prefs/run").raise_for_status()
+    fired = wait_firing(api, "prefs", 1)
+    assert fired["status"] == "succeeded" and fired["decision"] == "promoted", fired
+    job = server.store.jobs.get(ws.id, fired["job_id"])
+    assert job["method"]["type"] == "dpo" and job["method"]["dpo"]["hyperparameters"]["beta"] == 0.1
+    records = [r["record"] for r in iter_dataset_records(server.store, ws.id, uuid.UUID(fired["dataset_version_id"]))]
+    assert len(records) == 3 and all({"input", "preferred_output", "non_preferred_output"} <= set(r) for r in records)
+    assert {r["preferred_output"][0]["content"] for r in records} == {"exactly 0", "exactly 2", "exactly 4"}
