@@ -136,6 +136,12 @@ def test_an_automation_fires_on_new_runs_promotes_and_the_next_firing_takes_only
     assert set(first["scores"]) == {first["candidate_model"], "tiny"}
     assert first["evaluation"]["dataset"] == {"name": heldout, "version": 1}
     assert len(first["evaluation"]["models"]["tiny"]["results"]) == 3
+    # kept as LangSmith experiments over the evaluation dataset, one per model
+    experiments = first["evaluation"]["experiments"]
+    assert set(experiments) == set(first["scores"])
+    experiment = httpx.get(f"{server.url}/api/v1/sessions/{experiments['tiny']['id']}").json()
+    held = server.store.datasets.list(ws.id, name=heldout, limit=1)[0]
+    assert experiment["reference_dataset_id"] == str(held["dataset_id"])
     alias = api.get("/aliases/grow-bot").json()
     assert alias["model"] == first["candidate_model"] and alias["version"] == first["alias_version"] == 1
 

@@ -33,13 +33,14 @@ from tracetune.convert.dataset_builder import ExportOptions, Selection
 from tracetune.convert.examples import iter_dataset_records
 from tracetune.convert.export import export_dataset
 from tracetune.errors import NotFound, TracetuneError
+from tracetune.evaluate.experiments import record_experiments
 from tracetune.evaluate.gates import parse_gate
 from tracetune.evaluate.replay import evaluate
 from tracetune.loop.rules import Rule
 from tracetune.query.selection import untaken_run_ids
 from tracetune.store.workspaces import Workspace
 from tracetune.train.jobs import create_job_from_dataset
-from tracetune.train.model_graders import ModelEndpoint, endpoint_from_settings
+from tracetune.train.model_graders import ModelEndpoint, endpoint_from_settings, own_url
 
 if TYPE_CHECKING:
     from tracetune.config import Settings
@@ -197,9 +198,8 @@ class Firing:
         versions = self.store.datasets.list(self.ws.id, name=self.rule.eval_dataset, limit=1)
         if not versions:
             raise FiringFailed(f"the evaluation dataset {self.rule.eval_dataset!r} no longer exists")
-        records = [
-            (i, r["record"]) for i, r in enumerate(iter_dataset_records(self.store, self.ws.id, versions[0]["id"]), 1)
-        ]
+        rows = list(iter_dataset_records(self.store, self.ws.id, versions[0]["id"]))
+        records = [(i, r["record"]) for i, r in enumerate(rows, 1)]
         if not records:
             raise FiringFailed(f"the evaluation dataset {self.rule.eval_dataset!r} holds no records")
         endpoint = endpoint_from_settings(self.settings)
@@ -213,12 +213,31 @@ class Firing:
         except Exception as exc:  # the endpoint refused, timed out, or answered nonsense
             raise FiringFailed(f"evaluation on {endpoint.base_url} failed: {exc}") from None
         results["dataset"] = {"name": versions[0]["name"], "version": versions[0]["version"]}
+        kept = self._experiments(versions[0], rows, results)
         summary = results["models"][candidate]["summary"]
         self.save(
             f"evaluated {candidate} and {current} on {len(records)} examples "
-            f"(candidate accuracy {summary.get('accuracy')})",
+            f"(candidate accuracy {summary.get('accuracy')}); {kept}",
             evaluation=results, current_model=current, step="decide",
         )  # fmt: skip
+
+    def _experiments(self, version: dict[str, Any], rows: list[dict[str, Any]], results: dict[str, Any]) -> str:
+        """Keep the evaluation as LangSmith experiments over the evaluation dataset (one per model, through this
+        server's LangSmith API, as ``tracetune eval --dataset`` does); what became of them, for the log."""
+        if not self.internal_key:
+            return "not kept as experiments (no server to write them to)"
+        import httpx
+
+        dataset = {"id": str(version["dataset_id"]), "modified_at": version["as_of"].isoformat()}
+        examples = [(r["example_id"], r["record"]) for r in rows]
+        headers = {"x-api-key": f"{self.internal_key}.{self.ws.id}"}
+        try:
+            with httpx.Client(base_url=own_url(self.settings), headers=headers, timeout=60) as http:
+                results["experiments"] = record_experiments(http, dataset, examples, results)
+        except (TracetuneError, httpx.HTTPError) as exc:
+            log.warning("automation %s: the evaluation was not kept as experiments: %s", self.rule.name, exc)
+            return f"not kept as experiments: {exc}"
+        return "kept as experiments " + ", ".join(e["name"] for e in results["experiments"].values())
 
     def _decide(self) -> None:
         evaluation = self.firing["evaluation"] or {}

@@ -527,7 +527,8 @@ class DatasetStore:
         *,
         split: str | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """The version's examples in line order as ``{"line", "split", "run_ids", "trace_id", "record"}``
+        """The version's examples in line order as ``{"line", "example_id", "split", "run_ids", "trace_id",
+        "record"}``
         (``to_record`` makes the training record of an example), streamed. Raises ``NotFound`` before yielding
         anything when the version is not in the workspace."""
         if split is not None and split not in SPLITS:
@@ -559,6 +560,7 @@ class DatasetStore:
                     continue
                 yield {
                     "line": ex["line"],
+                    "example_id": str(ex["id"]),
                     "split": ex_split,
                     "run_ids": ex["run_ids"] or ([str(ex["source_run_id"])] if ex["source_run_id"] else []),
                     "trace_id": str(ex["trace_id"]) if ex["trace_id"] else None,

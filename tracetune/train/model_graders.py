@@ -68,9 +68,14 @@ class ModelEndpoint:
 def endpoint_from_settings(settings: Settings, api_key: str | None = None) -> ModelEndpoint:
     """The grader endpoint ``settings`` name: ``grader_base_url``, else this tracetune server's own ``/v1``; the
     key ``grader_api_key``, else ``api_key`` (the caller's own, on the graders API)."""
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-    base_url = settings.grader_base_url or f"http://{host}:{settings.port}/v1"
+    base_url = settings.grader_base_url or f"{own_url(settings)}/v1"
     return ModelEndpoint(base_url, settings.grader_api_key or api_key)
+
+
+def own_url(settings: Settings) -> str:
+    """This tracetune server's root URL, as its own process reaches it (``http://HOST:PORT``)."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    return f"http://{host}:{settings.port}"
 
 
 def validate_model_grader(grader: Mapping[str, Any], where: str, check_template: Callable[[str, str], None]) -> None:
