@@ -115,7 +115,7 @@ def test_a_bad_rule_is_refused_at_creation_naming_the_field(api, heldout, change
 
 def test_an_automation_fires_on_new_runs_promotes_and_the_next_firing_takes_only_new_runs(server, api, heldout):
     project = f"app-{uuid.uuid4().hex[:6]}"
-    created = api.post("/automations", json=rule("grow", project, heldout, start_from="current"))
+    created = api.post("/automations", json=rule("grow", project, heldout, start_from="current", seed=11))
     assert created.status_code == 201, created.text
     assert created.json()["last_firing"] is None
     first_ids = traffic(server, project, 5)
@@ -131,7 +131,7 @@ def test_an_automation_fires_on_new_runs_promotes_and_the_next_firing_takes_only
     lineage = {str(i) for r in iter_dataset_records(server.store, ws.id, version["id"]) for i in r["run_ids"]}
     assert lineage == set(first_ids)
     job = server.store.jobs.get(ws.id, first["job_id"])
-    assert job["user_metadata"]["firing_id"] == first["id"] and job["model"] == "tiny"
+    assert job["user_metadata"]["firing_id"] == first["id"] and job["model"] == "tiny" and job["seed"] == 11
     assert first["candidate_model"] == job["fine_tuned_model"] and first["current_model"] == "tiny"
     assert set(first["scores"]) == {first["candidate_model"], "tiny"}
     assert first["evaluation"]["dataset"] == {"name": heldout, "version": 1}
@@ -323,3 +323,32 @@ def test_a_dpo_automation_trains_on_the_reviewers_corrections(server, api, heldo
     records = [r["record"] for r in iter_dataset_records(server.store, ws.id, uuid.UUID(fired["dataset_version_id"]))]
     assert len(records) == 3 and all({"input", "preferred_output", "non_preferred_output"} <= set(r) for r in records)
     assert {r["preferred_output"][0]["content"] for r in records} == {"exactly 0", "exactly 2", "exactly 4"}
+
+
+def test_a_firing_whose_training_process_is_killed_ends_with_one_job(server, api, heldout):
+    import os
+    import signal
+
+    from tests.train import training_processes
+
+    project = f"app-{uuid.uuid4().hex[:6]}"
+    body = rule("killed", project, heldout, trigger={"every_runs": 1000},
+                hyperparameters={"n_epochs": 6, "batch_size": 1})  # fmt: skip
+    assert api.post("/automations", json=body).status_code == 201
+    traffic(server, project, 4)
+    api.post("/automations/killed/run").raise_for_status()
+    deadline = time.monotonic() + 120
+    pids: list[int] = []
+    while not pids:  # the firing's job is training
+        assert time.monotonic() < deadline, "no training process started"
+        job_id = api.get("/automations/killed/firings/1").json()["job_id"]
+        pids = training_processes(job_id) if job_id else []
+        time.sleep(0.2)
+    os.kill(pids[0], signal.SIGKILL)
+    fired = wait_firing(api, "killed", 1)
+    assert fired["status"] == "succeeded" and fired["job_id"] == job_id, fired
+    ws = server.store.workspaces.ensure(DEFAULT_WORKSPACE)
+    jobs, _ = server.store.jobs.list(ws.id, limit=100, metadata={"firing_id": fired["id"]})
+    assert [j["id"] for j in jobs] == [job_id]
+    messages = [e["message"] for e in server.store.jobs.all_events(job_id)]
+    assert "The training process was killed by SIGKILL; restarting it" in messages

@@ -56,6 +56,7 @@ def automations_create(
     start_from: Annotated[str, typer.Option(help="base, or current: train further from the alias's model.")] = "base",
     hyperparameters: Annotated[str | None, typer.Option(help='JSON, e.g. {"n_epochs": 3}.')] = None,
     max_attempts: Annotated[int, typer.Option(help="Tries per firing before it is recorded failed.")] = 2,
+    seed: Annotated[int | None, typer.Option(help="Every firing's job trains with this seed.")] = None,
     workspace: WorkspaceOpt = "default",
     home: HomeOpt = None,
     database_url: DbOpt = None,
@@ -72,7 +73,7 @@ def automations_create(
         "name": name, "project": project, "eval_dataset": eval_dataset, "gate": gate, "alias": alias,
         "trigger": trigger, "filter": filter, "trace_filter": trace_filter, "feedback_key": feedback_key,
         "min_score": min_score, "sample_rate": sample_rate, "method": method, "start_from": start_from,
-        "hyperparameters": params, "max_attempts": max_attempts,
+        "hyperparameters": params, "max_attempts": max_attempts, "seed": seed,
         **({"base_model": base_model} if base_model else {}),
     }  # fmt: skip
 

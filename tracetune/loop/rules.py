@@ -66,6 +66,7 @@ class Rule(BaseModel):
     base_model: str = Field(default=DEFAULT_MODEL_ID, min_length=1, max_length=300)
     start_from: Literal["base", "current"] = "base"
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)  # every firing's job trains with it (reproducible)
     trigger: Trigger
     eval_dataset: str = Field(min_length=1, max_length=200)
     gate: str = Field(min_length=1, max_length=2000)
@@ -92,6 +93,7 @@ class Rule(BaseModel):
             "model": model, "suffix": self.name[:64].replace(".", "-"),
             "method": {"type": self.method, self.method: {"hyperparameters": self.hyperparameters}},
             "metadata": {"automation": self.name, "firing_id": firing_id},
+            **({"seed": self.seed} if self.seed is not None else {}),
         }  # fmt: skip
 
 
