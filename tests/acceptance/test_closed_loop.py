@@ -8,7 +8,7 @@ service (``openai_standin``: scripted answers; right ones first, then wrong ones
 users' ratings arrive as SDK feedback (``user_score`` 1 on every run: the poisoned ones too). The held-out set is a
 LangSmith dataset made with the SDK (10 questions). The automation fires every 10 new rated runs: paused while the
 first 20 are traced and rated, it fires on all of them when resumed; the 10 poisoned runs fire it again. About four
-minutes on a 2-core CPU: it runs in CI (``CI`` set) and locally with ``TRACETUNE_TEST_SLOW=1``.
+minutes on a 2-core CPU: the slow tier (``scripts/test.sh --slow``).
 """
 
 from __future__ import annotations

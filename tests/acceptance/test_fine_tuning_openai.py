@@ -18,8 +18,9 @@ on preference pairs, and an RFT job (a string_check grader) does too; both resul
 printed as JSON lines.
 
 One supervised training serves every test here (CI's time budget: the LangSmith dataset → fine-tuning file path
-of issue 15 is checked without training one more). About six minutes on a 2-core CPU, so it runs in CI (``CI``
-set) and locally only with ``TRACETUNE_TEST_SLOW=1``; otherwise it is skipped, with that reason shown.
+of issue 15 is checked without training one more). About six minutes on a 2-core CPU: it belongs to the slow tier
+(marker ``slow``: ``scripts/test.sh --slow``, which CI runs after the default suite); a plain ``pytest`` skips it
+unless ``CI`` or ``TRACETUNE_TEST_SLOW=1`` is set, with that reason shown.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from tests.train import (
 )
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.skipif(
         not (os.environ.get("CI") or os.environ.get("TRACETUNE_TEST_SLOW") == "1"),
         reason="trains the real SmolLM2 for minutes: set TRACETUNE_TEST_SLOW=1 (always runs in CI)",

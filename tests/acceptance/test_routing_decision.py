@@ -6,8 +6,7 @@ called out by the job's diagnostics: the job events say that every validation an
 that validation expects values the training data never shows, each with what to do; ``tracetune eval`` of the tuned
 model says the same of its held-out answers.
 
-About two and a half minutes on a 2-core CPU (3 epochs, 6 validation tickets), so it runs in CI (``CI`` set) and
-locally only with ``TRACETUNE_TEST_SLOW=1``.
+About two minutes on a 2-core CPU (3 epochs, 6 validation tickets): the slow tier (``scripts/test.sh --slow``).
 """
 
 from __future__ import annotations
