@@ -106,3 +106,38 @@ def test_a_teacher_that_refuses_stops_the_call_naming_its_url(store, db_url, tmp
     assert which.exit_code == 2 and "which must be one of" in which.output
     missing = label(db_url, home, "--project", "nope", "--teacher-base-url", "http://x/v1", "--teacher-model", "m")
     assert missing.exit_code == 2 and "no project named 'nope'" in missing.output
+
+
+def test_the_teacher_gives_reference_answers_to_held_out_inputs(tmp_path):
+    import json
+
+    data = tmp_path / "heldout.jsonl"
+    asked = {"messages": [{"role": "user", "content": "What is 2 plus 3?"}], "tools": TOOLS}
+    answered = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                             {"role": "assistant", "content": "an old answer"}]}  # fmt: skip
+    data.write_text("".join(json.dumps(r) + "\n" for r in (asked, answered, asked)))
+    out = tmp_path / "refs.jsonl"
+    with running_standin() as hosted:
+        args = ["teacher", "references", "--data", str(data), "-o", str(out), "--teacher-base-url", hosted.base_url,
+                "--teacher-model", "gpt-4o", "--rate", "50"]  # fmt: skip
+        first = CliRunner().invoke(app, args)
+        again = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert first.stdout.startswith("3 reference answers by gpt-4o (0 of 3 were in")
+    assert again.stdout.startswith("0 reference answers by gpt-4o (3 of 3 were in")  # resumed: nothing asked twice
+    refs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(refs) == 3
+    assert refs[0]["tools"] == TOOLS and refs[0]["messages"][:1] == asked["messages"]
+    assert refs[0]["messages"][-1]["role"] == "assistant" and refs[0]["messages"][-1]["tool_calls"]
+    assert refs[1]["messages"][:2] == answered["messages"][:2] and refs[1]["messages"][-1]["content"] == "Echo: Hi"
+    refused = CliRunner().invoke(
+        app, ["teacher", "references", "--data", str(data), "-o", str(tmp_path / "x.jsonl"), "--teacher-base-url",
+              "http://127.0.0.1:9/v1", "--teacher-model", "gpt-4o"],
+    )  # fmt: skip
+    assert refused.exit_code == 2 and "the teacher at http://127.0.0.1:9/v1 failed" in refused.output
+    data.write_text('{"messages": [{"role": "assistant", "content": "only an answer"}]}\n')
+    bad = CliRunner().invoke(
+        app, ["teacher", "references", "--data", str(data), "-o", str(tmp_path / "y.jsonl"), "--teacher-base-url",
+              "http://127.0.0.1:9/v1", "--teacher-model", "m"],
+    )  # fmt: skip
+    assert bad.exit_code == 2 and "line 1: nothing to answer" in bad.output

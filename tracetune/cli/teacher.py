@@ -1,10 +1,11 @@
 """``tracetune teacher label``: the app's production model answers the traced inputs the tuned model should learn
 better (rated bad, failed, never rated); its answers are stored as runs tagged ``teacher``
-(``tracetune.loop.teacher``)."""
+(``tracetune.loop.teacher``). ``tracetune teacher references``: its answers to held-out inputs, as references."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -65,3 +66,46 @@ def teacher_label(
         f"{summary.prompt_tokens} in, {summary.completion_tokens} out"
     )
     typer.echo(f'select them with the filter has(tags, "teacher") in project {into or project}', err=True)
+
+
+@teacher_app.command("references")
+def teacher_references(
+    data: Annotated[Path, typer.Option("--data", help="Held-out conversations (JSONL records), answered or not.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Where the records with the teacher's answers go.")],
+    teacher_base_url: Annotated[str, typer.Option(help="The teacher's OpenAI-compatible API, ending in /v1.")],
+    teacher_model: Annotated[str, typer.Option(help="The teacher's model name.")],
+    teacher_api_key: Annotated[
+        str | None, typer.Option(help="Its key (default: $TRACETUNE_TEACHER_API_KEY; never stored).")
+    ] = None,
+    rate: Annotated[float, typer.Option(help="Requests per second to the teacher, at most.")] = 2.0,
+    max_tokens: Annotated[int, typer.Option(help="The teacher's answer length limit.")] = 512,
+) -> None:
+    """Reference answers for held-out inputs: the teacher answers each record of DATA (up to its last user turn,
+    tools offered) and OUT gets the record with that answer. Resumable: the records already in OUT are skipped."""
+    import orjson
+
+    from tracetune.errors import TracetuneError
+    from tracetune.loop.teacher import Teacher, reference_answers
+
+    try:
+        records = [orjson.loads(line) for line in data.read_bytes().splitlines() if line.strip()]
+    except (OSError, orjson.JSONDecodeError) as exc:
+        fail(f"cannot read {data}: {exc}")
+    done = sum(1 for line in out.read_bytes().splitlines() if line.strip()) if out.exists() else 0
+    key = teacher_api_key or os.environ.get("TRACETUNE_TEACHER_API_KEY")
+    try:
+        with out.open("ab") as f:
+
+            def write(record: dict[str, Any]) -> None:
+                f.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+                f.flush()
+
+            teacher = Teacher(teacher_base_url, teacher_model, key, max_per_s=rate, max_tokens=max_tokens)
+            summary = reference_answers(records, teacher, write, already=done)
+    except TracetuneError as exc:
+        fail(str(exc))
+    typer.echo(
+        f"{summary.answered} reference answers by {teacher_model} ({summary.already} of {summary.records} were in "
+        f"{out} already) in {summary.seconds:g} s; teacher tokens: {summary.prompt_tokens} in, "
+        f"{summary.completion_tokens} out"
+    )

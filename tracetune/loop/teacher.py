@@ -197,3 +197,61 @@ def _teacher_run(
             "invocation_params": {"model": teacher.model, "temperature": 0, "max_tokens": teacher.max_tokens},
         },
     }  # fmt: skip
+
+
+@dataclass
+class ReferenceSummary:
+    records: int = 0  # held-out records read
+    already: int = 0  # answered by an earlier call (their lines are in the output already)
+    answered: int = 0  # answered now
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+
+
+def _prompt_of(record: dict[str, Any], line: int) -> dict[str, Any]:
+    """The record without its final assistant answer (a record of inputs only is its own prompt)."""
+    messages = record.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidInput(f"line {line}: a record needs a 'messages' list", field="data", line=line)
+    while messages and isinstance(messages[-1], dict) and messages[-1].get("role") == "assistant":
+        messages = messages[:-1]
+    if not messages:
+        raise InvalidInput(f"line {line}: nothing to answer before the assistant turn", field="data", line=line)
+    return {**record, "messages": messages}
+
+
+def reference_answers(
+    records: list[dict[str, Any]],
+    teacher: Teacher,
+    write: Callable[[dict[str, Any]], None],
+    *,
+    already: int = 0,
+    progress: Progress | None = None,
+) -> ReferenceSummary:
+    """The teacher's answers to held-out inputs, as reference answers: each record (its messages up to the last
+    user turn, its tools) is sent to the teacher and ``write`` gets the record with the teacher's answer as its last
+    message — a held-out record ``tracetune eval`` and automations score against. The first ``already`` records
+    were answered by an earlier call and are skipped (resumable); at most ``max_per_s`` requests a second."""
+    started = time.perf_counter()
+    summary = ReferenceSummary(records=len(records), already=min(already, len(records)))
+    prompts = [_prompt_of(r, n) for n, r in enumerate(records, 1)]  # every line checked before anything is asked
+    endpoint = ModelEndpoint(teacher.base_url, teacher.api_key, timeout_s=teacher.timeout_s)
+    interval, last = 1.0 / teacher.max_per_s, 0.0
+    todo = prompts[summary.already :]
+    for n, prompt in enumerate(todo, 1):
+        wait = last + interval - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        last = time.monotonic()
+        answered = _ask(endpoint, teacher, prompt)
+        message = {k: v for k, v in answered["choices"][0]["message"].items() if v is not None}
+        write({**prompt, "messages": [*prompt["messages"], message]})
+        usage = answered.get("usage") or {}
+        summary.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+        summary.completion_tokens += int(usage.get("completion_tokens") or 0)
+        summary.answered += 1
+        if progress is not None:
+            progress(n, len(todo))
+    summary.seconds = round(time.perf_counter() - started, 2)
+    return summary
