@@ -86,8 +86,7 @@ class Firing:
     def __post_init__(self) -> None:
         self.rule = Rule.model_validate(self.automation["rule"])
         ws_id = self.automation["workspace_id"]
-        found = [w for w in self.store.workspaces.list() if w.id == ws_id]
-        self.ws = found[0] if found else Workspace(ws_id, "default")
+        self.ws = self.store.workspaces.by_id(ws_id) or Workspace(ws_id, "default")
         self.lost = threading.Event()
 
     # -- bookkeeping ------------------------------------------------------------------------------------------------

@@ -112,7 +112,7 @@ class AutomationRunner:
             work.run()
         except LostHold:
             log.warning("automation %s firing #%s: taken over by another runner", automation["name"], firing["number"])
-        except (FiringFailed, Exception) as exc:
+        except Exception as exc:  # FiringFailed: a step's reason; anything else: a crash, recorded as such
             self._failed(work, exc)
         finally:
             work.lost.set()  # stops the heartbeat thread

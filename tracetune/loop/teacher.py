@@ -83,6 +83,27 @@ class LabelSummary:
         return asdict(self)
 
 
+class _Asker:
+    """Asks the teacher, at most ``max_per_s`` requests a second, counting the tokens it reports."""
+
+    def __init__(self, teacher: Teacher) -> None:
+        self.teacher = teacher
+        self.endpoint = ModelEndpoint(teacher.base_url, teacher.api_key, timeout_s=teacher.timeout_s)
+        self.interval, self.last = 1.0 / teacher.max_per_s, 0.0
+        self.prompt_tokens = self.completion_tokens = 0
+
+    def ask(self, prompt: Any) -> dict[str, Any]:
+        wait = self.last + self.interval - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        self.last = time.monotonic()
+        answered = _ask(self.endpoint, self.teacher, prompt)
+        usage = answered.get("usage") or {}
+        self.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+        self.completion_tokens += int(usage.get("completion_tokens") or 0)
+        return answered
+
+
 def _wanted(which: str, score: float | None, failed: bool, bad_score: float) -> bool:
     disliked = failed or (score is not None and score <= bad_score)
     return {
@@ -137,24 +158,17 @@ def label_runs(
         todo.append((run, prompt))
     summary.skipped = dict(skipped)
     todo = todo[:limit] if limit is not None else todo
-    endpoint = ModelEndpoint(teacher.base_url, teacher.api_key, timeout_s=teacher.timeout_s)
-    interval = 1.0 / teacher.max_per_s
-    last = 0.0
-    for n, (run, prompt) in enumerate(todo, 1):
-        wait = last + interval - time.monotonic()
-        if wait > 0:
-            time.sleep(wait)
-        last = time.monotonic()
-        answered = _ask(endpoint, teacher, prompt)
-        stored = _teacher_run(run, prompt, answered, teacher, into or project)
-        ingest.post_run(workspace_id, stored)
-        usage = answered.get("usage") or {}
-        summary.prompt_tokens += int(usage.get("prompt_tokens") or 0)
-        summary.completion_tokens += int(usage.get("completion_tokens") or 0)
-        summary.labeled += 1
-        summary.teacher_run_ids.append(stored["id"])
-        if progress is not None:
-            progress(n, len(todo))
+    asker = _Asker(teacher)
+    try:
+        for n, (run, prompt) in enumerate(todo, 1):
+            stored = _teacher_run(run, prompt, asker.ask(prompt), teacher, into or project)
+            ingest.post_run(workspace_id, stored)
+            summary.labeled += 1
+            summary.teacher_run_ids.append(stored["id"])
+            if progress is not None:
+                progress(n, len(todo))
+    finally:
+        summary.prompt_tokens, summary.completion_tokens = asker.prompt_tokens, asker.completion_tokens
     summary.seconds = round(time.perf_counter() - started, 2)
     return summary
 
@@ -236,22 +250,17 @@ def reference_answers(
     started = time.perf_counter()
     summary = ReferenceSummary(records=len(records), already=min(already, len(records)))
     prompts = [_prompt_of(r, n) for n, r in enumerate(records, 1)]  # every line checked before anything is asked
-    endpoint = ModelEndpoint(teacher.base_url, teacher.api_key, timeout_s=teacher.timeout_s)
-    interval, last = 1.0 / teacher.max_per_s, 0.0
+    asker = _Asker(teacher)
     todo = prompts[summary.already :]
-    for n, prompt in enumerate(todo, 1):
-        wait = last + interval - time.monotonic()
-        if wait > 0:
-            time.sleep(wait)
-        last = time.monotonic()
-        answered = _ask(endpoint, teacher, prompt)
-        message = {k: v for k, v in answered["choices"][0]["message"].items() if v is not None}
-        write({**prompt, "messages": [*prompt["messages"], message]})
-        usage = answered.get("usage") or {}
-        summary.prompt_tokens += int(usage.get("prompt_tokens") or 0)
-        summary.completion_tokens += int(usage.get("completion_tokens") or 0)
-        summary.answered += 1
-        if progress is not None:
-            progress(n, len(todo))
+    try:
+        for n, prompt in enumerate(todo, 1):
+            answered = asker.ask(prompt)
+            message = {k: v for k, v in answered["choices"][0]["message"].items() if v is not None}
+            write({**prompt, "messages": [*prompt["messages"], message]})
+            summary.answered += 1
+            if progress is not None:
+                progress(n, len(todo))
+    finally:
+        summary.prompt_tokens, summary.completion_tokens = asker.prompt_tokens, asker.completion_tokens
     summary.seconds = round(time.perf_counter() - started, 2)
     return summary

@@ -69,9 +69,9 @@ def workspace_for_key(st: AppState, key: str | None) -> Workspace:
     keys = st.store.workspaces
     if key and key.startswith("tt-internal-"):
         internal, _, workspace_id = key.partition(".")
-        found = [w for w in keys.list() if str(w.id) == workspace_id]
-        if hmac.compare_digest(internal, st.internal_key) and found:
-            return found[0]
+        found = keys.by_id(workspace_id) if hmac.compare_digest(internal, st.internal_key) else None
+        if found is not None:
+            return found
         raise Unauthorized("invalid internal key")
     if key:
         ws = keys.authenticate(key)

@@ -79,6 +79,16 @@ class WorkspaceStore:
             raise NotFound(f"no workspace named {name!r}", field="workspace")
         return Workspace(row.id, row.name)
 
+    def by_id(self, workspace_id: uuid.UUID | str) -> Workspace | None:
+        """The workspace with this id (a string that is no UUID: None)."""
+        try:
+            wanted = workspace_id if isinstance(workspace_id, uuid.UUID) else uuid.UUID(workspace_id)
+        except ValueError:
+            return None
+        with self.db.read() as conn:
+            row = conn.execute(select(workspaces.c.id, workspaces.c.name).where(workspaces.c.id == wanted)).first()
+        return Workspace(row.id, row.name) if row is not None else None
+
     def list(self) -> list[Workspace]:
         with self.db.read() as conn:
             rows = conn.execute(select(workspaces.c.id, workspaces.c.name).order_by(workspaces.c.name)).all()
