@@ -12,6 +12,14 @@ from tracetune.cli._common import HomeOpt, LogLines, fail
 
 def demo_command(
     quick: Annotated[bool, typer.Option("--quick", help="A smaller run: 24 questions traced, 10 held out.")] = False,
+    loop: Annotated[
+        bool,
+        typer.Option(
+            "--loop",
+            help="The closed loop instead: an automation fine-tunes, evaluates and promotes an alias from the "
+            "app's rated traffic, two firings over two batches (the second served by the alias).",
+        ),
+    ] = False,
     url: Annotated[
         str | None, typer.Option("--url", help="Use a running tracetune (default: start one here on a free port).")
     ] = None,
@@ -35,10 +43,15 @@ def demo_command(
 ) -> None:
     """Run the whole loop on this machine: trace an accounting-assistant app (LangChain + langsmith SDK), rate it,
     pick the good LLM runs, build a dataset, fine-tune the base model, and compare base vs tuned on held-out
-    questions. Leaves everything in HOME (default: a fresh $TRACETUNE_HOME/demo/<time>) for `tracetune serve`."""
+    questions. Leaves everything in HOME (default: a fresh $TRACETUNE_HOME/demo/<time>) for `tracetune serve`.
+
+    With --loop: the closed loop — an automation over the app's good runs fires on a first batch of traffic
+    (fine-tune, evaluate against the current model, promote an alias through a gate), the app then calls the alias
+    on a second batch, and the automation fires again; prints each decision, why, and its evaluation page."""
     from rich.console import Console
     from rich.table import Table
 
+    from tracetune.demo.loop import decision_rows, run_loop_demo
     from tracetune.demo.pipeline import DemoFailed, DemoOptions, run_demo
     from tracetune.demo.report import result_rows
 
@@ -57,22 +70,29 @@ def demo_command(
     console = Console()
     try:
         with _StageDisplay(console) as display:
-            summary = run_demo(options, display)
+            summary = run_loop_demo(options, display) if loop else run_demo(options, display)
     except DemoFailed as exc:
         console.print(f"[red]✗ the demo stopped at stage '{exc.stage}':[/red] {exc.message}", soft_wrap=True)
         if exc.look:
             console.print(f"  look at: {exc.look}", soft_wrap=True)
         raise typer.Exit(1) from None
-    table = Table(title="tracetune demo", show_header=False)
-    table.add_column("", style="bold")
-    table.add_column("", justify="right")
-    for label, value in result_rows(summary):
-        table.add_row(label, value)
-    console.print(table)
-    files = summary["files"]
-    chart = f"   chart: {files['chart']}" if "chart" in files else "   (no chart: install the 'demo' extra)"
-    console.print(f"report: {files['report']}{chart}", soft_wrap=True)
-    console.print(f"look around: tracetune serve --home {summary['home']}", soft_wrap=True)
+    if loop:  # lines, not a table: the pages' URLs must print whole
+        for label, value in decision_rows(summary):
+            console.print(f"{label:<26} {value}", soft_wrap=True, highlight=False)
+        console.print(f"report: {summary['home']}/report/loop.json", soft_wrap=True)
+        if not options.url:
+            console.print(f"for the evaluation pages: tracetune serve --home {summary['home']}", soft_wrap=True)
+    else:
+        table = Table(title="tracetune demo", show_header=False)
+        table.add_column("", style="bold")
+        table.add_column("", justify="right")
+        for label, value in result_rows(summary):
+            table.add_row(label, value)
+        console.print(table)
+        files = summary["files"]
+        chart = f"   chart: {files['chart']}" if "chart" in files else "   (no chart: install the 'demo' extra)"
+        console.print(f"report: {files['report']}{chart}", soft_wrap=True)
+        console.print(f"look around: tracetune serve --home {summary['home']}", soft_wrap=True)
     if json_out:
         typer.echo(json.dumps(summary))
 

@@ -93,10 +93,7 @@ class Demo:
     losses: list[list[float]] = field(default_factory=list)  # [step, training loss]
     evaluation: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def project(self) -> str:
-        return APP_NAME
+    project: str = APP_NAME  # where the app's traces go
 
     def summary(self) -> dict[str, Any]:
         models = self.evaluation.get("models", {})
@@ -121,30 +118,37 @@ def default_home(settings_home: Path) -> Path:
     return Path(settings_home) / "demo" / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
 
 
+def new_demo(options: DemoOptions, settings_home: Path) -> Demo:
+    """A demo in ``options.home``, or in a fresh home under ``settings_home``."""
+    home = Path(options.home) if options.home else default_home(settings_home)
+    home.mkdir(parents=True, exist_ok=True)
+    return Demo(options, home)
+
+
 def run_demo(options: DemoOptions, reporter: Reporter, *, settings_home: Path | None = None) -> dict[str, Any]:
     """Run every stage; the summary (also written to ``HOME/report/summary.json``). Raises :class:`DemoFailed`."""
     from tracetune.config import load_settings
 
     settings_home = settings_home or load_settings().home
-    home = Path(options.home) if options.home else default_home(settings_home)
-    home.mkdir(parents=True, exist_ok=True)
-    demo = Demo(options, home)
+    demo = new_demo(options, settings_home)
     traced, failing, heldout = options.sizes
     questions, heldout_questions = make_questions(traced, heldout, n_failing=failing, seed=options.seed)
-    with _logging_to(home / "demo.log"), _server(demo, reporter, settings_home) as url:
+    with logging_to(demo.home / "demo.log"), demo_server(demo, reporter, settings_home) as url:
         demo.url = url
-        with _stage(demo, reporter, "trace", f"tracing the app on {traced} questions", total=traced) as done:
-            done(_trace(demo, reporter, questions))
-        with _stage(demo, reporter, "select", "selecting good LLM runs with the langsmith SDK") as done:
+        with stage(demo, reporter, "trace", f"tracing the app on {traced} questions", total=traced) as done:
+            counts, line = trace_batch(demo, reporter, questions)
+            demo.counts.update(counts)
+            done(line)
+        with stage(demo, reporter, "select", "selecting good LLM runs with the langsmith SDK") as done:
             done(_select(demo))
-        with _stage(demo, reporter, "export", "building the dataset with tracetune's converter") as done:
+        with stage(demo, reporter, "export", "building the dataset with tracetune's converter") as done:
             records = _export(demo)
             done(f"{len(records)} training conversations ({demo.dataset['id']})")
-        with _stage(demo, reporter, "fine-tune", f"fine-tuning {options.model} (LoRA)") as done:
+        with stage(demo, reporter, "fine-tune", f"fine-tuning {options.model} (LoRA)") as done:
             done(_fine_tune(demo, reporter))
-        with _stage(demo, reporter, "evaluate", f"base vs tuned on {heldout} held-out questions") as done:
+        with stage(demo, reporter, "evaluate", f"base vs tuned on {heldout} held-out questions") as done:
             done(_evaluate(demo, reporter, heldout_questions, records[0].get("tools") or []))
-    with _stage(demo, reporter, "report", "writing the report") as done:
+    with stage(demo, reporter, "report", "writing the report") as done:
         done(_report(demo))
     summary = demo.summary()  # with every stage's time
     Path(demo.files["summary"]).write_text(json.dumps(summary, indent=2), encoding="utf-8")
@@ -155,28 +159,28 @@ def run_demo(options: DemoOptions, reporter: Reporter, *, settings_home: Path | 
 
 
 @contextmanager
-def _stage(demo: Demo, reporter: Reporter, stage: str, description: str, total: int | None = None) -> Iterator[Any]:
+def stage(demo: Demo, reporter: Reporter, name: str, description: str, total: int | None = None) -> Iterator[Any]:
     """Times a stage and turns its failure into :class:`DemoFailed` (with the log to look at)."""
     started = time.perf_counter()
     result: list[str] = []
-    reporter.stage_started(stage, description, total)
+    reporter.stage_started(name, description, total)
     try:
         yield result.append
     except DemoFailed:
         raise
     except Exception as exc:
-        log.exception("stage %s failed", stage)
-        raise DemoFailed(stage, f"{type(exc).__name__}: {exc}", str(demo.home / "demo.log")) from exc
-    demo.timings[stage] = round(time.perf_counter() - started, 2)
-    reporter.stage_done(stage, demo.timings[stage], result[0] if result else "")
+        log.exception("stage %s failed", name)
+        raise DemoFailed(name, f"{type(exc).__name__}: {exc}", str(demo.home / "demo.log")) from exc
+    demo.timings[name] = round(time.perf_counter() - started, 2)
+    reporter.stage_done(name, demo.timings[name], result[0] if result else "")
 
 
 @contextmanager
-def _server(demo: Demo, reporter: Reporter, settings_home: Path) -> Iterator[str]:
+def demo_server(demo: Demo, reporter: Reporter, settings_home: Path) -> Iterator[str]:
     """The server the demo talks to: ``--url``, or one started in this process on the demo home (its base
     model's weights shared with the main home's cache, so only the very first demo pays for de-quantizing)."""
     if demo.options.url:
-        with _stage(demo, reporter, "start", f"using {demo.options.url}") as done:
+        with stage(demo, reporter, "start", f"using {demo.options.url}") as done:
             _wait_healthy(demo.options.url)
             done(demo.options.url)
         yield demo.options.url.rstrip("/")
@@ -184,7 +188,7 @@ def _server(demo: Demo, reporter: Reporter, settings_home: Path) -> Iterator[str
     from tracetune.config import load_settings
     from tracetune.server.inprocess import InProcessServer
 
-    with _stage(demo, reporter, "start", f"starting tracetune on {demo.home}") as done:
+    with stage(demo, reporter, "start", f"starting tracetune on {demo.home}") as done:
         _share_model_cache(demo.options.model, settings_home, demo.home)
         database_url = f"sqlite:///{demo.home / 'tracetune.db'}" if not demo.options.home else None
         server = InProcessServer(load_settings(home=demo.home, database_url=database_url, run_jobs=True)).start()
@@ -218,20 +222,26 @@ def _share_model_cache(model: str, settings_home: Path, home: Path) -> None:
 
 def _warm_up(url: str, options: DemoOptions) -> None:
     """One token from the base model, so that loading it is part of start-up, not of the first question."""
-    _openai(url, options.api_key).chat.completions.create(
+    openai_client(url, options.api_key).chat.completions.create(
         model=options.model, messages=[{"role": "user", "content": "Hi"}], max_tokens=1
     )
 
 
-def _trace(demo: Demo, reporter: Reporter, questions: list[Question]) -> str:
+def trace_batch(
+    demo: Demo, reporter: Reporter, questions: list[Question], *, model: str | None = None, stage_name: str = "trace"
+) -> tuple[dict[str, int], str]:
+    """The app answers ``questions``, traced into the demo's project and rated (its counts, and a line saying
+    them). Its model: ``model`` on this tracetune (an alias, say), else the teacher."""
     import langsmith
 
     opts = demo.options
-    app = AccountingAssistant(
-        base_url=opts.teacher_base_url or f"{demo.url}/v1",
-        model=opts.teacher_model or opts.model,
-        api_key=opts.teacher_api_key or opts.api_key,
-    )
+    if model is None and opts.teacher_base_url:
+        app = AccountingAssistant(
+            base_url=opts.teacher_base_url, model=opts.teacher_model or opts.model,
+            api_key=opts.teacher_api_key or opts.api_key,
+        )  # fmt: skip
+    else:
+        app = AccountingAssistant(base_url=f"{demo.url}/v1", model=model or opts.model, api_key=opts.api_key)
     client = langsmith.Client(api_url=f"{demo.url}/api/v1", api_key=opts.api_key)
     outcomes = run_app(
         app, questions, client=client, project=demo.project, concurrency=opts.concurrency, review_every=REVIEW_EVERY,
@@ -240,15 +250,17 @@ def _trace(demo: Demo, reporter: Reporter, questions: list[Question]) -> str:
     failed = [o for o in outcomes if o.error]
     right = sum(o.correct for o in outcomes)
     corrected = sum(o.corrected for o in outcomes)
-    demo.counts.update(
-        traced=len(outcomes), failed=len(failed), rated_up=right, rated_down=len(outcomes) - right, corrected=corrected
-    )
+    counts = {
+        "traced": len(outcomes), "failed": len(failed), "rated_up": right, "rated_down": len(outcomes) - right,
+        "corrected": corrected,
+    }  # fmt: skip
     for outcome in failed:
         log.info("trace %s failed: %s", outcome.run_id, outcome.error)
     if len(failed) == len(outcomes):
-        raise DemoFailed("trace", f"every question failed; the first: {failed[0].error}", str(demo.home / "demo.log"))
+        look = str(demo.home / "demo.log")
+        raise DemoFailed(stage_name, f"every question failed; the first: {failed[0].error}", look)
     wrong = len(outcomes) - right - len(failed)
-    return f"{len(outcomes)} traces: {right} right, {wrong} wrong ({corrected} corrected), {len(failed)} failed"
+    return counts, f"{len(outcomes)} traces: {right} right, {wrong} wrong ({corrected} corrected), {len(failed)} failed"
 
 
 def _select(demo: Demo) -> str:
@@ -288,15 +300,15 @@ def _select(demo: Demo) -> str:
 
 
 def _export(demo: Demo) -> list[dict[str, Any]]:
-    with _tt_client(demo) as http:
+    with tt_client(demo) as http:
         body = {
             "name": DATASET_NAME,
             "selection": {"project": demo.project, "run_type": "llm", "filter": 'eq(status, "success")',
                           "trace_filter": 'eq(status, "success")', "feedback_key": FEEDBACK_KEY, "min_score": 1},
             "options": {"dedupe": True, "use_corrections": True, "model": demo.options.model},
         }  # fmt: skip
-        dataset = _ok(http.post("/tt/v1/datasets", json=body)).json()
-        lines = _ok(http.get(f"/tt/v1/datasets/{dataset['id']}/records", params={"lineage": "true"})).text
+        dataset = ok(http.post("/tt/v1/datasets", json=body)).json()
+        lines = ok(http.get(f"/tt/v1/datasets/{dataset['id']}/records", params={"lineage": "true"})).text
     rows = [json.loads(line) for line in lines.splitlines() if line.strip()]
     records = [row["record"] for row in rows]
     exported_runs = sorted({run_id for row in rows for run_id in row["run_ids"]})
@@ -315,7 +327,7 @@ def _export(demo: Demo) -> list[dict[str, Any]]:
 
 
 def _fine_tune(demo: Demo, reporter: Reporter) -> str:
-    client = _openai(demo.url, demo.options.api_key)
+    client = openai_client(demo.url, demo.options.api_key)
     with open(demo.files["train"], "rb") as f:
         upload = client.files.create(file=f, purpose="fine-tune")
     job = client.fine_tuning.jobs.create(
@@ -367,7 +379,7 @@ def _evaluate(demo: Demo, reporter: Reporter, questions: list[Question], tools: 
         reporter.progress(sum(finished.values()), total, model)
 
     demo.evaluation = evaluate(
-        _openai(demo.url, demo.options.api_key), models, records, max_tokens=64,
+        openai_client(demo.url, demo.options.api_key), models, records, max_tokens=64,
         concurrency=demo.options.concurrency, progress=progress,
     )  # fmt: skip
     acc = demo.summary()["accuracy"]
@@ -400,14 +412,14 @@ def _report(demo: Demo) -> str:
 # -- plumbing ------------------------------------------------------------------------------------------------
 
 
-def _openai(url: str, api_key: str) -> Any:
+def openai_client(url: str, api_key: str) -> Any:
     import openai
 
     return openai.OpenAI(base_url=f"{url}/v1", api_key=api_key, max_retries=0, timeout=600)
 
 
 @contextmanager
-def _tt_client(demo: Demo) -> Iterator[Any]:
+def tt_client(demo: Demo) -> Iterator[Any]:
     import httpx
 
     headers = {"x-api-key": demo.options.api_key}
@@ -415,7 +427,7 @@ def _tt_client(demo: Demo) -> Iterator[Any]:
         yield http
 
 
-def _ok(response: Any) -> Any:
+def ok(response: Any) -> Any:
     if response.status_code >= 400:
         request = response.request
         raise RuntimeError(f"{request.method} {request.url.path} → {response.status_code}: {response.text[:500]}")
@@ -438,7 +450,7 @@ def _wait_healthy(url: str, timeout_s: float = 5.0) -> None:
 
 
 @contextmanager
-def _logging_to(path: Path) -> Iterator[None]:
+def logging_to(path: Path) -> Iterator[None]:
     """Everything logged while the demo runs (server, training runner, SDKs, warnings) goes to ``path``."""
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
