@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tracetune.chat.scoring import Score, calls_of, same_value, score_reply, summarize
+from tracetune.chat.scoring import Score, calls_of, differences, same_value, score_reply, summarize
 
 EXPECTED = {
     "role": "assistant",
@@ -98,3 +98,28 @@ def test_summary_rates_count_only_where_a_metric_applies():
     assert summary["valid_json_rate"] == 1.0  # two calls made, both parse; the others made none
     assert summary["text_exact"] == 1.0 and summary["latency_p50_s"] == 3.0 and summary["latency_mean_s"] == 2.5
     assert summarize([])["accuracy"] is None
+
+
+@pytest.mark.parametrize(
+    ("reply", "said"),
+    [
+        (reply_call("Calculator", '{"operation": "*", "num1": 12.0, "num2": 7}'), []),
+        (reply_call("Calculator", '{"operation": "+", "num1": 12, "num2": 7}'), ['operation: "+", not "*"']),
+        (reply_call("Calculator", '{"num1": 7, "num2": 12, "operation": "*"}'), ["num1: 7, not 12", "num2: 12, not 7"]),
+        (reply_call("Calculator", '{"num1": 12, "operation": "*", "x": 1}'), ["num2: missing", "x: not expected"]),
+        (reply_call("Search", '{"q": "12 * 7"}'), ["called Search, not Calculator"]),
+        (reply_call("Calculator", "{broken"), ["arguments {broken, not {'num1': 12, 'num2': 7, 'operation': '*'}"]),
+        ({"role": "assistant", "content": "It is 84."}, ["no call; expected Calculator: It is 84."]),
+    ],
+)
+def test_differences_name_each_argument_that_is_wrong(reply, said):
+    assert differences(EXPECTED, reply) == said
+    assert (said == []) == score_reply(EXPECTED, reply).correct
+
+
+def test_differences_of_text_answers_name_the_words():
+    expected = {"role": "assistant", "content": "The total is 84 dollars."}
+    assert differences(expected, {"role": "assistant", "content": "The  total is 84 dollars. "}) == []
+    assert differences(expected, {"role": "assistant", "content": "The total is 85 dollars."}) == ["'85', not '84'"]
+    assert differences(expected, {"role": "assistant", "content": "The total is 84."}) == ["'84.', not '84 dollars.'"]
+    assert differences(expected, reply_call("Calculator", "{}")) == ["called Calculator; expected text"]

@@ -65,11 +65,18 @@ class Settings(BaseSettings):
         description="Seconds without a heartbeat after which a running job's worker is taken for dead and "
         "another worker resumes the job from its last checkpoint.",
     )
+    run_automations: bool = Field(
+        default=True,
+        description="Whether `tracetune serve` fires automations (a light thread: it builds each firing's dataset, "
+        "waits for its fine-tuning job, wherever jobs run — here with `run_jobs`, or in `tracetune worker` "
+        "processes — and evaluates through this server's /v1). Servers sharing a store may all fire: a firing is "
+        "held by one at a time.",
+    )
     automation_poll_s: float = Field(
         default=5.0,
         gt=0,
         description="Seconds between checks of the automations' triggers (new matching runs, schedules) by the "
-        "server's automation runner (it runs where fine-tuning jobs run: `run_jobs`).",
+        "server's automation runner (`run_automations`).",
     )
     job_max_attempts: int = Field(
         default=3,

@@ -155,7 +155,11 @@ def test_an_automation_fires_on_new_runs_promotes_and_the_next_firing_takes_only
     job2 = server.store.jobs.get(ws.id, second["job_id"])
     assert job2["model"] == first["candidate_model"]  # start_from current: trained further from the promoted model
     assert second["current_model"] == first["candidate_model"]
+    assert set(second["scores"]) == {second["candidate_model"], first["candidate_model"], "tiny"}  # and the base
     assert api.get("/aliases/grow-bot").json()["model"] == second["candidate_model"]
+    page = httpx.get(f"{server.url}/automations/grow/firings/2").text  # the evaluation page: each model by its role
+    assert all(f'data-role="{role}"' in page for role in ("candidate", "current", "base"))
+    assert '<ul class="diff"><li>' in page  # the tiny random model's answers, where they differ from the reference
 
     shown = api.get("/automations/grow").json()
     assert [f["number"] for f in shown["firings"]] == [2, 1] and shown["last_firing"]["number"] == 2
@@ -289,7 +293,7 @@ def test_the_cli_creates_lists_fires_shows_and_pauses(server, api, heldout):
     shown = cli("show", "cli", "--firing", "1")
     assert shown.exit_code == 0 and shown.stdout.startswith("#1 promoted  trigger: manual  candidate: ft:tiny:")
     assert "dataset: took 2 new runs (0 left out by sampling)" in shown.stdout
-    assert "  current tiny: accuracy 0" in shown.stdout and "why: accuracy >= 0: 0 >= 0: yes" in shown.stdout
+    assert "  current (base) tiny: accuracy 0" in shown.stdout and "why: accuracy >= 0: 0 >= 0: yes" in shown.stdout
     assert "(paused)" in cli("pause", "cli").stdout and "(active)" in cli("resume", "cli").stdout
     assert cli("show", "nope").exit_code == 2
 
@@ -352,3 +356,44 @@ def test_a_firing_whose_training_process_is_killed_ends_with_one_job(server, api
     assert [j["id"] for j in jobs] == [job_id]
     messages = [e["message"] for e in server.store.jobs.all_events(job_id)]
     assert "The training process was killed by SIGKILL; restarting it" in messages
+
+
+def test_a_server_without_a_job_runner_fires_and_a_worker_trains_the_job(tmp_path_factory):
+    """``TRACETUNE_RUN_JOBS=false`` (jobs left to ``tracetune worker`` processes): the server still fires the
+    automation; its job waits, queued, until a worker runs it; then the firing evaluates and promotes."""
+    from typer.testing import CliRunner
+
+    from tracetune.cli import app
+    from tracetune.config import Settings
+    from tracetune.store import open_store
+
+    home = make_tiny_home(tmp_path_factory.mktemp("loop-worker"), shared_smollm2_tokenizer(tmp_path_factory))
+    settings = Settings(
+        home=home, database_url=f"sqlite:///{home / 'tracetune.db'}", run_jobs=False, automation_poll_s=0.2
+    )
+    store = open_store(settings.resolved_database_url, sqlite_synchronous="NORMAL")
+    live = LiveServer(settings, store, lifespan="on")
+    try:
+        ws = store.workspaces.ensure(DEFAULT_WORKSPACE)
+        _store_heldout(store, ws.id, home)
+        with httpx.Client(base_url=f"{live.url}/tt/v1", timeout=60) as api:
+            assert api.post("/automations", json=rule("far", "far-app", "h")).status_code == 201
+            traffic(live, "far-app", 4)
+            deadline = time.monotonic() + 60
+            while not (firing := api.get("/automations/far/firings/1").json()).get("job_id"):
+                assert time.monotonic() < deadline, firing
+                time.sleep(0.2)
+            assert firing["status"] == "running" and firing["step"] == "train"
+            waiting = store.jobs.get(ws.id, firing["job_id"])["status"]
+            assert waiting in ("validating_files", "queued"), waiting  # nobody here trains it
+            where = ["--home", str(home), "--database-url", settings.resolved_database_url]
+            worked = CliRunner().invoke(app, ["worker", "--once", *where])
+            assert worked.exit_code == 0 and f"{firing['job_id']}: done" in worked.output, worked.output
+            fired = wait_firing(api, "far", 1)
+        assert fired["status"] == "succeeded" and fired["decision"] == "promoted", fired
+        assert (
+            fired["job_id"] == firing["job_id"] and store.aliases.resolve(ws.id, "far-bot") == fired["candidate_model"]
+        )
+    finally:
+        live.stop()
+        store.close()

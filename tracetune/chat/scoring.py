@@ -11,7 +11,8 @@ or legacy ``function_call``) is scored against it:
 * expected text → ``text_exact`` (equal after trimming and collapsing whitespace) and ``text_fuzzy`` (a
   ``difflib`` ratio of at least :data:`FUZZY_THRESHOLD` on the normalised, case-folded texts).
 
-``correct`` is ``args_exact`` for a call, ``text_exact`` for text.
+``correct`` is ``args_exact`` for a call, ``text_exact`` for text. :func:`differences` says, in short phrases,
+where a reply that is not exact differs (an evaluation page shows them beside the answer).
 """
 
 from __future__ import annotations
@@ -87,6 +88,54 @@ def score_reply(expected: Mapping[str, Any], reply: Mapping[str, Any], *, latenc
     exact = not got and said == wanted
     fuzzy = not got and difflib.SequenceMatcher(None, said.casefold(), wanted.casefold()).ratio() >= FUZZY_THRESHOLD
     return Score("text", exact, valid_json=valid_json, text_exact=exact, text_fuzzy=fuzzy, latency_s=latency_s)
+
+
+def differences(expected: Mapping[str, Any], reply: Mapping[str, Any], *, limit: int = 6) -> list[str]:
+    """How ``reply`` differs from ``expected``, in short phrases (at most ``limit``): each call's name and each
+    argument that is not the expected one (``operation: "-", not "+"``), or the words of a text answer that
+    differ. Empty when :func:`score_reply` finds it exact."""
+    want, got = calls_of(expected), calls_of(reply)
+    out: list[str] = []
+    if want:
+        if not got:
+            out.append(
+                f"no call; expected {', '.join(n for n, _ in want)}"
+                + (f": {_clip(_text(reply))}" if _text(reply) else "")
+            )
+        for i, ((want_name, want_args), (got_name, got_args)) in enumerate(zip(want, got, strict=False)):
+            where = f"call {i + 1}: " if len(want) > 1 else ""
+            if got_name != want_name:
+                out.append(f"{where}called {got_name}, not {want_name}")
+            elif isinstance(want_args, dict) and isinstance(got_args, dict):
+                for key in [*want_args, *(k for k in got_args if k not in want_args)]:
+                    if key not in got_args:
+                        out.append(f"{where}{key}: missing")
+                    elif key not in want_args:
+                        out.append(f"{where}{key}: not expected")
+                    elif not same_value(got_args[key], want_args[key]):
+                        out.append(
+                            f"{where}{key}: {_clip(json.dumps(got_args[key]))}, not {_clip(json.dumps(want_args[key]))}"
+                        )
+            elif not same_value(got_args, want_args):
+                out.append(f"{where}arguments {_clip(str(got_args))}, not {_clip(str(want_args))}")
+        if len(got) != len(want) and got:
+            out.append(f"{len(got)} calls, not {len(want)}")
+        return out[:limit]
+    if got:
+        return [f"called {', '.join(n for n, _ in got)}; expected text"]
+    said, wanted = _normal(_text(reply)).split(), _normal(_text(expected)).split()
+    for op, a0, a1, b0, b1 in difflib.SequenceMatcher(None, said, wanted).get_opcodes():
+        if op == "replace":
+            out.append(f"{_clip(' '.join(said[a0:a1]))!r}, not {_clip(' '.join(wanted[b0:b1]))!r}")
+        elif op == "delete":
+            out.append(f"{_clip(' '.join(said[a0:a1]))!r} not expected")
+        elif op == "insert":
+            out.append(f"{_clip(' '.join(wanted[b0:b1]))!r} missing")
+    return out[:limit]
+
+
+def _clip(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def same_value(got: Any, want: Any) -> bool:

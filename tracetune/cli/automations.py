@@ -1,6 +1,6 @@
 """``tracetune automations …``: rules that retrain, evaluate and promote a model through a gate
 (``/tt/v1/automations``). They are stored; the automation runner of every ``tracetune serve`` on the store (with
-``run_jobs``) fires them and runs their firings."""
+``run_automations``) fires them and runs their firings; their fine-tuning jobs run wherever jobs run."""
 
 from __future__ import annotations
 
@@ -127,11 +127,16 @@ def automations_show(
     typer.echo(_firing_line(f))
     for step in f["steps"]:
         typer.echo(f"  {step['at'][:19]} {step['step']}: {step['message']}")
-    for model, result in ((f["evaluation"] or {}).get("models") or {}).items():
-        summary = result["summary"]
-        scores = ", ".join(f"{k} {v:.3g}" for k, v in summary.items() if isinstance(v, int | float) and k != "examples")
-        role = "candidate" if model == f["candidate_model"] else "current"
-        typer.echo(f"  {role} {model}: {scores}")
+    from tracetune.loop.firing import model_roles
+
+    models = (f["evaluation"] or {}).get("models") or {}
+    for model, role in model_roles(f, row["rule"]["base_model"]).items():
+        if model in models:
+            summary = models[model]["summary"]
+            scores = ", ".join(
+                f"{k} {v:.3g}" for k, v in summary.items() if isinstance(v, int | float) and k != "examples"
+            )
+            typer.echo(f"  {role} {model}: {scores}")
 
 
 @automations_app.command("run")

@@ -70,6 +70,19 @@ def sampled(run_id: uuid.UUID, automation_id: uuid.UUID, rate: float) -> bool:
     return int.from_bytes(digest) / 2**64 < rate
 
 
+def model_roles(firing: FiringRow, base_model: str) -> dict[str, str]:
+    """Each model a firing evaluated, by its role: ``candidate``, ``current``, ``base`` (``current (base)`` while
+    the alias still names the base model), in that order."""
+    roles: dict[str, str] = {}
+    for model, role in ((firing["candidate_model"], "candidate"), (firing["current_model"], "current"),
+                        (base_model, "base")):  # fmt: skip
+        if model and model in roles:
+            roles[model] += f" ({role})"
+        elif model:
+            roles[model] = role
+    return roles
+
+
 def alias_note(firing: FiringRow, rule: Rule) -> str:
     return f"automation {rule.name} firing #{firing['number']} ({firing['id']})"
 
@@ -204,7 +217,7 @@ class Firing:
         endpoint = endpoint_from_settings(self.settings)
         if self.settings.grader_base_url is None and self.internal_key:  # this server's own /v1, as the workspace
             endpoint = ModelEndpoint(endpoint.base_url, f"{self.internal_key}.{self.ws.id}")
-        models = list(dict.fromkeys([candidate, current]))
+        models = list(dict.fromkeys([candidate, current, self.rule.base_model]))  # the base: how far it has come
         try:
             results = evaluate(
                 endpoint, models, records, max_tokens=self.rule.eval_max_tokens, concurrency=EVAL_CONCURRENCY
@@ -215,7 +228,7 @@ class Firing:
         kept = self._experiments(versions[0], rows, results)
         summary = results["models"][candidate]["summary"]
         self.save(
-            f"evaluated {candidate} and {current} on {len(records)} examples "
+            f"evaluated {', '.join(models)} on {len(records)} examples "
             f"(candidate accuracy {summary.get('accuracy')}); {kept}",
             evaluation=results, current_model=current, step="decide",
         )  # fmt: skip

@@ -1,4 +1,4 @@
-"""The automation runner: a thread of ``tracetune serve`` (with ``run_jobs``) that fires automations when their
+"""The automation runner: a thread of ``tracetune serve`` (with ``run_automations``) that fires automations when their
 trigger says so and runs their firings, one at a time.
 
 Every ``automation_poll_s`` seconds: each active automation whose last firing is over is checked — enough new

@@ -36,19 +36,19 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     store = store or open_store_from_settings(settings)
     runner = JobRunner(store, settings) if settings.run_jobs else None
     internal_key = new_internal_key()
-    automations = AutomationRunner(store, settings, internal_key=internal_key) if settings.run_jobs else None
+    automations = AutomationRunner(store, settings, internal_key=internal_key) if settings.run_automations else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if runner is not None and automations is not None:
-            runner.start()
-            automations.start()
+        for thread in (runner, automations):
+            if thread is not None:
+                thread.start()
         try:
             yield
         finally:
-            if runner is not None and automations is not None:
-                await run_in_threadpool(automations.stop)
-                await run_in_threadpool(runner.stop)
+            for thread in (automations, runner):  # a firing stops before the job it waits for
+                if thread is not None:
+                    await run_in_threadpool(thread.stop)
             await run_in_threadpool(openai_chat.close_chat_service, app)
 
     app = FastAPI(

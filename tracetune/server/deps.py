@@ -36,7 +36,7 @@ class AppState:
     store: Store
     ingest: IngestService
     runner: JobRunner | None = None  # runs fine-tuning jobs in this process (settings.run_jobs)
-    automations: AutomationRunner | None = None  # fires automations in this process (settings.run_jobs)
+    automations: AutomationRunner | None = None  # fires automations in this process (settings.run_automations)
     # This process's own calls to its own /v1 (an automation's evaluation) send "<internal_key>.<workspace id>":
     # never stored, never shown, valid for this process only, in any auth mode.
     internal_key: str = field(default_factory=new_internal_key)

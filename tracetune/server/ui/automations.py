@@ -2,8 +2,8 @@
 checks it, the error naming the field), an automation (its rule, its firings refreshing while one is queued or
 running, the score of each firing's candidate and current model as a chart over the alias's history, fire / pause /
 resume, the alias's one-step rollback), and a firing's evaluation page (its steps, the lineage, every metric of the
-candidate and the current model side by side, and per held-out example the input, the reference and each model's
-answer). Thin: the automation store and ``tracetune.loop.rules``."""
+candidate, the current and the base model side by side, and per held-out example the input, the reference and each
+model's answer with where it differs from the reference). Thin: the automation store and ``tracetune.loop.rules``."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
-from tracetune.chat.scoring import split_record
+from tracetune.chat.scoring import differences, split_record
 from tracetune.convert.examples import iter_dataset_records
 from tracetune.errors import Conflict, InvalidInput, NotFound, TracetuneError
 from tracetune.evaluate.gates import parse_gate
 from tracetune.evaluate.replay import METRICS
+from tracetune.loop.firing import model_roles
 from tracetune.loop.rules import check_rule, parse_rule
 from tracetune.models.registry import list_models
 from tracetune.server.deps import state
@@ -150,7 +151,9 @@ def firing_page(name: str, number: int, request: Request, ws: Workspace = Depend
     row = store.automations.get(ws.id, name)
     firing = store.automations.firing(row["id"], number)
     evaluation = firing["evaluation"] or {}
-    models = list((evaluation.get("models") or {}).items())
+    results = evaluation.get("models") or {}
+    roles = {m: r for m, r in model_roles(firing, row["rule"]["base_model"]).items() if m in results}
+    models = [(m, results[m]) for m in roles]
     dataset = None
     if firing["dataset_version_id"]:
         try:
@@ -159,7 +162,7 @@ def firing_page(name: str, number: int, request: Request, ws: Workspace = Depend
             dataset = None
     taken, left_out = store.automations.runs_taken(firing["id"])
     return render(
-        request, "firing.html", automation=row, firing=firing, models=models, metrics=METRICS,
+        request, "firing.html", automation=row, firing=firing, models=models, roles=roles, metrics=METRICS,
         examples=_examples(store, ws, row["rule"], evaluation), dataset=dataset, taken=taken, left_out=left_out,
         live=firing["status"] in ACTIVE, poll_seconds=POLL_SECONDS,
     )  # fmt: skip
@@ -180,6 +183,7 @@ def _examples(store: Any, ws: Workspace, rule: dict[str, Any], evaluation: dict[
         prompt, expected = split_record(record, i + 1)
         question = next((m for m in reversed(prompt) if m.get("role") == "user"), prompt[-1] if prompt else {})
         answers = {m: result["results"][i] for m, result in models.items() if i < len(result["results"])}
-        shown = {m: {**a, "shown": display_message(a["reply"])} for m, a in answers.items()}
+        shown = {m: {**a, "shown": display_message(a["reply"]), "differences": differences(expected, a["reply"])}
+                 for m, a in answers.items()}  # fmt: skip
         out.append({"question": display_message(question), "reference": display_message(expected), "answers": shown})
     return out
