@@ -11,6 +11,7 @@ Skipped when Chromium or Playwright is missing, except in CI (``CI`` set), where
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -83,6 +84,21 @@ def trace_with_sdk(server: LiveServer, key: str, project: str, questions: int) -
     assert "Traceback" not in done.stderr and "Failed to" not in done.stderr, done.stderr
 
 
+# Installed before Send: whether Send was disabled and said "Generating…" and how often the streaming answer grew.
+WATCH_PLAYGROUND = """() => {
+  window.__seen = {sendDisabled: false, generating: false, streamed: 0};
+  new MutationObserver((records) => {
+    const send = document.getElementById("pg-send");
+    if (send && send.disabled) window.__seen.sendDisabled = true;
+    if (send && send.textContent.includes("Generating")) window.__seen.generating = true;
+    for (const record of records) {  // text added to the streaming answer (maybe swapped out since: still counted)
+      const node = record.target.nodeType === 1 ? record.target : record.target.parentElement;
+      if (node && node.closest("#pg-streaming") && node.textContent) window.__seen.streamed += 1;
+    }
+  }).observe(document.body, {subtree: true, childList: true, characterData: true, attributes: true});
+}"""
+
+
 def test_trace_to_tuned_model_in_a_browser(keyed_server, artifacts):
     sync_api = _need_browser()
     server, key = keyed_server
@@ -127,6 +143,10 @@ def test_trace_to_tuned_model_in_a_browser(keyed_server, artifacts):
         assert "filter=eq" in page.url  # htmx pushed the filter into the address
         shot("04-runs")
         runs_url = page.url
+        page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing wider than the screen
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        shot("04b-runs-390px")
+        page.set_viewport_size({"width": 1400, "height": 1000})
         assert not dialogs and page.evaluate("window.__pwned") is None  # the hostile question showed as text
 
         for row in (1, 2):  # rate the final answer of two traces (the newest first: the hostile one is row 0)
@@ -141,6 +161,10 @@ def test_trace_to_tuned_model_in_a_browser(keyed_server, artifacts):
                 page.click("#raw-json summary")
                 expect(page.locator("#raw-json pre")).to_contain_text('"run_type": "llm"')
                 shot("05-trace-rated")
+                page.set_viewport_size({"width": 390, "height": 844})
+                assert page.evaluate("document.documentElement.scrollWidth") <= 390
+                shot("05b-trace-390px")
+                page.set_viewport_size({"width": 1400, "height": 1000})
             page.goto(runs_url)
             expect(page.locator("#runs tbody tr")).to_have_count(4)
 
@@ -151,12 +175,16 @@ def test_trace_to_tuned_model_in_a_browser(keyed_server, artifacts):
         shot("06-trace-hostile")
         assert not dialogs and page.evaluate("window.__pwned") is None
 
-        # -- a dataset from the feedback filter: preview, save, download --------------------------------------
-        page.click("header >> text=Datasets")
-        page.click("#new-dataset")
-        page.select_option("#project", "calculator")
-        page.fill("#feedback_key", "user_score")
-        page.fill("#min_score", "1")
+        # -- a dataset from the runs page's facets, changed in place: preview, save, download -----------------
+        page.goto(runs_url)
+        page.fill("input[name=filter]", "")
+        page.select_option("select[name=run_type]", "llm")
+        page.select_option("select[name=feedback]", "up")
+        page.click("#apply-filter")
+        expect(page.locator("#runs tbody tr")).to_have_count(2)
+        expect(page.locator("#build-dataset")).to_have_attribute("href", re.compile("run_type=llm.*user_score"))
+        page.click("#build-dataset")
+        expect(page.locator("#project")).to_have_value("calculator")
         page.select_option("#model", "tiny")
         page.click("#preview-button")
         expect(page.locator("#preview .record")).to_have_count(2)
@@ -203,6 +231,18 @@ def test_trace_to_tuned_model_in_a_browser(keyed_server, artifacts):
         page.click("#pg-send")
         expect(page.locator("#conversation .msg.assistant")).to_have_count(1, timeout=120_000)
         expect(page.locator("#conversation .msg.user")).to_contain_text("What is 2 + 3?")
+        # the base model (random weights: it writes text) streams its answer; Send is disabled meanwhile
+        page.goto(base + "/playground?model=tiny")
+        page.fill("#pg-content", "Say something")
+        page.fill("input[name=max_tokens]", "8")
+        page.evaluate(WATCH_PLAYGROUND)  # records what the page shows while the answer streams
+        page.click("#pg-send")
+        expect(page.locator("#conversation .msg.assistant")).to_have_count(1, timeout=120_000)
+        expect(page.locator("#pg-streaming")).to_have_count(0)  # the finished turn replaced the streaming one
+        seen = page.evaluate("window.__seen")
+        assert seen["sendDisabled"] and seen["generating"] and seen["streamed"] >= 1, seen
+        assert page.locator("#conversation .msg.assistant .text").text_content()  # random weights: newlines, say
+        expect(page.locator("#pg-send")).to_be_enabled()
         shot("11-playground")
 
         # -- log out: the pages ask for the key again ---------------------------------------------------------

@@ -173,13 +173,60 @@ def test_job_page_draws_loss_checkpoints_and_cancels(tiny_ui):
     ys = [float(p.split(",")[1]) for p in train.group(1).split()]
     assert xs == sorted(xs) and ys == sorted(ys)  # later steps right; lower loss lower on the chart (larger y)
     assert "ckpt-step-4" in html and "step 4 of 4" in html
+    assert "ft:tiny:default::x (when it succeeds)" in html
+    assert re.search(r'action="/jobs/[^"]+/cancel" hx-boost="true" hx-confirm="Cancel ftjob-', html)  # asks first
     cancelled = ui.client.post(f"/jobs/{job_id}/cancel")
     assert cancelled.status_code == 303
     after = ui.page(f"/jobs/{job_id}")
     assert 'data-status="cancelled"' in after and "hx-trigger" not in after and 'id="cancel-job"' not in after
+    assert "(when it succeeds)" not in after and "none: the job cancelled" in after
     again = ui.client.post(f"/jobs/{job_id}/cancel")
     assert again.status_code == 400 and "already been cancelled" in again.text
     assert 'id="margin-chart"' not in after  # a supervised job has no reward margin
+
+
+def test_a_job_made_with_the_openai_client_links_its_uploaded_file(tiny_ui):
+    ui = tiny_ui
+    from tracetune.store.jobs import new_id
+
+    line = b'{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}\n'
+    home = ui.app.state.tt.settings.home
+    upload = ui.store.files.create(ui.ws.id, home / "files", filename="train.jsonl", purpose="fine-tune", data=line)
+    job_id = new_id("ftjob")
+    ui.store.jobs.create(
+        {"id": job_id, "workspace_id": ui.ws.id, "model": "tiny", "training_file": upload["id"], "seed": 1,
+         "validation_file": "file-gone", "method": {"type": "supervised"}, "hyperparameters": {"n_epochs": 1},
+         "output_model": "ft:tiny:default::f"},
+        ["Created fine-tuning job"],
+    )  # fmt: skip
+    html = ui.page(f"/jobs/{job_id}")
+    files = re.search(r'<dd id="job-files">(.*?)</dd>', html, re.S)
+    assert files, html
+    assert f'training: <a href="/files/{upload["id"]}/content">train.jsonl</a>' in files.group(1)
+    assert f"uploaded file <code>{upload['id']}</code>, {len(line)} bytes" in files.group(1)
+    assert 'validation: <code>file-gone</code> <span class="muted">(deleted)</span>' in files.group(1)
+    content = ui.client.get(f"/files/{upload['id']}/content")
+    assert content.status_code == 200 and content.content == line
+    missing = ui.client.get("/files/file-nope/content")
+    assert missing.status_code == 404 and 'id="page-error"' in missing.text
+
+
+def test_a_job_with_one_step_draws_its_point_and_a_readable_time_left(tiny_ui):
+    ui = tiny_ui
+    from tracetune.store.jobs import new_id
+
+    job_id = new_id("ftjob")
+    ui.store.jobs.create(
+        {"id": job_id, "workspace_id": ui.ws.id, "model": "tiny", "training_file": "file-x", "seed": 1,
+         "method": {"type": "supervised"}, "hyperparameters": {"n_epochs": 1}, "output_model": "ft:tiny:default::z"},
+        ["Created fine-tuning job"],
+    )  # fmt: skip
+    step = {"step": 1, "total_steps": 900, "train_loss": 2.5, "eta_s": 1234.4}
+    ui.store.jobs.add_events(job_id, [{"message": "Step 1", "type": "metrics", "data": step}])
+    html = ui.page(f"/jobs/{job_id}")
+    assert re.search(r'<circle class="train-point" cx="32.0" cy="[\d.]+" r="3">', html)  # a line of one point: none
+    assert html.count(">step 1<") == 1  # one label on the axis, not "step 1 … step 1"
+    assert 'about <span id="eta">20 min 34 s</span> left' in html, html
 
 
 def test_a_dpo_job_page_shows_its_method_and_reward_margin(tiny_ui):
@@ -308,6 +355,56 @@ def test_playground_offers_tools_shows_calls_and_keeps_the_conversation(ui):
     assert missing.status_code == 404 and 'id="pg-error"' in missing.text
     bad_tools = ui.client.post("/playground", data={"model": "m", "content": "hi", "tools": "[{"})
     assert bad_tools.status_code == 400 and "not valid JSON" in bad_tools.text
+
+
+def test_the_playground_streams_the_answer_then_the_finished_turn(tiny_ui):
+    """``/playground/stream`` on the tiny random model served for real: text deltas as it writes, then the page
+    whose conversation holds the same answer; a turn that cannot happen is the page with the error alone."""
+    import html as html_lib
+
+    response = tiny_ui.client.post(
+        "/playground/stream", data={"model": "tiny", "content": "Say something", "max_tokens": "8"}
+    )
+    assert response.status_code == 200 and response.headers["content-type"] == "application/x-ndjson"
+    lines = [json.loads(line) for line in response.text.splitlines()]
+    deltas, last = lines[:-1], lines[-1]
+    assert deltas and all(set(d) == {"delta"} for d in deltas) and set(last) == {"html"}
+    page = last["html"]
+    assert 'id="playground-area"' in page and "Say something" in page and 'id="pg-error"' not in page
+    answer = re.findall(r'<div class="msg assistant">.*?<div class="text">(.*?)</div>', page, re.S)
+    assert [html_lib.unescape(a) for a in answer] == ["".join(d["delta"] for d in deltas)]
+    whole = tiny_ui.client.post("/playground", data={"model": "tiny", "content": "Say something", "max_tokens": "8"})
+    assert re.findall(r'<div class="msg assistant">.*?<div class="text">(.*?)</div>', whole.text, re.S) == answer
+    history = json.loads(html_lib.unescape(re.search(r'name="history" value="([^"]*)"', page).group(1)))
+    assert [m["role"] for m in history] == ["user", "assistant"]
+    missing = tiny_ui.client.post("/playground/stream", data={"model": "missing", "content": "hi"})
+    (only,) = [json.loads(line) for line in missing.text.splitlines()]
+    assert 'id="pg-error"' in only["html"] and "missing" in only["html"] and "hi</textarea>" in only["html"]
+
+
+def test_streamed_chunks_add_up_to_the_message():
+    from tracetune.server.ui.playground import message_from_chunks
+
+    def chunk(delta: dict[str, Any], index: int = 0) -> dict[str, Any]:
+        return {"choices": [{"index": index, "delta": delta}]}
+
+    chunks = [
+        chunk({"role": "assistant", "content": ""}),
+        chunk({"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "add", "arguments": '{"a": '}}]}),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": "2}"}}]}),
+        chunk({"tool_calls": [{"index": 1, "id": "call_2", "function": {"name": "neg", "arguments": "{}"}}]}),
+        chunk({"content": "ignored"}, index=1),  # another choice
+        chunk({}),
+    ]
+    assert message_from_chunks(chunks) == {
+        "role": "assistant", "content": None,
+        "tool_calls": [{"type": "function", "id": "call_1", "function": {"name": "add", "arguments": '{"a": 2}'}},
+                       {"type": "function", "id": "call_2", "function": {"name": "neg", "arguments": "{}"}}],
+    }  # fmt: skip
+    assert message_from_chunks([chunk({"content": "4"}), chunk({"content": "2"})]) == {
+        "role": "assistant",
+        "content": "42",
+    }
 
 
 def test_hostile_runs_in_dataset_job_and_model_pages(tiny_ui):

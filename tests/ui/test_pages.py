@@ -3,6 +3,7 @@ the trace view as a chat, feedback through the feedback model."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 
@@ -17,8 +18,9 @@ def no_hostile_markup(html: str) -> None:
     assert not re.search(r'(src|href)="(https?:)?//', html)
     assert "<script>window.__pwned" not in html
     assert "<img src=x" not in html and 'onerror="window' not in html
-    assert len(re.findall(r"<script\b", html)) == 1  # only the page's own htmx.min.js (src=, never inline)
-    assert '<script src="/static/htmx.min.js" defer></script>' in html
+    scripts = re.findall(r"<script\b[^>]*>", html)  # only the page's own files (src=, never inline)
+    assert scripts[:2] == ['<script src="/static/htmx.min.js" defer>', '<script src="/static/ui.js" defer>']
+    assert all(re.fullmatch(r'<script src="/static/[a-z]+(\.min)?\.js" defer>', tag) for tag in scripts), scripts
 
 
 def test_empty_data_renders_every_page(ui):
@@ -30,6 +32,38 @@ def test_empty_data_renders_every_page(ui):
     assert 'id="next-page"' not in html
     missing = ui.page(f"/runs/{uuid.uuid4()}", status=404)
     assert 'id="page-error"' in missing and "not found" in missing
+
+
+def test_a_malformed_or_unknown_page_is_an_html_error_page_and_the_icon_is_served(ui):
+    bad = ui.client.get("/projects/not-a-uuid")
+    assert bad.status_code == 404 and bad.headers["content-type"].startswith("text/html")
+    assert 'id="page-error"' in bad.text and "project_id" in bad.text and "UUID" in bad.text
+    assert "Not found" in bad.text
+    number = ui.client.get("/automations/any/firings/first")
+    assert number.status_code == 404 and 'id="page-error"' in number.text and "number" in number.text
+    nowhere = ui.client.get("/no/such/page")
+    assert (
+        nowhere.status_code == 404 and 'id="page-error"' in nowhere.text and "no page at /no/such/page" in nowhere.text
+    )
+    assert ui.client.get("/api/v1/no-such-route").json() == {"detail": "Not Found"}  # the APIs keep their shape
+    api = ui.client.get("/api/v1/runs/not-a-uuid")
+    assert api.status_code == 400 and api.headers["content-type"] == "application/json"
+    icon = ui.client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml" and b"<svg" in icon.content
+    assert '<link rel="icon" href="/static/favicon.svg"' in ui.page("/")
+
+
+def test_a_pending_llm_run_shows_its_prompt_as_a_chat_waiting_for_the_answer(ui):
+    runs = llm_trace("pending")
+    pending = {k: v for k, v in runs[3].items() if k not in ("end_time", "outputs")}  # posted, not yet patched
+    ui.ingest([*runs[:3], pending])
+    html = ui.page(f"/runs/{pending['id']}")
+    assert 'id="chat"' in html and 'id="no-answer"' in html and "No answer yet: the run is still running." in html
+    assert "You add numbers." in html and "· answer" not in html  # the prompt, no message taken for an answer
+    assert "no_output" not in html and 'id="run-inputs"' not in html  # neither the code nor raw JSON panels
+    complete = ui.page(f"/runs/{runs[1]['id']}")
+    assert "Not shown as a chat" not in complete  # a complete run: the chat, with its answer
+    assert "· answer" in complete
 
 
 def test_projects_list_shows_counts_and_last_activity(ui):
@@ -49,6 +83,13 @@ def test_runs_table_columns_and_trace_link(ui):
     assert html.count("<tr>") == 5  # header + 4 runs
     assert "ChatOpenAI" in html and 'class="status-success"' in html and "400 ms" in html and ">37<" in html
     assert "2026-11-21 08:00:00" in html
+    previews = re.findall(r'<td class="preview">(.*?)</td>\s*<td class="preview">(.*?)</td>', html)
+    assert sorted(previews) == sorted([
+        ("What is 2 + 3?", "5"),  # the agent: its inputs' and outputs' text
+        ("What is 2 + 3?", "add({&#34;a&#34;: 2, &#34;b&#34;: 3})"),  # the first model call: its tool call
+        ("{&#34;a&#34;: 2, &#34;b&#34;: 3}", "{&#34;output&#34;: 5}"),  # the tool: no text, its JSON
+        ("What is 2 + 3?", "2 + 3 = 5"),  # the second model call: the question it answers, its answer
+    ])  # fmt: skip
 
 
 def test_facets_and_filter_narrow_the_runs(ui):
@@ -59,6 +100,29 @@ def test_facets_and_filter_narrow_the_runs(ui):
     assert ui.page(f"/projects/{pid}?errors=only").count('id="no-runs"') == 1
     html = ui.page(f"/projects/{pid}?filter=" + "gt(total_tokens, 30)")
     assert html.count("<tr>") == 2
+
+
+def test_the_dataset_link_carries_every_facet_and_is_redrawn_with_the_runs(ui):
+    import html as markup
+    from urllib.parse import parse_qs, urlsplit
+
+    ui.ingest(llm_trace("zeta"))
+    pid = ui.project_id("zeta")
+
+    def link(query: str) -> dict[str, list[str]]:
+        page = ui.page(f"/projects/{pid}?{query}")
+        found = re.search(r'id="build-dataset" href="([^"]+)"', page)
+        assert found and page.index('id="runs-area"') < found.start()  # inside what Apply refreshes in place
+        return parse_qs(urlsplit(markup.unescape(found.group(1))).query, keep_blank_values=True)
+
+    assert link("") == {"project": ["zeta"], "run_type": [""], "filter": [""]}
+    carried = link("run_type=llm&errors=none&feedback=up&root=1&filter=gt(total_tokens,+30)")
+    assert carried["run_type"] == ["llm"]
+    assert carried["filter"] == [
+        'and(gt(total_tokens, 30), and(eq(feedback_key, "user_score"), eq(feedback_score, 1)), eq(error, false), '
+        "eq(parent_run_id, null))"
+    ]
+    assert link("errors=only")["filter"] == ["eq(error, true)"]
 
 
 def test_a_bad_filter_is_shown_inline_at_its_position(ui):
@@ -137,6 +201,24 @@ def test_thumbs_and_corrections_are_stored_as_feedback(ui):
     assert ui.page(f"/projects/{pid}?feedback=up").count("<tr>") == 2
     assert 'id="no-runs"' in ui.page(f"/projects/{pid}?feedback=down")  # changed back to up: one rating per run
     assert ui.page(f"/projects/{pid}?feedback=corrected").count("<tr>") == 2
+    # the correction beside the answer, and where they differ; chips that read as words
+    assert 'id="correction-shown"' in html and "<li>&#39;2 + 3 = 5&#39;, not &#39;It is 5.&#39;</li>" in html
+    assert "(correction)" not in html and 'data-feedback-key="correction" title="' in html
+    runs_page = ui.page(f"/projects/{pid}?feedback=corrected")
+    assert "correction: \u2013" not in runs_page and '<span class="chip">correction</span>' in runs_page
+
+
+def test_a_tool_call_correction_shows_each_argument_it_changed(ui):
+    runs = llm_trace("eta")
+    ui.ingest(runs)
+    rid = runs[1]["id"]  # the call add(a=2, b=3)
+    call = {"type": "function", "function": {"name": "add", "arguments": '{"a": 2, "b": 4}'}}
+    fixed = {"role": "assistant", "content": None, "tool_calls": [call]}
+    response = ui.client.post(f"/runs/{rid}/feedback", data={"kind": "correction", "correction": json.dumps(fixed)})
+    assert response.status_code == 303, response.text
+    html = ui.page(f"/runs/{rid}")
+    diff = re.search(r'<ul class="diff" id="correction-diff">(.*?)</ul>', html, re.S)
+    assert diff and diff.group(1) == "<li>b: 3, not 4</li>", html
 
 
 def test_hostile_content_is_shown_as_text_everywhere(ui):

@@ -24,7 +24,7 @@ def _langsmith_detail(exc: TracetuneError) -> str:
     return str(exc)
 
 
-def _validation_message(exc: RequestValidationError) -> str:
+def validation_message(exc: RequestValidationError) -> str:
     problems = []
     for err in exc.errors():
         if err.get("type") == "json_invalid":  # loc is ("body", <character offset>)
@@ -89,8 +89,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
         if is_openai(request):
             param, code = _validation_param(exc)
-            return openai_error(400, _validation_message(exc), param=param, code=code)
-        return JSONResponse({"detail": _validation_message(exc)}, status_code=422)
+            return openai_error(400, validation_message(exc), param=param, code=code)
+        return JSONResponse({"detail": validation_message(exc)}, status_code=422)
 
     @app.exception_handler(DataError)
     async def _data(request: Request, exc: DataError) -> Response:

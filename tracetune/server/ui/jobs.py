@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 from tracetune.errors import NotFound
 from tracetune.server.deps import state
@@ -48,6 +48,30 @@ def jobs_page(request: Request, ws: Workspace = Depends(ui_workspace), after: st
     )
 
 
+def uploaded_files(store: Any, ws: Workspace, job: JobRow) -> list[dict[str, Any]]:
+    """The files a job trains on (``{"role", "id", "filename", "bytes"}``), as uploaded through the Files API: the
+    lineage of a job made with the ``openai`` client, which names no dataset. A deleted file: its id alone."""
+    out = []
+    for role, file_id in (("training", job["training_file"]), ("validation", job.get("validation_file"))):
+        if not file_id:
+            continue
+        try:
+            row = store.files.get(ws.id, file_id)
+            out.append({"role": role, "id": file_id, "filename": row["filename"], "bytes": row["bytes"]})
+        except NotFound:
+            out.append({"role": role, "id": file_id, "filename": None, "bytes": None})
+    return out
+
+
+@router.get("/files/{file_id}/content")
+def file_content(file_id: str, request: Request, ws: Workspace = Depends(ui_workspace)) -> FileResponse:
+    """An uploaded file's bytes (the job page links them), for the signed-in workspace."""
+    st = state(request)
+    row = st.store.files.get(ws.id, file_id)
+    path = st.store.files.blob(ws.id, file_id, st.settings.home / "files")
+    return FileResponse(path, media_type="application/octet-stream", filename=row["filename"])
+
+
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(job_id: str, request: Request, ws: Workspace = Depends(ui_workspace)) -> HTMLResponse:
     store = state(request).store
@@ -69,6 +93,7 @@ def job_page(job_id: str, request: Request, ws: Workspace = Depends(ui_workspace
         progress=last,
         checkpoints=checkpoints,
         dataset=dataset_of(store, ws, job),
+        files=uploaded_files(store, ws, job),
         quality=job_quality(events),
     )
 

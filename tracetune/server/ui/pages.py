@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from tracetune import __version__
@@ -67,12 +67,18 @@ def _fmt_time(value: Any) -> str:
 
 
 def _fmt_seconds(value: Any) -> str:
+    """A duration for people: ``400 ms``, ``2.35 s``, ``20 min 5 s``, ``1 h 3 min``."""
     if value is None:
         return ""
     seconds = float(value)
     if seconds < 1:
         return f"{seconds * 1000:.0f} ms"
-    return f"{seconds:.2f} s"
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    return f"{whole // 3600} h {whole % 3600 // 60} min"
 
 
 def _fmt_number(value: Any, digits: int = 4) -> str:
@@ -81,6 +87,8 @@ def _fmt_number(value: Any, digits: int = 4) -> str:
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             return str(value)
+        if abs(value) >= 10**digits and abs(value) < 1e15:  # a big number reads whole, not as 1.2e+03
+            return f"{value:.0f}"
         return f"{value:.{digits}g}"
     return str(value)
 
@@ -142,6 +150,12 @@ def safe_next(target: str | None) -> str:
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
     return target
+
+
+@router.get("/favicon.ico")
+def favicon() -> FileResponse:
+    """The icon, for clients that ask for it by its old name (pages link ``/static/favicon.svg``)."""
+    return FileResponse(UI_DIR / "static" / "favicon.svg", media_type="image/svg+xml")
 
 
 @router.get("/login")

@@ -17,7 +17,15 @@ from tracetune.query.runs_query import MAX_LIMIT, RunQuery, query_runs
 from tracetune.server.deps import state
 from tracetune.server.ui.actions import rate_run
 from tracetune.server.ui.pages import render, safe_next, see_other, ui_workspace
-from tracetune.server.ui.views import CORRECTION_KEY, caret_line, chat_view, check_filter, combined_filter, trace_tree
+from tracetune.server.ui.views import (
+    caret_line,
+    chat_view,
+    check_filter,
+    combined_filter,
+    correction_view,
+    run_preview,
+    trace_tree,
+)
 from tracetune.store.workspaces import Workspace
 
 router = APIRouter(include_in_schema=False)
@@ -25,6 +33,7 @@ router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
 LIST_FIELDS = [
     "name", "run_type", "status", "error", "latency", "total_tokens", "feedback_stats", "start_time", "end_time",
+    "inputs", "outputs",  # for the input / output preview columns
 ]  # fmt: skip
 TREE_FIELDS = ["name", "run_type", "status", "error", "latency", "start_time", "end_time"]
 
@@ -50,7 +59,8 @@ def runs_page(
     store = state(request).store
     project = store.projects.get(ws.id, project_id)
     facets = {"filter": filter, "run_type": run_type, "errors": errors, "feedback": feedback, "root": root}
-    facets["filter_for_dataset"] = combined_filter(filter, feedback) or ""
+    # the dataset builder's link: every facet as one filter (and the run type), redrawn with the runs on Apply
+    facets["filter_for_dataset"] = combined_filter(filter, feedback, errors=errors, root=bool(root)) or ""
     runs: list[dict[str, Any]] = []
     next_cursor = None
     filter_error = None
@@ -68,6 +78,8 @@ def runs_page(
         )
         page = query_runs(store, ws.id, query)
         runs, next_cursor = page.runs, page.next_cursor
+        for row in runs:
+            row["preview"] = run_preview(row)
     except InvalidInput as exc:
         if exc.field not in ("filter", "cursor"):
             raise
@@ -153,9 +165,9 @@ def trace_context(
     )
     feedback = store.feedback.list(ws.id, run_ids=[run_id], limit=200)
     chat = chat_view(run)
-    if correction_text is None:  # the editor starts from the saved correction, else from the run's answer
-        corrections = [f["correction"] for f in feedback if f["key"] == CORRECTION_KEY and f["correction"] is not None]
-        last = corrections[-1] if corrections else None
+    corrections = [f["correction"] for f in feedback if f["correction"] is not None]  # oldest first, any key
+    last = corrections[-1] if corrections else None
+    if correction_text is None:  # the editor starts from the newest correction, else from the run's answer
         if last is None:
             correction_text = chat.answer_text() if chat else ""
         else:
@@ -172,5 +184,6 @@ def trace_context(
         "feedback": feedback,
         "feedback_error": feedback_error,
         "correction_text": correction_text,
+        "correction": correction_view(last, chat.answer if chat else None) if last is not None else None,
         "project_name": project_name,
     }

@@ -17,10 +17,21 @@ FEEDBACK_FACETS = {
 }
 
 
-def combined_filter(user_filter: str | None, feedback: str | None) -> str | None:
+ERROR_FACETS = {"only": "eq(error, true)", "none": "eq(error, false)"}
+
+
+def combined_filter(
+    user_filter: str | None, feedback: str | None, *, errors: str | None = None, root: bool = False
+) -> str | None:
     """The user's filter (checked by the caller on its own, so error positions are the user's) and-ed with the
-    feedback facet's expression."""
-    parts = [p for p in ((user_filter or "").strip(), FEEDBACK_FACETS.get(feedback or "", "")) if p]
+    feedback facet's expression (and, for a filter that stands alone — the dataset builder's — the errors and root
+    facets: the runs page applies those as query parameters)."""
+    facets = (
+        FEEDBACK_FACETS.get(feedback or "", ""),
+        ERROR_FACETS.get(errors or "", ""),
+        "eq(parent_run_id, null)" if root else "",
+    )
+    parts = [p for p in ((user_filter or "").strip(), *facets) if p]
     if not parts:
         return None
     return parts[0] if len(parts) == 1 else f"and({', '.join(parts)})"
@@ -119,8 +130,9 @@ def _us(iso: str | None) -> int | None:
 class ChatView:
     messages: list[dict[str, Any]] = field(default_factory=list)  # with "arguments_pretty" on tool calls
     tools: list[dict[str, Any]] = field(default_factory=list)  # {"name", "description", "parameters"}
-    skipped: str | None = None  # why the run is not shown as a chat (the converter's reason)
+    skipped: str | None = None  # why the run is not shown as a chat, in words
     answer: dict[str, Any] | None = None  # the run's final assistant message, as the converter read it
+    waiting: str | None = None  # no answer (yet): the prompt is shown, and this says why there is no answer
 
     def answer_text(self) -> str:
         """The answer as the correction editor starts it: its text, or the message as JSON when it calls tools."""
@@ -137,15 +149,90 @@ def chat_view(run: dict[str, Any]) -> ChatView | None:
     for display; None for a run that is not an LLM run."""
     if run.get("run_type") != "llm":
         return None
-    from tracetune.convert.sessions import session_from_run
+    from tracetune.convert.sessions import prompt_from_run, session_from_run
 
     result: Any = session_from_run(run)
+    waiting = None
+    if result.get("reason") == "no_output":  # pending, or it recorded no answer: the prompt alone
+        result = prompt_from_run(run)
+        waiting = "No answer yet: the run is still running." if run.get("status") == "pending" else (
+            "The run recorded no answer.")  # fmt: skip
     if "reason" in result:
-        return ChatView(skipped=f"{result['reason']}: {result.get('detail', '')}")
+        reason = result["reason"]
+        said = SKIP_REASONS.get(reason) or f"tracetune cannot read it as a chat: {result.get('detail', '')}"
+        return ChatView(skipped=said)
     messages = [display_message(m) for m in result.get("messages", [])]
     tools = [_tool(t) for t in result.get("tools") or []] + [_tool(f) for f in result.get("functions") or []]
     raw = result.get("messages") or []
-    return ChatView(messages=messages, tools=tools, answer=raw[-1] if raw else None)
+    answer = raw[-1] if raw and not waiting else None
+    return ChatView(messages=messages, tools=tools, answer=answer, waiting=waiting)
+
+
+# the converter's reasons for not reading a run as a chat, as the trace page says them
+SKIP_REASONS = {
+    "error": "the run failed before it answered",
+    "no_output": "the run recorded no answer",
+    "batched": "the run holds several prompts at once (a batch)",
+}
+
+
+PREVIEW_CHARS = 120
+
+
+def run_preview(run: Mapping[str, Any]) -> tuple[str, str]:
+    """``(input, output)`` of a runs-table row, one line each: an LLM run's last user message and its answer (the
+    text, or ``name(arguments)`` per tool call), read as the converter reads it; any other run's first text value
+    of its inputs and outputs (else their JSON)."""
+    if run.get("run_type") == "llm":
+        chat = chat_view(dict(run))
+        if chat is not None and chat.messages:
+            raw = [m for m in chat.messages if m.get("role") == "user"]
+            said = _line(raw[-1].get("content") or "") if raw else ""
+            answer = chat.answer or {}
+            calls = [f"{c['function'].get('name')}({_compact(c['function'].get('arguments'))})"
+                     for c in answer.get("tool_calls") or [] if isinstance(c.get("function"), dict)]  # fmt: skip
+            text = answer.get("content") if isinstance(answer.get("content"), str) else ""
+            return said, _line(" ".join([text or "", *calls]).strip())
+    return _line(_first_text(run.get("inputs"))), _line(_first_text(run.get("outputs")))
+
+
+def _first_text(value: Any) -> str:
+    if value is None or value == {}:
+        return ""
+    if isinstance(value, dict):
+        texts = [v for v in value.values() if isinstance(v, str) and v.strip()]
+        if texts:
+            return texts[0]
+    return _compact(value)
+
+
+def _compact(value: Any) -> str:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return value
+    return json.dumps(value, ensure_ascii=False, default=str, separators=(", ", ": "))
+
+
+def _line(text: str) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= PREVIEW_CHARS else flat[: PREVIEW_CHARS - 1] + "…"
+
+
+def correction_view(correction: Any, answer: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A run's correction beside its answer: the message it stands for (as datasets read it), and where the answer
+    differs from it (``differences``: each argument, or the words); ``invalid`` when it reads as no message."""
+    from tracetune.chat.scoring import differences
+    from tracetune.convert.hygiene import correction_message
+    from tracetune.errors import InvalidInput
+
+    try:
+        message = dict(correction_message(correction))
+    except InvalidInput as exc:
+        return {"invalid": str(exc), "message": None, "differences": []}
+    found = differences(message, answer) if answer else []
+    return {"invalid": None, "message": display_message(message), "differences": found}
 
 
 def display_message(message: dict[str, Any]) -> dict[str, Any]:
