@@ -152,10 +152,18 @@ def test_trace_to_tuned_model_in_a_browser(keyed_server, artifacts):
         for row in (1, 2):  # rate the final answer of two traces (the newest first: the hostile one is row 0)
             page.locator("#runs tbody tr").nth(row).locator("a").first.click()
             expect(page.locator("#run-tree .node")).to_have_count(4)
-            page.locator("#run-tree .node").nth(3).locator("a").click()  # the second model call: the answer
+            if row == 1:  # with the mouse
+                page.locator("#run-tree .node").nth(3).locator("a").click()  # the second model call: the answer
+            else:  # at keyboard speed: j j j walks the tree to the answer, 1 rates it
+                for at in (1, 2, 3):
+                    page.keyboard.press("j")
+                    expect(page.locator("#run-tree .node").nth(at)).to_have_class(re.compile(r"\bon\b"))
             expect(page.locator("#chat")).to_contain_text("The answer is")
             expect(page.locator("#chat .toolcall").first).to_contain_text("call add")
-            page.click("#thumbs-up")
+            if row == 1:
+                page.click("#thumbs-up")
+            else:
+                page.keyboard.press("1")
             expect(page.locator('#feedback-panel [data-feedback-key="user_score"]')).to_contain_text("1")
             if row == 1:
                 page.click("#raw-json summary")

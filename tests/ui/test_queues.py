@@ -41,7 +41,7 @@ def test_a_reviewer_rates_corrects_and_moves_on(ui):
     url = f"/queues/{queue['id']}"
     html = ui.page(url)
     assert "What is 0 + 3?" in html and "2 waiting · 0 done" in html and "Check the sums" in html
-    assert 'name="back" value="/queues/' in html and '<script src="/static/queue.js" defer></script>' in html
+    assert 'name="back" value="/queues/' in html and "j/k next/previous run" in html
     assert 'id="queue-skip"' in html and "What is 1 + 3?" in ui.page(url + "?skip=1")
 
     first = llm[0]["id"]

@@ -92,3 +92,45 @@ function message(role, content) {
   box.appendChild(text);
   return box;
 }
+
+// Keys on a run's page (a trace, or a review queue's item): rate, correct, move through the trace, and in a queue
+// finish or skip. Ignored while typing and with a modifier held.
+document.addEventListener("keydown", function (event) {
+  var target = event.target;
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  if (target && (target.tagName === "TEXTAREA" || target.tagName === "INPUT" || target.tagName === "SELECT" ||
+                 target.isContentEditable)) return;
+  var good = function () { click("thumbs-up"); };
+  var bad = function () { click("thumbs-down"); };
+  var done = function () { click("queue-done"); };
+  var actions = {
+    g: good, "1": good, "+": good,
+    b: bad, "0": bad, "-": bad,
+    d: done, n: done,
+    s: function () { click("queue-skip"); },
+    c: function () {
+      var box = document.getElementById("correction-box");
+      if (box) { box.open = true; var text = document.getElementById("correction-text"); if (text) text.focus(); }
+    },
+    j: function () { step(1); },
+    k: function () { step(-1); }
+  };
+  var action = actions[event.key];
+  if (action) {
+    event.preventDefault();
+    action();
+  }
+});
+
+function click(id) {
+  var element = document.getElementById(id);
+  if (element) element.click();
+}
+
+function step(by) {  // the next (1) or previous (-1) run of the trace's tree
+  var nodes = Array.prototype.slice.call(document.querySelectorAll("#run-tree .node"));
+  var at = nodes.findIndex(function (node) { return node.classList.contains("on"); });
+  var next = nodes[at + by];
+  var link = next ? next.querySelector("a") : null;
+  if (link) link.click();
+}
