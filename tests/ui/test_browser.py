@@ -147,6 +147,11 @@ def test_trace_to_tuned_model_in_a_browser(keyed_server, artifacts):
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         shot("04b-runs-390px")
         page.set_viewport_size({"width": 1400, "height": 1000})
+        page.emulate_media(color_scheme="dark")  # dark mode follows the system setting
+        assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(20, 23, 28)"
+        assert page.evaluate("getComputedStyle(document.querySelector('#runs')).backgroundColor") == "rgb(28, 32, 39)"
+        shot("04c-runs-dark")
+        page.emulate_media(color_scheme="light")
         assert not dialogs and page.evaluate("window.__pwned") is None  # the hostile question showed as text
 
         for row in (1, 2):  # rate the final answer of two traces (the newest first: the hostile one is row 0)

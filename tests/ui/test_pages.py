@@ -66,6 +66,27 @@ def test_a_pending_llm_run_shows_its_prompt_as_a_chat_waiting_for_the_answer(ui)
     assert "· answer" in complete
 
 
+def test_an_llm_run_opens_in_the_playground_with_its_prompt_and_tools(ui):
+    import html as markup
+
+    runs = llm_trace("theta")
+    ui.ingest(runs)
+    trace = ui.page(f"/runs/{runs[1]['id']}")
+    assert f'id="open-playground" href="/playground?run={runs[1]["id"]}"' in trace
+    assert "· 25 tok" in trace and 'class="status-success" title="success">●' in trace  # each node: status, tokens
+    first = ui.page(f"/playground?run={runs[1]['id']}")  # its prompt ends with the user's question: in the box
+    history = json.loads(markup.unescape(re.search(r'name="history" value="([^"]*)"', first).group(1)))
+    assert history == [{"role": "system", "content": "You add numbers."}]
+    assert ">What is 2 + 3?</textarea>" in first and "&#34;name&#34;: &#34;add&#34;" in first  # the tools offered
+    second = ui.page(f"/playground?run={runs[3]['id']}")  # its prompt ends with the tool's result: all history
+    history = json.loads(markup.unescape(re.search(r'name="history" value="([^"]*)"', second).group(1)))
+    assert [m["role"] for m in history] == ["system", "user", "assistant", "tool"]
+    assert 'id="pg-content" rows="3" placeholder="Your message"></textarea>' in second
+    assert 'id="page-error"' in ui.page(f"/playground?run={uuid.uuid4()}", status=404)
+    chain = ui.page(f"/playground?run={runs[0]['id']}", status=400)  # the agent's chain run: no chat prompt
+    assert "has no chat prompt" in chain
+
+
 def test_projects_list_shows_counts_and_last_activity(ui):
     ui.ingest(llm_trace("alpha") + llm_trace("alpha", 5))
     html = ui.page("/")

@@ -11,6 +11,7 @@ error), whose ``#playground-area`` replaces the one on screen.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,8 +21,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import ValidationError
 
-from tracetune.errors import InvalidInput, TracetuneError
+from tracetune.errors import InvalidInput, NotFound, TracetuneError
+from tracetune.query.run_view import run_view
 from tracetune.serve.protocol import ChatCompletion, ChatCompletionRequest
+from tracetune.server.deps import state
 from tracetune.server.openai import chat as openai_chat
 from tracetune.server.ui.models import model_ids
 from tracetune.server.ui.pages import render, ui_workspace
@@ -69,12 +72,37 @@ class Turn:
 
 
 @router.get("/playground", response_class=HTMLResponse)
-def playground_page(request: Request, ws: Workspace = Depends(ui_workspace), model: str = "") -> HTMLResponse:
+def playground_page(
+    request: Request, ws: Workspace = Depends(ui_workspace), model: str = "", run: uuid.UUID | None = None
+) -> HTMLResponse:
+    """An empty chat; or, with ``run`` (an LLM run's "Open in playground"), that run's conversation up to its last
+    user message — which waits in the box — and the tools it offered, to try on any model."""
     models = model_ids(request, ws)
     form = {"model": model or (models[0] if models else ""), "tools": "", "max_tokens": str(DEFAULT_MAX_TOKENS),
             "temperature": "0", "system": "", "content": ""}  # fmt: skip
-    return render(request, "playground.html", models=models, form=form, messages=[], shown=[], error=None,
-                  example_tools=EXAMPLE_TOOLS)  # fmt: skip
+    messages: list[dict[str, Any]] = []
+    if run is not None:
+        messages, form["content"], form["tools"] = _from_run(request, ws, run)
+    return render(request, "playground.html", models=models, form=form, messages=messages,
+                  shown=[display_message(m) for m in messages], error=None, example_tools=EXAMPLE_TOOLS)  # fmt: skip
+
+
+def _from_run(request: Request, ws: Workspace, run_id: uuid.UUID) -> tuple[list[dict[str, Any]], str, str]:
+    """``(history, the last user message's text, tools JSON)`` of an LLM run's prompt, as the converter reads it."""
+    from tracetune.convert.sessions import prompt_from_run
+
+    row = state(request).store.runs.get(ws.id, run_id)
+    if row is None:
+        raise NotFound(f"run {run_id} not found", field="run")
+    prompt: Any = prompt_from_run(run_view(row))
+    if "reason" in prompt:
+        raise InvalidInput(f"run {run_id} has no chat prompt to open: {prompt.get('detail', '')}", field="run")
+    messages = [dict(m) for m in prompt.get("messages") or []]
+    content = ""
+    if messages and messages[-1].get("role") == "user" and isinstance(messages[-1].get("content"), str):
+        content = messages.pop()["content"]
+    tools = prompt.get("tools") or [{"type": "function", "function": f} for f in prompt.get("functions") or []]
+    return messages, content, json.dumps(tools, indent=2) if tools else ""
 
 
 def _turn(

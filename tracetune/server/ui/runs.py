@@ -35,7 +35,7 @@ LIST_FIELDS = [
     "name", "run_type", "status", "error", "latency", "total_tokens", "feedback_stats", "start_time", "end_time",
     "inputs", "outputs",  # for the input / output preview columns
 ]  # fmt: skip
-TREE_FIELDS = ["name", "run_type", "status", "error", "latency", "start_time", "end_time"]
+TREE_FIELDS = ["name", "run_type", "status", "error", "latency", "total_tokens", "start_time", "end_time"]
 
 
 @router.get("/", response_class=HTMLResponse)
