@@ -144,6 +144,8 @@ def test_the_dataset_link_carries_every_facet_and_is_redrawn_with_the_runs(ui):
         "eq(parent_run_id, null))"
     ]
     assert link("errors=only")["filter"] == ["eq(error, true)"]
+    (recent,) = link("since=24h")["filter"]  # the time range, as of now
+    assert re.fullmatch(r'gte\(start_time, "\d{4}-\d\d-\d\dT[\d:.]+\+00:00"\)', recent), recent
 
 
 def test_a_bad_filter_is_shown_inline_at_its_position(ui):
@@ -176,6 +178,31 @@ def test_pages_follow_the_keyset_cursor_without_offsets(ui):
         url = f"/projects/{pid}?{nxt.group(1).replace('&amp;', '&')}" if nxt else ""
     assert len(seen) == 120 and len(set(seen)) == 120
     assert seen == [r["id"] for r in sorted(runs, key=lambda r: r["start_time"], reverse=True)]
+    # back from the last page (3 of 3) with "Previous": pages 2, then 1, the same runs as going forward
+    back: list[list[str]] = []
+    while True:
+        assert f'id="page-number">page {3 - len(back)}<' in html
+        back.append(re.findall(r'<a href="/runs/([0-9a-f-]+)">agent</a>', html))
+        prev = re.search(r'id="previous-page" href="\?([^"]+)"', html)
+        if not prev:
+            break
+        html = ui.page(f"/projects/{pid}?{prev.group(1).replace('&amp;', '&')}")
+    assert [i for page in reversed(back) for i in page] == seen and len(back) == 3
+    oldest = ui.page(f"/projects/{pid}?order=asc")
+    assert re.findall(r'<a href="/runs/([0-9a-f-]+)">agent</a>', oldest)[:3] == seen[::-1][:3]
+    assert 'id="no-runs"' in ui.page(f"/projects/{pid}?since=1h")  # the traces are from 2026-11-21
+    assert html.count('<a href="/runs/') == ui.page(f"/projects/{pid}?since=&trail=junk").count('<a href="/runs/')
+
+
+def test_the_runs_table_names_the_model_and_can_refresh_itself(ui):
+    ui.ingest(llm_trace("iota"))
+    pid = ui.project_id("iota")
+    html = ui.page(f"/projects/{pid}")
+    assert "<td><code>gpt-4o-mini</code></td>" in html  # the first model call's ls_model_name
+    assert 'title="20 prompt + 5 completion">25<' in html
+    assert "data-live" not in html
+    live = ui.page(f"/projects/{pid}?live=1&run_type=llm")
+    assert re.search(r'<div id="runs-area" hx-get="/projects/[^"]+live=1[^"]*" hx-trigger="every 5s"', live)
 
 
 def test_trace_view_shows_tree_timing_and_chat_with_tools(ui):

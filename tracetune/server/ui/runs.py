@@ -4,7 +4,9 @@ Thin: each calls the query/store functions the LangSmith routes call (``query_ru
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,6 +25,7 @@ from tracetune.server.ui.views import (
     check_filter,
     combined_filter,
     correction_view,
+    model_name,
     run_preview,
     trace_tree,
 )
@@ -34,7 +37,11 @@ PAGE_SIZE = 50
 LIST_FIELDS = [
     "name", "run_type", "status", "error", "latency", "total_tokens", "feedback_stats", "start_time", "end_time",
     "inputs", "outputs",  # for the input / output preview columns
+    "extra", "prompt_tokens", "completion_tokens",  # the model's name (extra.metadata), the token split
 ]  # fmt: skip
+SINCE = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}  # the time-range facet: seconds back
+SINCE_LABELS = [("", "any time"), ("1h", "last hour"), ("24h", "last 24 hours"), ("7d", "last 7 days"),
+                ("30d", "last 30 days")]  # fmt: skip
 TREE_FIELDS = ["name", "run_type", "status", "error", "latency", "total_tokens", "start_time", "end_time"]
 
 
@@ -54,13 +61,25 @@ def runs_page(
     errors: str = "",
     feedback: str = "",
     root: str = "",
+    since: str = "",
+    order: str = "desc",
+    live: str = "",
     cursor: str = "",
+    trail: str = "",
 ) -> HTMLResponse:
     store = state(request).store
     project = store.projects.get(ws.id, project_id)
-    facets = {"filter": filter, "run_type": run_type, "errors": errors, "feedback": feedback, "root": root}
+    order = "asc" if order == "asc" else "desc"
+    facets = {
+        "filter": filter, "run_type": run_type, "errors": errors, "feedback": feedback, "root": root,
+        "since": since if since in SINCE else "", "order": "asc" if order == "asc" else "", "live": live,
+    }  # fmt: skip
     # the dataset builder's link: every facet as one filter (and the run type), redrawn with the runs on Apply
-    facets["filter_for_dataset"] = combined_filter(filter, feedback, errors=errors, root=bool(root)) or ""
+    since_us = int((time.time() - SINCE[since]) * 1_000_000) if since in SINCE else None
+    since_iso = datetime.fromtimestamp(since_us / 1e6, UTC).isoformat() if since_us is not None else None
+    facets["filter_for_dataset"] = (
+        combined_filter(filter, feedback, errors=errors, root=bool(root), since=since_iso) or ""
+    )
     runs: list[dict[str, Any]] = []
     next_cursor = None
     filter_error = None
@@ -72,6 +91,8 @@ def runs_page(
             error={"only": True, "none": False}.get(errors),
             is_root=True if root else None,
             filter=combined_filter(filter, feedback),
+            start_time_us=since_us,
+            order=order,
             cursor=cursor or None,
             limit=PAGE_SIZE,
             select=LIST_FIELDS,
@@ -80,11 +101,15 @@ def runs_page(
         runs, next_cursor = page.runs, page.next_cursor
         for row in runs:
             row["preview"] = run_preview(row)
+            row["model_name"] = model_name(row)
     except InvalidInput as exc:
         if exc.field not in ("filter", "cursor"):
             raise
         filter_error = exc
     kept = {k: v for k, v in facets.items() if v and k != "filter_for_dataset"}
+    # the pages before this one, newest last: "Previous" goes back one, "Next" adds this one
+    before = [c for c in trail.split(" ") if c] if cursor else []
+    previous = before[-1] if before and before[-1] != "-" else ""  # "-": the first page (no cursor)
     return render(
         request,
         "runs.html",
@@ -95,7 +120,11 @@ def runs_page(
         cursor=cursor,
         next_cursor=next_cursor,
         query_first=urlencode(kept),
-        query_next=urlencode({**kept, "cursor": next_cursor or ""}),
+        query_next=urlencode({**kept, "cursor": next_cursor or "", "trail": " ".join([*before, cursor or "-"])}),
+        query_previous=urlencode({**kept, "cursor": previous, "trail": " ".join(before[:-1])}) if cursor else None,
+        page_number=len(before) + 1,
+        live_url=f"/projects/{project_id}?{urlencode({**kept, 'cursor': cursor, 'trail': trail})}",
+        since_choices=SINCE_LABELS,
         filter_error=filter_error,
         filter_text=filter,
         caret=caret_line(filter_error.position if filter_error else None),

@@ -21,15 +21,21 @@ ERROR_FACETS = {"only": "eq(error, true)", "none": "eq(error, false)"}
 
 
 def combined_filter(
-    user_filter: str | None, feedback: str | None, *, errors: str | None = None, root: bool = False
+    user_filter: str | None,
+    feedback: str | None,
+    *,
+    errors: str | None = None,
+    root: bool = False,
+    since: str | None = None,
 ) -> str | None:
     """The user's filter (checked by the caller on its own, so error positions are the user's) and-ed with the
-    feedback facet's expression (and, for a filter that stands alone — the dataset builder's — the errors and root
-    facets: the runs page applies those as query parameters)."""
+    feedback facet's expression (and, for a filter that stands alone — the dataset builder's — the errors, root and
+    time-range facets, ``since`` an ISO time: the runs page applies those as query parameters)."""
     facets = (
         FEEDBACK_FACETS.get(feedback or "", ""),
         ERROR_FACETS.get(errors or "", ""),
         "eq(parent_run_id, null)" if root else "",
+        f'gte(start_time, "{since}")' if since else "",
     )
     parts = [p for p in ((user_filter or "").strip(), *facets) if p]
     if not parts:
@@ -194,6 +200,17 @@ def run_preview(run: Mapping[str, Any]) -> tuple[str, str]:
             text = answer.get("content") if isinstance(answer.get("content"), str) else ""
             return said, _line(" ".join([text or "", *calls]).strip())
     return _line(_first_text(run.get("inputs"))), _line(_first_text(run.get("outputs")))
+
+
+def model_name(run: Mapping[str, Any]) -> str:
+    """The model an LLM run called, as the tracer recorded it (``ls_model_name``, or the invocation's ``model``)."""
+    extra = _mapping(run.get("extra"))
+    metadata, params = _mapping(extra.get("metadata")), _mapping(extra.get("invocation_params"))
+    return str(metadata.get("ls_model_name") or params.get("model") or params.get("model_name") or "")
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def _first_text(value: Any) -> str:
