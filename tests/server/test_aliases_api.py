@@ -87,3 +87,31 @@ def test_a_second_server_on_the_store_sees_a_change_on_its_next_request(postgres
             server.stop()
             server.store.close()
         drop_postgres_database(postgres_admin_url, db)
+
+
+def test_a_tuned_model_is_deleted_unless_an_alias_names_it(client, live_server) -> None:
+    """``DELETE /v1/models/{id}``: a base model is 403, an unknown one 404, one that a stored alias names 409 (the
+    app calling the alias would break), and otherwise it is gone from the list."""
+    import time
+
+    ws = live_server.store.workspaces.ensure("default")
+    short = uuid.uuid4().hex[:8]
+    model_id = f"ft:{DEFAULT_MODEL_ID}:default:del:{short}"
+    adapter = live_server.settings.home / "jobs" / short / "adapter"  # what serving it looks for
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text("{}")
+    with live_server.store.db.write() as conn:
+        live_server.store.models.add(conn, {"workspace_id": ws.id, "id": model_id, "base_model": DEFAULT_MODEL_ID,
+                                            "job_id": None, "adapter_dir": f"jobs/{short}/adapter",
+                                            "created_at": int(time.time())})  # fmt: skip
+    base = client.delete(f"/v1/models/{DEFAULT_MODEL_ID}")
+    assert base.status_code == 403 and base.json()["error"]["code"] == "model_not_deletable"
+    assert client.delete(f"/v1/models/ft:{DEFAULT_MODEL_ID}:default:del:nope").status_code == 404
+    bot = name()
+    assert client.put(f"/tt/v1/aliases/{bot}", json={"model": model_id}).status_code == 200
+    named = client.delete(f"/v1/models/{model_id}")
+    assert named.status_code == 409 and f"alias {bot} names" in named.json()["error"]["message"]
+    assert client.delete(f"/tt/v1/aliases/{bot}").status_code in (200, 204)
+    gone = client.delete(f"/v1/models/{model_id}")
+    assert gone.status_code == 200 and gone.json()["deleted"] is True, gone.text
+    assert client.get(f"/v1/models/{model_id}").status_code == 404

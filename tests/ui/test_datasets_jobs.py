@@ -8,6 +8,7 @@ import re
 import time
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -471,3 +472,27 @@ def test_models_page_sets_rolls_back_and_removes_aliases(tiny_ui):
     assert ui.store.aliases.resolve(ui.ws.id, "front") == "tiny"  # the chain follows the rollback
     assert ui.client.post("/aliases/front/remove").status_code == 303
     assert 'data-alias="front"' not in ui.page("/models")
+
+
+def test_a_tuned_model_is_deleted_from_the_models_page_unless_an_alias_names_it(tiny_ui):
+    ui = tiny_ui
+    home = ui.app.state.tt.settings.home
+    short = uuid.uuid4().hex[:8]
+    model_id = f"ft:tiny:default:gone:{short}"
+    (home / "jobs" / short / "adapter").mkdir(parents=True)
+    (home / "jobs" / short / "adapter" / "adapter_config.json").write_text("{}")
+    with ui.store.db.write() as conn:
+        ui.store.models.add(conn, {"workspace_id": ui.ws.id, "id": model_id, "base_model": "tiny", "job_id": None,
+                                   "adapter_dir": f"jobs/{short}/adapter", "created_at": int(time.time())})  # fmt: skip
+    page = ui.page("/models")
+    assert f'action="/models/{quote(model_id)}/delete" hx-boost="true" hx-confirm="Delete {model_id}?' in page
+    tiny_row = re.search(r"<code>tiny</code>.*?</tr>", page, re.S)
+    assert tiny_row and str(home) not in tiny_row.group(0)  # the weights' path, relative to the data home
+    assert ui.client.post("/aliases", data={"name": "keep", "model": model_id}).status_code == 303
+    refused = ui.client.post(f"/models/{quote(model_id)}/delete")
+    assert refused.status_code == 409 and 'id="model-error"' in refused.text and "alias keep names" in refused.text
+    assert ui.client.post("/aliases/keep/remove").status_code == 303
+    deleted = ui.client.post(f"/models/{quote(model_id)}/delete")
+    assert deleted.status_code == 303 and model_id not in ui.page("/models")
+    base = ui.client.post("/models/tiny/delete")
+    assert base.status_code == 403 and "only fine-tuned models can be deleted" in base.text

@@ -10,6 +10,8 @@ An unknown id is :class:`~tracetune.errors.NotFound` with ``field="model"``, ``c
 
 :func:`set_alias` is the one way a stored alias changes (API, CLI, UI): its name must not be a model id itself,
 and what it names must be served (looked up as above, so an alias of an alias works and a cycle is refused).
+:func:`delete_model` is the one way a fine-tuned model is deleted (API, UI): never a base model, never one that a
+stored alias names (the app calling the alias would break).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tracetune.errors import Conflict, InvalidInput, NotFound
+from tracetune.errors import Conflict, Forbidden, InvalidInput, NotFound
 from tracetune.models.registry import resolve, resolve_alias
 
 FINE_TUNED_PREFIX = "ft:"
@@ -102,3 +104,24 @@ def set_alias(
 def served_check(home: Path, store: Any, workspace_id: Any, aliases: Mapping[str, str] | None) -> Any:
     """``check(model)`` for the alias store: NotFound unless ``model`` is served (see :func:`lookup_model`)."""
     return lambda model: lookup_model(model, home=home, store=store, workspace_id=workspace_id, aliases=aliases)
+
+
+def delete_model(model_id: str, *, home: Path, store: Any, workspace_id: Any) -> None:
+    """Delete a fine-tuned model of the workspace (its adapter files stay with the job that made them).
+    :class:`Forbidden` for a base model, :class:`Conflict` while a stored alias names it, NotFound otherwise."""
+    from tracetune.models.registry import list_models
+
+    if not model_id.startswith("ft:"):
+        if any(spec.id == model_id for spec in list_models(home)):
+            raise Forbidden(
+                f"'{model_id}' is a base model; only fine-tuned models can be deleted", field="model",
+                code="model_not_deletable",
+            )  # fmt: skip
+        raise NotFound(f"The model '{model_id}' does not exist", field="model", code="model_not_found")
+    naming = sorted(row["name"] for row in store.aliases.list(workspace_id) if row["model"] == model_id)
+    if naming:
+        raise Conflict(
+            f"'{model_id}' is what alias {', '.join(naming)} names: point the alias elsewhere (or roll it back) "
+            "before deleting the model", field="model",
+        )  # fmt: skip
+    store.models.delete(workspace_id, model_id)

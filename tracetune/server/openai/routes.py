@@ -13,9 +13,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from python_multipart.multipart import parse_options_header
 
-from tracetune.errors import Forbidden, InvalidInput, NotFound
+from tracetune.errors import InvalidInput, NotFound
 from tracetune.ingest.multipart import Part, split_parts
 from tracetune.models.registry import list_models
+from tracetune.serve.lookup import delete_model
 from tracetune.server.deps import api_key, parse_json, read_body, state, workspace
 from tracetune.server.openai.protocol import (
     FileDeleted,
@@ -178,16 +179,9 @@ def models_retrieve(model_id: str, request: Request, ws: Workspace = Depends(wor
 
 @router.delete("/models/{model_id:path}")
 def models_delete(model_id: str, request: Request, ws: Workspace = Depends(workspace)) -> ModelDeleted:
-    """Delete one of the workspace's fine-tuned models (base models cannot be deleted through the API)."""
+    """Delete one of the workspace's fine-tuned models (not a base model, not one a stored alias names)."""
     st = state(request)
-    if not model_id.startswith("ft:"):
-        if any(spec.id == model_id for spec in list_models(st.settings.home)):
-            raise Forbidden(
-                f"'{model_id}' is a base model; only fine-tuned models can be deleted", field="model",
-                code="model_not_deletable",
-            )  # fmt: skip
-        raise NotFound(f"The model '{model_id}' does not exist", field="model", code="model_not_found")
-    st.store.models.delete(ws.id, model_id)
+    delete_model(model_id, home=st.settings.home, store=st.store, workspace_id=ws.id)
     return ModelDeleted(id=model_id)
 
 

@@ -4,6 +4,7 @@ and the alias store, as ``/tt/v1/aliases``). Thin: the model registry and store 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -11,7 +12,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from tracetune.errors import NotFound, TracetuneError
 from tracetune.models.registry import list_models
-from tracetune.serve.lookup import served_check, set_alias
+from tracetune.serve.lookup import delete_model, served_check, set_alias
 from tracetune.server.deps import state
 from tracetune.server.ui.jobs import dataset_of
 from tracetune.server.ui.pages import render, see_other, ui_workspace
@@ -46,10 +47,23 @@ def _models(request: Request, ws: Workspace, *, status_code: int = 200, **contex
     tuned = [_lineage(st.store, ws, row) for row in st.store.models.list(ws.id)]
     stored = [{**row, "history": st.store.aliases.history(ws.id, row["name"])} for row in st.store.aliases.list(ws.id)]
     context.setdefault("alias_form", {"name": "", "model": ""})
+    base = list_models(st.settings.home)
+    shown_paths = {spec.id: _shown_path(spec.weights_path, st.settings.home) for spec in base}
     return render(
-        request, "models.html", status_code=status_code, base=list_models(st.settings.home), tuned=tuned,
+        request, "models.html", status_code=status_code, base=base, shown_paths=shown_paths, tuned=tuned,
         aliases=st.settings.model_aliases, stored_aliases=stored, model_ids=model_ids(request, ws), **context,
     )  # fmt: skip
+
+
+@router.post("/models/{model_id:path}/delete", response_model=None)
+def model_delete(model_id: str, request: Request, ws: Workspace = Depends(ui_workspace)) -> Response:
+    """Delete a fine-tuned model, as ``DELETE /v1/models/{id}`` does (refused while an alias names it)."""
+    st = state(request)
+    try:
+        delete_model(model_id, home=st.settings.home, store=st.store, workspace_id=ws.id)
+    except TracetuneError as exc:
+        return _models(request, ws, status_code=exc.status_code, model_error=exc)
+    return see_other("/models")
 
 
 @router.post("/aliases", response_model=None)
@@ -93,3 +107,11 @@ def model_ids(request: Request, ws: Workspace) -> list[str]:
     st = state(request)
     tuned = [row["id"] for row in st.store.models.list(ws.id)]
     return list(reversed(tuned)) + [spec.id for spec in list_models(st.settings.home)]
+
+
+def _shown_path(path: Any, home: Path) -> str:
+    """A path as the models page shows it: relative to the data home when it is inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(home).resolve()))
+    except (TypeError, ValueError):
+        return str(path)
