@@ -87,6 +87,19 @@ def test_an_llm_run_opens_in_the_playground_with_its_prompt_and_tools(ui):
     assert "has no chat prompt" in chain
 
 
+def test_an_llm_run_shows_its_model_and_settings(ui):
+    runs = llm_trace("kappa")
+    params = {"model": "gpt-4o-mini", "temperature": 0.2, "max_tokens": 64, "stop": None, "tools": [{"x": 1}]}
+    runs[1]["extra"] = {"metadata": {"ls_model_name": "gpt-4o-mini"}, "invocation_params": params}
+    ui.ingest(runs)
+    html = ui.page(f"/runs/{runs[1]['id']}")
+    shown = re.search(r'<dd id="run-model">(.*?)</dd>', html, re.S)
+    assert shown and shown.group(1) == (
+        '<code>gpt-4o-mini</code> <span class="chip">temperature: 0.2</span> <span class="chip">max_tokens: 64</span>'
+    )
+    assert 'id="run-model"' not in ui.page(f"/runs/{runs[2]['id']}")  # the tool run: no model
+
+
 def test_projects_list_shows_counts_and_last_activity(ui):
     ui.ingest(llm_trace("alpha") + llm_trace("alpha", 5))
     html = ui.page("/")

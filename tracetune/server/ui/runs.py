@@ -26,6 +26,7 @@ from tracetune.server.ui.views import (
     combined_filter,
     correction_view,
     model_name,
+    model_parameters,
     run_preview,
     trace_tree,
 )
@@ -210,6 +211,8 @@ def trace_context(
         "tree": trace_tree(trace.runs),
         "truncated": trace.next_cursor is not None,
         "chat": chat,
+        "model_name": model_name(run),
+        "model_parameters": model_parameters(run),
         "feedback": feedback,
         "feedback_error": feedback_error,
         "correction_text": correction_text,

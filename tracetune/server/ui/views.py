@@ -209,6 +209,18 @@ def model_name(run: Mapping[str, Any]) -> str:
     return str(metadata.get("ls_model_name") or params.get("model") or params.get("model_name") or "")
 
 
+def model_parameters(run: Mapping[str, Any]) -> dict[str, str]:
+    """The scalar settings an LLM call was made with (temperature, max_tokens, …: the tracer's
+    ``invocation_params``, without the model name, messages or tools), each as short text."""
+    params = _mapping(_mapping(run.get("extra")).get("invocation_params"))
+    skipped = {"model", "model_name", "messages", "tools", "functions", "_type", "stream", "n"}
+    return {
+        k: _line(_compact(v))
+        for k, v in params.items()
+        if k not in skipped and v is not None and not isinstance(v, dict | list)
+    }
+
+
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
