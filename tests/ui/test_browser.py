@@ -152,6 +152,10 @@ def test_trace_to_tuned_model_in_a_browser(keyed_server, artifacts):
         assert page.evaluate("getComputedStyle(document.querySelector('#runs')).backgroundColor") == "rgb(28, 32, 39)"
         shot("04c-runs-dark")
         page.emulate_media(color_scheme="light")
+        page.locator("#runs tbody tr").nth(0).locator("input[type=checkbox]").check()  # bulk: rate ticked runs
+        page.click("#bulk-down")
+        expect(page.locator("#runs tbody tr").nth(0)).to_contain_text("user_score: 0")
+        assert "filter=eq" in page.url and page.locator("#runs tbody tr").count() == 4  # back where it was
         assert not dialogs and page.evaluate("window.__pwned") is None  # the hostile question showed as text
 
         for row in (1, 2):  # rate the final answer of two traces (the newest first: the hostile one is row 0)

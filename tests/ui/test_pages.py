@@ -100,6 +100,28 @@ def test_an_llm_run_shows_its_model_and_settings(ui):
     assert 'id="run-model"' not in ui.page(f"/runs/{runs[2]['id']}")  # the tool run: no model
 
 
+def test_ticked_runs_are_rated_at_once_and_the_table_comes_back(ui):
+    runs = llm_trace("lambda")
+    ui.ingest(runs)
+    pid = ui.project_id("lambda")
+    page = ui.page(f"/projects/{pid}?run_type=llm")
+    assert page.count('type="checkbox" name="run_id"') == 2 and 'name="back" value="/projects/' in page
+    back = f"/projects/{pid}?run_type=llm"
+    llm_ids = [runs[1]["id"], runs[3]["id"]]
+    rated = ui.client.post(f"/projects/{pid}/rate", data={"kind": "up", "run_id": llm_ids, "back": back})
+    assert rated.status_code == 303 and rated.headers["location"] == back
+    scores = {str(f["run_id"]): f["score"] for f in ui.store.feedback.list(ui.ws.id, keys=["user_score"])}
+    assert scores == dict.fromkeys(llm_ids, 1.0)
+    ui.client.post(f"/projects/{pid}/rate", data={"kind": "down", "run_id": llm_ids[:1], "back": back})
+    assert ui.page(f"/projects/{pid}?feedback=down").count("<tr>") == 2  # one run changed its mind: header + 1
+    none = ui.client.post(f"/projects/{pid}/rate", data={"kind": "up", "back": back})
+    assert none.status_code == 400 and 'id="page-error"' in none.text and "tick the runs" in none.text
+    odd = ui.client.post(f"/projects/{pid}/rate", data={"kind": "meh", "run_id": llm_ids})
+    assert odd.status_code == 400 and "unknown rating" in odd.text
+    elsewhere = ui.client.post(f"/projects/{pid}/rate", data={"kind": "up", "run_id": llm_ids, "back": "//evil"})
+    assert elsewhere.headers["location"] == "/"
+
+
 def test_projects_list_shows_counts_and_last_activity(ui):
     ui.ingest(llm_trace("alpha") + llm_trace("alpha", 5))
     html = ui.page("/")

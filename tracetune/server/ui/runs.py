@@ -124,7 +124,7 @@ def runs_page(
         query_next=urlencode({**kept, "cursor": next_cursor or "", "trail": " ".join([*before, cursor or "-"])}),
         query_previous=urlencode({**kept, "cursor": previous, "trail": " ".join(before[:-1])}) if cursor else None,
         page_number=len(before) + 1,
-        live_url=f"/projects/{project_id}?{urlencode({**kept, 'cursor': cursor, 'trail': trail})}",
+        here=f"/projects/{project_id}?{urlencode({**kept, 'cursor': cursor, 'trail': trail})}",
         since_choices=SINCE_LABELS,
         filter_error=filter_error,
         filter_text=filter,
@@ -154,6 +154,27 @@ def feedback_post(
     except InvalidInput as exc:
         return _trace(request, ws, run_id, status_code=400, feedback_error=exc, correction_text=correction)
     return see_other(safe_next(back) if back else f"/runs/{run_id}")
+
+
+@router.post("/projects/{project_id}/rate", response_model=None)
+async def bulk_rate(project_id: uuid.UUID, request: Request, ws: Workspace = Depends(ui_workspace)) -> Response:
+    """Rate the runs ticked in the runs table (``run_id``, repeated) good or bad (``kind``) at once, as one rating
+    each would; back to the table (``back``)."""
+    form = await request.form()
+    kind, back = str(form.get("kind") or ""), str(form.get("back") or f"/projects/{project_id}")
+    ids = [str(v) for v in form.getlist("run_id")]
+    if kind not in ("up", "down"):
+        raise InvalidInput(f"unknown rating {kind!r}; expected up or down", field="kind")
+    if not ids:
+        raise InvalidInput("tick the runs to rate first", field="run_id")
+    st = state(request)
+    for text in ids:
+        try:
+            run_id = uuid.UUID(text)
+        except ValueError:
+            raise InvalidInput(f"not a run id: {text!r}", field="run_id") from None
+        rate_run(st.store, st.ingest, ws, _run(st.store, ws, run_id), kind)
+    return see_other(safe_next(back))
 
 
 def _run(store: Any, ws: Workspace, run_id: uuid.UUID) -> dict[str, Any]:
