@@ -122,6 +122,27 @@ def test_ticked_runs_are_rated_at_once_and_the_table_comes_back(ui):
     assert elsewhere.headers["location"] == "/"
 
 
+def test_a_run_is_added_to_a_dataset_as_an_example_that_reads_as_a_conversation(ui):
+    from tracetune.convert.examples import record_from_example
+
+    runs = llm_trace("mu")
+    ui.ingest(runs)
+    first = ui.client.post(f"/runs/{runs[1]['id']}/add-to-dataset", data={"dataset": "held-out calls"})
+    assert first.status_code == 303 and first.headers["location"] == f"/runs/{runs[1]['id']}?added=held-out%20calls"
+    assert 'id="added">added to held-out calls<' in ui.page(first.headers["location"])
+    ui.client.post(f"/runs/{runs[3]['id']}/add-to-dataset", data={"dataset": "held-out calls"})
+    (dataset,) = ui.store.datasets.list_datasets(ui.ws.id, name="held-out calls")
+    examples = ui.store.examples.list(ui.ws.id, dataset_id=dataset["id"])
+    assert sorted(str(e["source_run_id"]) for e in examples) == sorted([runs[1]["id"], runs[3]["id"]])
+    by_run = {str(e["source_run_id"]): record_from_example(dict(e)) for e in examples}
+    call = by_run[runs[1]["id"]]["messages"][-1]
+    assert call["role"] == "assistant" and call["tool_calls"][0]["function"]["name"] == "add"
+    assert by_run[runs[3]["id"]]["messages"][-1]["content"] == "2 + 3 = 5"
+    assert '<option value="held-out calls">' in ui.page(f"/runs/{runs[2]['id']}")  # offered on every run page
+    empty = ui.client.post(f"/runs/{runs[1]['id']}/add-to-dataset", data={"dataset": " "})
+    assert empty.status_code == 400 and 'id="dataset-error"' in empty.text and "name the dataset" in empty.text
+
+
 def test_projects_list_shows_counts_and_last_activity(ui):
     ui.ingest(llm_trace("alpha") + llm_trace("alpha", 5))
     html = ui.page("/")

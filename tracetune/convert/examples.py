@@ -74,6 +74,16 @@ def _run_shape(inputs: dict[str, Any], outputs: dict[str, Any]) -> tuple[dict[st
     return inputs, outputs
 
 
+def run_example_io(run: dict[str, Any]) -> tuple[Any, Any]:
+    """``(inputs, outputs)`` of the example a run becomes (LangSmith's ``use_source_run_io``): the run's own, with
+    the tools it offered added to the inputs (LangSmith's ``extract_tools_from_run``: they train too)."""
+    inputs, outputs = run.get("inputs"), run.get("outputs")
+    tools = ((run.get("extra") or {}).get("invocation_params") or {}).get("tools")
+    if isinstance(inputs, dict) and tools and "tools" not in inputs:
+        inputs = {**inputs, "tools": tools}
+    return inputs, outputs
+
+
 def record_from_example(example: dict[str, Any]) -> dict[str, Any]:
     """One example (``id``, ``inputs``, ``outputs``) → a training record; raises ``InvalidInput`` (field
     ``examples``) when it holds no conversation to train on."""

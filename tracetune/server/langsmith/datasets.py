@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from tracetune.convert.csv_examples import examples_from_csv
-from tracetune.convert.examples import record_from_example
+from tracetune.convert.examples import record_from_example, run_example_io
 from tracetune.errors import InvalidInput
 from tracetune.ingest.multipart import split_parts
 from tracetune.query.example_filter import example_predicate
@@ -281,10 +281,7 @@ def _new_example(store: Store, ws: Workspace, body: ExampleCreate) -> NewExample
             raise InvalidInput(f"source run {body.source_run_id} not found", field="source_run_id")
         trace_id = run["trace_id"]
         if body.use_source_run_io:
-            inputs, outputs = run["inputs"], run["outputs"]
-            tools = ((run["extra"] or {}).get("invocation_params") or {}).get("tools")
-            if isinstance(inputs, dict) and tools and "tools" not in inputs:
-                inputs = {**inputs, "tools": tools}  # the tools offered train too (LangSmith's extract_tools_from_run)
+            inputs, outputs = run_example_io(dict(run))
     if inputs is None:
         raise InvalidInput("an example needs inputs (or use_source_run_io with a source_run_id)", field="inputs")
     return NewExample(

@@ -8,7 +8,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
@@ -17,7 +17,7 @@ from tracetune.errors import InvalidInput, NotFound
 from tracetune.query.run_view import run_view
 from tracetune.query.runs_query import MAX_LIMIT, RunQuery, query_runs
 from tracetune.server.deps import state
-from tracetune.server.ui.actions import rate_run
+from tracetune.server.ui.actions import add_run_to_dataset, rate_run
 from tracetune.server.ui.pages import render, safe_next, see_other, ui_workspace
 from tracetune.server.ui.views import (
     caret_line,
@@ -156,6 +156,20 @@ def feedback_post(
     return see_other(safe_next(back) if back else f"/runs/{run_id}")
 
 
+@router.post("/runs/{run_id}/add-to-dataset", response_model=None)
+def add_to_dataset_post(
+    run_id: uuid.UUID, request: Request, ws: Workspace = Depends(ui_workspace), dataset: str = Form("")
+) -> Response:
+    """Add the run to a dataset (made when missing) as an example; back to the run, which names the dataset."""
+    st = state(request)
+    run = _run(st.store, ws, run_id)
+    try:
+        row = add_run_to_dataset(st.store, ws, run, dataset)
+    except InvalidInput as exc:
+        return _trace(request, ws, run_id, status_code=400, dataset_error=exc)
+    return see_other(f"/runs/{run_id}?added={quote(str(row['name']))}")
+
+
 @router.post("/projects/{project_id}/rate", response_model=None)
 async def bulk_rate(project_id: uuid.UUID, request: Request, ws: Workspace = Depends(ui_workspace)) -> Response:
     """Rate the runs ticked in the runs table (``run_id``, repeated) good or bad (``kind``) at once, as one rating
@@ -192,9 +206,12 @@ def _trace(
     status_code: int = 200,
     feedback_error: InvalidInput | None = None,
     correction_text: str | None = None,
+    dataset_error: InvalidInput | None = None,
 ) -> HTMLResponse:
     context = trace_context(request, ws, run_id, feedback_error=feedback_error, correction_text=correction_text)
-    return render(request, "trace.html", status_code=status_code, **context)
+    datasets = [d["name"] for d in state(request).store.datasets.list_datasets(ws.id, limit=100)]
+    return render(request, "trace.html", status_code=status_code, dataset_error=dataset_error, datasets=datasets,
+                  added=request.query_params.get("added"), **context)  # fmt: skip
 
 
 def trace_context(
