@@ -496,3 +496,19 @@ def test_a_tuned_model_is_deleted_from_the_models_page_unless_an_alias_names_it(
     assert deleted.status_code == 303 and model_id not in ui.page("/models")
     base = ui.client.post("/models/tiny/delete")
     assert base.status_code == 403 and "only fine-tuned models can be deleted" in base.text
+
+
+def test_the_dataset_page_marks_the_records_of_corrected_runs(tiny_ui):
+    ui = tiny_ui
+    runs = llm_trace("corr") + llm_trace("corr", 1, question="What is 4 + 4?")
+    ui.ingest(runs)
+    fixed = runs[3]["id"]  # the first trace's answer, corrected by a reviewer
+    assert ui.client.post(f"/runs/{fixed}/feedback", data={"kind": "correction", "correction": "5."}).status_code == 303
+    saved = ui.client.post("/datasets", data={"project": "corr", "model": "tiny", "run_type": "llm",
+                                              "use_corrections": "1", "name": "corr"})  # fmt: skip
+    assert saved.status_code == 303, saved.text
+    page = ui.page(saved.headers["location"])
+    marks = re.findall(r'<div class="record chat"><div class="muted">line \d+ .*?</div>', page, re.S)
+    assert len(marks) == 2 and sum('class="chip good corrected"' in m for m in marks) == 1
+    assert any(fixed[-8:] in m and "corrected" in m for m in marks)
+    assert "the record holds the correction" in page

@@ -201,11 +201,15 @@ def _dataset(
     if dataset["selection"].get("project"):
         found = store.projects.list(ws.id, name=dataset["selection"]["project"], limit=1)
         project = found[0] if found else None
+    shown_ids = sorted({uuid.UUID(i) for r in head for i in r.get("run_ids") or []})
+    with store.db.read() as conn:  # which records come from a run a reviewer corrected
+        corrected = set(store.feedback.latest_corrections(conn, ws.id, shown_ids)) if shown_ids else set()
     records = [
-        {**r, **shown_record(r["record"]), "problem": r["record"].get("problem")}
+        {**r, **shown_record(r["record"]), "problem": r["record"].get("problem"),
+         "corrected": bool(corrected & set(r.get("run_ids") or []))}
         for r in head
         if isinstance(r["record"], dict)
-    ]
+    ]  # fmt: skip
     context.setdefault("ft", {"model": dataset["options"].get("model") or "", "suffix": "", "seed": ""})
     return render(
         request,
