@@ -53,6 +53,8 @@ def pages(client: Any, store: Any) -> dict[str, str]:
         "runs_errors": f"/projects/{pid}?errors=only",
         "runs_feedback_filter": f"/projects/{pid}?filter={FEEDBACK_FILTER}",
         "runs_roots": f"/projects/{pid}?root=1",
+        "runs_totals": f"/projects/{pid}/stats",  # the totals fragment the runs page loads after it is shown
+        "runs_totals_llm": f"/projects/{pid}/stats?run_type=llm",
         "trace_root": f"/runs/{root_id}",
         "trace_llm": f"/runs/{llm_id}",
         "queues": "/queues",

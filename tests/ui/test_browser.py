@@ -140,6 +140,7 @@ def test_trace_to_tuned_model_in_a_browser(keyed_server, artifacts):
         page.fill("input[name=filter]", 'eq(name, "calculator-agent")')
         page.click("#apply-filter")
         expect(page.locator("#runs tbody tr")).to_have_count(4)
+        expect(page.locator("#run-count")).to_have_text("4")  # the view's totals, loaded after the table
         assert "filter=eq" in page.url  # htmx pushed the filter into the address
         shot("04-runs")
         runs_url = page.url

@@ -250,6 +250,19 @@ def test_pages_follow_the_keyset_cursor_without_offsets(ui):
     assert html.count('<a href="/runs/') == ui.page(f"/projects/{pid}?since=&trail=junk").count('<a href="/runs/')
 
 
+def test_the_runs_views_totals_load_after_the_table(ui):
+    ui.ingest(llm_trace("nu") + llm_trace("nu", 1))
+    pid = ui.project_id("nu")
+    page = ui.page(f"/projects/{pid}?run_type=llm")
+    found = re.search(r'<div id="run-stats" hx-get="([^"]+)" hx-trigger="load"', page)
+    assert found and found.group(1) == f"/projects/{pid}/stats?run_type=llm"
+    stats = ui.page(found.group(1))
+    assert '<b id="run-count">4</b> runs' in stats  # two traces, two LLM calls each
+    assert "124 tokens" in stats and " 0% errors" in stats and "latency p50 400 ms" in stats
+    assert '<b id="run-count">8</b>' in ui.page(f"/projects/{pid}/stats")
+    assert 'id="run-count"' not in ui.page(f"/projects/{pid}/stats?filter=eq(")  # a bad filter: no totals
+
+
 def test_the_runs_table_names_the_model_and_can_refresh_itself(ui):
     ui.ingest(llm_trace("iota"))
     pid = ui.project_id("iota")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -52,53 +53,77 @@ def projects_page(request: Request, ws: Workspace = Depends(ui_workspace)) -> HT
     return render(request, "projects.html", projects=projects, base_url=str(request.base_url))
 
 
-@router.get("/projects/{project_id}", response_class=HTMLResponse)
-def runs_page(
-    project_id: uuid.UUID,
-    request: Request,
-    ws: Workspace = Depends(ui_workspace),
+@dataclass
+class Facets:
+    """What the runs page narrows the runs by (its query parameters): the filter, run type, errors, feedback, root
+    runs, time range, order and live refresh."""
+
+    filter: str = ""
+    run_type: str = ""
+    errors: str = ""
+    feedback: str = ""
+    root: str = ""
+    since: str = ""
+    order: str = ""
+    live: str = ""
+
+    def __post_init__(self) -> None:
+        self.since = self.since if self.since in SINCE else ""
+        self.order = "asc" if self.order == "asc" else ""
+        self.since_us = int((time.time() - SINCE[self.since]) * 1_000_000) if self.since else None
+
+    def query(self, project_id: uuid.UUID, **more: Any) -> RunQuery:
+        """The runs query they make (``more``: cursor, limit, select)."""
+        return RunQuery(
+            project_ids=[project_id], run_type=self.run_type or None,
+            error={"only": True, "none": False}.get(self.errors), is_root=True if self.root else None,
+            filter=combined_filter(self.filter, self.feedback), start_time_us=self.since_us,
+            order=self.order or "desc", **more,
+        )  # fmt: skip
+
+    @property
+    def filter_for_dataset(self) -> str:
+        """Every facet as one filter (the dataset builder's link, redrawn with the runs on Apply)."""
+        since = datetime.fromtimestamp(self.since_us / 1e6, UTC).isoformat() if self.since_us is not None else None
+        found = combined_filter(self.filter, self.feedback, errors=self.errors, root=bool(self.root), since=since)
+        return found or ""
+
+    def kept(self) -> dict[str, str]:
+        """The facets that are set, as query parameters."""
+        return {k: v for k, v in vars(self).items() if v and k != "since_us"}
+
+
+def facets_of(
     filter: str = "",
     run_type: str = "",
     errors: str = "",
     feedback: str = "",
     root: str = "",
     since: str = "",
-    order: str = "desc",
+    order: str = "",
     live: str = "",
+) -> Facets:
+    return Facets(filter, run_type, errors, feedback, root, since, order, live)
+
+
+@router.get("/projects/{project_id}", response_class=HTMLResponse)
+def runs_page(
+    project_id: uuid.UUID,
+    request: Request,
+    ws: Workspace = Depends(ui_workspace),
+    facets: Facets = Depends(facets_of),
     cursor: str = "",
     trail: str = "",
 ) -> HTMLResponse:
     store = state(request).store
     project = store.projects.get(ws.id, project_id)
-    order = "asc" if order == "asc" else "desc"
-    facets = {
-        "filter": filter, "run_type": run_type, "errors": errors, "feedback": feedback, "root": root,
-        "since": since if since in SINCE else "", "order": "asc" if order == "asc" else "", "live": live,
-    }  # fmt: skip
-    # the dataset builder's link: every facet as one filter (and the run type), redrawn with the runs on Apply
-    since_us = int((time.time() - SINCE[since]) * 1_000_000) if since in SINCE else None
-    since_iso = datetime.fromtimestamp(since_us / 1e6, UTC).isoformat() if since_us is not None else None
-    facets["filter_for_dataset"] = (
-        combined_filter(filter, feedback, errors=errors, root=bool(root), since=since_iso) or ""
-    )
     runs: list[dict[str, Any]] = []
     next_cursor = None
     filter_error = None
     try:
-        check_filter(filter)  # on its own: an error's position is in the text the user typed
-        query = RunQuery(
-            project_ids=[project_id],
-            run_type=run_type or None,
-            error={"only": True, "none": False}.get(errors),
-            is_root=True if root else None,
-            filter=combined_filter(filter, feedback),
-            start_time_us=since_us,
-            order=order,
-            cursor=cursor or None,
-            limit=PAGE_SIZE,
-            select=LIST_FIELDS,
-        )
-        page = query_runs(store, ws.id, query)
+        check_filter(facets.filter)  # on its own: an error's position is in the text the user typed
+        page = query_runs(store, ws.id, facets.query(project_id, cursor=cursor or None, limit=PAGE_SIZE,
+                                                     select=LIST_FIELDS))  # fmt: skip
         runs, next_cursor = page.runs, page.next_cursor
         for row in runs:
             row["preview"] = run_preview(row)
@@ -107,7 +132,7 @@ def runs_page(
         if exc.field not in ("filter", "cursor"):
             raise
         filter_error = exc
-    kept = {k: v for k, v in facets.items() if v and k != "filter_for_dataset"}
+    kept = facets.kept()
     # the pages before this one, newest last: "Previous" goes back one, "Next" adds this one
     before = [c for c in trail.split(" ") if c] if cursor else []
     previous = before[-1] if before and before[-1] != "-" else ""  # "-": the first page (no cursor)
@@ -125,11 +150,30 @@ def runs_page(
         query_previous=urlencode({**kept, "cursor": previous, "trail": " ".join(before[:-1])}) if cursor else None,
         page_number=len(before) + 1,
         here=f"/projects/{project_id}?{urlencode({**kept, 'cursor': cursor, 'trail': trail})}",
+        stats_url=f"/projects/{project_id}/stats?{urlencode(kept)}",
         since_choices=SINCE_LABELS,
         filter_error=filter_error,
-        filter_text=filter,
+        filter_text=facets.filter,
         caret=caret_line(filter_error.position if filter_error else None),
     )
+
+
+@router.get("/projects/{project_id}/stats", response_class=HTMLResponse)
+def runs_stats(
+    project_id: uuid.UUID, request: Request, ws: Workspace = Depends(ui_workspace), facets: Facets = Depends(facets_of)
+) -> HTMLResponse:
+    """The totals of the runs the facets select (count, latency p50/p99, tokens, error rate): a fragment the runs
+    page loads after it is shown, so that counting never slows the table down."""
+    from tracetune.query.run_stats import run_stats
+
+    store = state(request).store
+    store.projects.get(ws.id, project_id)
+    try:
+        check_filter(facets.filter)
+        stats = run_stats(store, ws.id, facets.query(project_id))
+    except InvalidInput:
+        stats = None  # the table says what is wrong with the filter
+    return render(request, "_run_stats.html", stats=stats)
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
