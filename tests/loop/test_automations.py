@@ -160,6 +160,8 @@ def test_an_automation_fires_on_new_runs_promotes_and_the_next_firing_takes_only
     page = httpx.get(f"{server.url}/automations/grow/firings/2").text  # the evaluation page: each model by its role
     assert all(f'data-role="{role}"' in page for role in ("candidate", "current", "base"))
     assert '<ul class="diff"><li>' in page  # the tiny random model's answers, where they differ from the reference
+    models = httpx.get(f"{server.url}/models").text  # each model's newest evaluation: this firing's, for all three
+    assert models.count('on 3 held-out (<a href="/automations/grow/firings/2">grow #2</a>)') >= 2, models  # both tuned
 
     shown = api.get("/automations/grow").json()
     assert [f["number"] for f in shown["firings"]] == [2, 1] and shown["last_firing"]["number"] == 2

@@ -37,6 +37,20 @@ def _lineage(store: Any, ws: Workspace, row: ModelRow) -> dict[str, Any]:
     return {"model": row, "job": job, "dataset": dataset, "project": project, "quality": quality}
 
 
+def latest_evaluations(store: Any, ws: Workspace) -> dict[str, dict[str, Any]]:
+    """Per model, its newest held-out evaluation by an automation's firing: the summary (accuracy, tool_args_exact,
+    …), the automation and firing number, and when."""
+    found: dict[str, dict[str, Any]] = {}
+    for automation in store.automations.list(ws.id):
+        for firing in store.automations.firings(automation["id"]):
+            for model, result in ((firing["evaluation"] or {}).get("models") or {}).items():
+                when = firing["finished_at"] or firing["created_at"]
+                if model not in found or when > found[model]["at"]:
+                    found[model] = {"summary": result.get("summary") or {}, "automation": automation["name"],
+                                    "number": firing["number"], "at": when}  # fmt: skip
+    return found
+
+
 @router.get("/models", response_class=HTMLResponse)
 def models_page(request: Request, ws: Workspace = Depends(ui_workspace)) -> HTMLResponse:
     return _models(request, ws)
@@ -51,6 +65,7 @@ def _models(request: Request, ws: Workspace, *, status_code: int = 200, **contex
     shown_paths = {spec.id: _shown_path(spec.weights_path, st.settings.home) for spec in base}
     return render(
         request, "models.html", status_code=status_code, base=base, shown_paths=shown_paths, tuned=tuned,
+        evaluations=latest_evaluations(st.store, ws),
         aliases=st.settings.model_aliases, stored_aliases=stored, model_ids=model_ids(request, ws), **context,
     )  # fmt: skip
 
