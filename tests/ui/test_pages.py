@@ -269,6 +269,7 @@ def test_the_runs_table_names_the_model_and_can_refresh_itself(ui):
     html = ui.page(f"/projects/{pid}")
     assert "<td><code>gpt-4o-mini</code></td>" in html  # the first model call's ls_model_name
     assert 'title="20 prompt + 5 completion">25<' in html
+    assert '<span class="muted trace-tokens" title="the whole trace\'s tokens">Σ 62</span>' in html  # the root
     assert "data-live" not in html
     live = ui.page(f"/projects/{pid}?live=1&run_type=llm")
     assert re.search(r'<div id="runs-area" hx-get="/projects/[^"]+live=1[^"]*" hx-trigger="every 5s"', live)

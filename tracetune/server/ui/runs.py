@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, Response
 from tracetune.errors import InvalidInput, NotFound
 from tracetune.query.run_view import run_view
 from tracetune.query.runs_query import MAX_LIMIT, RunQuery, query_runs
+from tracetune.query.traces import trace_aggregates
 from tracetune.server.deps import state
 from tracetune.server.ui.actions import add_run_to_dataset, rate_run
 from tracetune.server.ui.pages import render, safe_next, see_other, ui_workspace
@@ -40,6 +41,7 @@ LIST_FIELDS = [
     "name", "run_type", "status", "error", "latency", "total_tokens", "feedback_stats", "start_time", "end_time",
     "inputs", "outputs",  # for the input / output preview columns
     "extra", "prompt_tokens", "completion_tokens",  # the model's name (extra.metadata), the token split
+    "trace_id",  # a root's row shows its whole trace's tokens
 ]  # fmt: skip
 SINCE = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}  # the time-range facet: seconds back
 SINCE_LABELS = [("", "any time"), ("1h", "last hour"), ("24h", "last 24 hours"), ("7d", "last 7 days"),
@@ -125,9 +127,13 @@ def runs_page(
         page = query_runs(store, ws.id, facets.query(project_id, cursor=cursor or None, limit=PAGE_SIZE,
                                                      select=LIST_FIELDS))  # fmt: skip
         runs, next_cursor = page.runs, page.next_cursor
+        roots = sorted({uuid.UUID(r["trace_id"]) for r in runs if not r.get("parent_run_id")})
+        traces = trace_aggregates(store, ws.id, roots, ["TOTAL_TOKENS"], None) if roots else {}
         for row in runs:
             row["preview"] = run_preview(row)
             row["model_name"] = model_name(row)
+            root = not row.get("parent_run_id")
+            row["trace_tokens"] = (traces.get(row["trace_id"]) or {}).get("total_tokens") if root else None
     except InvalidInput as exc:
         if exc.field not in ("filter", "cursor"):
             raise
