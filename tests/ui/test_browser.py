@@ -141,6 +141,15 @@ def test_trace_to_tuned_model_in_a_browser(keyed_server, artifacts):
         page.click("#apply-filter")
         expect(page.locator("#runs tbody tr")).to_have_count(4)
         expect(page.locator("#run-count")).to_have_text("4")  # the view's totals, loaded after the table
+        page.click("#columns summary")  # the column chooser: hide Input, remembered across a reload
+        page.uncheck('#columns input[data-column="Input"]')
+        expect(page.locator("#runs thead th", has_text="Input")).to_be_hidden()
+        page.reload()
+        expect(page.locator("#runs thead th", has_text="Input")).to_be_hidden()
+        expect(page.locator("#runs tbody tr").first.locator("td").nth(2)).to_be_hidden()
+        page.click("#columns summary")
+        page.check('#columns input[data-column="Input"]')
+        expect(page.locator("#runs thead th", has_text="Input")).to_be_visible()
         assert "filter=eq" in page.url  # htmx pushed the filter into the address
         shot("04-runs")
         runs_url = page.url

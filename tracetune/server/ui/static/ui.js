@@ -134,3 +134,41 @@ function step(by) {  // the next (1) or previous (-1) run of the trace's tree
   var link = next ? next.querySelector("a") : null;
   if (link) link.click();
 }
+
+// The runs table's column chooser: unticked columns are hidden, remembered in this browser (localStorage), and
+// hidden again whenever the table is redrawn in place.
+var HIDDEN_KEY = "tracetune.runs.hidden-columns";
+
+function hiddenColumns() {
+  try { return JSON.parse(window.localStorage.getItem(HIDDEN_KEY) || "[]"); } catch (e) { return []; }
+}
+
+function applyColumns() {
+  var table = document.getElementById("runs");
+  var chooser = document.getElementById("columns");
+  if (!chooser) return;
+  var hidden = hiddenColumns();
+  chooser.querySelectorAll("input[data-column]").forEach(function (box) {
+    box.checked = hidden.indexOf(box.dataset.column) < 0;
+  });
+  if (!table) return;
+  var names = Array.prototype.map.call(table.querySelectorAll("thead th"), function (th) {
+    return th.textContent.trim();
+  });
+  table.querySelectorAll("tr").forEach(function (row) {
+    Array.prototype.forEach.call(row.children, function (cell, i) {
+      cell.hidden = hidden.indexOf(names[i]) >= 0;
+    });
+  });
+}
+
+document.addEventListener("change", function (event) {
+  var box = event.target;
+  if (!box.dataset || !box.dataset.column) return;
+  var hidden = hiddenColumns().filter(function (name) { return name !== box.dataset.column; });
+  if (!box.checked) hidden.push(box.dataset.column);
+  try { window.localStorage.setItem(HIDDEN_KEY, JSON.stringify(hidden)); } catch (e) { /* private mode */ }
+  applyColumns();
+});
+document.addEventListener("DOMContentLoaded", applyColumns);
+document.addEventListener("htmx:afterSettle", applyColumns);
