@@ -168,15 +168,15 @@ def runs_page(
 def runs_stats(
     project_id: uuid.UUID, request: Request, ws: Workspace = Depends(ui_workspace), facets: Facets = Depends(facets_of)
 ) -> HTMLResponse:
-    """The totals of the runs the facets select (count, latency p50/p99, tokens, error rate): a fragment the runs
-    page loads after it is shown, so that counting never slows the table down."""
-    from tracetune.query.run_stats import run_stats
+    """The totals of the runs the facets select (count, mean latency, tokens, error rate: one statement): a fragment
+    the runs page loads after it is shown, so that counting never slows the table down."""
+    from tracetune.query.run_stats import run_totals
 
     store = state(request).store
     store.projects.get(ws.id, project_id)
     try:
         check_filter(facets.filter)
-        stats = run_stats(store, ws.id, facets.query(project_id))
+        stats = run_totals(store, ws.id, facets.query(project_id))
     except InvalidInput:
         stats = None  # the table says what is wrong with the filter
     return render(request, "_run_stats.html", stats=stats)
