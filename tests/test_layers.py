@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tracetune"
 # that must not import each other.
 LAYERS: list[set[str]] = [
     {"__init__", "errors"},
-    {"config", "timeutil", "capabilities"},
+    {"config", "timeutil", "capabilities", "threads"},
     {"chat"},
     {"store"},
     {"models"},

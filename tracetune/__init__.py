@@ -2,7 +2,8 @@
 
 Packages, bottom layer first (``tests/test_layers.py`` holds imports to flow downward only):
 
-* ``errors``, ``config``, ``timeutil``, ``capabilities`` — typed errors, settings, time parsing, optional packages;
+* ``errors``, ``config``, ``timeutil``, ``capabilities``, ``threads`` — typed errors, settings, time parsing,
+  optional packages, the CPU threads each part of the box takes;
 * ``chat`` — the message/record contract every layer shares;
 * ``store`` — the database and its repositories; ``models`` — base models and tokenizers;
 * ``ingest`` — LangSmith payloads → run records; ``query`` — the filter language and run listing;

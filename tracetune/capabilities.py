@@ -19,6 +19,7 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "serving models (/v1/chat/completions)": ("torch", "transformers", "tokenizers", "gguf", "safetensors", "peft"),
     "constrained decoding (forced tool calls, response_format json_schema)": ("llguidance",),
     "fine-tuning": ("torch", "transformers", "tokenizers", "gguf", "safetensors", "peft"),
+    "the llama.cpp engine (serving GGUF models on CPU; without it the transformers engine serves)": ("xllamacpp",),
 }
 OPTIONAL_PACKAGES = frozenset(name for names in CAPABILITIES.values() for name in names)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
 from pydantic import Field
@@ -88,6 +89,20 @@ class Settings(BaseSettings):
         default=512 * 1024 * 1024,
         ge=1,
         description="Largest training or validation file a fine-tuning job accepts (OpenAI's limit: 512 MB).",
+    )
+
+    engine: Literal["auto", "llamacpp", "transformers"] = Field(
+        default="auto",
+        description="Inference engine of `tracetune serve`: `llamacpp` (llama.cpp on the model's GGUF file, "
+        "fine-tuned models as GGUF LoRA adapters; the CPU default), `transformers` (the reference engine; any "
+        "Hugging Face directory), or `auto`: llama.cpp for GGUF models when it is installed, else transformers.",
+    )
+    engine_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="CPU threads of each inference engine. Default: one on a machine with 2 cores or fewer "
+        "(measured best under load: more threads than free cores spin against each other), else half the "
+        "cores this process may use.",
     )
 
     model_aliases: dict[str, str] = Field(

@@ -60,11 +60,22 @@ def smollm2_engine(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return _shared["smollm2_engine"]
 
 
+def smollm2_llama_engine(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The default CPU engine (llama.cpp) over the real SmolLM2 GGUF as it ships (one per session)."""
+    if "smollm2_llama_engine" not in _shared:
+        from tracetune.serve.engine.llamacpp import LlamaCppEngine
+
+        home = tmp_path_factory.mktemp("llamacpp-smollm2-home")
+        _shared["smollm2_llama_engine"] = LlamaCppEngine.load(home, DEFAULT_MODEL_ID, slots=4, threads=1)
+    return _shared["smollm2_llama_engine"]
+
+
 def smollm2_server(tmp_path_factory: pytest.TempPathFactory) -> LiveServer:
-    """One live server on the real SmolLM2 for the session (``gpt-4o-mini`` is an alias of it)."""
+    """One live server on the real SmolLM2 for the session (``gpt-4o-mini`` is an alias of it), on the default
+    CPU engine (llama.cpp), as ``tracetune serve`` runs it."""
     if "smollm2_server" not in _shared:
         home = tmp_path_factory.mktemp("chat-smollm2-home")
-        engine = smollm2_engine(tmp_path_factory)
+        engine = smollm2_llama_engine(tmp_path_factory)
         _shared["smollm2_server"] = chat_server(home, engine, {"gpt-4o-mini": DEFAULT_MODEL_ID})
     return _shared["smollm2_server"]  # type: ignore[no-any-return]
 
@@ -74,9 +85,10 @@ def stop_shared() -> None:
     if server is not None:
         server.stop()
         server.store.close()
-    engine = _shared.pop("smollm2_engine", None)
-    if engine is not None:
-        engine.close()
+    for name in ("smollm2_engine", "smollm2_llama_engine"):
+        engine = _shared.pop(name, None)
+        if engine is not None:
+            engine.close()
 
 
 # A weather question as the tool-calling tests ask it (with WEATHER_TOOL offered).

@@ -529,7 +529,7 @@ def test_smollm2_greedy_forced_calculator_call(tmp_path_factory):
             ids.append(token)
             if state.is_finished():
                 break
-            out = model(input_ids=torch.tensor([[token]]), past_key_values=out.past_key_values, use_cache=True)
+            out = model(input_ids=torch.tensor([[token]]), cache=out.past_key_values, use_cache=True)
     text = tokenizer.decode(ids)
     name, args = single_call(text, tools)
     assert name == "Calculator", text

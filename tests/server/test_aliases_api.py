@@ -33,8 +33,12 @@ def test_set_read_rollback_remove(client) -> None:
                                                    "note": "set", "created_at": None}  # fmt: skip
     assert client.put(f"/tt/v1/aliases/{front}", json={"model": bot}).json()["version"] == 1  # an alias of an alias
     assert client.put(f"/tt/v1/aliases/{bot}", json={"model": front}).status_code == 409  # a cycle
-    ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
+    models = client.get("/v1/models").json()["data"]
+    ids = [m["id"] for m in models]
     assert bot in ids and front in ids
+    # each base model says which engine serves it (the built-in GGUF: llama.cpp, the CPU default)
+    assert {m["id"]: m["engine"] for m in models}[DEFAULT_MODEL_ID] == "llamacpp"
+    assert client.get(f"/v1/models/{DEFAULT_MODEL_ID}").json()["engine"] == "llamacpp"
     assert client.get(f"/v1/models/{front}").json()["id"] == front
     read = client.get(f"/tt/v1/aliases/{bot}").json()
     assert read["model"] == DEFAULT_MODEL_ID and [h["version"] for h in read["history"]] == [1]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -24,6 +24,13 @@ def serve(
             "Repeatable; adds to $TRACETUNE_MODEL_ALIASES.",
         ),
     ] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            help="Inference engine: auto (llama.cpp for GGUF models when installed, else transformers), llamacpp, "
+            "transformers. Default $TRACETUNE_ENGINE or auto."
+        ),
+    ] = None,
 ) -> None:
     """Run the server: LangSmith-compatible API at /api/v1, OpenAI-compatible API at /v1, health at /healthz."""
     import gc
@@ -35,7 +42,10 @@ def serve(
     from tracetune.server.app import create_app
     from tracetune.store import open_store_from_settings
 
-    settings = load_settings(host=host, port=port, home=home, database_url=database_url)
+    try:
+        settings = load_settings(host=host, port=port, home=home, database_url=database_url, engine=engine)
+    except ValueError as exc:
+        fail(f"--engine must be auto, llamacpp or transformers: {engine!r}" if engine else str(exc))
     if model_alias:
         settings.model_aliases = {**settings.model_aliases, **parse_aliases(model_alias)}
     try:
@@ -71,6 +81,7 @@ def serve(
             err=True,
             fg=typer.colors.YELLOW,
         )
+    _say_engines(settings)
     base = f"http://{settings.host}:{settings.port}"
     typer.echo(
         f"tracetune serving {base}  (LANGSMITH_ENDPOINT={base}/api/v1)  store: {store.db.engine.url!r}",
@@ -92,6 +103,23 @@ def serve(
         log_level=settings.log_level,
         access_log=access_log,
     )
+
+
+def _say_engines(settings: Any) -> None:
+    """One line per base model: the engine that will serve it and its fine-tuned models, and why."""
+    from tracetune.errors import TracetuneError
+    from tracetune.models.engines import choose_engine
+    from tracetune.models.registry import list_models
+    from tracetune.threads import engine_threads
+
+    threads = engine_threads(settings.engine_threads)
+    for spec in list_models(settings.home):
+        try:
+            choice = choose_engine(settings.home, spec.id, settings.engine)
+            line = f"engine: {spec.id} on {choice.engine} ({choice.reason}), {threads} thread(s)"
+        except TracetuneError as exc:
+            line = f"engine: {spec.id} cannot be served: {exc}"
+        typer.echo(line, err=True)
 
 
 def parse_aliases(values: list[str]) -> dict[str, str]:

@@ -495,6 +495,11 @@ class JobRunner:
             data=csv_bytes,
         )  # fmt: skip
         adapter = Path(outcome.done["adapter_dir"]).resolve().relative_to(self.home.resolve())
+        problem = prepare_serving(self.home, self.settings.engine, self._start(job)[0], self.home / adapter)
+        if problem is not None:
+            self.store.files.delete(job["workspace_id"], result["id"], self.home / "files")
+            self._fail(job, "adapter_conversion_failed", problem, param="model")
+            return
         model_row: ModelRow = {
             "workspace_id": job["workspace_id"], "id": job["output_model"], "base_model": self._start(job)[0],
             "job_id": job["id"], "adapter_dir": str(adapter), "created_at": int(time.time()),
@@ -517,6 +522,27 @@ class JobRunner:
 
     def _log(self, job: JobRow) -> Path:
         return job_dir(self.home, job["id"]) / "train.log"
+
+
+def prepare_serving(home: Path, engine: str, base_id: str, adapter_dir: Path) -> str | None:
+    """Convert a new fine-tuned adapter for the engine that will serve it (llama.cpp: a GGUF LoRA adapter beside
+    it), so the first request does not wait and a model that cannot be served fails its job: the problem, or
+    None."""
+    from tracetune.errors import TracetuneError
+    from tracetune.models.engines import choose_engine
+    from tracetune.models.lora_gguf import ensure_gguf_adapter
+    from tracetune.models.registry import resolve
+
+    try:
+        if choose_engine(home, base_id, engine).engine != "llamacpp":
+            return None
+        ensure_gguf_adapter(adapter_dir, resolve(home, base_id).weights_path)
+    except (TracetuneError, OSError, ValueError) as exc:
+        return (
+            f"the fine-tuned adapter cannot be served by llama.cpp: {exc}. "
+            "Serve it with the reference engine (TRACETUNE_ENGINE=transformers) and rerun the job."
+        )
+    return None
 
 
 def _reward_summary(outcome: _Attempt) -> list[tuple[str, str]]:

@@ -25,12 +25,18 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import DynamicCache
 
-from tracetune.errors import InvalidInput
 from tracetune.models.tokenizer import stop_token_ids
 from tracetune.serve.engine.adapters import AdapterSet
 from tracetune.serve.engine.kv import BatchCache, cache_layers
 from tracetune.serve.engine.prefix_cache import PrefixCache
-from tracetune.serve.engine.protocol import EngineClosed, EventSink, FinishReason, GenerationRequest, SequenceEvent
+from tracetune.serve.engine.protocol import (
+    EngineClosed,
+    EventSink,
+    FinishReason,
+    GenerationRequest,
+    SequenceEvent,
+    check_request,
+)
 from tracetune.serve.engine.sampling import make_generator, sample_next
 from tracetune.serve.engine.sequence import Choice
 from tracetune.serve.text import TextTracker
@@ -91,11 +97,14 @@ class HFEngine:
         self._thread.start()
 
     @classmethod
-    def load(cls, home: Path, model_id: str, **options: Any) -> HFEngine:
-        """The engine of base model ``model_id`` (weights and tokenizer from the data home's caches)."""
+    def load(cls, home: Path, model_id: str, threads: int | None = None, **options: Any) -> HFEngine:
+        """The engine of base model ``model_id`` (weights and tokenizer from the data home's caches). ``threads``:
+        torch's intra-op threads (a process-wide setting; :func:`tracetune.threads.engine_threads`)."""
         from tracetune.models.registry import resolve
         from tracetune.models.weights import load_base_model
 
+        if threads is not None:
+            torch.set_num_threads(threads)
         spec = resolve(home, model_id)
         model, tokenizer = load_base_model(home, model_id)
         return cls(
@@ -110,17 +119,7 @@ class HFEngine:
     # -- the Engine interface (any thread) ---------------------------------------------------------------------
 
     def submit(self, request: GenerationRequest, on_event: EventSink) -> None:
-        size = len(request.prompt_ids)
-        if size == 0:
-            raise InvalidInput("the prompt is empty", field="messages")
-        if size >= self.context_length:
-            raise InvalidInput(
-                f"the prompt has {size} tokens; this model's context length is {self.context_length}",
-                field="messages",
-                code="context_length_exceeded",
-            )
-        if request.n < 1 or request.params.max_tokens < 1:
-            raise InvalidInput("n and max_tokens must be at least 1", field="max_tokens")
+        check_request(request, self.context_length)
         with self._cond:
             if self._closing:
                 raise EngineClosed(f"the engine of {self.model_id} is closed")

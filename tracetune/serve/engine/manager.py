@@ -1,24 +1,44 @@
 """The engines of a server process: one per base model, created on first use and kept (the base model is loaded
-once; its fine-tuned models are adapters inside that engine). Thread-safe; importing it does not import torch."""
+once; its fine-tuned models are adapters inside that engine). Which engine serves a base model is decided by
+:func:`tracetune.models.engines.choose_engine` and said by :meth:`EngineManager.describe`. Thread-safe; importing
+it imports neither torch nor llama.cpp."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from tracetune.models.engines import EngineChoice
 from tracetune.serve.engine.protocol import Engine
+
+log = logging.getLogger(__name__)
 
 EngineFactory = Callable[[str], Engine]
 
 
-def hf_engine_factory(home: Path, **options: object) -> EngineFactory:
-    """Engines on ``transformers`` (:class:`~tracetune.serve.engine.hf.HFEngine`) over the data home's models."""
+def engine_factory(home: Path, wanted: str = "auto", threads: int | None = None, **options: Any) -> EngineFactory:
+    """Engines over the data home's models, each the one ``choose_engine`` picks (``threads``: per engine)."""
+    from tracetune.models.engines import choose_engine
+    from tracetune.threads import engine_threads
 
     def make(base_id: str) -> Engine:
-        from tracetune.serve.engine.hf import HFEngine
+        choice = choose_engine(home, base_id, wanted)
+        count = engine_threads(threads)
+        log.info("serving %s on %s (%s), %d thread(s)", base_id, choice.engine, choice.reason, count)
+        engine: Any
+        if choice.engine == "llamacpp":
+            from tracetune.serve.engine.llamacpp import LlamaCppEngine
 
-        return HFEngine.load(home, base_id, **options)
+            engine = LlamaCppEngine.load(home, base_id, threads=count, **options)
+        else:
+            from tracetune.serve.engine.hf import HFEngine
+
+            engine = HFEngine.load(home, base_id, threads=count, **options)
+        engine.choice = choice
+        return engine
 
     return make
 
@@ -47,6 +67,14 @@ class EngineManager:
 
     def loaded(self) -> list[str]:
         return list(self._engines)
+
+    def describe(self) -> dict[str, EngineChoice]:
+        """The loaded base models and the engine that serves each (with the reason)."""
+        out: dict[str, EngineChoice] = {}
+        for base_id, engine in list(self._engines.items()):
+            choice = getattr(engine, "choice", None)
+            out[base_id] = choice if isinstance(choice, EngineChoice) else EngineChoice(type(engine).__name__, "")
+        return out
 
     def close(self) -> None:
         with self._lock:

@@ -24,6 +24,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from tracetune.errors import InvalidInput
+
 if TYPE_CHECKING:
     from tracetune.models.tokenizer import ModelTokenizer
     from tracetune.serve.engine.grammar import Constraint
@@ -105,6 +107,21 @@ class Engine(Protocol):
 
 class EngineClosed(RuntimeError):
     """The engine was closed before the request finished."""
+
+
+def check_request(request: GenerationRequest, context_length: int) -> None:
+    """What every engine refuses before queueing: an empty prompt, one that fills the context, no tokens asked."""
+    size = len(request.prompt_ids)
+    if size == 0:
+        raise InvalidInput("the prompt is empty", field="messages")
+    if size >= context_length:
+        raise InvalidInput(
+            f"the prompt has {size} tokens; this model's context length is {context_length}",
+            field="messages",
+            code="context_length_exceeded",
+        )
+    if request.n < 1 or request.params.max_tokens < 1:
+        raise InvalidInput("n and max_tokens must be at least 1", field="max_tokens")
 
 
 # -- adaptors --------------------------------------------------------------------------------------------------

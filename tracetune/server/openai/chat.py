@@ -18,7 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
 from tracetune.serve.chat import ChatService
-from tracetune.serve.engine.manager import EngineManager, hf_engine_factory
+from tracetune.serve.engine.manager import EngineManager, engine_factory
 from tracetune.serve.protocol import ChatCompletionRequest
 from tracetune.server.deps import state, workspace
 from tracetune.store.workspaces import Workspace
@@ -53,7 +53,7 @@ def chat_service(request: Request) -> ChatService:
                 service = ChatService(
                     home=settings.home,
                     store=st.store,
-                    engines=EngineManager(hf_engine_factory(settings.home)),
+                    engines=EngineManager(engine_factory(settings.home, settings.engine, settings.engine_threads)),
                     aliases=getattr(settings, "model_aliases", {}),
                 )
                 install_chat_service(app, service)

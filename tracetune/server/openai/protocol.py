@@ -55,6 +55,7 @@ class Model(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str = "tracetune"
+    engine: str | None = None  # tracetune's: the inference engine that serves it (llamacpp, transformers)
 
 
 class ModelList(BaseModel):
@@ -93,17 +94,17 @@ def file_list(rows: list[FileRow], has_more: bool) -> FileList:
     )
 
 
-def model_object(spec: ModelSpec) -> Model:
+def model_object(spec: ModelSpec, engine: str | None = None) -> Model:
     """A base model; ``created`` is when its weights were written (0 when they cannot be read)."""
     try:
         created = int(spec.weights_path.stat().st_mtime)
     except OSError:
         created = 0
-    return Model(id=spec.id, created=created)
+    return Model(id=spec.id, created=created, engine=engine)
 
 
-def fine_tuned_model_object(row: ModelRow, owner: str) -> Model:
-    return Model(id=row["id"], created=row["created_at"], owned_by=owner)
+def fine_tuned_model_object(row: ModelRow, owner: str, engine: str | None = None) -> Model:
+    return Model(id=row["id"], created=row["created_at"], owned_by=owner, engine=engine)
 
 
 class ModelDeleted(BaseModel):

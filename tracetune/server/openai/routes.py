@@ -13,8 +13,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from python_multipart.multipart import parse_options_header
 
-from tracetune.errors import InvalidInput, NotFound
+from tracetune.config import Settings
+from tracetune.errors import InvalidInput, NotFound, TracetuneError
 from tracetune.ingest.multipart import Part, split_parts
+from tracetune.models.engines import choose_engine
 from tracetune.models.registry import list_models
 from tracetune.serve.lookup import delete_model
 from tracetune.server.deps import api_key, parse_json, read_body, state, workspace
@@ -150,8 +152,11 @@ def models_list(request: Request, ws: Workspace = Depends(workspace)) -> ModelLi
     """The base models, the workspace's fine-tuned models (oldest first), then the aliases (``model_aliases``, then
     the stored ones), so an app that checks its configured model name in the list finds it."""
     st = state(request)
-    base = [model_object(spec) for spec in list_models(st.settings.home)]
-    tuned = [fine_tuned_model_object(row, ws.name) for row in st.store.models.list(ws.id)]
+    base = [model_object(spec, _engine_of(st.settings, spec.id)) for spec in list_models(st.settings.home)]
+    tuned = [
+        fine_tuned_model_object(row, ws.name, _engine_of(st.settings, row["base_model"]))
+        for row in st.store.models.list(ws.id)
+    ]
     aliases = [Model(id=name, created=0) for name in sorted(st.settings.model_aliases)]
     stored = [
         Model(id=row["name"], created=int(row["created_at"].timestamp()))
@@ -170,11 +175,21 @@ def models_retrieve(model_id: str, request: Request, ws: Workspace = Depends(wor
     if alias is not None:
         return Model(id=model_id, created=int(alias["created_at"].timestamp()))
     if model_id.startswith("ft:"):
-        return fine_tuned_model_object(st.store.models.get(ws.id, model_id), ws.name)
+        row = st.store.models.get(ws.id, model_id)
+        return fine_tuned_model_object(row, ws.name, _engine_of(st.settings, row["base_model"]))
     for spec in list_models(st.settings.home):
         if spec.id == model_id:
-            return model_object(spec)
+            return model_object(spec, _engine_of(st.settings, spec.id))
     raise NotFound(f"The model '{model_id}' does not exist", field="model", code="model_not_found")
+
+
+def _engine_of(settings: Settings, base_id: str) -> str:
+    """The engine that serves (or would serve) ``base_id``'s models: ``unavailable`` when the one configured
+    cannot (requests then answer 503 saying what to install)."""
+    try:
+        return choose_engine(settings.home, base_id, settings.engine).engine
+    except TracetuneError:
+        return "unavailable"
 
 
 @router.delete("/models/{model_id:path}")
