@@ -1,51 +1,40 @@
 #!/usr/bin/env python
-"""Benchmark: the serving engine (tracetune.serve.engine.hf) against plain ``transformers.generate``, same run.
+"""Benchmark (issue 20): the default CPU engine (llama.cpp, tracetune.serve.engine.llamacpp) against raw llama.cpp on
+the same GGUF and against the transformers engine (tracetune.serve.engine.hf, the engine before issue 20), one run.
 
-Model: the built-in SmolLM2-135M-Instruct, float32 on CPU (the weights de-quantized from the GGUF, cached in
---home). Prompt: the calculator function-calling prompt of the held-out set (system prompt + the Calculator tool
-rendered by tracetune.chat.format + one question; ~200 tokens), as in the reference baseline
-(../shared/reference/baselines/serve_baseline.py: 31.6 decode tok/s with generate, 110 with llama.cpp).
+Model: the built-in SmolLM2-135M-Instruct. The llama.cpp contenders read the GGUF as it ships (Q4_1); the
+transformers engine its float32 de-quantization. Prompt: the calculator function-calling prompt of the held-out
+set (~200 tokens, rendered by tracetune.chat.format). Every engine runs with ONE thread (``--threads``), the
+setting on a 2-core machine (TRACETUNE_ENGINE_THREADS's default).
 
-Figures (medians over --reps; the two batch-1 contenders alternate inside each rep):
+Contenders:
+  default       LlamaCppEngine through the Engine protocol (what /v1/chat/completions uses)
+  raw_llamacpp  llama.cpp's own server (the same xllamacpp binding, the same GGUF and sampling), driven directly:
+                what the default engine would be without tracetune's layer (llama-cpp-python has no wheel on PyPI,
+                so the raw baseline is llama.cpp's server in the binding the engine uses)
+  transformers  HFEngine (prefix cache off)
 
-  generate.batch1     model.generate(do_sample=False, max_new_tokens=N, min_new_tokens=N): ttft_s (tokenizing →
-                      first logits processor call), tokens_per_s (N / total), decode_tokens_per_s ((N-1) / (total -
-                      ttft))
-  engine.batch1       one request through HFEngine (greedy, ignore_eos, N tokens), prefix cache off: ttft_s
-                      (submit → first token event), the same two rates
-  engine.batch1_warm_prefix   ttft_s of another question once the shared system prompt + tool schema is in the
-                      engine's prefix cache (what an app that calls tools sees from its second request on)
-  batch1_decode_vs_generate   engine decode tok/s / generate decode tok/s (target ≥ 1)
-  engine.concurrent   --clients requests with different questions submitted at once (as concurrent clients
-                      would), prefix cache off: aggregate_tokens_per_s = all tokens / (first submit → last
-                      token), decode_aggregate_tokens_per_s = tokens after each first one / (last first token →
-                      last token), ttft p50/max; ``concurrent_prefix_cache``: the same with the prefix cache on
-                      (emptied before each rep: the first request computes the shared prefix, the others reuse it)
-  concurrent_vs_batch1        aggregate tok/s / engine batch-1 tok/s, prefill included in both (target ≥ 3);
-                      ``…_prefix_cache`` the same with the prefix cache on for the concurrent run
-  constraint          the forced Calculator call (tool_choice named: llguidance via tracetune.serve.constrain)
-                      decoded greedily, against the same number of free tokens from the same prompt: decode
-                      ms per token of each (fastest rep) and overhead_pct (target ≤ 20), jump-forward off (one
-                      step per token); forced_call_s: the whole call (submit → last token) without and with
-                      jump-forward (forced tokens run together in one forward pass), and how many passes it took
+Figures (medians over --reps; the batch-1 contenders alternate inside each rep):
+  <contender>.batch1       greedy, ignore_eos, N tokens: ttft_s, decode_tokens_per_s ((N-1) / (total - ttft))
+  <contender>.concurrent   --clients requests at once (different questions): aggregate_tokens_per_s (all tokens
+                           / wall), ttft p50/max
+  default.adapter_batch1   the same request through a LoRA adapter (r=8 on every projection, random weights
+                           unless --adapter names a fine-tuned model's adapter directory), converted to GGUF once
+Ratios and their goals (issue 20): default_vs_transformers_decode >= 2.5, default_vs_raw_llamacpp_decode >= 0.9,
+adapter_vs_base_decode >= 0.8, default_concurrent_vs_batch1 >= 3 (aggregate / own batch-1 tok/s).
 
-Prints ONE JSON line (``--json-out FILE`` writes it too). The machine's load average at the start and the end
-is recorded: on the 2-core project machine another busy process moves every figure a lot.
+Prints ONE JSON line (``--json-out FILE`` too), with the load average at the start and the end.
 
-  .venv/bin/python bench/serve.py                  # ~2-3 minutes on 2 idle cores once the weights are cached
-  .venv/bin/python bench/serve.py --quick          # 1 rep, 24 tokens
+  .venv/bin/python bench/serve.py            # ~3 minutes on 2 idle cores once the weights are cached
+  .venv/bin/python bench/serve.py --quick    # 1 rep, 24 tokens
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib.metadata
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -55,202 +44,109 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
 
-HELDOUT = ROOT / "tests" / "train" / "fixtures" / "calculator_heldout.jsonl"
-
-
-def prompts(tokenizer: Any) -> list[tuple[list[int], list[dict[str, Any]]]]:
-    from tracetune.chat.format import render_prompt
-
-    out = []
-    for line in HELDOUT.read_text().splitlines():
-        record = json.loads(line)
-        text = render_prompt(record["messages"][:-1], tools=record["tools"])
-        out.append((tokenizer.encode(text), record["tools"]))
-    return out
+from _engines import machine_info, prompts, request, rounded, run_engine  # noqa: E402
 
 
-def bench_generate(model: Any, ids: list[int], new: int) -> dict[str, float]:
-    import torch
-    from transformers import LogitsProcessor, LogitsProcessorList
-
-    class FirstCall(LogitsProcessor):
-        at: float | None = None
-
-        def __call__(self, input_ids: Any, scores: Any) -> Any:
-            if self.at is None:
-                self.at = time.perf_counter()
-            return scores
-
-    first = FirstCall()
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        out = model.generate(
-            torch.tensor([ids]),
-            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-            do_sample=False,
-            max_new_tokens=new,
-            min_new_tokens=new,
-            logits_processor=LogitsProcessorList([first]),
-            pad_token_id=2,
-        )
-    total = time.perf_counter() - t0
-    assert out.shape[1] - len(ids) == new and first.at is not None
-    ttft = first.at - t0
-    return {"ttft_s": ttft, "tokens_per_s": new / total, "decode_tokens_per_s": (new - 1) / (total - ttft)}
-
-
-class Timing:
-    """Event times of one request (the engine calls ``__call__`` from its thread)."""
-
-    def __init__(self) -> None:
-        self.first: float | None = None
-        self.last = 0.0
-        self.tokens = 0
-        self.text: list[str] = []
-        self.done = threading.Event()
-        self.error: BaseException | None = None
-
-    def __call__(self, event: Any) -> None:
-        now = time.perf_counter()
-        if self.first is None:
-            self.first = now
-        self.last = now
-        self.tokens = event.completion_tokens
-        self.text.append(event.text)
-        if event.error is not None:
-            self.error = event.error
-        if event.done:
-            self.done.set()
-
-
-def run_engine(engine: Any, requests: list[Any]) -> tuple[float, list[Timing]]:
-    timings = [Timing() for _ in requests]
-    t0 = time.perf_counter()
-    for request, timing in zip(requests, timings, strict=True):
-        engine.submit(request, timing)
-    for timing in timings:
-        timing.done.wait()
-        if timing.error is not None:
-            raise timing.error
-    return t0, timings
-
-
-def request(ids: list[int], new: int, constraint: Any = None, ignore_eos: bool = True) -> Any:
-    from tracetune.serve.engine.protocol import GenerationRequest, SamplingParams
-
-    params = SamplingParams(max_tokens=new, temperature=0, ignore_eos=ignore_eos)
-    return GenerationRequest(list(ids), params, constraint=constraint)
-
-
-def bench_engine_batch1(engine: Any, ids: list[int], new: int) -> dict[str, float]:
-    t0, (timing,) = run_engine(engine, [request(ids, new)])
-    assert timing.tokens == new and timing.first is not None
+def engine_batch1(engine: Any, ids: list[int], new: int, adapter: str | None = None) -> dict[str, float]:
+    req = request(ids, new)
+    req.adapter_dir = adapter
+    t0, (timing,) = run_engine(engine, [req])
+    assert timing.tokens == new and timing.first is not None, (timing.tokens, new)
     total, ttft = timing.last - t0, timing.first - t0
-    return {"ttft_s": ttft, "tokens_per_s": new / total, "decode_tokens_per_s": (new - 1) / (total - ttft)}
+    return {"ttft_s": ttft, "decode_tokens_per_s": (new - 1) / (total - ttft), "tokens_per_s": new / total}
 
 
-def prefix_cache(engine: Any, on: bool) -> None:
-    """Empty the engine's prefix cache, and switch it on or off."""
-    engine.prefix_cache = type(engine.prefix_cache)(max_entries=8 if on else 0)
-    engine.adapters.on_evict = engine.prefix_cache.drop_adapter
-
-
-def bench_concurrent(engine: Any, all_ids: list[list[int]], new: int, clients: int, cache: bool) -> dict[str, Any]:
-    prefix_cache(engine, cache)
+def engine_concurrent(engine: Any, all_ids: list[list[int]], new: int, clients: int) -> dict[str, float]:
     t0, timings = run_engine(engine, [request(all_ids[i % len(all_ids)], new) for i in range(clients)])
     end = max(t.last for t in timings)
     ttfts = sorted((t.first or end) - t0 for t in timings)
     return {
         "aggregate_tokens_per_s": sum(t.tokens for t in timings) / (end - t0),
-        "decode_aggregate_tokens_per_s": sum(t.tokens - 1 for t in timings) / (end - (t0 + ttfts[-1])),
         "ttft_p50_s": statistics.median(ttfts),
         "ttft_max_s": ttfts[-1],
-        "wall_s": end - t0,
     }
 
 
-def bench_warm_prefix(engine: Any, cases: list[list[int]]) -> dict[str, float]:
-    prefix_cache(engine, True)
-    run_engine(engine, [request(cases[1], 1)])
-    t0, (timing,) = run_engine(engine, [request(cases[2], 1)])
-    assert timing.first is not None and engine.prefix_cache.hits >= 1
-    return {"ttft_s": timing.first - t0, "reused_prompt_tokens": float(engine.prefix_cache.reused_tokens)}
+class RawLlamaCpp:
+    """llama.cpp's server without tracetune: token ids in, streamed completions out, same sampling as the engine."""
+
+    def __init__(self, gguf: Path, slots: int, threads: int, context: int) -> None:
+        import xllamacpp
+
+        params = xllamacpp.CommonParams()
+        params.model.path = str(gguf)
+        params.n_ctx = context
+        params.n_parallel = slots
+        params.kv_unified = True
+        params.cpuparams.n_threads = threads
+        params.cpuparams_batch.n_threads = threads
+        params.warmup = False
+        params.verbosity = -1
+        params.cache_ram_mib = 0
+        self.server = xllamacpp.Server(params)
+
+    def one(self, ids: list[int], new: int) -> tuple[float, float, int]:
+        """(ttft, total, tokens) of one greedy completion."""
+        body = {"prompt": ids, "max_tokens": new, "temperature": 0, "ignore_eos": True, "stream": True,
+                "cache_prompt": False, "samplers": ["top_p", "temperature"], "top_k": 0, "min_p": 0.0}  # fmt: skip
+        first: list[float] = []
+        t0 = time.perf_counter()
+        usage: dict[str, Any] = {}
+
+        def on_chunk(chunk: dict[str, Any]) -> bool:
+            if not first:
+                first.append(time.perf_counter())
+            usage.update(chunk.get("usage") or {})
+            return False
+
+        self.server.handle_completions(body, on_chunk)
+        return first[0] - t0, time.perf_counter() - t0, int(usage.get("completion_tokens", 0))
+
+    def batch1(self, ids: list[int], new: int) -> dict[str, float]:
+        ttft, total, tokens = self.one(ids, new)
+        assert tokens == new, (tokens, new)
+        return {"ttft_s": ttft, "decode_tokens_per_s": (new - 1) / (total - ttft), "tokens_per_s": new / total}
+
+    def concurrent(self, all_ids: list[list[int]], new: int, clients: int) -> dict[str, float]:
+        results: list[tuple[float, float, int]] = []
+        t0 = time.perf_counter()
+
+        def run(i: int) -> None:
+            results.append(self.one(all_ids[i % len(all_ids)], new))
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - t0
+        ttfts = sorted(r[0] for r in results)
+        return {"aggregate_tokens_per_s": sum(r[2] for r in results) / wall, "ttft_p50_s": statistics.median(ttfts),
+                "ttft_max_s": ttfts[-1]}  # fmt: skip
 
 
-def bench_constraint(engine: Any, ids: list[int], tools: list[dict[str, Any]], reps: int) -> dict[str, Any]:
-    from tracetune.serve.constrain import constraint_for_request
-    from tracetune.serve.engine.grammar import compile_constraint
-
-    name = tools[0]["function"]["name"]
-    spec = constraint_for_request(tools=tools, tool_choice={"type": "function", "function": {"name": name}})
-    assert spec is not None
-    constraint = compile_constraint(engine.tokenizer, spec)
-
-    def ms_per_token(constrained: bool, new: int) -> tuple[float, Timing]:
-        req = request(ids, new, constraint if constrained else None, ignore_eos=not constrained)
-        _, (timing,) = run_engine(engine, [req])
-        assert timing.first is not None
-        return (timing.last - timing.first) * 1000 / max(timing.tokens - 1, 1), timing
-
-    def whole_call_s() -> float:
-        t0, (timing,) = run_engine(engine, [request(ids, 96, constraint, ignore_eos=False)])
-        return timing.last - t0
-
-    engine.jump_forward = False  # the mask's own cost: every token sampled, one step each
-    _, sample = ms_per_token(True, 96)  # warm-up; how long the forced call is
-    tokens = sample.tokens
-    plain, forced, stepwise, jumping = [], [], [], []
-    for _ in range(reps):
-        plain.append(ms_per_token(False, tokens)[0])
-        forced.append(ms_per_token(True, 96)[0])
-        stepwise.append(whole_call_s())
-        engine.jump_forward = True
-        steps = engine.steps
-        jumping.append(whole_call_s())
-        jump_steps = engine.steps - steps
-        engine.jump_forward = False
-    return {
-        "tokens": tokens,
-        "text": "".join(sample.text),
-        "constrained_ms_per_token": round(min(forced), 2),
-        "plain_ms_per_token": round(min(plain), 2),
-        "overhead_pct": round((min(forced) / min(plain) - 1) * 100, 1),
-        "forced_call_s": round(min(stepwise), 3),
-        "forced_call_jump_forward_s": round(min(jumping), 3),
-        "jump_forward_forward_passes": jump_steps + 1,
-    }
-
-
-def machine_info() -> dict[str, Any]:
+def random_adapter(model: Any, directory: Path) -> Path:
+    """A LoRA adapter (r=8 on every projection, the recipe's targets) with random non-zero weights."""
     import torch
+    from peft import LoraConfig, get_peft_model
 
-    cpu = ""
-    with contextlib.suppress(OSError):
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        cpu = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
-    versions = {"python": platform.python_version()}
-    for name in ("torch", "transformers", "peft", "llguidance"):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            versions[name] = importlib.metadata.version(name)
-    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "tracetune"], cwd=ROOT, capture_output=True, text=True)
-    return {
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
-        "platform": platform.platform(),
-        "versions": versions,
-        "git": git.stdout.strip() + ("+dirty" if dirty.stdout.strip() else ""),
-    }
+    from tracetune.models.compat import peft_wrapping
+    from tracetune.train.recipe import TARGET_MODULES
 
-
-def rounded(figures: list[dict[str, float]]) -> dict[str, Any]:
-    keys = figures[0].keys()
-    out: dict[str, Any] = {k: round(statistics.median(f[k] for f in figures), 4) for k in keys}
-    out["reps"] = [{k: round(f[k], 4) for k in keys} for f in figures]
-    return out
+    if (directory / "adapter_model.safetensors").exists():
+        return directory
+    torch.manual_seed(0)
+    with peft_wrapping():
+        peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=list(TARGET_MODULES)))
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.02)
+    peft_model.save_pretrained(directory)
+    peft_model.unload()
+    return directory
 
 
 def main() -> None:
@@ -259,69 +155,87 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=1, help="threads of every engine")
+    ap.add_argument("--adapter", default=None, help="a fine-tuned model's adapter directory (default: random)")
     ap.add_argument("--quick", action="store_true", help="1 rep, 24 new tokens")
     ap.add_argument("--json-out", default=None)
     args = ap.parse_args()
     if args.quick:
         args.reps, args.new_tokens = 1, 24
 
-    from tracetune.models import DEFAULT_MODEL_ID
-    from tracetune.serve.engine.hf import HFEngine
+    import torch
 
+    from tracetune.models import DEFAULT_MODEL_ID
+    from tracetune.models.registry import resolve
+    from tracetune.serve.engine.hf import HFEngine
+    from tracetune.serve.engine.llamacpp import LlamaCppEngine
+
+    torch.set_num_threads(args.threads)
+    home = Path(args.home)
     load_start = os.getloadavg()[0]
     started = time.perf_counter()
+    spec = resolve(home, DEFAULT_MODEL_ID)
     t0 = time.perf_counter()
-    engine = HFEngine.load(Path(args.home), DEFAULT_MODEL_ID, max_batch_size=max(16, args.clients))
-    load_s = time.perf_counter() - t0
-    model = engine.adapters.model  # the same weights: generate runs while the engine is idle
-    cases = prompts(engine.tokenizer)
-    ids, tools = cases[0]
-    new = args.new_tokens
-    prefix_cache(engine, False)
-    bench_generate(model, ids, new)  # warm-up both
-    bench_engine_batch1(engine, ids, new)
-    gen, eng = [], []
-    for _ in range(args.reps):
-        gen.append(bench_generate(model, ids, new))
-        eng.append(bench_engine_batch1(engine, ids, new))
-    warm = rounded([bench_warm_prefix(engine, [c[0] for c in cases]) for _ in range(args.reps)])
-    all_ids = [c[0] for c in cases]
-    bench_concurrent(engine, all_ids, new, args.clients, False)  # warm-up
-    concurrent, cached = [], []
-    for _ in range(args.reps):
-        concurrent.append(bench_concurrent(engine, all_ids, new, args.clients, False))
-        cached.append(bench_concurrent(engine, all_ids, new, args.clients, True))
-    prefix_cache(engine, False)
-    constraint = bench_constraint(engine, ids, tools, args.reps)
-    engine.close()
+    default = LlamaCppEngine.load(home, DEFAULT_MODEL_ID, slots=args.clients, threads=args.threads)
+    load_default_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    hf = HFEngine.load(home, DEFAULT_MODEL_ID, max_batch_size=max(16, args.clients))
+    load_hf_s = time.perf_counter() - t0
+    hf.prefix_cache = type(hf.prefix_cache)(max_entries=0)
+    raw = RawLlamaCpp(spec.weights_path, args.clients, args.threads, spec.context_length)
+    adapter = str(args.adapter or random_adapter(hf.adapters.model, home / "bench-adapter"))
 
-    generate_fig, engine_fig = rounded(gen), rounded(eng)
-    concurrent_fig, cached_fig = rounded(concurrent), rounded(cached)
+    cases = [c[0] for c in prompts(default.tokenizer)]
+    ids, new = cases[0], args.new_tokens
+    engine_batch1(default, ids, new)  # warm-up (and the adapter's conversion + server start)
+    engine_batch1(default, ids, new, adapter)
+    raw.batch1(ids, new)
+    engine_batch1(hf, ids, new)
+    figs: dict[str, list[dict[str, float]]] = {k: [] for k in ("default", "adapter", "raw", "hf")}
+    for _ in range(args.reps):
+        figs["default"].append(engine_batch1(default, ids, new))
+        figs["adapter"].append(engine_batch1(default, ids, new, adapter))
+        figs["raw"].append(raw.batch1(ids, new))
+        figs["hf"].append(engine_batch1(hf, ids, new))
+    conc: dict[str, list[dict[str, float]]] = {k: [] for k in ("default", "raw", "hf")}
+    for _ in range(args.reps):
+        conc["default"].append(engine_concurrent(default, cases, new, args.clients))
+        conc["raw"].append(raw.concurrent(cases, new, args.clients))
+        conc["hf"].append(engine_concurrent(hf, cases, new, args.clients))
+    default.close()
+    hf.close()
+
+    b = {k: rounded(v) for k, v in figs.items()}
+    c = {k: rounded(v) for k, v in conc.items()}
     result = {
         "bench": "serve",
         "model": DEFAULT_MODEL_ID,
+        "gguf": spec.weights_path.name,
         "new_tokens": new,
         "prompt_tokens": len(ids),
         "reps": args.reps,
-        "load_s": round(load_s, 2),
-        "generate": {"batch1": generate_fig},
-        "engine": {
-            "batch1": engine_fig,
-            "batch1_warm_prefix": warm,
-            "concurrent": {"clients": args.clients, **concurrent_fig},
-            "concurrent_prefix_cache": {"clients": args.clients, **cached_fig},
+        "threads": args.threads,
+        "clients": args.clients,
+        "load_s": {"default": round(load_default_s, 2), "transformers": round(load_hf_s, 2)},
+        "default": {"batch1": b["default"], "adapter_batch1": b["adapter"], "concurrent": c["default"]},
+        "raw_llamacpp": {"batch1": b["raw"], "concurrent": c["raw"]},
+        "transformers": {"batch1": b["hf"], "concurrent": c["hf"]},
+        "default_vs_transformers_decode": round(
+            b["default"]["decode_tokens_per_s"] / b["hf"]["decode_tokens_per_s"], 2
+        ),
+        "default_vs_raw_llamacpp_decode": round(
+            b["default"]["decode_tokens_per_s"] / b["raw"]["decode_tokens_per_s"], 2
+        ),
+        "adapter_vs_base_decode": round(b["adapter"]["decode_tokens_per_s"] / b["default"]["decode_tokens_per_s"], 2),
+        "default_concurrent_vs_batch1": round(c["default"]["aggregate_tokens_per_s"] / b["default"]["tokens_per_s"], 2),
+        "raw_concurrent_vs_batch1": round(c["raw"]["aggregate_tokens_per_s"] / b["raw"]["tokens_per_s"], 2),
+        "transformers_concurrent_vs_batch1": round(c["hf"]["aggregate_tokens_per_s"] / b["hf"]["tokens_per_s"], 2),
+        "targets": {
+            "default_vs_transformers_decode": ">= 2.5",
+            "default_vs_raw_llamacpp_decode": ">= 0.9",
+            "adapter_vs_base_decode": ">= 0.8",
+            "default_concurrent_vs_batch1": ">= 3",
         },
-        "batch1_decode_vs_generate": round(engine_fig["decode_tokens_per_s"] / generate_fig["decode_tokens_per_s"], 2),
-        "concurrent_vs_batch1": round(concurrent_fig["aggregate_tokens_per_s"] / engine_fig["tokens_per_s"], 2),
-        "concurrent_vs_batch1_prefix_cache": round(
-            cached_fig["aggregate_tokens_per_s"] / engine_fig["tokens_per_s"], 2
-        ),
-        "concurrent_decode_vs_batch1_decode": round(
-            concurrent_fig["decode_aggregate_tokens_per_s"] / engine_fig["decode_tokens_per_s"], 2
-        ),
-        "constraint": constraint,
-        "targets": {"batch1_decode_vs_generate": ">= 1", "concurrent_vs_batch1": ">= 3", "overhead_pct": "<= 20"},
-        "reference_baseline": {"generate_decode_tokens_per_s": 31.6, "llamacpp_decode_tokens_per_s": 110},
         "loadavg_start": load_start,
         "loadavg_end": os.getloadavg()[0],
         "wall_s": round(time.perf_counter() - started, 1),

@@ -104,6 +104,12 @@ class Settings(BaseSettings):
         "(measured best under load: more threads than free cores spin against each other), else half the "
         "cores this process may use.",
     )
+    train_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="CPU threads of each training process (torch, OpenMP, MKL). Default: the usable cores, less "
+        "the serving engine's threads when the job runs inside `tracetune serve` (one on a 2-core machine).",
+    )
 
     model_aliases: dict[str, str] = Field(
         default_factory=dict,

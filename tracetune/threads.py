@@ -26,3 +26,17 @@ def engine_threads(setting: int | None = None) -> int:
         return max(1, setting)
     cores = usable_cores()
     return 1 if cores <= 2 else cores // 2
+
+
+def training_threads(setting: int | None = None, *, beside_engine: int | None = None) -> int:
+    """Threads of one training process: ``setting`` (``TRACETUNE_TRAIN_THREADS``) when given; else the usable
+    cores, less ``beside_engine`` (the threads of the serving engine of the process that runs the job)."""
+    if setting is not None:
+        return max(1, setting)
+    return max(1, usable_cores() - (beside_engine or 0))
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """Environment that holds a child process's native thread pools to ``threads`` (OpenMP, MKL) and llguidance's
+    rayon pool to one (its idle workers spin)."""
+    return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "RAYON_NUM_THREADS": "1"}

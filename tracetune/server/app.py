@@ -34,7 +34,7 @@ from tracetune.train.runner import JobRunner
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     """The app over ``store`` (opened from ``settings`` when not given; the store is upgraded on open)."""
     store = store or open_store_from_settings(settings)
-    runner = JobRunner(store, settings) if settings.run_jobs else None
+    runner = JobRunner(store, settings, serving=True) if settings.run_jobs else None
     internal_key = new_internal_key()
     automations = AutomationRunner(store, settings, internal_key=internal_key) if settings.run_automations else None
 

@@ -749,6 +749,11 @@ def main(argv: list[str] | None = None) -> int:
             raise InvalidInput(f"cannot read the training config {args.config}: {exc}", field="config") from None
         from transformers.utils import logging as hf_logging
 
+        threads = load_settings().train_threads  # the job runner's share of the cores (tracetune.threads)
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
         hf_logging.disable_progress_bar()
         run_training(config, on_event, resume_from=args.resume_from)
         return 0

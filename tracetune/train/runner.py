@@ -94,6 +94,7 @@ class JobRunner:
         worker_id: str | None = None,
         poll_s: float = 1.0,
         observer: Observer | None = None,
+        serving: bool = False,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -101,6 +102,7 @@ class JobRunner:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.poll_s = poll_s
         self.observer = observer
+        self.serving = serving  # inside `tracetune serve`: training leaves the engine its threads
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -294,7 +296,8 @@ class JobRunner:
         command = [sys.executable, "-m", "tracetune.train.recipe", str(config_path), "--die-with-parent"]
         if resume_from is not None:
             command += ["--resume-from", str(resume_from)]
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRACETUNE_HOME": str(self.home)}
+        env = {**os.environ, **training_env(self.settings, self.serving), "HF_HUB_OFFLINE": "1"}
+        env["TRACETUNE_HOME"] = str(self.home)
         if self.settings.grader_api_key:  # for model graders; never written to the config file
             env[API_KEY_ENV] = self.settings.grader_api_key
         outcome = _Attempt()
@@ -522,6 +525,16 @@ class JobRunner:
 
     def _log(self, job: JobRow) -> Path:
         return job_dir(self.home, job["id"]) / "train.log"
+
+
+def training_env(settings: Settings, serving: bool) -> dict[str, str]:
+    """The thread settings of a training process (:mod:`tracetune.threads`): all usable cores, less the serving
+    engine's when the job runs inside `tracetune serve`; ``TRACETUNE_TRAIN_THREADS`` wins."""
+    from tracetune.threads import engine_threads, thread_env, training_threads
+
+    beside = engine_threads(settings.engine_threads) if serving else None
+    threads = training_threads(settings.train_threads, beside_engine=beside)
+    return {**thread_env(threads), "TRACETUNE_TRAIN_THREADS": str(threads)}
 
 
 def prepare_serving(home: Path, engine: str, base_id: str, adapter_dir: Path) -> str | None:
