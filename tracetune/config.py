@@ -91,11 +91,12 @@ class Settings(BaseSettings):
         description="Largest training or validation file a fine-tuning job accepts (OpenAI's limit: 512 MB).",
     )
 
-    engine: Literal["auto", "llamacpp", "transformers"] = Field(
+    engine: Literal["auto", "llamacpp", "vllm", "transformers"] = Field(
         default="auto",
         description="Inference engine of `tracetune serve`: `llamacpp` (llama.cpp on the model's GGUF file, "
-        "fine-tuned models as GGUF LoRA adapters; the CPU default), `transformers` (the reference engine; any "
-        "Hugging Face directory), or `auto`: llama.cpp for GGUF models when it is installed, else transformers.",
+        "fine-tuned models as GGUF LoRA adapters; the CPU default), `vllm` (GPU: vLLM with LoRA, the `vllm` "
+        "extra), `transformers` (the reference engine; any Hugging Face directory), or `auto`: vLLM where it is "
+        "installed and CUDA is present, else llama.cpp for GGUF models when it is installed, else transformers.",
     )
     engine_threads: int | None = Field(
         default=None,

@@ -27,8 +27,8 @@ def serve(
     engine: Annotated[
         str | None,
         typer.Option(
-            help="Inference engine: auto (llama.cpp for GGUF models when installed, else transformers), llamacpp, "
-            "transformers. Default $TRACETUNE_ENGINE or auto."
+            help="Inference engine: auto (vLLM on a CUDA machine where installed, else llama.cpp for GGUF models when "
+            "installed, else transformers), llamacpp, vllm, transformers. Default $TRACETUNE_ENGINE or auto."
         ),
     ] = None,
 ) -> None:
@@ -45,7 +45,7 @@ def serve(
     try:
         settings = load_settings(host=host, port=port, home=home, database_url=database_url, engine=engine)
     except ValueError as exc:
-        fail(f"--engine must be auto, llamacpp or transformers: {engine!r}" if engine else str(exc))
+        fail(f"--engine must be auto, llamacpp, vllm or transformers: {engine!r}" if engine else str(exc))
     if model_alias:
         settings.model_aliases = {**settings.model_aliases, **parse_aliases(model_alias)}
     try:

@@ -11,6 +11,20 @@ from tracetune.errors import Unavailable
 LLAMACPP_INSTALL_HINT = "pip install 'tracetune[models]' (llama.cpp comes as the xllamacpp wheel)"
 
 
+VLLM_INSTALL_HINT = "pip install 'tracetune[vllm]' on a CUDA machine"
+
+
+def vllm_available() -> bool:
+    """Whether vLLM is installed and a CUDA device is present (imports torch only when vLLM is installed)."""
+    from tracetune.capabilities import is_installed
+
+    if not is_installed("vllm"):
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def llamacpp_available() -> bool:
     """Whether the llama.cpp binding (xllamacpp) is installed."""
     from tracetune.capabilities import is_installed
@@ -25,20 +39,26 @@ ENGINES = ("llamacpp", "transformers")
 class EngineChoice:
     """Which engine serves a base model, and why."""
 
-    engine: str  # "llamacpp" | "transformers"
+    engine: str  # "llamacpp" | "vllm" | "transformers"
     reason: str
 
 
 def choose_engine(home: Path, base_id: str, wanted: str = "auto") -> EngineChoice:
-    """The engine for ``base_id``: the one asked for (``wanted``), or with ``auto`` llama.cpp for a GGUF model when
-    it is installed, else transformers. Raises :class:`~tracetune.errors.Unavailable` when the engine asked for
-    is not installed or cannot load the model."""
+    """The engine for ``base_id``: the one asked for (``wanted``), or with ``auto`` vLLM on a CUDA machine where it
+    is installed, else llama.cpp for a GGUF model when it is installed, else transformers. Raises
+    :class:`~tracetune.errors.Unavailable` when the engine asked for is not installed or cannot load the model."""
     from tracetune.models.registry import resolve
 
     spec = resolve(home, base_id)
     gguf = spec.gguf_file is not None
     if wanted == "transformers":
         return EngineChoice("transformers", "asked for (engine = transformers)")
+    if wanted == "vllm":
+        if not vllm_available():
+            raise Unavailable(f"the vLLM engine needs vLLM and a CUDA GPU: {VLLM_INSTALL_HINT}", field="model")
+        return EngineChoice("vllm", "asked for (engine = vllm)")
+    if vllm_available():
+        return EngineChoice("vllm", "vLLM is installed and a CUDA GPU is present")
     if wanted == "llamacpp":
         if not llamacpp_available():
             raise Unavailable(f"the llama.cpp engine is not installed: {LLAMACPP_INSTALL_HINT}", field="model")

@@ -33,6 +33,10 @@ def engine_factory(home: Path, wanted: str = "auto", threads: int | None = None,
             from tracetune.serve.engine.llamacpp import LlamaCppEngine
 
             engine = LlamaCppEngine.load(home, base_id, threads=count, **options)
+        elif choice.engine == "vllm":
+            from tracetune.serve.engine.vllm import VLLMEngine
+
+            engine = VLLMEngine.load(home, base_id, **options)
         else:
             from tracetune.serve.engine.hf import HFEngine
 
