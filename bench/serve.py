@@ -17,7 +17,10 @@ Contenders:
 Figures (medians over --reps; the batch-1 contenders alternate inside each rep):
   <contender>.batch1       greedy, ignore_eos, N tokens: ttft_s, decode_tokens_per_s ((N-1) / (total - ttft))
   <contender>.concurrent   --clients requests at once (different questions): aggregate_tokens_per_s (all tokens
-                           / wall), ttft p50/max
+                           / wall), ttft p50/max, after one such round (``concurrent_cold``: that first round,
+                           when no cache holds the prompts' shared system prompt + tool schema yet); the raw
+                           server picks its own slots (by prompt similarity), the transformers engine's prefix
+                           cache is off
   default.adapter_batch1   the same request through a LoRA adapter (r=8 on every projection, random weights
                            unless --adapter names a fine-tuned model's adapter directory), converted to GGUF once
 Ratios and their goals (issue 20): default_vs_transformers_decode >= 2.5, default_vs_raw_llamacpp_decode >= 0.9,
@@ -87,10 +90,12 @@ class RawLlamaCpp:
         params.cache_ram_mib = 0
         self.server = xllamacpp.Server(params)
 
+    cache = False  # cache_prompt of every request (the server's own slot choice and prefix reuse)
+
     def one(self, ids: list[int], new: int) -> tuple[float, float, int]:
         """(ttft, total, tokens) of one greedy completion."""
         body = {"prompt": ids, "max_tokens": new, "temperature": 0, "ignore_eos": True, "stream": True,
-                "cache_prompt": False, "samplers": ["top_p", "temperature"], "top_k": 0, "min_p": 0.0}  # fmt: skip
+                "cache_prompt": self.cache, "samplers": ["top_p", "temperature"], "top_k": 0, "min_p": 0.0}  # fmt: skip
         first: list[float] = []
         t0 = time.perf_counter()
         usage: dict[str, Any] = {}
@@ -187,8 +192,9 @@ def main() -> None:
 
     cases = [c[0] for c in prompts(default.tokenizer)]
     ids, new = cases[0], args.new_tokens
-    engine_batch1(default, ids, new)  # warm-up (and the adapter's conversion + server start)
-    engine_batch1(default, ids, new, adapter)
+    engine_batch1(default, ids, new, adapter)  # warm-up (and the adapter's conversion + server start)
+    engine_batch1(default, ids, new)
+    default.prompt_cache = False  # batch 1: every prompt computed whole, as the other two do
     raw.batch1(ids, new)
     engine_batch1(hf, ids, new)
     figs: dict[str, list[dict[str, float]]] = {k: [] for k in ("default", "adapter", "raw", "hf")}
@@ -197,6 +203,21 @@ def main() -> None:
         figs["adapter"].append(engine_batch1(default, ids, new, adapter))
         figs["raw"].append(raw.batch1(ids, new))
         figs["hf"].append(engine_batch1(hf, ids, new))
+    # with the prompt caches on: batch 1 on a prompt computed before (a slot holds it; the transformers engine's
+    # prefix cache), then the concurrent rounds, the first cold (no slot holds the shared system prompt + tools
+    # yet), reported apart
+    default.prompt_cache, raw.cache = True, True
+    hf.prefix_cache = type(hf.prefix_cache)(max_entries=8)
+    warm: dict[str, list[dict[str, float]]] = {k: [] for k in ("default", "raw", "hf")}
+    for contender, run in (("default", lambda: engine_batch1(default, ids, new)), ("raw", lambda: raw.batch1(ids, new)),
+                           ("hf", lambda: engine_batch1(hf, ids, new))):  # fmt: skip
+        run()
+        warm[contender] = [run() for _ in range(args.reps)]
+    cold = {
+        "default": engine_concurrent(default, cases, new, args.clients),
+        "raw": raw.concurrent(cases, new, args.clients),
+        "hf": engine_concurrent(hf, cases, new, args.clients),
+    }
     conc: dict[str, list[dict[str, float]]] = {k: [] for k in ("default", "raw", "hf")}
     for _ in range(args.reps):
         conc["default"].append(engine_concurrent(default, cases, new, args.clients))
@@ -207,6 +228,7 @@ def main() -> None:
 
     b = {k: rounded(v) for k, v in figs.items()}
     c = {k: rounded(v) for k, v in conc.items()}
+    w = {k: rounded(v) for k, v in warm.items()}
     result = {
         "bench": "serve",
         "model": DEFAULT_MODEL_ID,
@@ -217,9 +239,25 @@ def main() -> None:
         "threads": args.threads,
         "clients": args.clients,
         "load_s": {"default": round(load_default_s, 2), "transformers": round(load_hf_s, 2)},
-        "default": {"batch1": b["default"], "adapter_batch1": b["adapter"], "concurrent": c["default"]},
-        "raw_llamacpp": {"batch1": b["raw"], "concurrent": c["raw"]},
-        "transformers": {"batch1": b["hf"], "concurrent": c["hf"]},
+        "default": {
+            "batch1": b["default"],
+            "adapter_batch1": b["adapter"],
+            "batch1_cached_prompt": w["default"],
+            "concurrent": c["default"],
+            "concurrent_cold": cold["default"],
+        },
+        "raw_llamacpp": {
+            "batch1": b["raw"],
+            "batch1_cached_prompt": w["raw"],
+            "concurrent": c["raw"],
+            "concurrent_cold": cold["raw"],
+        },
+        "transformers": {
+            "batch1": b["hf"],
+            "batch1_cached_prompt": w["hf"],
+            "concurrent": c["hf"],
+            "concurrent_cold": cold["hf"],
+        },
         "default_vs_transformers_decode": round(
             b["default"]["decode_tokens_per_s"] / b["hf"]["decode_tokens_per_s"], 2
         ),
@@ -227,9 +265,13 @@ def main() -> None:
             b["default"]["decode_tokens_per_s"] / b["raw"]["decode_tokens_per_s"], 2
         ),
         "adapter_vs_base_decode": round(b["adapter"]["decode_tokens_per_s"] / b["default"]["decode_tokens_per_s"], 2),
-        "default_concurrent_vs_batch1": round(c["default"]["aggregate_tokens_per_s"] / b["default"]["tokens_per_s"], 2),
-        "raw_concurrent_vs_batch1": round(c["raw"]["aggregate_tokens_per_s"] / b["raw"]["tokens_per_s"], 2),
-        "transformers_concurrent_vs_batch1": round(c["hf"]["aggregate_tokens_per_s"] / b["hf"]["tokens_per_s"], 2),
+        # aggregate over the clients / one request's tok/s, both with the prompt caches on (cold: both without)
+        "default_concurrent_vs_batch1": round(c["default"]["aggregate_tokens_per_s"] / w["default"]["tokens_per_s"], 2),
+        "raw_concurrent_vs_batch1": round(c["raw"]["aggregate_tokens_per_s"] / w["raw"]["tokens_per_s"], 2),
+        "transformers_concurrent_vs_batch1": round(c["hf"]["aggregate_tokens_per_s"] / w["hf"]["tokens_per_s"], 2),
+        "default_concurrent_cold_vs_batch1": round(
+            cold["default"]["aggregate_tokens_per_s"] / b["default"]["tokens_per_s"], 2
+        ),
         "targets": {
             "default_vs_transformers_decode": ">= 2.5",
             "default_vs_raw_llamacpp_decode": ">= 0.9",

@@ -66,6 +66,7 @@ class _Server:
         self.retired = False
         self._owners: list[str | bool | None] = [False] * slots  # the adapter whose prompt each slot holds
         self._busy = [False] * slots
+        self._prompts: list[list[int]] = [[] for _ in range(slots)]  # the prompt each slot computed last
         self._free = threading.Condition()
 
     def lora_for(self, gguf: str | None) -> list[dict[str, Any]] | None:
@@ -73,17 +74,22 @@ class _Server:
             return None
         return [{"id": self.adapters.index(gguf), "scale": 1.0}]
 
-    def take_slot(self, gguf: str | None) -> tuple[int, bool]:
-        """A free slot for a choice through ``gguf`` (waiting for one), and whether its cached prompt may be used."""
+    def take_slot(self, gguf: str | None, prompt: list[int]) -> tuple[int, bool]:
+        """A free slot for a choice through ``gguf`` (waiting for one), and whether its cached prompt may be used:
+        of the idle slots of the same adapter, the one whose last prompt shares the longest start with ``prompt``
+        (the system prompt and tool schemas an app sends every time are then not computed again)."""
         with self._free:
             while True:
                 idle = [i for i, busy in enumerate(self._busy) if not busy]
                 if idle:
                     same = [i for i in idle if self._owners[i] == gguf]
-                    slot = same[0] if same else idle[0]
-                    reuse = bool(same)
+                    if same:
+                        slot = max(same, key=lambda i: _shared_start(self._prompts[i], prompt))
+                    else:  # another adapter's slot: prefer one that holds nothing worth keeping
+                        slot = min(idle, key=lambda i: len(self._prompts[i]))
                     self._busy[slot], self._owners[slot] = True, gguf
-                    return slot, reuse
+                    self._prompts[slot] = prompt
+                    return slot, bool(same)
                 self._free.wait()
 
     def give_slot(self, slot: int) -> None:
@@ -106,6 +112,7 @@ class LlamaCppEngine:
         slots: int = 8,
         threads: int = 1,
         max_adapters: int = 8,
+        prompt_cache: bool = True,
     ) -> None:
         if not llamacpp_available():
             raise EngineError(f"the llama.cpp engine is not installed: {LLAMACPP_INSTALL_HINT}")
@@ -117,6 +124,7 @@ class LlamaCppEngine:
         self.slots = slots
         self.threads = threads
         self.max_adapters = max_adapters
+        self.prompt_cache = prompt_cache  # reuse a slot's computed prompt start (off: every prompt computed whole)
         self.engine_name = "llama.cpp"
         self._lock = threading.Lock()
         self._swap = threading.Lock()  # one server start at a time
@@ -222,7 +230,7 @@ class LlamaCppEngine:
     def _choice(
         self, server: _Server, gguf: str | None, request: GenerationRequest, index: int, sink: EventSink
     ) -> None:
-        slot, reuse = server.take_slot(gguf)
+        slot, reuse = server.take_slot(gguf, request.prompt_ids)
         try:
             self._stream(server, gguf, request, index, sink, slot, reuse)
         finally:
@@ -243,7 +251,8 @@ class LlamaCppEngine:
         body = self._body(server, gguf, request, index)
         # a seeded choice computes its whole prompt: a cached prefix would change the floating-point sums of the
         # last prompt position (a batch of one token, not of the whole prompt), and so what the seed samples
-        body["id_slot"], body["cache_prompt"] = slot, reuse and request.params.seed is None
+        body["id_slot"] = slot
+        body["cache_prompt"] = reuse and self.prompt_cache and request.params.seed is None
         finished = False
 
         def on_chunk(chunk: dict[str, Any]) -> bool:
@@ -366,6 +375,14 @@ class LlamaCppEngine:
             names = ", ".join(Path(a).parent.name for a in adapters) or "none"
             raise EngineError(f"llama.cpp could not load {self.gguf_path} with adapters [{names}]: {exc}") from exc
         return _Server(native, adapters, self.slots)
+
+
+def _shared_start(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
 
 
 def _event(index: int, chunk: dict[str, Any]) -> SequenceEvent:
