@@ -289,3 +289,20 @@ def test_engine_choice_and_reason(tmp_path: Path, tokenizer: ModelTokenizer) -> 
     assert choose_engine(tmp_path, "local-hf").engine == "transformers"
     with pytest.raises(Unavailable, match="GGUF"):
         choose_engine(tmp_path, "local-hf", "llamacpp")
+
+
+def test_slots_are_chosen_by_shared_prompt_start_within_one_adapter() -> None:
+    from tracetune.serve.engine.llamacpp import _Server
+
+    server = _Server(None, ("a.gguf",), slots=3)
+    system = list(range(100))
+    first, second = [*system, 1, 2], [*system, 7, 8]
+    taken = [server.take_slot(None, first), server.take_slot(None, second), server.take_slot("a.gguf", first)]
+    assert [reuse for _, reuse in taken] == [False, False, False]  # nothing computed yet
+    for slot, _ in taken:
+        server.give_slot(slot)
+    again = server.take_slot(None, [*second, 9])
+    assert again == (taken[1][0], True)  # the base slot that computed `second`
+    server.give_slot(again[0])
+    # the adapter's request reuses only its own slot, never a base slot holding the same prompt
+    assert server.take_slot("a.gguf", first) == (taken[2][0], True)
