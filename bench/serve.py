@@ -2,8 +2,9 @@
 """Benchmark (issue 20): the default CPU engine (llama.cpp, tracetune.serve.engine.llamacpp) against raw llama.cpp on
 the same GGUF and against the transformers engine (tracetune.serve.engine.hf, the engine before issue 20), one run.
 
-Model: the built-in SmolLM2-135M-Instruct. The llama.cpp contenders read the GGUF as it ships (Q4_1); the
-transformers engine its float32 de-quantization. Prompt: the calculator function-calling prompt of the held-out
+Model: the built-in SmolLM2-135M-Instruct. The llama.cpp contenders read the same GGUF: the engine's default, the
+shipped Q4_1 file re-quantized once to Q8_0 (``--weights as-shipped``: the Q4_1 file itself); the transformers
+engine its float32 de-quantization. Prompt: the calculator function-calling prompt of the held-out
 set (~200 tokens, rendered by tracetune.chat.format). Every engine runs with ONE thread (``--threads``), the
 setting on a 2-core machine (TRACETUNE_ENGINE_THREADS's default).
 
@@ -50,6 +51,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
 from _engines import machine_info, prompts, request, rounded, run_engine  # noqa: E402
+
+# between measurements: torch's OpenMP workers spin ~200 ms after the transformers engine's last step and would take
+# the core from whichever contender runs next
+SETTLE_S = 0.5
 
 
 def engine_batch1(engine: Any, ids: list[int], new: int, adapter: str | None = None) -> dict[str, float]:
@@ -162,6 +167,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1, help="threads of every engine")
     ap.add_argument("--adapter", default=None, help="a fine-tuned model's adapter directory (default: random)")
+    ap.add_argument("--weights", default="q8_0", choices=["q8_0", "as-shipped"], help="TRACETUNE_LLAMACPP_WEIGHTS")
     ap.add_argument("--quick", action="store_true", help="1 rep, 24 new tokens")
     ap.add_argument("--json-out", default=None)
     args = ap.parse_args()
@@ -181,13 +187,15 @@ def main() -> None:
     started = time.perf_counter()
     spec = resolve(home, DEFAULT_MODEL_ID)
     t0 = time.perf_counter()
-    default = LlamaCppEngine.load(home, DEFAULT_MODEL_ID, slots=args.clients, threads=args.threads)
+    default = LlamaCppEngine.load(
+        home, DEFAULT_MODEL_ID, weights=args.weights, slots=args.clients, threads=args.threads
+    )
     load_default_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     hf = HFEngine.load(home, DEFAULT_MODEL_ID, max_batch_size=max(16, args.clients))
     load_hf_s = time.perf_counter() - t0
     hf.prefix_cache = type(hf.prefix_cache)(max_entries=0)
-    raw = RawLlamaCpp(spec.weights_path, args.clients, args.threads, spec.context_length)
+    raw = RawLlamaCpp(default.gguf_path, args.clients, args.threads, spec.context_length)  # the same file
     adapter = str(args.adapter or random_adapter(hf.adapters.model, home / "bench-adapter"))
 
     cases = [c[0] for c in prompts(default.tokenizer)]
@@ -198,11 +206,18 @@ def main() -> None:
     raw.batch1(ids, new)
     engine_batch1(hf, ids, new)
     figs: dict[str, list[dict[str, float]]] = {k: [] for k in ("default", "adapter", "raw", "hf")}
-    for _ in range(args.reps):
-        figs["default"].append(engine_batch1(default, ids, new))
-        figs["adapter"].append(engine_batch1(default, ids, new, adapter))
-        figs["raw"].append(raw.batch1(ids, new))
-        figs["hf"].append(engine_batch1(hf, ids, new))
+    runs = {
+        "default": lambda: engine_batch1(default, ids, new),
+        "adapter": lambda: engine_batch1(default, ids, new, adapter),
+        "raw": lambda: raw.batch1(ids, new),
+        "hf": lambda: engine_batch1(hf, ids, new),
+    }
+    for rep in range(args.reps):
+        order = list(runs)
+        order = order[rep % len(order) :] + order[: rep % len(order)]  # each contender follows another each rep
+        for name in order:
+            time.sleep(SETTLE_S)
+            figs[name].append(runs[name]())
     # with the prompt caches on: batch 1 on a prompt computed before (a slot holds it; the transformers engine's
     # prefix cache), then the concurrent rounds, the first cold (no slot holds the shared system prompt + tools
     # yet), reported apart
@@ -232,7 +247,7 @@ def main() -> None:
     result = {
         "bench": "serve",
         "model": DEFAULT_MODEL_ID,
-        "gguf": spec.weights_path.name,
+        "gguf": default.gguf_path.name,
         "new_tokens": new,
         "prompt_tokens": len(ids),
         "reps": args.reps,

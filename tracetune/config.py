@@ -98,6 +98,12 @@ class Settings(BaseSettings):
         "extra), `transformers` (the reference engine; any Hugging Face directory), or `auto`: vLLM where it is "
         "installed and CUDA is present, else llama.cpp for GGUF models when it is installed, else transformers.",
     )
+    llamacpp_weights: Literal["q8_0", "as-shipped"] = Field(
+        default="q8_0",
+        description="What the llama.cpp engine loads for a GGUF model: `q8_0` (a Q4_1 file re-quantized once to Q8_0 "
+        "into the data home, ~4 s: llama.cpp's matrix kernels cover Q8_0, not Q4_1, so prompts and batches run "
+        "faster; other files as they are) or `as-shipped` (the file itself).",
+    )
     engine_threads: int | None = Field(
         default=None,
         ge=1,

@@ -306,3 +306,33 @@ def test_slots_are_chosen_by_shared_prompt_start_within_one_adapter() -> None:
     server.give_slot(again[0])
     # the adapter's request reuses only its own slot, never a base slot holding the same prompt
     assert server.take_slot("a.gguf", first) == (taken[2][0], True)
+
+
+def test_q8_0_copy_keeps_every_tensor_and_the_metadata(home: Path) -> None:
+    import gguf
+    import numpy as np
+    from gguf.quants import dequantize
+
+    from tracetune.models.gguf_quant import llamacpp_weights
+    from tracetune.models.registry import resolve
+
+    spec = resolve(home, DEFAULT_MODEL_ID)
+    path = llamacpp_weights(home, spec)
+    assert path != spec.weights_path and path.is_relative_to(home)
+    assert llamacpp_weights(home, spec) == path  # made once
+    source, copy = gguf.GGUFReader(str(spec.weights_path)), gguf.GGUFReader(str(path))
+    assert copy.fields["general.file_type"].contents() == 7  # MOSTLY_Q8_0
+    for key in ("tokenizer.ggml.tokens", "llama.block_count", "llama.rope.freq_base", "tokenizer.chat_template"):
+        assert copy.fields[key].contents() == source.fields[key].contents()
+    originals = {t.name: t for t in source.tensors}
+    assert [t.name for t in copy.tensors] == list(originals)
+    for tensor in copy.tensors:
+        before = originals[tensor.name]
+        if before.tensor_type.name != "Q4_1":
+            assert tensor.tensor_type == before.tensor_type
+            continue
+        assert tensor.tensor_type.name == "Q8_0"
+        old = dequantize(before.data, before.tensor_type)
+        new = dequantize(tensor.data, tensor.tensor_type)
+        assert new.shape == old.shape
+        assert np.abs(new - old).max() <= np.abs(old).max() / 127  # within one Q8_0 step of the block's largest

@@ -136,8 +136,11 @@ class LlamaCppEngine:
         self._server = self._start(())
 
     @classmethod
-    def load(cls, home: Path, model_id: str, **options: Any) -> LlamaCppEngine:
-        """The engine of base model ``model_id`` (a GGUF base: the built-in one or one registered by path)."""
+    def load(cls, home: Path, model_id: str, weights: str = "q8_0", **options: Any) -> LlamaCppEngine:
+        """The engine of base model ``model_id`` (a GGUF base: the built-in one or one registered by path);
+        ``weights``: ``q8_0`` (a Q4_1 file re-quantized once, :mod:`tracetune.models.gguf_quant`) or
+        ``as-shipped``."""
+        from tracetune.models.gguf_quant import llamacpp_weights
         from tracetune.models.registry import resolve
         from tracetune.models.tokenizer import load_tokenizer
 
@@ -145,7 +148,7 @@ class LlamaCppEngine:
         if spec.gguf_file is None:
             raise EngineError(f"{model_id} is a Hugging Face directory; llama.cpp serves GGUF files")
         return cls(
-            spec.weights_path,
+            llamacpp_weights(home, spec) if weights == "q8_0" else spec.weights_path,
             load_tokenizer(home, model_id),
             model_id=model_id,
             context_length=spec.context_length,

@@ -19,7 +19,9 @@ log = logging.getLogger(__name__)
 EngineFactory = Callable[[str], Engine]
 
 
-def engine_factory(home: Path, wanted: str = "auto", threads: int | None = None, **options: Any) -> EngineFactory:
+def engine_factory(
+    home: Path, wanted: str = "auto", threads: int | None = None, llamacpp_weights: str = "q8_0", **options: Any
+) -> EngineFactory:
     """Engines over the data home's models, each the one ``choose_engine`` picks (``threads``: per engine)."""
     from tracetune.models.engines import choose_engine
     from tracetune.threads import engine_threads
@@ -32,7 +34,7 @@ def engine_factory(home: Path, wanted: str = "auto", threads: int | None = None,
         if choice.engine == "llamacpp":
             from tracetune.serve.engine.llamacpp import LlamaCppEngine
 
-            engine = LlamaCppEngine.load(home, base_id, threads=count, **options)
+            engine = LlamaCppEngine.load(home, base_id, weights=llamacpp_weights, threads=count, **options)
         elif choice.engine == "vllm":
             from tracetune.serve.engine.vllm import VLLMEngine
 

@@ -53,7 +53,11 @@ def chat_service(request: Request) -> ChatService:
                 service = ChatService(
                     home=settings.home,
                     store=st.store,
-                    engines=EngineManager(engine_factory(settings.home, settings.engine, settings.engine_threads)),
+                    engines=EngineManager(
+                        engine_factory(
+                            settings.home, settings.engine, settings.engine_threads, settings.llamacpp_weights
+                        )
+                    ),
                     aliases=getattr(settings, "model_aliases", {}),
                 )
                 install_chat_service(app, service)
