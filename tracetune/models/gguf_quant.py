@@ -9,10 +9,13 @@ tuned model's held-out accuracy holds. Tensors of other types are copied as they
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from tracetune.models.registry import ModelSpec
 
@@ -44,34 +47,19 @@ def llamacpp_weights(home: Path, spec: ModelSpec) -> Path:
     return out
 
 
-def _write(reader: object, out: Path) -> None:
+@contextlib.contextmanager
+def gguf_written(out: Path, arch: str) -> Iterator[Any]:
+    """A ``gguf.GGUFWriter`` whose file appears at ``out`` whole or not at all: the body adds keys and tensors; on
+    success it is written to a temporary file beside ``out`` and moved there, on failure nothing is left."""
     import gguf
-    from gguf.quants import dequantize, quantize
 
-    fields = reader.fields  # type: ignore[attr-defined]
-    arch = str(fields["general.architecture"].contents())
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".requant-", suffix=".gguf", dir=out.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".gguf-", suffix=".gguf", dir=out.parent)
     os.close(fd)
     writer = gguf.GGUFWriter(tmp, arch)
     try:
-        for name, field in fields.items():
-            if name.startswith("GGUF.") or name == "general.architecture":
-                continue
-            if name == "general.file_type":
-                writer.add_uint32(name, _FILE_TYPE["Q8_0"])
-                continue
-            kind = field.types[0]
-            sub = field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
-            writer.add_key_value(name, field.contents(), kind, sub_type=sub)
-        for tensor in reader.tensors:  # type: ignore[attr-defined]
-            target = REQUANTIZED.get(tensor.tensor_type.name)
-            if target is None:
-                writer.add_tensor(tensor.name, tensor.data, raw_shape=tensor.data.shape, raw_dtype=tensor.tensor_type)
-                continue
-            qtype = gguf.GGMLQuantizationType[target]
-            data = quantize(dequantize(tensor.data, tensor.tensor_type), qtype)
-            writer.add_tensor(tensor.name, data, raw_shape=data.shape, raw_dtype=qtype)
+        yield writer
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
@@ -81,3 +69,28 @@ def _write(reader: object, out: Path) -> None:
         writer.close()
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _write(reader: Any, out: Path) -> None:
+    import gguf
+    from gguf.quants import dequantize, quantize
+
+    fields = reader.fields
+    with gguf_written(out, str(fields["general.architecture"].contents())) as writer:
+        for name, field in fields.items():
+            if name.startswith("GGUF.") or name == "general.architecture":
+                continue
+            if name == "general.file_type":
+                writer.add_uint32(name, _FILE_TYPE["Q8_0"])
+                continue
+            kind = field.types[0]
+            sub = field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
+            writer.add_key_value(name, field.contents(), kind, sub_type=sub)
+        for tensor in reader.tensors:
+            target = REQUANTIZED.get(tensor.tensor_type.name)
+            if target is None:
+                writer.add_tensor(tensor.name, tensor.data, raw_shape=tensor.data.shape, raw_dtype=tensor.tensor_type)
+                continue
+            qtype = gguf.GGMLQuantizationType[target]
+            data = quantize(dequantize(tensor.data, tensor.tensor_type), qtype)
+            writer.add_tensor(tensor.name, data, raw_shape=data.shape, raw_dtype=qtype)

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from tracetune.errors import InvalidInput
+from tracetune.models.gguf_quant import gguf_written
 
 GGUF_ADAPTER_FILE = "adapter.gguf"
 # architectures whose attention weights the GGUF converter permutes, as llama.cpp's LlamaModel does
@@ -85,12 +84,7 @@ def convert_adapter(adapter_dir: Path, base_gguf: Path, out: Path) -> None:
     alpha = float(config["lora_alpha"])
     if config.get("use_rslora"):
         alpha = alpha * math.sqrt(rank)  # llama.cpp scales by alpha / rank; rsLoRA by alpha / sqrt(rank)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".adapter-", suffix=".gguf", dir=out.parent)
-    os.close(fd)
-    writer = gguf.GGUFWriter(tmp, arch)
-    try:
+    with gguf_written(Path(out), arch) as writer:
         writer.add_type(gguf.GGUFType.ADAPTER)
         writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
         writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
@@ -120,15 +114,6 @@ def convert_adapter(adapter_dir: Path, base_gguf: Path, out: Path) -> None:
                 b = _permute_rows(b, heads)
             writer.add_tensor(f"{target}.weight.lora_a", np.ascontiguousarray(a))
             writer.add_tensor(f"{target}.weight.lora_b", np.ascontiguousarray(b))
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        os.replace(tmp, out)
-    except BaseException:
-        writer.close()
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _permute_rows(weights: Any, heads: int) -> Any:
