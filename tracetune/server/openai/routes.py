@@ -152,11 +152,14 @@ def models_list(request: Request, ws: Workspace = Depends(workspace)) -> ModelLi
     """The base models, the workspace's fine-tuned models (oldest first), then the aliases (``model_aliases``, then
     the stored ones), so an app that checks its configured model name in the list finds it."""
     st = state(request)
-    base = [model_object(spec, _engine_of(st.settings, spec.id)) for spec in list_models(st.settings.home)]
-    tuned = [
-        fine_tuned_model_object(row, ws.name, _engine_of(st.settings, row["base_model"]))
-        for row in st.store.models.list(ws.id)
-    ]
+    specs = list_models(st.settings.home)
+    engines = {spec.id: _engine_of(st.settings, spec.id) for spec in specs}  # once per base model, not per row
+    base = [model_object(spec, engines[spec.id]) for spec in specs]
+    tuned = []
+    for row in st.store.models.list(ws.id):
+        if row["base_model"] not in engines:
+            engines[row["base_model"]] = _engine_of(st.settings, row["base_model"])
+        tuned.append(fine_tuned_model_object(row, ws.name, engines[row["base_model"]]))
     aliases = [Model(id=name, created=0) for name in sorted(st.settings.model_aliases)]
     stored = [
         Model(id=row["name"], created=int(row["created_at"].timestamp()))
