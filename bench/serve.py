@@ -99,8 +99,9 @@ class RawLlamaCpp:
 
     def one(self, ids: list[int], new: int) -> tuple[float, float, int]:
         """(ttft, total, tokens) of one greedy completion."""
+        # the sampler chain the engine sends for a greedy request (top-p left out: it cannot change a greedy draw)
         body = {"prompt": ids, "max_tokens": new, "temperature": 0, "ignore_eos": True, "stream": True,
-                "cache_prompt": self.cache, "samplers": ["top_p", "temperature"], "top_k": 0, "min_p": 0.0}  # fmt: skip
+                "cache_prompt": self.cache, "samplers": ["temperature"], "top_k": 0, "min_p": 0.0}  # fmt: skip
         first: list[float] = []
         t0 = time.perf_counter()
         usage: dict[str, Any] = {}

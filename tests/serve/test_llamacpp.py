@@ -90,6 +90,21 @@ def test_seeded_sampling_repeats_alone_and_choices_differ(engine: Any, prompt_id
     assert len(set(sample(3))) > 1, "three sampled choices with seeds 7, 8, 9 were all the same"
 
 
+def test_top_p_still_narrows_the_draw(engine: Any, prompt_ids: list[int]) -> None:
+    """top-p is left out of llama.cpp's sampler chain only where it cannot change the draw (greedy, or top_p 1)."""
+    greedy_text = one(engine, greedy(prompt_ids, 12)).text
+    narrow = [  # a nucleus of one token at temperature 1.5: every seed draws the greedy answer
+        one(engine, GenerationRequest(prompt_ids, SamplingParams(max_tokens=12, temperature=1.5, top_p=1e-6, seed=s)))
+        for s in range(3)
+    ]
+    assert all(c.text == greedy_text for c in narrow)
+    wide = [
+        one(engine, GenerationRequest(prompt_ids, SamplingParams(max_tokens=12, temperature=1.5, seed=s))).text
+        for s in range(3)
+    ]
+    assert any(text != greedy_text for text in wide)
+
+
 def test_forced_tool_call_and_json_schema_parse(engine: Any, prompt_ids: list[int]) -> None:
     from tracetune.serve.constrain import constraint_for_request
     from tracetune.serve.engine.grammar import compile_constraint

@@ -1,12 +1,14 @@
 """The llama.cpp engine, the CPU default: the base model's GGUF as it ships (quantized), fine-tuned models as GGUF
 LoRA adapters applied per request, continuous batching in llama.cpp's own server loop.
 
-llama.cpp runs in-process through ``xllamacpp`` (prebuilt wheels of llama.cpp's server: its slots, continuous
-batching, prompt cache, samplers and llguidance-constrained decoding), driven with its completion API on token
-ids: we render and tokenize the prompt ourselves (``chat.format``, byte-identical to training), and a forced tool
-call or JSON schema is our own llguidance grammar (``serve.constrain``) handed over as ``%llguidance``. Each
-choice of a request is one completion streamed to the request's callback from a worker thread (the binding
-blocks while it streams; it releases the GIL).
+llama.cpp's server (``xllamacpp``'s prebuilt wheels: its slots, continuous batching, prompt cache, samplers and
+llguidance-constrained decoding) runs in a child process (:mod:`~tracetune.serve.engine.llamacpp_process`),
+driven with its completion API on token ids: we render and tokenize the prompt ourselves (``chat.format``,
+byte-identical to training), and a forced tool call or JSON schema is our own llguidance grammar
+(``serve.constrain``) handed over as ``%llguidance``. Each choice of a request is one completion streamed to the
+request's callback from a worker thread. When the process dies, the requests it was serving get a 503
+(:class:`~tracetune.serve.engine.llamacpp_process.EngineCrashed`) and a new process with the same adapters is
+started at once.
 
 Adapters: llama.cpp's server takes its LoRA adapters when it starts and picks them per request by index. When a
 request names an adapter that the running server lacks, a new server is started with it (the model file is
@@ -17,20 +19,15 @@ mmapped: ~1 s for SmolLM2), new requests go there, and the old server ends when 
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ctypes.util
 import logging
 import random
-import secrets
-import signal
 import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracetune.errors import Unavailable
 from tracetune.models.engines import LLAMACPP_INSTALL_HINT, llamacpp_available
+from tracetune.serve.engine.llamacpp_process import EngineCrashed, EngineError, LlamaProcess, ProcessSettings
 from tracetune.serve.engine.protocol import (
     EngineClosed,
     EventSink,
@@ -41,26 +38,22 @@ from tracetune.serve.engine.protocol import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from tracetune.models.tokenizer import ModelTokenizer
 
 log = logging.getLogger(__name__)
 
-
-class EngineError(Unavailable):
-    """llama.cpp refused or failed a request, or cannot load an adapter (503; its message is kept)."""
+__all__ = ["EngineCrashed", "EngineError", "LlamaCppEngine"]
 
 
 class _Server:
-    """One llama.cpp server with a fixed list of adapters, its slots, and the requests running on it.
+    """One llama.cpp server process with a fixed list of adapters, its slots, and the requests running on it.
 
     Every choice is pinned to a slot (``id_slot``) that this class hands out, and a slot's cached prompt is reused
     only by a choice of the same adapter: llama.cpp reuses a slot's prompt cache whatever adapter computed it
     (ggml-org/llama.cpp#26207), so a slot that changes adapter starts with ``cache_prompt`` off."""
 
-    def __init__(self, native: Any, adapters: tuple[str, ...], slots: int) -> None:
-        self.native: Any = native
+    def __init__(self, process: LlamaProcess | None, adapters: tuple[str, ...], slots: int) -> None:
+        self.process = process
         self.adapters = adapters
         self.running = 0
         self.retired = False
@@ -96,6 +89,15 @@ class _Server:
         with self._free:
             self._busy[slot] = False
             self._free.notify()
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.alive
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is not None:
+            process.stop()
 
 
 class LlamaCppEngine:
@@ -181,7 +183,7 @@ class LlamaCppEngine:
         with self._lock:
             server, self._server = self._server, None  # type: ignore[assignment]
         if server is not None:
-            server.native = None
+            server.stop()
 
     @property
     def loaded_adapters(self) -> list[str]:
@@ -270,12 +272,16 @@ class LlamaCppEngine:
             return event.done
 
         try:
-            server.native.handle_completions(body, on_chunk)
+            if server.process is None:
+                raise EngineClosed(f"the engine of {self.model_id} is closed")
+            server.process.complete(body, on_chunk)
         except Exception as exc:
-            log.exception("llama.cpp failed request %s", request.request_id)
+            if not isinstance(exc, EngineError | EngineClosed):
+                log.exception("llama.cpp failed request %s", request.request_id)
+                exc = EngineError(f"llama.cpp failed: {exc}")
             if not finished:
                 finished = True
-                sink(SequenceEvent(index, "", (), error=EngineError(f"llama.cpp failed: {exc}")))
+                sink(SequenceEvent(index, "", (), error=exc))
         if not finished and request.request_id not in self._aborted:
             sink(SequenceEvent(index, "", (), error=EngineClosed("llama.cpp ended the stream without a finish")))
 
@@ -287,15 +293,17 @@ class LlamaCppEngine:
             "max_tokens": params.max_tokens,
             "temperature": params.temperature,
             "top_p": params.top_p,
-            # OpenAI's sampling, nothing of llama.cpp's defaults (top-k 40, min-p 0.05, penalties)
-            "samplers": ["top_p", "temperature"],
+            # OpenAI's sampling, nothing of llama.cpp's defaults (top-k 40, min-p 0.05, penalties); top-p only
+            # where it can change the draw: it sorts the whole vocabulary for each token of each sequence, which
+            # costs a quarter of the throughput of 8 concurrent requests
+            "samplers": ["top_p", "temperature"] if params.temperature > 0 and params.top_p < 1 else ["temperature"],
             "top_k": 0,
             "min_p": 0.0,
             "repeat_penalty": 1.0,
             "seed": seed,
             "stop": list(params.stop),
             "ignore_eos": params.ignore_eos,
-            "logprobs": 1,  # the sampled token ids come with it
+            "return_tokens": True,  # the sampled token ids (logprobs would compute a softmax per token)
             "stream": True,
         }
         lora = server.lora_for(gguf)
@@ -322,48 +330,60 @@ class LlamaCppEngine:
             if gguf is not None:
                 self._recent[gguf] = None
                 self._recent.move_to_end(gguf)
-            if gguf is None or gguf in server.adapters:
+            if server.alive and (gguf is None or gguf in server.adapters):
                 server.running += 1
                 return server
         with self._swap:
             with self._lock:
                 server = self._server
-                if gguf in server.adapters:  # another request started it meanwhile
+                if server.alive and (gguf is None or gguf in server.adapters):  # started meanwhile
                     server.running += 1
                     return server
                 wanted = [a for a in self._recent if a in server.adapters or a == gguf][-self.max_adapters :]
             fresh = self._start(tuple(wanted))
             with self._lock:
-                old, self._server = self._server, fresh
+                self._install(fresh)
                 fresh.running += 1
-                old.retired = True
-                if old.running == 0:
-                    old.native = None
                 for stale in [a for a in self._recent if a not in fresh.adapters]:
                     del self._recent[stale]
             return fresh
+
+    def _install(self, fresh: _Server) -> None:
+        """Make ``fresh`` the server new requests go to (under ``_lock``); the old one ends with its last request."""
+        old, self._server = self._server, fresh
+        old.retired = True
+        if old.running == 0:
+            old.stop()
 
     def _release(self, server: _Server) -> None:
         with self._lock:
             server.running -= 1
             if server.retired and server.running == 0:
-                server.native = None  # the last request on a replaced server: free it
+                server.stop()  # the last request on a replaced server: free it
+
+    def _on_exit(self, process: LlamaProcess) -> None:
+        self._spawn(self._restart, process)
+
+    def _restart(self, process: LlamaProcess) -> None:
+        """The process of the current server died: start another with the same adapters now, so that the next
+        request does not wait for it (a failure to start is left to that request, which tries again)."""
+        with self._swap:
+            with self._lock:
+                dead = self._server
+                if self._closing or dead is None or dead.process is not process:
+                    return
+            try:
+                fresh = self._start(dead.adapters)
+            except EngineError:
+                log.exception("could not restart llama.cpp for %s", self.model_id)
+                return
+            with self._lock:
+                if self._closing:
+                    fresh.stop()
+                    return
+                self._install(fresh)
 
     def _start(self, adapters: tuple[str, ...]) -> _Server:
-        import xllamacpp
-
-        params = xllamacpp.CommonParams()
-        params.model.path = str(self.gguf_path)
-        params.n_ctx = self.context_length
-        params.n_parallel = self.slots
-        params.kv_unified = True  # any one request may use the whole context; the slots share the cache
-        params.cpuparams.n_threads = self.threads
-        params.cpuparams_batch.n_threads = self.threads
-        params.warmup = False
-        params.verbosity = -1
-        params.api_keys = [secrets.token_urlsafe(32)]  # its HTTP listener (loopback) answers nobody
-        params.cache_ram_mib = 0  # no prompt cache across slots: it would cross adapters too (see _Server)
-        params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(path, 0.0) for path in adapters]
         log.info(
             "starting llama.cpp on %s (%d slots, %d threads, %d adapters)",
             self.gguf_path.name,
@@ -371,13 +391,19 @@ class LlamaCppEngine:
             self.threads,
             len(adapters),
         )
+        settings: ProcessSettings = {
+            "model": str(self.gguf_path),
+            "adapters": list(adapters),
+            "context_length": self.context_length,
+            "slots": self.slots,
+            "threads": self.threads,
+        }
         try:
-            with _signal_handlers_kept():
-                native = xllamacpp.Server(params)
-        except RuntimeError as exc:
+            process = LlamaProcess(settings, on_exit=self._on_exit)
+        except EngineError as exc:
             names = ", ".join(Path(a).parent.name for a in adapters) or "none"
-            raise EngineError(f"llama.cpp could not load {self.gguf_path} with adapters [{names}]: {exc}") from exc
-        return _Server(native, adapters, self.slots)
+            raise EngineError(f"{exc} (model {self.gguf_path}, adapters [{names}])") from exc
+        return _Server(process, adapters, self.slots)
 
 
 def _shared_start(a: list[int], b: list[int]) -> int:
@@ -388,50 +414,23 @@ def _shared_start(a: list[int], b: list[int]) -> int:
     return n
 
 
+_FINISH: dict[str, FinishReason] = {"limit": "length", "eos": "stop", "word": "stop"}
+
+
 def _event(index: int, chunk: dict[str, Any]) -> SequenceEvent:
-    """One streamed completion chunk (or an error object) as a :class:`SequenceEvent`."""
+    """One streamed chunk of llama.cpp's ``/completion`` (or an error object) as a :class:`SequenceEvent`: the text
+    (held back while it may still become a stop string), the token ids, and on the last chunk the finish reason and
+    the usage."""
     error = chunk.get("error")
-    if error is not None or "choices" not in chunk:
+    if error is not None or "content" not in chunk:
         message = error.get("message") if isinstance(error, dict) else chunk.get("message", chunk)
         return SequenceEvent(index, "", (), error=EngineError(f"llama.cpp: {message}"))
-    usage = chunk.get("usage") or {}
-    choices = chunk["choices"]
-    if not choices:  # the usage-only chunk that ends a stream
-        return SequenceEvent(
-            index,
-            "",
-            (),
-            finish_reason="stop",
-            prompt_tokens=int(usage.get("prompt_tokens", 0)),
-            completion_tokens=int(usage.get("completion_tokens", 0)),
-        )
-    choice = choices[0]
-    logprobs = choice.get("logprobs") or {}
-    ids = tuple(int(t["id"]) for t in logprobs.get("content") or ())
-    reason: FinishReason | None = "length" if choice.get("finish_reason") == "length" else None
-    if choice.get("finish_reason") in ("stop", "eos", "tool_calls"):
-        reason = "stop"
+    done = bool(chunk.get("stop"))
     return SequenceEvent(
         index,
-        choice.get("text") or "",
-        ids,
-        finish_reason=reason,
-        prompt_tokens=int(usage.get("prompt_tokens", 0)),
-        completion_tokens=int(usage.get("completion_tokens", 0)),
+        chunk["content"],
+        tuple(chunk.get("tokens") or ()),
+        finish_reason=_FINISH.get(chunk.get("stop_type", ""), "stop") if done else None,
+        prompt_tokens=int(chunk.get("tokens_evaluated", 0)),
+        completion_tokens=int(chunk.get("tokens_predicted", 0)),
     )
-
-
-@contextlib.contextmanager
-def _signal_handlers_kept() -> Iterator[None]:
-    """llama.cpp's server installs its own SIGINT/SIGTERM handlers when it starts; put the process's back (the
-    Python interpreter's, so that uvicorn's graceful shutdown still runs). ``sigaction`` through libc: this runs
-    off the main thread, where the ``signal`` module may not install handlers."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    saved = {sig: ctypes.create_string_buffer(512) for sig in (signal.SIGINT, signal.SIGTERM)}
-    for sig, buffer in saved.items():
-        libc.sigaction(int(sig), None, buffer)
-    try:
-        yield
-    finally:
-        for sig, buffer in saved.items():
-            libc.sigaction(int(sig), buffer, None)
