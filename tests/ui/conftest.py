@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,3 +64,12 @@ def tiny_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_ui(store: Store, db_url: str, tiny_home: Path) -> Iterator[UI]:
     """The app over a fresh store and the "tiny" data home (datasets are checked against "tiny")."""
     yield from _ui(store, db_url, tiny_home)
+
+
+@pytest.fixture(scope="module")
+def artifacts() -> Path:
+    """Where the browser tests put their screenshots: ``$TRACETUNE_TEST_ARTIFACTS/ui`` (default ``artifacts/ui``)."""
+    base = Path(os.environ.get("TRACETUNE_TEST_ARTIFACTS") or Path(__file__).resolve().parents[2] / "artifacts")
+    out = base / "ui"
+    out.mkdir(parents=True, exist_ok=True)
+    return out

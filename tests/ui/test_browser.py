@@ -45,14 +45,6 @@ def _need_browser() -> Any:
 
 
 @pytest.fixture(scope="module")
-def artifacts() -> Path:
-    base = Path(os.environ.get("TRACETUNE_TEST_ARTIFACTS") or ROOT / "artifacts")
-    out = base / "ui"
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-@pytest.fixture(scope="module")
 def keyed_server(tiny_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, str]]:
     """A server with an API key configured and its job runner on, over the "tiny" data home."""
     from tracetune.config import Settings
@@ -243,12 +235,30 @@ def test_trace_to_tuned_model_in_a_browser(keyed_server, artifacts):
         expect(page.locator("#tuned-models")).to_contain_text("calculator-liked v1")
         expect(page.locator("#tuned-models")).to_contain_text("runs of calculator")
         shot("10-models")
+        page.set_viewport_size({"width": 390, "height": 844})
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        shot("10c-models-390px")
+        page.set_viewport_size({"width": 1400, "height": 1000})
         page.click("header >> text=Jobs")
         expect(page.locator("#jobs")).to_contain_text("succeeded")
         shot("10a-jobs")
         page.click("header >> text=Datasets")
         expect(page.locator("#datasets")).to_contain_text("calculator-liked")
         shot("10b-datasets")
+
+        # -- edit a record of the dataset (a new version), then compare it with v1 ----------------------------
+        page.click("#datasets >> text=calculator-liked")
+        first = page.locator(".record.chat").first
+        first.locator("summary").click()
+        box = first.locator("textarea[name=outputs]")
+        box.fill((box.input_value()).replace("The answer is 7.", "It is 7."))
+        first.locator("text=Save as a new version").click()
+        expect(page.locator("#edited")).to_contain_text("version 2")
+        expect(page.locator(".record.chat").first).to_contain_text("It is 7.")
+        page.select_option("#compare-to", label="v1")
+        page.click("#compare")
+        expect(page.locator("#compare-summary")).to_contain_text("1 changed")
+        shot("10d-dataset-compare")
 
         # -- chat with the tuned model, tools offered ---------------------------------------------------------
         page.goto(base + "/playground?model=" + tuned)

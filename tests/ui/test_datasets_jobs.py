@@ -508,7 +508,63 @@ def test_the_dataset_page_marks_the_records_of_corrected_runs(tiny_ui):
                                               "use_corrections": "1", "name": "corr"})  # fmt: skip
     assert saved.status_code == 303, saved.text
     page = ui.page(saved.headers["location"])
-    marks = re.findall(r'<div class="record chat"><div class="muted">line \d+ .*?</div>', page, re.S)
+    marks = re.findall(r'<div class="record chat"[^>]*><div class="muted">line \d+ .*?</div>', page, re.S)
     assert len(marks) == 2 and sum('class="chip good corrected"' in m for m in marks) == 1
     assert any(fixed[-8:] in m and "corrected" in m for m in marks)
     assert "the record holds the correction" in page
+
+
+def test_dataset_records_are_edited_deleted_and_versions_compared(tiny_ui):
+    ui = tiny_ui
+    traces = [llm_trace("dedit", i, answer=f"answer {i}") for i in range(3)]
+    ui.ingest([r for t in traces for r in t])
+    saved = ui.client.post("/datasets", data={"project": "dedit", "model": "tiny", "run_type": "llm", "name": "ed"})
+    v1 = saved.headers["location"]
+
+    def answers(url: str) -> list[str]:
+        lines = [orjson.loads(line) for line in ui.client.get(url + "/download").content.splitlines()]
+        return sorted(line["messages"][-1].get("content") or "(call)" for line in lines)
+
+    page = ui.page(v1)
+    ids = re.findall(r'<div class="record chat" id="example-([0-9a-f-]+)">', page)
+    assert len(ids) == 3 and page.count("Save as a new version") == 3 and 'id="versions"' in page
+    target = next(i for i in ids if "answer 1" in page.split(f'id="example-{i}"')[1].split('class="record chat"')[0])
+    outputs = json.loads(re.search(rf'action="{v1}/examples/{target}">\s*<textarea[^>]*>(.*?)</textarea>', page,
+                                   re.S).group(1).replace("&#34;", '"'))  # fmt: skip
+
+    bad = ui.client.post(f"{v1}/examples/{target}", data={"outputs": '{"a": 1,\n  oops}'})
+    assert bad.status_code == 400 and "outputs is not JSON" in bad.text and "line 2" in bad.text
+    assert 'id="edit-error"' in bad.text and "oops" in bad.text  # the text typed is kept for fixing
+    assert ui.client.post(f"{v1}/examples/{target}", data={"outputs": "[1]"}).status_code == 400
+    broken = ui.client.post(f"{v1}/examples/{target}", data={"outputs": '{"nothing": "to train on"}'})
+    assert broken.status_code == 400 and "would no longer train" in broken.text
+    assert answers(v1) == ["answer 0", "answer 1", "answer 2"]  # nothing written by the refusals
+
+    edited_outputs = json.loads(json.dumps(outputs).replace("answer 1", "answer one, corrected"))
+    edited = ui.client.post(f"{v1}/examples/{target}", data={"outputs": json.dumps(edited_outputs)})
+    assert edited.status_code == 303
+    v2 = edited.headers["location"].split("?")[0]
+    assert v2 != v1 and answers(v2) == ["answer 0", "answer 2", "answer one, corrected"]
+    assert answers(v1) == ["answer 0", "answer 1", "answer 2"]  # the old version is kept as it was
+    v2_page = ui.page(edited.headers["location"])
+    assert 'id="edited"' in v2_page and 'id="edited-since"' in v2_page and ">dedit</a>" in v2_page  # lineage kept
+    stale = ui.client.post(f"{v1}/examples/{target}/delete")
+    assert stale.status_code == 409 and "edit the records of the newest version" in stale.text
+    assert 'id="older-version"' in ui.page(v1) and "Save as a new version" not in ui.page(v1)
+
+    gone = next(i for i in ids if i != target)
+    deleted = ui.client.post(f"{v2}/examples/{gone}/delete")
+    assert deleted.status_code == 303
+    v3 = deleted.headers["location"].split("?")[0]
+    assert len(answers(v3)) == 2 and len(answers(v2)) == 3
+
+    compare = ui.page(f"{v1}/compare?to={v3.rsplit('/', 1)[1]}")
+    assert re.search(
+        r"0 added</span> <span class=\"chip bad\">1 removed</span> <span class=\"chip\">1 changed", compare
+    )
+    changed = compare.split(f'id="changed-{target}"')[1]
+    assert "outputs changed" in changed and "answer 1" in changed and "answer one, corrected" in changed
+    assert 'id="no-changes"' in ui.page(f"{v3}/compare?to={v3.rsplit('/', 1)[1]}")
+    other = ui.client.post("/datasets", data={"project": "dedit", "model": "tiny", "run_type": "llm", "name": "o"})
+    elsewhere = ui.client.get(f"{v1}/compare?to={other.headers['location'].rsplit('/', 1)[1]}")
+    assert elsewhere.status_code == 400 and "same dataset" in elsewhere.text

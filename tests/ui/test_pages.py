@@ -143,6 +143,38 @@ def test_a_run_is_added_to_a_dataset_as_an_example_that_reads_as_a_conversation(
     assert empty.status_code == 400 and 'id="dataset-error"' in empty.text and "name the dataset" in empty.text
 
 
+def test_ticked_runs_are_added_to_a_dataset_as_one_version(ui):
+    from tracetune.convert.examples import record_from_example
+
+    runs = llm_trace("xi")
+    ui.ingest(runs)
+    pid = ui.project_id("xi")
+    back = f"/projects/{pid}?run_type=llm"
+    page = ui.page(back)
+    assert 'formaction="/projects/' in page and 'id="bulk-dataset"' in page
+    llm_ids = [runs[1]["id"], runs[3]["id"]]
+    added = ui.client.post(f"/projects/{pid}/add-to-dataset", data={"dataset": "from the table", "run_id": llm_ids,
+                                                                     "back": back})  # fmt: skip
+    assert added.status_code == 303 and added.headers["location"].startswith(back + "&added=")
+    (dataset,) = ui.store.datasets.list_datasets(ui.ws.id, name="from the table")
+    examples = ui.store.examples.list(ui.ws.id, dataset_id=dataset["id"])
+    assert sorted(str(e["source_run_id"]) for e in examples) == sorted(llm_ids)
+    assert record_from_example(dict(examples[0]))["messages"][-1]["role"] == "assistant"
+    versions = ui.store.datasets.versions(ui.ws.id, dataset["id"])
+    assert len(versions) == 1  # both runs in one version
+    notice = ui.page(added.headers["location"])
+    assert re.search(
+        r'id="added">Added 2 runs to <a href="/datasets/[0-9a-f-]+">from the table</a> \(version 1\)', notice
+    )
+    assert '<option value="from the table">' in notice  # offered for the next ticks
+    ui.client.post(f"/projects/{pid}/add-to-dataset", data={"dataset": "from the table", "run_id": llm_ids[:1]})
+    assert len(ui.store.datasets.versions(ui.ws.id, dataset["id"])) == 2
+    none = ui.client.post(f"/projects/{pid}/add-to-dataset", data={"dataset": "from the table", "back": back})
+    assert none.status_code == 400 and "tick the runs to add to a dataset first" in none.text
+    nameless = ui.client.post(f"/projects/{pid}/add-to-dataset", data={"dataset": " ", "run_id": llm_ids})
+    assert nameless.status_code == 400 and "name the dataset" in nameless.text
+
+
 def test_projects_list_shows_counts_and_last_activity(ui):
     ui.ingest(llm_trace("alpha") + llm_trace("alpha", 5))
     html = ui.page("/")

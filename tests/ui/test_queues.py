@@ -64,7 +64,7 @@ def test_a_reviewer_rates_corrects_and_moves_on(ui):
     assert keys == {"user_score", "correction"}
 
 
-def test_keyboard_review_in_a_browser(sqlite_server):
+def test_keyboard_review_in_a_browser(sqlite_server, artifacts):
     sync_api = _need_browser()
     server = sqlite_server
     runs = llm_trace(f"keys-{uuid.uuid4().hex[:6]}")
@@ -75,11 +75,20 @@ def test_keyboard_review_in_a_browser(sqlite_server):
     server.store.annotation_queues.add(ws.id, queue["id"], [{"item_type": "RUN", "run_id": uuid.UUID(llm["id"])}])
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page()
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(30_000)
         page.goto(f"{server.url}/queues/{queue['id']}")
         expect = sync_api.expect
         expect(page.locator("#queue-progress")).to_contain_text("1 waiting")
+        page.keyboard.press("c")  # the correction editor opens, its box focused
+        expect(page.locator("#correction-box")).to_have_attribute("open", "")
+        page.keyboard.press("Escape")
+        page.screenshot(path=str(artifacts / "18-queue.png"), full_page=True)
+        page.set_viewport_size({"width": 390, "height": 844})
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.screenshot(path=str(artifacts / "18b-queue-390px.png"), full_page=True)
+        page.set_viewport_size({"width": 1400, "height": 1000})
+        page.locator("body").click(position={"x": 5, "y": 5})  # out of the correction box: keys rate again
         page.keyboard.press("g")  # good
         expect(page.locator('[data-feedback-key="user_score"]')).to_contain_text("1")
         page.keyboard.press("d")  # done, next

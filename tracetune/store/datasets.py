@@ -84,6 +84,7 @@ class VersionWrite(NamedTuple):
     version: int
     as_of: datetime
     counts: Counts  # the previous version's
+    lineage: dict[str, Any]  # the previous version's selection, options and summary
 
 
 def _dataset(row: Any) -> DatasetRow:
@@ -128,17 +129,21 @@ def begin_version(conn: Connection, workspace_id: uuid.UUID, dataset_id: uuid.UU
     ).first()
     as_of = utcnow()
     counts = Counts(0, 0, 0)
+    lineage: dict[str, Any] = {}
     if prev is not None:
         after_prev = cast(datetime, as_utc(prev.as_of)) + timedelta(microseconds=1)
         as_of = max(as_of, after_prev)
         counts = Counts(prev.record_count, prev.train_count, prev.validation_count)
-    return VersionWrite(dataset, dataset["version"] + 1, as_of, counts)
+        lineage = {"selection": prev.selection, "options": prev.options, "summary": prev.summary}
+    return VersionWrite(dataset, dataset["version"] + 1, as_of, counts, lineage)
 
 
 def end_version(
     conn: Connection, write: VersionWrite, counts: Counts, *, source: str = "api", **export: Any
 ) -> DatasetVersionRow:
-    """Record the version ``write`` made, holding ``counts`` examples (``export``: selection, options, summary)."""
+    """Record the version ``write`` made, holding ``counts`` examples (``export``: selection, options, summary; an
+    edit through the examples API keeps the previous version's, so an edited export still says where its records
+    came from and what format they are)."""
     values = {
         "id": uuid.uuid4(),
         "dataset_id": write.dataset["id"],
@@ -150,6 +155,7 @@ def end_version(
         "record_count": counts.records,
         "train_count": counts.train,
         "validation_count": counts.validation,
+        **write.lineage,
         **export,
     }
     conn.execute(insert(dataset_versions).values(values))

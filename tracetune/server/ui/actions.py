@@ -1,5 +1,5 @@
 """What the UI's buttons do, as plain functions over the store and the existing services (no web framework):
-rate a run (the feedback model the API writes), add a run to a dataset as an example (as ``POST
+rate a run (the feedback model the API writes), add runs to a dataset as examples (as ``POST
 /api/v1/examples`` with ``use_source_run_io``), start a fine-tune from a stored dataset (the dataset's JSONL
 uploaded as files, then ``create_job`` exactly as ``POST /v1/fine_tuning/jobs`` calls it)."""
 
@@ -69,21 +69,26 @@ def rate_run(
     return ingest.feedback(ws.id, body)
 
 
-def add_run_to_dataset(store: Store, ws: Workspace, run: dict[str, Any], dataset_name: str) -> dict[str, Any]:
-    """``run`` as a new example of the dataset named ``dataset_name`` (made when missing): its inputs (with the tools
-    it offered) and outputs, its source run and trace kept; the dataset's row."""
+def add_runs_to_dataset(store: Store, ws: Workspace, runs: list[dict[str, Any]], dataset_name: str) -> dict[str, Any]:
+    """``runs`` as new examples of the dataset named ``dataset_name`` (made when missing), in one new version: each
+    run's inputs (with the tools it offered) and outputs, its source run and trace kept; the new version's row
+    (``id``: the version's, ``name``: the dataset's)."""
     from tracetune.convert.examples import run_example_io
     from tracetune.store.examples import NewExample
 
     name = dataset_name.strip()
     if not name:
-        raise InvalidInput("name the dataset to add the run to", field="dataset")
-    if not isinstance(run.get("inputs"), dict):
-        raise InvalidInput("the run has no inputs to make an example of", field="run")
+        raise InvalidInput("name the dataset to add the runs to", field="dataset")
+    examples = []
+    for run in runs:
+        if not isinstance(run.get("inputs"), dict):
+            raise InvalidInput(f"run {run['id']} ({run.get('name')}) has no inputs to make an example of", field="run")
+        inputs, outputs = run_example_io(run)
+        trace_id = uuid.UUID(run["trace_id"]) if run.get("trace_id") else None
+        examples.append(
+            NewExample(inputs=inputs, outputs=outputs, source_run_id=uuid.UUID(run["id"]), trace_id=trace_id)
+        )
     found = store.datasets.list_datasets(ws.id, name=name, limit=1)
     dataset = found[0] if found else store.datasets.create_dataset(ws.id, name)
-    inputs, outputs = run_example_io(run)
-    trace_id = uuid.UUID(run["trace_id"]) if run.get("trace_id") else None
-    example = NewExample(inputs=inputs, outputs=outputs, source_run_id=uuid.UUID(run["id"]), trace_id=trace_id)
-    store.examples.add(ws.id, dataset["id"], [example])
-    return dict(dataset)
+    _, version = store.examples.add(ws.id, dataset["id"], examples)
+    return {**version, "name": dataset["name"]}

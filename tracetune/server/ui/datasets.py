@@ -4,6 +4,7 @@ records, JSONL download) and "Fine-tune this". Thin: the builder runs the export
 
 from __future__ import annotations
 
+import json
 import uuid
 from itertools import islice
 from typing import Any
@@ -21,12 +22,14 @@ from tracetune.server.tt import routes as tt_routes
 from tracetune.server.tt.protocol import OptionsBody, SelectionBody
 from tracetune.server.ui.pages import render, see_other, ui_workspace
 from tracetune.server.ui.views import THUMBS_KEY, caret_line, display_message
+from tracetune.store.datasets import fine_tune_split
 from tracetune.store.workspaces import Workspace
 from tracetune.train.jobs import create_job_from_dataset
 
 router = APIRouter(include_in_schema=False)
 
-PREVIEW_RECORDS = 10
+PREVIEW_RECORDS = 10  # records the builder's preview shows
+PAGE_RECORDS = 20  # records per page of a stored dataset
 HYPERPARAMETER_FIELDS = ("n_epochs", "batch_size", "learning_rate_multiplier")
 
 
@@ -186,30 +189,49 @@ def _preview_record(example: Any) -> dict[str, Any]:
         return {"problem": str(exc)}
 
 
+def shown_example(example: dict[str, Any]) -> dict[str, Any]:
+    """An example as the dataset pages show it: its record's messages (or why it has none), its line, split and
+    source runs, and its outputs as editable JSON."""
+    record = _preview_record(example)
+    run_ids = example.get("run_ids") or ([str(example["source_run_id"])] if example.get("source_run_id") else [])
+    return {
+        **(shown_record(record) if "problem" not in record else {}),
+        "problem": record.get("problem"),
+        "example_id": str(example["id"]),
+        "line": example["line"],
+        "split": fine_tune_split(example["splits"]),
+        "run_ids": [str(i) for i in run_ids],
+        "outputs_json": json.dumps(example.get("outputs"), indent=2, ensure_ascii=False),
+    }
+
+
 @router.get("/datasets/{dataset_id}", response_class=HTMLResponse)
-def dataset_page(dataset_id: uuid.UUID, request: Request, ws: Workspace = Depends(ui_workspace)) -> HTMLResponse:
-    return _dataset(request, ws, dataset_id)
-
-
-def _dataset(
-    request: Request, ws: Workspace, dataset_id: uuid.UUID, *, status_code: int = 200, **context: Any
+def dataset_page(
+    dataset_id: uuid.UUID, request: Request, ws: Workspace = Depends(ui_workspace), offset: int = 0
 ) -> HTMLResponse:
+    return dataset_page_response(request, ws, dataset_id, offset=offset)
+
+
+def dataset_page_response(
+    request: Request, ws: Workspace, dataset_id: uuid.UUID, *, status_code: int = 200, offset: int = 0, **context: Any
+) -> HTMLResponse:
+    """A dataset version's page: lineage, counts, "Fine-tune this", its versions, and a page of its records
+    (``offset``), editable when it is the newest version."""
     store = state(request).store
     dataset = store.datasets.get(ws.id, dataset_id)
-    head = list(islice(store.datasets.iter_records(ws.id, dataset_id, _preview_record), PREVIEW_RECORDS))
+    offset = max(0, offset)
+    examples = islice(store.datasets.iter_records(ws.id, dataset_id, dict), offset, offset + PAGE_RECORDS + 1)
+    shown = [shown_example(r["record"]) for r in examples]
+    more, shown = len(shown) > PAGE_RECORDS, shown[:PAGE_RECORDS]
     project = None
     if dataset["selection"].get("project"):
         found = store.projects.list(ws.id, name=dataset["selection"]["project"], limit=1)
         project = found[0] if found else None
-    shown_ids = sorted({uuid.UUID(i) for r in head for i in r.get("run_ids") or []})
+    shown_ids = sorted({uuid.UUID(i) for r in shown for i in r["run_ids"]})
     with store.db.read() as conn:  # which records come from a run a reviewer corrected
         corrected = set(store.feedback.latest_corrections(conn, ws.id, shown_ids)) if shown_ids else set()
-    records = [
-        {**r, **shown_record(r["record"]), "problem": r["record"].get("problem"),
-         "corrected": bool(corrected & set(r.get("run_ids") or []))}
-        for r in head
-        if isinstance(r["record"], dict)
-    ]  # fmt: skip
+    records = [{**r, "corrected": bool(corrected & set(r["run_ids"]))} for r in shown]
+    versions = store.datasets.versions(ws.id, dataset["dataset_id"], limit=100)
     context.setdefault("ft", {"model": dataset["options"].get("model") or "", "suffix": "", "seed": ""})
     return render(
         request,
@@ -218,6 +240,12 @@ def _dataset(
         dataset=dataset,
         project=project,
         records=records,
+        offset=offset,
+        next_offset=offset + PAGE_RECORDS if more else None,
+        versions=versions,
+        newest=versions[0]["version"] == dataset["version"],
+        edited=request.query_params.get("edited"),
+        deleted=request.query_params.get("deleted"),
         models=_model_ids(request),
         jobs=store.jobs.list(ws.id, limit=100, metadata={"dataset_id": str(dataset_id)})[0],
         **context,
@@ -264,7 +292,7 @@ async def dataset_fine_tune(
             body["seed"] = _number("seed", seed)
         job = await run_in_threadpool(create_job_from_dataset, st.store, st.settings, ws, dataset_id, body)
     except InvalidInput as exc:
-        return _dataset(request, ws, dataset_id, status_code=400, ft_error=exc, ft=form)
+        return dataset_page_response(request, ws, dataset_id, status_code=400, ft_error=exc, ft=form)
     if st.runner is not None:
         st.runner.wake()
     return see_other(f"/jobs/{job['id']}")

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tracetune.errors import InvalidInput, NotFound, TracetuneError, Unauthorized
 from tracetune.server.errors import validation_message
-from tracetune.server.ui import automations, datasets, jobs, models, playground, queues, runs
+from tracetune.server.ui import automations, dataset_records, datasets, jobs, models, playground, queues, runs
 from tracetune.server.ui.pages import UI_DIR, LoginRequired, is_ui, render, router, see_other
 
 
@@ -22,7 +22,7 @@ def mount_ui(app: FastAPI) -> None:
     Call after the API routers are included (the UI's paths never overlap theirs)."""
     app.mount("/static", StaticFiles(directory=str(UI_DIR / "static")), name="static")
     app.include_router(router)
-    for module in (runs, queues, datasets, jobs, models, playground, automations):
+    for module in (runs, queues, datasets, dataset_records, jobs, models, playground, automations):
         app.include_router(module.router)
     api_handler: Any = app.exception_handlers[TracetuneError]
 

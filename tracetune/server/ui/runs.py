@@ -19,7 +19,7 @@ from tracetune.query.run_view import run_view
 from tracetune.query.runs_query import MAX_LIMIT, RunQuery, query_runs
 from tracetune.query.traces import trace_aggregates
 from tracetune.server.deps import state
-from tracetune.server.ui.actions import add_run_to_dataset, rate_run
+from tracetune.server.ui.actions import add_runs_to_dataset, rate_run
 from tracetune.server.ui.pages import render, safe_next, see_other, ui_workspace
 from tracetune.server.ui.views import (
     caret_line,
@@ -116,6 +116,8 @@ def runs_page(
     facets: Facets = Depends(facets_of),
     cursor: str = "",
     trail: str = "",
+    added: str = "",
+    added_runs: int = 0,
 ) -> HTMLResponse:
     store = state(request).store
     project = store.projects.get(ws.id, project_id)
@@ -161,7 +163,18 @@ def runs_page(
         filter_error=filter_error,
         filter_text=facets.filter,
         caret=caret_line(filter_error.position if filter_error else None),
+        datasets=store.datasets.list_datasets(ws.id, limit=100),
+        added=_added(store, ws, added, added_runs),
     )
+
+
+def _added(store: Any, ws: Workspace, version_id: str, count: int) -> dict[str, Any] | None:
+    """The dataset version ticked runs were just added as (the redirect names it), for the notice above the table."""
+    try:
+        version = store.datasets.get(ws.id, uuid.UUID(version_id)) if version_id else None
+    except (ValueError, NotFound):
+        return None
+    return {**version, "count": count} if version else None
 
 
 @router.get("/projects/{project_id}/stats", response_class=HTMLResponse)
@@ -214,7 +227,7 @@ def add_to_dataset_post(
     st = state(request)
     run = _run(st.store, ws, run_id)
     try:
-        row = add_run_to_dataset(st.store, ws, run, dataset)
+        row = add_runs_to_dataset(st.store, ws, [run], dataset)
     except InvalidInput as exc:
         return _trace(request, ws, run_id, status_code=400, dataset_error=exc)
     return see_other(f"/runs/{run_id}?added={quote(str(row['name']))}")
@@ -225,20 +238,43 @@ async def bulk_rate(project_id: uuid.UUID, request: Request, ws: Workspace = Dep
     """Rate the runs ticked in the runs table (``run_id``, repeated) good or bad (``kind``) at once, as one rating
     each would; back to the table (``back``)."""
     form = await request.form()
-    kind, back = str(form.get("kind") or ""), str(form.get("back") or f"/projects/{project_id}")
-    ids = [str(v) for v in form.getlist("run_id")]
+    kind = str(form.get("kind") or "")
     if kind not in ("up", "down"):
         raise InvalidInput(f"unknown rating {kind!r}; expected up or down", field="kind")
-    if not ids:
-        raise InvalidInput("tick the runs to rate first", field="run_id")
     st = state(request)
+    for run in _ticked(st.store, ws, form, "rate"):
+        rate_run(st.store, st.ingest, ws, run, kind)
+    return see_other(safe_next(str(form.get("back") or f"/projects/{project_id}")))
+
+
+@router.post("/projects/{project_id}/add-to-dataset", response_model=None)
+async def bulk_add_to_dataset(
+    project_id: uuid.UUID, request: Request, ws: Workspace = Depends(ui_workspace)
+) -> Response:
+    """Add the runs ticked in the runs table to the dataset named ``dataset`` (made when missing) as examples, in
+    one new version; back to the table (``back``), which says how many went where."""
+    form = await request.form()
+    st = state(request)
+    runs = _ticked(st.store, ws, form, "add to a dataset")
+    row = add_runs_to_dataset(st.store, ws, runs, str(form.get("dataset") or ""))
+    back = safe_next(str(form.get("back") or f"/projects/{project_id}"))
+    sep = "&" if "?" in back else "?"
+    return see_other(f"{back}{sep}{urlencode({'added': row['id'], 'added_runs': len(runs)})}")
+
+
+def _ticked(store: Any, ws: Workspace, form: Any, what: str) -> list[dict[str, Any]]:
+    """The runs ticked in the runs table's form (``run_id``, repeated)."""
+    ids = [str(v) for v in form.getlist("run_id")]
+    if not ids:
+        raise InvalidInput(f"tick the runs to {what} first", field="run_id")
+    runs = []
     for text in ids:
         try:
             run_id = uuid.UUID(text)
         except ValueError:
             raise InvalidInput(f"not a run id: {text!r}", field="run_id") from None
-        rate_run(st.store, st.ingest, ws, _run(st.store, ws, run_id), kind)
-    return see_other(safe_next(back))
+        runs.append(_run(store, ws, run_id))
+    return runs
 
 
 def _run(store: Any, ws: Workspace, run_id: uuid.UUID) -> dict[str, Any]:
