@@ -266,6 +266,12 @@ def test_openai_client_runs_dpo_from_the_fine_tuned_model(server, client, sft_jo
     assert metrics and metrics[0]["train_loss"] == pytest.approx(math.log(2), abs=1e-3)  # starts at the reference
     assert metrics[-1]["train_reward_margin"] > 0, metrics[-1]
     assert job.fine_tuned_model in [m.id for m in client.models.list()]
+    # its checkpoint is served too, over the base model under the SFT model the job started from
+    (last,) = client.fine_tuning.jobs.checkpoints.list(job.id, limit=1)
+    ask = read_jsonl(CALCULATOR_HELDOUT)[0]
+    answer = client.chat.completions.create(model=last.fine_tuned_model_checkpoint, messages=ask["messages"][:-1],
+                                            tools=ask["tools"], max_tokens=64, temperature=0)  # fmt: skip
+    assert answer.model == last.fine_tuned_model_checkpoint and answer.choices[0].message.tool_calls
 
     records = list(enumerate(read_jsonl(CALCULATOR_HELDOUT)[:10], 1))
     # (the SFT model's served score is the test above's: 0.95 in CI, within one of its direct 19/20)

@@ -113,6 +113,17 @@ def test_a_job_runs_to_a_fine_tuned_model(client, training_file, ft_server):
     assert checkpoints[0].fine_tuned_model_checkpoint == f"{done.fine_tuned_model}:ckpt-step-10"
     assert checkpoints[0].metrics.train_loss == metrics[-1].data["train_loss"]
 
+    # a checkpoint is served by its model id, as OpenAI serves them: the last one holds the final adapter's weights
+    ask = {"messages": [{"role": "user", "content": "What is 2 + 3?"}], "max_tokens": 6, "temperature": 0}
+    answers = {}
+    for model in (checkpoints[0].fine_tuned_model_checkpoint, done.fine_tuned_model, "tiny"):
+        answer = client.chat.completions.create(model=model, **ask)
+        assert answer.model == model
+        answers[model] = answer.choices[0].message.content
+    assert answers[checkpoints[0].fine_tuned_model_checkpoint] == answers[done.fine_tuned_model]
+    with pytest.raises(openai.NotFoundError, match="does not exist"):
+        client.chat.completions.create(model=f"{done.fine_tuned_model}:ckpt-step-7", **ask)  # no such step
+
     [result_id] = done.result_files
     assert client.files.retrieve(result_id).purpose == "fine-tune-results"
     rows = list(csv.DictReader(io.StringIO(client.files.content(result_id).text)))

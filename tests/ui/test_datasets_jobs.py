@@ -174,6 +174,10 @@ def test_job_page_draws_loss_checkpoints_and_cancels(tiny_ui):
     ys = [float(p.split(",")[1]) for p in train.group(1).split()]
     assert xs == sorted(xs) and ys == sorted(ys)  # later steps right; lower loss lower on the chart (larger y)
     assert "ckpt-step-4" in html and "step 4 of 4" in html
+    try_it = '<a class="button try-checkpoint" href="/playground?model=ft%3Atiny%3Adefault%3A%3Ax%3Ackpt-step-4">'
+    assert try_it in html
+    playground = ui.page("/playground?model=ft%3Atiny%3Adefault%3A%3Ax%3Ackpt-step-4")  # offered, and chosen
+    assert '<option value="ft:tiny:default::x:ckpt-step-4" selected>' in playground
     assert "ft:tiny:default::x (when it succeeds)" in html
     assert re.search(r'action="/jobs/[^"]+/cancel" hx-boost="true" hx-confirm="Cancel ftjob-', html)  # asks first
     cancelled = ui.client.post(f"/jobs/{job_id}/cancel")

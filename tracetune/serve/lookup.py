@@ -4,6 +4,8 @@
   the workspace's stored aliases (``/tt/v1/aliases``, ``tracetune aliases``), read on every request;
 * ``ft:<base>:<workspace>:<suffix>:<shortid>`` is a fine-tuned model of the caller's workspace, looked up in the
   store (``store.models``): its base model and adapter directory (relative to the data home);
+* ``ft:…:ckpt-step-<n>`` is a checkpoint of one of the workspace's jobs (as OpenAI serves them): the adapter saved
+  at that step, over the job's base model;
 * anything else is a base model id of the registry (:func:`tracetune.models.registry.resolve`).
 
 An unknown id is :class:`~tracetune.errors.NotFound` with ``field="model"``, ``code="model_not_found"``.
@@ -26,6 +28,7 @@ from tracetune.errors import Conflict, Forbidden, InvalidInput, NotFound
 from tracetune.models.registry import resolve, resolve_alias
 
 FINE_TUNED_PREFIX = "ft:"
+CHECKPOINT_MARK = ":ckpt-step-"
 
 
 @dataclass(frozen=True)
@@ -46,26 +49,39 @@ def lookup_model(
 ) -> ServedModel:
     """What serving ``model_id`` for ``workspace_id`` takes (see the module docstring)."""
     target = resolve_alias(aliases or {}, model_id, store, workspace_id)
+    if target.startswith(FINE_TUNED_PREFIX) and CHECKPOINT_MARK in target:
+        try:
+            checkpoint, job = store.jobs.checkpoint_by_model(workspace_id, target)
+        except NotFound:
+            raise _no_such_model(model_id, target) from None
+        start = str(job["model"])  # a base model, or a fine-tuned one the job trained further
+        base = store.models.get(workspace_id, start)["base_model"] if start.startswith(FINE_TUNED_PREFIX) else start
+        return ServedModel(model_id, target, str(base), _adapter(Path(home) / checkpoint["path"], target))
     if target.startswith(FINE_TUNED_PREFIX):
         row = store.models.get(workspace_id, target)
-        adapter = Path(home) / str(row["adapter_dir"])
-        if not (adapter / "adapter_config.json").is_file():
-            raise NotFound(
-                f"the adapter of model '{target}' is missing from {adapter} (deleted from the data home?)",
-                field="model",
-                code="model_not_found",
-            )
-        return ServedModel(model_id, target, str(row["base_model"]), adapter)
+        return ServedModel(model_id, target, str(row["base_model"]), _adapter(Path(home) / row["adapter_dir"], target))
     try:
         spec = resolve(Path(home), target)
     except NotFound:
-        shown = f"'{model_id}'" if target == model_id else f"'{model_id}' (an alias of '{target}')"
+        raise _no_such_model(model_id, target) from None
+    return ServedModel(model_id, target, spec.id, None)
+
+
+def _no_such_model(model_id: str, target: str) -> NotFound:
+    shown = f"'{model_id}'" if target == model_id else f"'{model_id}' (an alias of '{target}')"
+    return NotFound(
+        f"The model {shown} does not exist or you do not have access to it.", field="model", code="model_not_found"
+    )
+
+
+def _adapter(directory: Path, model_id: str) -> Path:
+    if not (directory / "adapter_config.json").is_file():
         raise NotFound(
-            f"The model {shown} does not exist or you do not have access to it.",
+            f"the adapter of model '{model_id}' is missing from {directory} (deleted from the data home?)",
             field="model",
             code="model_not_found",
-        ) from None
-    return ServedModel(model_id, target, spec.id, None)
+        )
+    return directory
 
 
 ALIAS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$")

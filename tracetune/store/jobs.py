@@ -175,6 +175,20 @@ class JobStore:
             ]
         return rows[:limit], len(rows) > limit
 
+    def checkpoint_by_model(self, workspace_id: uuid.UUID, model_id: str) -> tuple[CheckpointRow, JobRow]:
+        """The checkpoint whose model id (``fine_tuned_model_checkpoint``) is ``model_id``, of a job of the
+        workspace, and its job; ``NotFound`` (field ``model``) otherwise."""
+        query = (
+            select(checkpoints)
+            .join(jobs, jobs.c.id == checkpoints.c.job_id)
+            .where(checkpoints.c.fine_tuned_model_checkpoint == model_id, jobs.c.workspace_id == workspace_id)
+        )
+        with self.db.read() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            raise NotFound(f"no checkpoint {model_id!r}", field="model", code="model_not_found")
+        return cast(CheckpointRow, dict(row._mapping)), self.get(workspace_id, row.job_id)
+
     # -- the worker side ------------------------------------------------------------------------------------------
 
     def claim(self, worker_id: str, *, stale_after: float, job_id: str | None = None) -> JobRow | None:

@@ -66,7 +66,7 @@ class Turn:
     def page(self, request: Request, ws: Workspace) -> HTMLResponse:
         return render(
             request, "playground.html", status_code=self.error.status_code if self.error else 200,
-            models=model_ids(request, ws), form=self.form, messages=self.messages,
+            models=_models(request, ws, self.form.get("model", "")), form=self.form, messages=self.messages,
             shown=[display_message(m) for m in self.messages], error=self.error, example_tools=EXAMPLE_TOOLS,
         )  # fmt: skip
 
@@ -77,7 +77,7 @@ def playground_page(
 ) -> HTMLResponse:
     """An empty chat; or, with ``run`` (an LLM run's "Open in playground"), that run's conversation up to its last
     user message — which waits in the box — and the tools it offered, to try on any model."""
-    models = model_ids(request, ws)
+    models = _models(request, ws, model)
     form = {"model": model or (models[0] if models else ""), "tools": "", "max_tokens": str(DEFAULT_MAX_TOKENS),
             "temperature": "0", "system": "", "content": ""}  # fmt: skip
     messages: list[dict[str, Any]] = []
@@ -85,6 +85,13 @@ def playground_page(
         messages, form["content"], form["tools"] = _from_run(request, ws, run)
     return render(request, "playground.html", models=models, form=form, messages=messages,
                   shown=[display_message(m) for m in messages], error=None, example_tools=EXAMPLE_TOOLS)  # fmt: skip
+
+
+def _models(request: Request, ws: Workspace, chosen: str) -> list[str]:
+    """The models to pick from, with ``chosen`` first when it is not listed (a checkpoint, the job page's "Try it":
+    served, as OpenAI serves them, though ``/v1/models`` does not list them)."""
+    models = model_ids(request, ws)
+    return [chosen, *models] if chosen and chosen not in models else models
 
 
 def _from_run(request: Request, ws: Workspace, run_id: uuid.UUID) -> tuple[list[dict[str, Any]], str, str]:
