@@ -7,7 +7,8 @@ of 5 — a chain root, two LLM runs, a tool, a parser; a fifth of the roots rate
 through the ASGI app (Starlette's TestClient: no socket, so the time is the server's: routing, the queries,
 rendering), 1 warm-up and ``--reps`` timed fetches; p50 and max per page, on both stores, and the ratio.
 
-Pages: the projects list; a project's runs (no facet, run type llm, errors only, a feedback filter, root runs);
+Pages: the projects list; a project's runs (no facet, run type llm, errors only, a feedback filter, root runs,
+slowest first, LLM runs with the most tokens first);
 a trace (root and an LLM run); the review queues, datasets, jobs, models, automations and playground pages.
 
 Prints ONE JSON line: per page ``{"small_p50_ms", "p50_ms", "max_ms", "ratio"}``, the slowest page, and
@@ -53,6 +54,8 @@ def pages(client: Any, store: Any) -> dict[str, str]:
         "runs_errors": f"/projects/{pid}?errors=only",
         "runs_feedback_filter": f"/projects/{pid}?filter={FEEDBACK_FILTER}",
         "runs_roots": f"/projects/{pid}?root=1",
+        "runs_slowest": f"/projects/{pid}?order=latency",  # sorted by a column: every selected run is read
+        "runs_most_tokens_llm": f"/projects/{pid}?run_type=llm&order=tokens",
         "runs_totals": f"/projects/{pid}/stats",  # the totals fragment the runs page loads after it is shown
         "runs_totals_llm": f"/projects/{pid}/stats?run_type=llm",
         "trace_root": f"/runs/{root_id}",

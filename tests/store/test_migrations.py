@@ -256,3 +256,23 @@ def test_a_store_that_had_keys_before_0005_stays_keyed(db_url: str, had_keys: bo
         assert store.workspaces.auth_required() is had_keys
     finally:
         store.close()
+
+
+def test_the_runs_sort_orders_read_their_index_after_the_migrations(tmp_path: Path) -> None:
+    """The migration's index expressions are the ones the query orders by (SQLite's planner matches them word for
+    word; alembic cannot compare expression indexes): each order walks its index, no sort of the project's runs."""
+    from tracetune.query.runs_query import SORT_KEYS, RunQuery, build_statement
+
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'plan.db'}")
+    try:
+        upgrade_to_head(engine)
+        with engine.connect() as conn:
+            for sort in SORT_KEYS:
+                for order in ("desc", "asc"):
+                    query = RunQuery(project_ids=[uuid.uuid4()], sort=sort, order=order, run_type="llm", limit=50)
+                    literal = {"literal_binds": True}
+                    statement = build_statement(uuid.uuid4(), query).compile(conn, compile_kwargs=literal)
+                    plan = " | ".join(r[-1] for r in conn.execute(text(f"EXPLAIN QUERY PLAN {statement}")))
+                    assert "USING INDEX ix_runs_project_" in plan and "TEMP B-TREE" not in plan, (sort, plan)
+    finally:
+        engine.dispose()

@@ -91,6 +91,12 @@ WATCH_PLAYGROUND = """() => {
 }"""
 
 
+def latencies(page: Any) -> list[float]:
+    """The runs table's latency column, in seconds (``400 ms``, ``2.35 s``)."""
+    texts = page.eval_on_selector_all("#runs tbody tr td:nth-child(8)", "cells => cells.map(c => c.textContent)")
+    return [float(t.split()[0]) / (1000 if t.strip().endswith("ms") else 1) for t in texts if t.strip()]
+
+
 def test_trace_to_tuned_model_in_a_browser(keyed_server, artifacts):
     sync_api = _need_browser()
     server, key = keyed_server
@@ -101,7 +107,7 @@ def test_trace_to_tuned_model_in_a_browser(keyed_server, artifacts):
 
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
         page.set_default_timeout(30_000)
         page.on("request", lambda r: None if r.url.startswith(base) else outside.append(r.url))
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
@@ -148,7 +154,7 @@ def test_trace_to_tuned_model_in_a_browser(keyed_server, artifacts):
         page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing wider than the screen
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         shot("04b-runs-390px")
-        page.set_viewport_size({"width": 1400, "height": 1000})
+        page.set_viewport_size({"width": 1440, "height": 1000})
         page.emulate_media(color_scheme="dark")  # dark mode follows the system setting
         assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(20, 23, 28)"
         assert page.evaluate("getComputedStyle(document.querySelector('#runs')).backgroundColor") == "rgb(28, 32, 39)"
@@ -159,6 +165,14 @@ def test_trace_to_tuned_model_in_a_browser(keyed_server, artifacts):
         expect(page.locator("#runs tbody tr").nth(0)).to_contain_text("user_score: 0")
         assert "filter=eq" in page.url and page.locator("#runs tbody tr").count() == 4  # back where it was
         assert not dialogs and page.evaluate("window.__pwned") is None  # the hostile question showed as text
+        page.click("#sort-latency")  # sorted by a column header: slowest first, then (clicked again) fastest
+        expect(page.locator("#sort-latency")).to_have_text("Latency ▼")
+        assert latencies(page) == sorted(latencies(page), reverse=True) and len(latencies(page)) == 4
+        page.click("#sort-latency")
+        expect(page.locator("#sort-latency")).to_have_text("Latency ▲")
+        assert latencies(page) == sorted(latencies(page))
+        expect(page.locator("#run-count")).to_have_text("4")  # the count of the view, whatever its order
+        page.goto(runs_url)
 
         for row in (1, 2):  # rate the final answer of two traces (the newest first: the hostile one is row 0)
             page.locator("#runs tbody tr").nth(row).locator("a").first.click()
@@ -183,7 +197,7 @@ def test_trace_to_tuned_model_in_a_browser(keyed_server, artifacts):
                 page.set_viewport_size({"width": 390, "height": 844})
                 assert page.evaluate("document.documentElement.scrollWidth") <= 390
                 shot("05b-trace-390px")
-                page.set_viewport_size({"width": 1400, "height": 1000})
+                page.set_viewport_size({"width": 1440, "height": 1000})
             page.goto(runs_url)
             expect(page.locator("#runs tbody tr")).to_have_count(4)
 
@@ -238,7 +252,7 @@ def test_trace_to_tuned_model_in_a_browser(keyed_server, artifacts):
         page.set_viewport_size({"width": 390, "height": 844})
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         shot("10c-models-390px")
-        page.set_viewport_size({"width": 1400, "height": 1000})
+        page.set_viewport_size({"width": 1440, "height": 1000})
         page.click("header >> text=Jobs")
         expect(page.locator("#jobs")).to_contain_text("succeeded")
         shot("10a-jobs")
@@ -319,7 +333,7 @@ def test_job_and_model_pages_show_validation_scores_and_diagnostics(keyed_server
     base = server.url
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
         page.set_default_timeout(30_000)
         expect = sync_api.expect
         page.goto(base + "/login")
@@ -375,7 +389,7 @@ def test_an_automation_in_a_browser(keyed_server, artifacts):
     base = server.url
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
         page.set_default_timeout(30_000)
         expect = sync_api.expect
         page.goto(base + "/login")

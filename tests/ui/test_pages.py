@@ -6,8 +6,12 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from datetime import datetime
+
+import pytest
 
 from tests.ui.support import HOSTILE, hostile_trace, llm_trace
+from tracetune.errors import InvalidInput
 
 ESCAPED = "&lt;script&gt;window.__pwned = 1; alert(1)&lt;/script&gt;"
 
@@ -199,6 +203,47 @@ def test_runs_table_columns_and_trace_link(ui):
         ("{&#34;a&#34;: 2, &#34;b&#34;: 3}", "{&#34;output&#34;: 5}"),  # the tool: no text, its JSON
         ("What is 2 + 3?", "2 + 3 = 5"),  # the second model call: the question it answers, its answer
     ])  # fmt: skip
+
+
+def test_runs_sort_by_latency_and_tokens_across_pages(ui):
+    from tracetune.query.runs_query import RunQuery, query_runs
+
+    runs = [r for i in range(3) for r in llm_trace("sorted", i)]
+    pending = {**llm_trace("sorted", 9)[0], "end_time": None, "outputs": None}  # no latency yet: sorts last
+    ui.ingest([*runs, pending])
+    pid = ui.project_id("sorted")
+    latency = {r["id"]: (_ms(r["end_time"]) - _ms(r["start_time"])) if r.get("end_time") else -1
+               for r in [*runs, pending]}  # fmt: skip
+    tokens = {r["id"]: r.get("total_tokens") or -1 for r in [*runs, pending]}
+
+    def shown(order: str) -> list[str]:
+        return re.findall(r'<a href="/runs/([0-9a-f-]+)">', ui.page(f"/projects/{pid}?order={order}"))
+
+    slowest = shown("latency")
+    assert [latency[i] for i in slowest] == sorted(latency.values(), reverse=True) and slowest[-1] == pending["id"]
+    assert [latency[i] for i in shown("latency-asc")] == sorted(latency.values())
+    assert [tokens[i] for i in shown("tokens")] == sorted(tokens.values(), reverse=True)
+    page = ui.page(f"/projects/{pid}?order=latency")
+    assert 'aria-sort="descending"><a class="sort" id="sort-latency" href="/projects/' in page
+    assert re.search(r'id="sort-latency" href="/projects/[^"]+\?order=latency-asc">Latency ▼', page)  # flips
+    assert "selected>slowest first</option>" in page
+    assert [latency[i] for i in shown("nonsense")] == [latency[i] for i in shown("")]  # unknown: newest first
+
+    pages, cursor = [], None  # keyset paging over (latency, id): every run once, in order
+    while True:
+        page_ = query_runs(ui.store, ui.ws.id, RunQuery(project_ids=[uuid.UUID(pid)], sort="latency", limit=4,
+                                                        cursor=cursor, select=["id"]))  # fmt: skip
+        pages.extend(r["id"] for r in page_.runs)
+        if not (cursor := page_.next_cursor):
+            break
+    assert len(pages) == len(set(pages)) == 13
+    assert [latency[str(i)] for i in pages] == sorted(latency.values(), reverse=True)
+    with pytest.raises(InvalidInput, match="sort must be one of"):
+        query_runs(ui.store, ui.ws.id, RunQuery(project_ids=[uuid.UUID(pid)], sort="cost"))
+
+
+def _ms(iso: str) -> int:
+    return int(datetime.fromisoformat(iso).timestamp() * 1000)
 
 
 def test_facets_and_filter_narrow_the_runs(ui):

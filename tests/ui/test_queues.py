@@ -75,7 +75,7 @@ def test_keyboard_review_in_a_browser(sqlite_server, artifacts):
     server.store.annotation_queues.add(ws.id, queue["id"], [{"item_type": "RUN", "run_id": uuid.UUID(llm["id"])}])
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
         page.set_default_timeout(30_000)
         page.goto(f"{server.url}/queues/{queue['id']}")
         expect = sync_api.expect
@@ -87,7 +87,7 @@ def test_keyboard_review_in_a_browser(sqlite_server, artifacts):
         page.set_viewport_size({"width": 390, "height": 844})
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         page.screenshot(path=str(artifacts / "18b-queue-390px.png"), full_page=True)
-        page.set_viewport_size({"width": 1400, "height": 1000})
+        page.set_viewport_size({"width": 1440, "height": 1000})
         page.locator("body").click(position={"x": 5, "y": 5})  # out of the correction box: keys rate again
         page.keyboard.press("g")  # good
         expect(page.locator('[data-feedback-key="user_score"]')).to_contain_text("1")

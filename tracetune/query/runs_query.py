@@ -15,7 +15,7 @@ from tracetune.errors import InvalidInput
 from tracetune.query.filter_sql import FeedbackWindow, filter_clause, trace_filter_clause, tree_filter_clause
 from tracetune.query.run_view import run_view
 from tracetune.store import Store
-from tracetune.store.schema import runs
+from tracetune.store.schema import RUN_LATENCY_US, RUN_TOTAL_TOKENS, runs
 
 MAX_LIMIT = 1000
 USAGE_FIELDS = {
@@ -33,6 +33,15 @@ HEAVY = {
     "extra": "extra",
     "serialized": "serialized",
     "events": "events",
+}
+
+
+# what a page of runs can be sorted by (then by id): a pending run's latency and a run without usage's tokens sort
+# as -1, below every finished / counted run
+SORT_KEYS: dict[str, ColumnElement[int]] = {
+    "start_time": runs.c.start_us,
+    "latency": RUN_LATENCY_US,  # each with its index (store.schema)
+    "total_tokens": RUN_TOTAL_TOKENS,
 }
 
 
@@ -58,6 +67,7 @@ class RunQuery:
     limit: int = 100
     cursor: str | None = None
     order: str = "desc"
+    sort: str = "start_time"  # one of SORT_KEYS (the UI's runs table; LangSmith's API pages by start time only)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -144,15 +154,18 @@ def build_statement(workspace_id: uuid.UUID, q: RunQuery) -> Any:
     if wanted & USAGE_FIELDS:  # token details and costs are read off the usage in outputs/extra
         wanted |= {"outputs", "extra"}
     columns = [c for c in runs.c if c.name not in HEAVY or c.name in wanted]
-    stmt = select(*columns).where(*where_clauses(workspace_id, q))
+    if q.sort not in SORT_KEYS:
+        raise InvalidInput(f"sort must be one of {', '.join(SORT_KEYS)}", field="sort")
+    key = SORT_KEYS[q.sort]
+    stmt = select(*columns, key.label("sort_key")).where(*where_clauses(workspace_id, q))
     desc = q.order == "desc"
     if q.cursor:
-        c_start, c_id = decode_cursor(q.cursor)
+        c_key, c_id = decode_cursor(q.cursor)
         if desc:
-            stmt = stmt.where(or_(runs.c.start_us < c_start, and_(runs.c.start_us == c_start, runs.c.id < c_id)))
+            stmt = stmt.where(or_(key < c_key, and_(key == c_key, runs.c.id < c_id)))
         else:
-            stmt = stmt.where(or_(runs.c.start_us > c_start, and_(runs.c.start_us == c_start, runs.c.id > c_id)))
-    order = (runs.c.start_us.desc(), runs.c.id.desc()) if desc else (runs.c.start_us.asc(), runs.c.id.asc())
+            stmt = stmt.where(or_(key > c_key, and_(key == c_key, runs.c.id > c_id)))
+    order = (key.desc(), runs.c.id.desc()) if desc else (key.asc(), runs.c.id.asc())
     return stmt.order_by(*order).limit(q.limit + 1)
 
 
@@ -180,5 +193,5 @@ def query_runs(
         )
         for r in rows
     ]
-    next_cursor = encode_cursor(rows[-1]["start_us"], rows[-1]["id"]) if has_more and rows else None
+    next_cursor = encode_cursor(rows[-1]["sort_key"], rows[-1]["id"]) if has_more and rows else None
     return RunPage(views, next_cursor)

@@ -47,6 +47,15 @@ SINCE = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}  # the ti
 SINCE_LABELS = [("", "any time"), ("1h", "last hour"), ("24h", "last 24 hours"), ("7d", "last 7 days"),
                 ("30d", "last 30 days")]  # fmt: skip
 TREE_FIELDS = ["name", "run_type", "status", "error", "latency", "total_tokens", "start_time", "end_time"]
+# the order facet: its value → (the runs query's sort key, direction, label); the column headers link to them
+ORDERS = {
+    "": ("start_time", "desc", "newest first"),
+    "asc": ("start_time", "asc", "oldest first"),
+    "latency": ("latency", "desc", "slowest first"),
+    "latency-asc": ("latency", "asc", "fastest first"),
+    "tokens": ("total_tokens", "desc", "most tokens first"),
+    "tokens-asc": ("total_tokens", "asc", "fewest tokens first"),
+}
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -71,7 +80,7 @@ class Facets:
 
     def __post_init__(self) -> None:
         self.since = self.since if self.since in SINCE else ""
-        self.order = "asc" if self.order == "asc" else ""
+        self.order = self.order if self.order in ORDERS else ""
         self.since_us = int((time.time() - SINCE[self.since]) * 1_000_000) if self.since else None
 
     def query(self, project_id: uuid.UUID, **more: Any) -> RunQuery:
@@ -80,7 +89,7 @@ class Facets:
             project_ids=[project_id], run_type=self.run_type or None,
             error={"only": True, "none": False}.get(self.errors), is_root=True if self.root else None,
             filter=combined_filter(self.filter, self.feedback), start_time_us=self.since_us,
-            order=self.order or "desc", **more,
+            sort=ORDERS[self.order][0], order=ORDERS[self.order][1], **more,
         )  # fmt: skip
 
     @property
@@ -160,12 +169,25 @@ def runs_page(
         here=f"/projects/{project_id}?{urlencode({**kept, 'cursor': cursor, 'trail': trail})}",
         stats_url=f"/projects/{project_id}/stats?{urlencode(kept)}",
         since_choices=SINCE_LABELS,
+        orders=[(value, label) for value, (_, _, label) in ORDERS.items()],
+        sort_links=_sort_links(project_id, kept),
         filter_error=filter_error,
         filter_text=facets.filter,
         caret=caret_line(filter_error.position if filter_error else None),
         datasets=store.datasets.list_datasets(ws.id, limit=100),
         added=_added(store, ws, added, added_runs),
     )
+
+
+def _sort_links(project_id: uuid.UUID, kept: dict[str, str]) -> dict[str, str]:
+    """Per sortable column, the page sorted by it: descending first, ascending when it already is."""
+    links = {}
+    for column, desc, asc in (("latency", "latency", "latency-asc"), ("tokens", "tokens", "tokens-asc"),
+                              ("start", "", "asc")):  # fmt: skip
+        order = asc if kept.get("order", "") == desc else desc
+        params = {k: v for k, v in kept.items() if k != "order"} | ({"order": order} if order else {})
+        links[column] = f"/projects/{project_id}?{urlencode(params)}"
+    return links
 
 
 def _added(store: Any, ws: Workspace, version_id: str, count: int) -> dict[str, Any] | None:

@@ -153,7 +153,7 @@ function applyColumns() {
   });
   if (!table) return;
   var names = Array.prototype.map.call(table.querySelectorAll("thead th"), function (th) {
-    return th.textContent.trim();
+    return th.dataset.column || th.textContent.trim();  // a sortable header also shows its arrow
   });
   table.querySelectorAll("tr").forEach(function (row) {
     Array.prototype.forEach.call(row.children, function (cell, i) {
