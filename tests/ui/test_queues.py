@@ -80,15 +80,19 @@ def test_keyboard_review_in_a_browser(sqlite_server, artifacts):
         page.goto(f"{server.url}/queues/{queue['id']}")
         expect = sync_api.expect
         expect(page.locator("#queue-progress")).to_contain_text("1 waiting")
-        page.keyboard.press("c")  # the correction editor opens, its box focused
+        page.keyboard.press("c")  # the correction editor opens, its box focused: type, Ctrl+Enter saves
         expect(page.locator("#correction-box")).to_have_attribute("open", "")
-        page.keyboard.press("Escape")
+        page.keyboard.press("Control+a")
+        page.keyboard.type("2 + 3 = 5.")
+        page.keyboard.press("Control+Enter")
+        expect(page.locator('[data-feedback-key="correction"]')).to_be_visible()
+        expect(page.locator("#correction-shown")).to_contain_text("2 + 3 = 5.")  # beside the answer at once
         page.screenshot(path=str(artifacts / "18-queue.png"), full_page=True)
         page.set_viewport_size({"width": 390, "height": 844})
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         page.screenshot(path=str(artifacts / "18b-queue-390px.png"), full_page=True)
         page.set_viewport_size({"width": 1440, "height": 1000})
-        page.locator("body").click(position={"x": 5, "y": 5})  # out of the correction box: keys rate again
+        page.locator("h1").first.click()  # out of the correction box: keys rate again
         page.keyboard.press("g")  # good
         expect(page.locator('[data-feedback-key="user_score"]')).to_contain_text("1")
         page.keyboard.press("d")  # done, next
@@ -96,3 +100,5 @@ def test_keyboard_review_in_a_browser(sqlite_server, artifacts):
         browser.close()
     (thumbs,) = server.store.feedback.list(ws.id, run_ids=[uuid.UUID(llm["id"])], keys=["user_score"])
     assert thumbs["score"] == 1.0
+    (fixed,) = server.store.feedback.list(ws.id, run_ids=[uuid.UUID(llm["id"])], keys=["correction"])
+    assert fixed["correction"] == "2 + 3 = 5."

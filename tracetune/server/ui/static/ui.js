@@ -93,10 +93,15 @@ function message(role, content) {
   return box;
 }
 
-// Keys on a run's page (a trace, or a review queue's item): rate, correct, move through the trace, and in a queue
-// finish or skip. Ignored while typing and with a modifier held.
+// Keys on a run's page (a trace, or a review queue's item): rate, correct (c opens the editor, Ctrl/Cmd+Enter saves
+// it), move through the trace, and in a queue finish or skip. Ignored while typing and with a modifier held.
 document.addEventListener("keydown", function (event) {
   var target = event.target;
+  if ((event.ctrlKey || event.metaKey) && event.key === "Enter" && target && target.id === "correction-text") {
+    event.preventDefault();  // Ctrl/Cmd+Enter saves the correction being typed
+    target.form.requestSubmit();
+    return;
+  }
   if (event.ctrlKey || event.metaKey || event.altKey) return;
   if (target && (target.tagName === "TEXTAREA" || target.tagName === "INPUT" || target.tagName === "SELECT" ||
                  target.isContentEditable)) return;
