@@ -242,6 +242,26 @@ def test_runs_sort_by_latency_and_tokens_across_pages(ui):
         query_runs(ui.store, ui.ws.id, RunQuery(project_ids=[uuid.UUID(pid)], sort="cost"))
 
 
+def test_runs_table_and_trace_show_costs_from_the_usage_or_the_price_table(ui):
+    runs = llm_trace("costly")
+    usage = {"input_tokens": 20000, "output_tokens": 5000, "total_tokens": 25000}
+    runs[1]["outputs"]["usage_metadata"] = usage  # the first call's usage as LangChain reports it, no cost
+    runs[3]["outputs"]["usage_metadata"] = {**usage, "total_cost": 0.5}  # the second's with its cost
+    ui.ingest(runs)
+    pid = ui.project_id("costly")
+    costs = re.findall(r'<td class="num cost">([^<]*)</td>', ui.page(f"/projects/{pid}"))
+    assert sorted(costs) == ["", "", "", "$0.50"]  # no price table: only the cost the usage reports
+    ui.app.state.tt.settings.model_prices = {"gpt-4o-mini": (0.15, 0.6)}  # USD per 1M tokens in / out
+    try:
+        page = ui.page(f"/projects/{pid}")
+        costs = re.findall(r'<td class="num cost">([^<]*)</td>', page)
+        assert sorted(costs) == ["", "", "$0.006", "$0.50"]  # 20k x 0.15 + 5k x 0.6 per 1M; the reported wins
+        assert '<th class="num">Cost</th>' in page and 'data-column="Cost" checked> Cost' in page  # and chooser
+        assert 'id="run-cost">$0.006<' in ui.page(f"/runs/{runs[1]['id']}")
+    finally:
+        ui.app.state.tt.settings.model_prices = {}
+
+
 def _ms(iso: str) -> int:
     return int(datetime.fromisoformat(iso).timestamp() * 1000)
 

@@ -66,6 +66,16 @@ def _fmt_time(value: Any) -> str:
     return str(value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"))
 
 
+def _fmt_usd(value: Any) -> str:
+    """A cost for people: ``$1.25``; a smaller one to two significant digits: ``$0.006``, ``$6.0e-06``."""
+    if value is None:
+        return ""
+    amount = float(value)
+    if amount == 0 or amount >= 0.01:
+        return f"${amount:.2f}"
+    return f"${amount:.2g}" if amount >= 1e-4 else f"${amount:.1e}"
+
+
 def _fmt_seconds(value: Any) -> str:
     """A duration for people: ``400 ms``, ``2.35 s``, ``20 min 5 s``, ``1 h 3 min``."""
     if value is None:
@@ -105,7 +115,9 @@ def _env() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(time=_fmt_time, seconds=_fmt_seconds, number=_fmt_number, pretty=_pretty_json, urlq=quote)
+    env.filters.update(
+        time=_fmt_time, seconds=_fmt_seconds, number=_fmt_number, pretty=_pretty_json, urlq=quote, usd=_fmt_usd
+    )
     env.globals["version"] = __version__
     env.globals["selection_filter"] = selection_filter
     return env

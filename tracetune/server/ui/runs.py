@@ -41,6 +41,7 @@ LIST_FIELDS = [
     "name", "run_type", "status", "error", "latency", "total_tokens", "feedback_stats", "start_time", "end_time",
     "inputs", "outputs",  # for the input / output preview columns
     "extra", "prompt_tokens", "completion_tokens",  # the model's name (extra.metadata), the token split
+    "total_cost",  # the usage's, or from TRACETUNE_MODEL_PRICES
     "trace_id",  # a root's row shows its whole trace's tokens
 ]  # fmt: skip
 SINCE = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}  # the time-range facet: seconds back
@@ -135,8 +136,8 @@ def runs_page(
     filter_error = None
     try:
         check_filter(facets.filter)  # on its own: an error's position is in the text the user typed
-        page = query_runs(store, ws.id, facets.query(project_id, cursor=cursor or None, limit=PAGE_SIZE,
-                                                     select=LIST_FIELDS))  # fmt: skip
+        query = facets.query(project_id, cursor=cursor or None, limit=PAGE_SIZE, select=LIST_FIELDS)
+        page = query_runs(store, ws.id, query, prices=state(request).settings.model_prices)
         runs, next_cursor = page.runs, page.next_cursor
         roots = sorted({uuid.UUID(r["trace_id"]) for r in runs if not r.get("parent_run_id")})
         traces = trace_aggregates(store, ws.id, roots, ["TOTAL_TOKENS"], None) if roots else {}
@@ -299,11 +300,11 @@ def _ticked(store: Any, ws: Workspace, form: Any, what: str) -> list[dict[str, A
     return runs
 
 
-def _run(store: Any, ws: Workspace, run_id: uuid.UUID) -> dict[str, Any]:
+def _run(store: Any, ws: Workspace, run_id: uuid.UUID, prices: Any = None) -> dict[str, Any]:
     row = store.runs.get(ws.id, run_id)
     if row is None:
         raise NotFound(f"run {run_id} not found", field="run_id")
-    return run_view(row, feedback_stats=store.feedback.stats_for_runs(ws.id, [run_id]).get(run_id))
+    return run_view(row, feedback_stats=store.feedback.stats_for_runs(ws.id, [run_id]).get(run_id), prices=prices)
 
 
 def _trace(
@@ -333,7 +334,7 @@ def trace_context(
     """What a run's page shows (its trace tree, chat, feedback, correction editor): the trace page's and the review
     queue's."""
     store = state(request).store
-    run = _run(store, ws, run_id)
+    run = _run(store, ws, run_id, state(request).settings.model_prices)
     trace = query_runs(
         store,
         ws.id,
