@@ -49,6 +49,16 @@ def test_a_reviewer_rates_corrects_and_moves_on(ui):
     assert rated.status_code == 303 and rated.headers["location"] == f"{url}?skip=0"
     fixed = ui.client.post(f"/runs/{first}/feedback", data={"kind": "correction", "correction": "3", "back": url})
     assert fixed.status_code == 303 and fixed.headers["location"] == url
+    note = {"kind": "note", "comment": " operands swapped ", "back": url}
+    noted = ui.client.post(f"/runs/{first}/feedback", data=note)
+    assert noted.status_code == 303 and noted.headers["location"] == url
+    ui.client.post(f"/runs/{first}/feedback", data={"kind": "note", "comment": "operands swapped; 0 + 3", "back": url})
+    chip = re.search(r'data-feedback-key="note"[^>]*>note <span class="muted">“([^”]*)”', ui.page(f"/runs/{first}"))
+    assert chip and chip.group(1) == "operands swapped; 0 + 3"  # one note per run from the UI: the second edits it
+    empty = ui.client.post(f"/runs/{first}/feedback", data={"kind": "note", "comment": "  "})
+    assert empty.status_code == 400 and "a note is 1 to 4000 characters" in empty.text
+    long = ui.client.post(f"/runs/{first}/feedback", data={"kind": "note", "comment": "x" * 4001})
+    assert long.status_code == 400 and 'id="note-text"' in long.text and "x" * 4001 in long.text  # kept to fix
     outside = ui.client.post(f"/runs/{first}/feedback", data={"kind": "up", "back": "https://evil.example/"})
     assert outside.headers["location"] == "/"  # only local paths
     (item,) = [i for i in ui.store.annotation_queues.items(ui.ws.id, queue["id"]) if str(i["run_id"]) == first]
@@ -61,7 +71,9 @@ def test_a_reviewer_rates_corrects_and_moves_on(ui):
     ui.client.post(f"{url}/items/{last['id']}/done")
     assert "All 2 reviewed" in ui.page(url)
     keys = {f["key"] for f in ui.store.feedback.list(ui.ws.id, run_ids=[uuid.UUID(first)])}
-    assert keys == {"user_score", "correction"}
+    assert keys == {"user_score", "correction", "note"}
+    (note,) = ui.store.feedback.list(ui.ws.id, run_ids=[uuid.UUID(first)], keys=["note"])
+    assert note["comment"] == "operands swapped; 0 + 3" and note["score"] is None
 
 
 def test_keyboard_review_in_a_browser(sqlite_server, artifacts):

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from tracetune.store.workspaces import Workspace
 
 UI_SOURCE = {"type": "app", "metadata": {"via": "tracetune-ui"}}
+NOTE_KEY = "note"  # a reviewer's comment on a run (LangSmith's annotation notes use this key)
+NOTE_MAX_CHARS = 4000
 
 
 def parse_correction(text: str) -> Any:
@@ -40,16 +42,29 @@ def parse_correction(text: str) -> Any:
 
 
 def rate_run(
-    store: Store, ingest: IngestService, ws: Workspace, run: dict[str, Any], kind: str, correction: str = ""
+    store: Store,
+    ingest: IngestService,
+    ws: Workspace,
+    run: dict[str, Any],
+    kind: str,
+    correction: str = "",
+    comment: str = "",
 ) -> FeedbackRow:
-    """Thumbs ``up``/``down`` (key ``user_score``, score 1/0) or a ``correction`` on ``run`` (a ``run_view``).
-    The UI keeps one of each per run: clicking again updates its earlier feedback rather than adding another."""
+    """Thumbs ``up``/``down`` (key ``user_score``, score 1/0), a ``correction`` or a ``note`` (key ``note``, a
+    comment, as LangSmith's annotation notes) on ``run`` (a ``run_view``). The UI keeps one of each per run:
+    clicking again updates its earlier feedback rather than adding another."""
+    changes: dict[str, Any]
     if kind in ("up", "down"):
         key, changes = THUMBS_KEY, {"score": 1.0 if kind == "up" else 0.0}
     elif kind == "correction":
         key, changes = CORRECTION_KEY, {"correction": parse_correction(correction)}
+    elif kind == "note":
+        text = comment.strip()
+        if not text or len(text) > NOTE_MAX_CHARS:
+            raise InvalidInput(f"a note is 1 to {NOTE_MAX_CHARS} characters, not {len(text)}", field="comment")
+        key, changes = NOTE_KEY, {"comment": text}
     else:
-        raise InvalidInput(f"unknown feedback kind {kind!r}; expected up, down or correction", field="kind")
+        raise InvalidInput(f"unknown feedback kind {kind!r}; expected up, down, correction or note", field="kind")
     run_id = uuid.UUID(run["id"])
     mine = [
         f

@@ -230,15 +230,17 @@ def feedback_post(
     ws: Workspace = Depends(ui_workspace),
     kind: str = Form(...),
     correction: str = Form(""),
+    comment: str = Form(""),
     back: str = Form(""),
 ) -> Response:
     """Rate or correct a run; back to the run's page, or to ``back`` (a local path: the review queue it came from)."""
     st = state(request)
     run = _run(st.store, ws, run_id)
     try:
-        rate_run(st.store, st.ingest, ws, run, kind, correction)
+        rate_run(st.store, st.ingest, ws, run, kind, correction, comment)
     except InvalidInput as exc:
-        return _trace(request, ws, run_id, status_code=400, feedback_error=exc, correction_text=correction)
+        return _trace(request, ws, run_id, status_code=400, feedback_error=exc, correction_text=correction,
+                      note_text=comment)  # fmt: skip
     return see_other(safe_next(back) if back else f"/runs/{run_id}")
 
 
@@ -315,12 +317,13 @@ def _trace(
     status_code: int = 200,
     feedback_error: InvalidInput | None = None,
     correction_text: str | None = None,
+    note_text: str | None = None,
     dataset_error: InvalidInput | None = None,
 ) -> HTMLResponse:
     context = trace_context(request, ws, run_id, feedback_error=feedback_error, correction_text=correction_text)
     datasets = [d["name"] for d in state(request).store.datasets.list_datasets(ws.id, limit=100)]
     return render(request, "trace.html", status_code=status_code, dataset_error=dataset_error, datasets=datasets,
-                  added=request.query_params.get("added"), **context)  # fmt: skip
+                  added=request.query_params.get("added"), note_text=note_text, **context)  # fmt: skip
 
 
 def trace_context(
