@@ -43,6 +43,8 @@ def test_a_reviewer_rates_corrects_and_moves_on(ui):
     assert "What is 0 + 3?" in html and "2 waiting · 0 done" in html and "Check the sums" in html
     assert 'name="back" value="/queues/' in html and "j/k next/previous run" in html
     assert 'id="queue-skip"' in html and "What is 1 + 3?" in ui.page(url + "?skip=1")
+    assert f'href="{url}?skip=1" id="queue-previous"' in html  # wraps around to the last waiting run
+    assert f'href="{url}?skip=0" id="queue-previous"' in ui.page(url + "?skip=1")
 
     first = llm[0]["id"]
     rated = ui.client.post(f"/runs/{first}/feedback", data={"kind": "down", "back": f"{url}?skip=0"})

@@ -1,7 +1,7 @@
 """UI pages for annotation queues: the list of queues, and the review page that works through one — the next waiting
 run shown as on its trace page (chat, tools, tree), rated or corrected there, then "done" to move on. Keys: g good,
-b bad, c correct, d done and next, s skip, j/k through the trace (``static/ui.js``; the buttons carry the same
-``accesskey``)."""
+b bad, c correct, d done and next, s skip, p the previous waiting run, j/k through the trace (``static/ui.js``; the
+buttons carry the same ``accesskey``)."""
 
 from __future__ import annotations
 

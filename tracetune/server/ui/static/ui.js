@@ -113,6 +113,7 @@ document.addEventListener("keydown", function (event) {
     b: bad, "0": bad, "-": bad,
     d: done, n: done,
     s: function () { click("queue-skip"); },
+    p: function () { click("queue-previous"); },
     c: function () {
       var box = document.getElementById("correction-box");
       if (box) { box.open = true; var text = document.getElementById("correction-text"); if (text) text.focus(); }
