@@ -172,6 +172,11 @@ def test_trace_to_tuned_model_in_a_browser(keyed_server, artifacts):
         expect(page.locator("#sort-latency")).to_have_text("Latency ▲")
         assert latencies(page) == sorted(latencies(page))
         expect(page.locator("#run-count")).to_have_text("4")  # the count of the view, whatever its order
+        for row in (0, 1):  # tick two runs and add them to a dataset: one new version, linked from the table
+            page.locator("#runs tbody tr").nth(row).locator("input[type=checkbox]").check()
+        page.fill("#bulk-dataset", "picked by hand")
+        page.click("#bulk-add")
+        expect(page.locator("#added")).to_contain_text("Added 2 runs to picked by hand (version 1)")
         page.goto(runs_url)
 
         for row in (1, 2):  # rate the final answer of two traces (the newest first: the hostile one is row 0)
