@@ -28,6 +28,7 @@ Prints ONE JSON line. Usage:
   .venv/bin/python bench/ingest.py                 # N=20000, 3 reps, 100k runs for the list part
   .venv/bin/python bench/ingest.py --quick         # smoke run (N=1000, 1 rep, 5k runs)
   .venv/bin/python bench/ingest.py --n 5000 --reps 1 --skip-list --synchronous NORMAL
+  .venv/bin/python bench/ingest.py --n 2000 --skip-list --clients 8   # 8 SDK processes at once, 2000 runs each
 """
 
 from __future__ import annotations
@@ -214,7 +215,9 @@ def ingest_case(
     inflight: int,
     profile: bool = False,
     sdk_batch: int | None = None,
+    clients: int = 1,
 ) -> dict[str, Any]:
+    """One target's run: ``clients`` SDK processes at once, each sending ``n`` runs (seeds apart)."""
     port = free_port()
     case = work / f"{target}-{seed}"
     case.mkdir(parents=True)
@@ -271,29 +274,41 @@ def ingest_case(
             time.sleep(1)
         project = f"bench-{uuid.uuid4().hex[:8]}"
         how = ["send-otlp", "--url", base] if target == "otlp" else ["send", "--url", base + "/api/v1"]
-        sender = subprocess.run(
-            [PY, WORKERS, *how, "--n", str(n), "--seed", str(seed), "--project", project, "--inflight", str(inflight)],
-            capture_output=True,
-            text=True,
-            timeout=1800,
-            env={**os.environ, **({"LANGSMITH_BATCH_INGEST_SIZE_LIMIT": str(sdk_batch)} if sdk_batch else {})},
-        )
-        if sender.returncode != 0:
-            raise RuntimeError(f"sender failed: {sender.stderr[-3000:]}")
-        sent = json.loads([ln for ln in sender.stdout.splitlines() if ln.startswith("{")][-1])
+        env = {**os.environ, **({"LANGSMITH_BATCH_INGEST_SIZE_LIMIT": str(sdk_batch)} if sdk_batch else {})}
+        senders = []
+        for c in range(clients):
+            argv = [PY, WORKERS, *how, "--n", str(n), "--seed", str(seed + 1000 * c), "--project", project]
+            argv += ["--inflight", str(inflight)]
+            senders.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+        outs = [sender.communicate(timeout=1800) for sender in senders]
+        failed = [err for sender, (_, err) in zip(senders, outs, strict=True) if sender.returncode != 0]
+        if failed:
+            raise RuntimeError(f"sender failed: {failed[0][-3000:]}")
+        each = [json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1]) for out, _ in outs]
+        sent = {
+            "t_first_send": min(e["t_first_send"] for e in each),
+            "t_enqueued": max(e["t_enqueued"] for e in each),
+            "t_flushed": max(e["t_flushed"] for e in each),
+            "client_ms": [ms for e in each for ms in e["client_ms"]],
+            "mode": each[0]["mode"],
+            "sdk_warnings": [w for e in each for w in e["sdk_warnings"]],
+        }
         t_done = sent["t_flushed"]
         stored = None
+        total_runs = n * clients
         if target != "sink":
             db = home / "tracetune.db"
             deadline = time.time() + 120
             total, ended = ended_runs(db)
-            while ended < n and time.time() < deadline:
+            while ended < total_runs and time.time() < deadline:
                 time.sleep(0.05)
                 total, ended = ended_runs(db)
                 t_done = time.time()
             stored = {"runs": total, "ended": ended}
-            if ended < n:
-                raise RuntimeError(f"the store holds {ended} ended runs of {n} (SDK warnings: {sent['sdk_warnings']})")
+            if ended < total_runs:
+                raise RuntimeError(
+                    f"the store holds {ended} ended runs of {total_runs} (SDK warnings: {sent['sdk_warnings']})"
+                )
         cpu_after = cpu_seconds(proc.pid)
         if cpu_before is not None and cpu_after is not None:
             cpu_used = cpu_after - cpu_before
@@ -307,7 +322,8 @@ def ingest_case(
     elapsed = t_done - sent["t_first_send"]
     return {
         "target": target,
-        "runs_per_s": round(n / elapsed, 1),
+        "clients": clients,
+        "runs_per_s": round(total_runs / elapsed, 1),
         "elapsed_s": round(elapsed, 3),
         "enqueue_s": round(sent["t_enqueued"] - sent["t_first_send"], 3),
         "requests": len(ms),
@@ -315,7 +331,7 @@ def ingest_case(
         "p50_ms": pct(ms, 0.5),
         "p99_ms": pct(ms, 0.99),
         "max_ms": round(max(ms), 2) if ms else None,
-        "server_cpu_us_per_run": round(cpu_used / n * 1e6, 1) if cpu_used is not None else None,
+        "server_cpu_us_per_run": round(cpu_used / total_runs * 1e6, 1) if cpu_used is not None else None,
         "client_p50_ms": pct(sent["client_ms"], 0.5),
         "client_p99_ms": pct(sent["client_ms"], 0.99),
         "zstd_body_kib_mean": round(statistics.mean(sizes) / 1024, 1) if sizes else None,
@@ -533,6 +549,9 @@ def main() -> None:
         "--workdir; writes <workdir>/tracetune-<rep>/profile.txt, collapsed stacks)",
     )
     ap.add_argument("--skip-ingest", action="store_true")
+    ap.add_argument(
+        "--clients", type=int, default=1, help="SDK processes sending at once, N runs each (the sink and tracetune)"
+    )
     ap.add_argument("--workdir", default=None, help="keep homes and logs here (default: a temp dir, removed)")
     ap.add_argument("--json-out", default=None, help="also write the JSON line to this file")
     args = ap.parse_args()
@@ -554,14 +573,16 @@ def main() -> None:
         "reps": reps,
         "synchronous": args.synchronous,
         "inflight": args.inflight,
+        "clients": args.clients,
         "sdk_batch_size": args.sdk_batch_size or "from /info",
         "loadavg_start": os.getloadavg()[0],
     }
     try:
         if not args.skip_ingest:
             cases: dict[str, list[dict]] = {"sink": [], "tracetune": [], "otlp": []}
+            targets = ("sink", "tracetune", "otlp") if args.clients == 1 else ("sink", "tracetune")
             for rep in range(reps):
-                for target in ("sink", "tracetune", "otlp"):
+                for target in targets:
                     cases[target].append(
                         ingest_case(
                             target,
@@ -572,6 +593,7 @@ def main() -> None:
                             inflight=args.inflight,
                             profile=args.profile,
                             sdk_batch=args.sdk_batch_size,
+                            clients=args.clients,
                         )
                     )
             tt, sk, otlp = cases["tracetune"], cases["sink"], cases["otlp"]
