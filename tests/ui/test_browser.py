@@ -14,17 +14,19 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import IN_CI, LiveServer
+from tests.ui.support import llm_trace
 
 CHROMIUM = Path("/usr/bin/chromium")
 APPS = Path(__file__).parent / "apps"
-ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_MS = 240_000  # the longest wait: a fine-tune on two CPU cores
 
 
@@ -437,4 +439,60 @@ def test_an_automation_in_a_browser(keyed_server, artifacts):
         page.goto(base + "/automations/loop")
         expect(page.locator("#alias-model")).to_have_text("tiny")
         page.screenshot(path=str(artifacts / "17-automation-rolled-back.png"), full_page=True)
+        browser.close()
+
+
+def test_the_reported_bugs_stay_fixed_in_a_browser(sqlite_server: LiveServer, artifacts: Path) -> None:
+    """Issue 18's bugs the main flow does not walk through, in Chromium: a one-step loss chart draws its point
+    and the time left reads as words; Cancel asks first (dismissed: nothing happens; accepted: the job says it
+    made no model); a job made with the openai client names its uploaded file; the favicon is served; a malformed
+    address gets an HTML error page; a pending LLM run shows its prompt and "no answer yet"."""
+    from tracetune.store.jobs import new_id
+    from tracetune.store.workspaces import DEFAULT_WORKSPACE
+
+    sync_api = _need_browser()
+    server, base = sqlite_server, sqlite_server.url
+    ws = server.store.workspaces.ensure(DEFAULT_WORKSPACE)
+    line = b'{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}\n'
+    upload = server.store.files.create(ws.id, server.settings.home / "files", filename="train.jsonl",
+                                       purpose="fine-tune", data=line)  # fmt: skip
+    job_id = new_id("ftjob")
+    server.store.jobs.create(
+        {"id": job_id, "workspace_id": ws.id, "model": "tiny", "training_file": upload["id"], "seed": 1,
+         "method": {"type": "supervised"}, "hyperparameters": {"n_epochs": 1}, "output_model": "ft:tiny:default::b"},
+        ["Created fine-tuning job"],
+    )  # fmt: skip
+    step = {"step": 1, "total_steps": 900, "train_loss": 2.5, "eta_s": 1234.4}
+    server.store.jobs.add_events(job_id, [{"message": "Step 1", "type": "metrics", "data": step}])
+    pending = {**llm_trace(f"pending-{uuid.uuid4().hex[:6]}")[1], "end_time": None, "outputs": None}
+    pending.update(parent_run_id=None, trace_id=pending["id"], dotted_order=pending["dotted_order"].split(".")[-1])
+    assert httpx.post(server.langsmith_url + "/runs/batch", json={"post": [pending]}).status_code == 202
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.set_default_timeout(30_000)
+        expect = sync_api.expect
+        answers: list[bool] = [False]  # the next confirm dialog: dismissed, then accepted
+        page.on("dialog", lambda d: d.accept() if answers.pop(0) else d.dismiss())
+
+        page.goto(f"{base}/jobs/{job_id}")
+        expect(page.locator("circle.train-point")).to_have_count(1)
+        expect(page.locator("#eta")).to_have_text("20 min 34 s")
+        expect(page.locator("#job-files a")).to_have_text("train.jsonl")
+        page.click("#cancel-job")  # dismissed: still live
+        expect(page.locator("#job-live")).to_have_attribute("data-status", "validating_files")
+        answers.append(True)
+        page.click("#cancel-job")
+        expect(page.locator("#job-live")).to_have_attribute("data-status", "cancelled")
+        expect(page.locator("body")).to_contain_text("none: the job cancelled")
+        expect(page.locator("header >> text=Jobs")).to_be_visible()  # the page around the job is still there
+        page.screenshot(path=str(artifacts / "19-job-cancelled.png"), full_page=True)
+
+        assert page.request.get(f"{base}/favicon.ico").status == 200
+        page.goto(f"{base}/projects/not-a-uuid")
+        expect(page.locator("#page-error")).to_be_visible()
+        page.goto(f"{base}/runs/{pending['id']}")
+        expect(page.locator("#no-answer")).to_be_visible()
+        expect(page.locator("#chat")).to_contain_text("What is 2 + 3?")
         browser.close()

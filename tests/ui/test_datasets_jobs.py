@@ -179,7 +179,8 @@ def test_job_page_draws_loss_checkpoints_and_cancels(tiny_ui):
     playground = ui.page("/playground?model=ft%3Atiny%3Adefault%3A%3Ax%3Ackpt-step-4")  # offered, and chosen
     assert '<option value="ft:tiny:default::x:ckpt-step-4" selected>' in playground
     assert "ft:tiny:default::x (when it succeeds)" in html
-    assert re.search(r'action="/jobs/[^"]+/cancel" hx-boost="true" hx-confirm="Cancel ftjob-', html)  # asks first
+    cancel = r'action="/jobs/[^"]+/cancel" hx-post="[^"]+" hx-target="#job-live" hx-select="#job-live" '
+    assert re.search(cancel + r'hx-swap="outerHTML" hx-confirm="Cancel ftjob-', html)  # asks; the page stays
     cancelled = ui.client.post(f"/jobs/{job_id}/cancel")
     assert cancelled.status_code == 303
     after = ui.page(f"/jobs/{job_id}")
