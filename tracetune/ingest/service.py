@@ -254,11 +254,9 @@ class IngestService:
                 self.store.runs.write(prepared, conn)
             self.store.feedback.create_many(workspace_id, feedback, ignore_existing=True, conn=conn)
 
-        # SQLite: requests that arrive together share one transaction and one commit (group commit), each in its
-        # savepoint and each answered only after that commit. PostgreSQL: two requests upserting the same runs can
-        # deadlock (an SDK retry racing a newer batch); the loser is aborted whole and run again, so the client
-        # sees neither an error nor a partial write.
-        self.store.db.write_grouped(write)
+        # Two requests upserting the same runs can deadlock on PostgreSQL (an SDK retry racing a newer batch);
+        # the loser is aborted whole and run again here, so the client sees neither an error nor a partial write.
+        self.store.db.write_retrying(write)
         return IngestResult(len(post_recs), len(patch_recs), len(feedback), len(attachments))
 
     def _write_attachment(self, workspace_id: uuid.UUID, run_id: uuid.UUID, name: str, data: bytes) -> None:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -95,9 +95,6 @@ class Database:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
-        self._waiting: list[_Grouped[Any]] = []  # works of write_grouped not yet taken by a leader
-        self._waiting_lock = threading.Lock()
-        self.group_commits = 0  # transactions write_grouped committed (fewer than its works under contention)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -128,53 +125,6 @@ class Database:
         for callback in after:
             callback()
 
-    def write_grouped(self, work: Callable[[Connection], T]) -> T:
-        """``work(conn)`` committed in a transaction it may share with the works other threads hand in meanwhile
-        (group commit): on SQLite's one writer, concurrent requests then share one commit (one fsync) instead of
-        queueing for one each. Returns once the commit that holds ``work`` is done, so an acknowledgement sent
-        after it is still durable; raises what ``work`` raised, its part alone rolled back (each work runs in a
-        savepoint) while the others commit; its ``after_commit`` callbacks run only when it committed.
-        PostgreSQL's writers do not queue on one lock: there it is ``write_retrying``."""
-        if self._write_lock is None:
-            return self.write_retrying(work)
-        mine = _Grouped(work)
-        with self._waiting_lock:
-            self._waiting.append(mine)
-        with self._write_lock:  # the thread that gets the lock commits every work waiting by then
-            if not mine.done:
-                with self._waiting_lock:
-                    group, self._waiting = self._waiting, []
-                self._commit_group(group)
-        if mine.error is not None:
-            raise mine.error
-        return mine.result  # type: ignore[return-value]
-
-    def _commit_group(self, group: list[_Grouped[Any]]) -> None:
-        """Run ``group`` in one transaction, each work in a savepoint; called holding the write lock."""
-        try:
-            with self.engine.connect() as conn:
-                conn.info["write"] = True
-                try:
-                    with conn.begin():
-                        for item in group:
-                            conn.info["after_commit"] = item.after
-                            try:
-                                with conn.begin_nested():
-                                    item.result = item.work(conn)
-                            except Exception as exc:  # this work is rolled back to its savepoint; others go on
-                                item.error, item.after[:] = exc, []
-                finally:
-                    conn.info["write"] = False
-            self.group_commits += 1
-        except Exception as exc:  # the commit failed: nothing of the group is written
-            for item in group:
-                item.error = item.error or exc
-                item.after.clear()
-        for item in group:
-            item.done = True
-            for callback in item.after:
-                callback()
-
     def write_retrying(self, work: Callable[[Connection], T], *, attempts: int = WRITE_ATTEMPTS) -> T:
         """``work(conn)`` in a write transaction, run again from the start (up to ``attempts`` times, with a
         short random back-off) when the database aborts it as a deadlock victim or a serialization failure.
@@ -188,19 +138,6 @@ class Database:
                     raise
                 time.sleep(random.uniform(0, 0.005 * 2**attempt))
         raise AssertionError("unreachable")
-
-
-class _Grouped(Generic[T]):
-    """One work handed to ``Database.write_grouped``: its outcome, and the callbacks it asked for on commit."""
-
-    __slots__ = ("after", "done", "error", "result", "work")
-
-    def __init__(self, work: Callable[[Connection], T]) -> None:
-        self.work = work
-        self.result: T | None = None
-        self.error: BaseException | None = None
-        self.after: list[Callable[[], None]] = []
-        self.done = False
 
 
 class BulkInsert:
