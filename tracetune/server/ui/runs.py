@@ -292,14 +292,19 @@ def _ticked(store: Any, ws: Workspace, form: Any, what: str) -> list[dict[str, A
     ids = [str(v) for v in form.getlist("run_id")]
     if not ids:
         raise InvalidInput(f"tick the runs to {what} first", field="run_id")
-    runs = []
+    if len(ids) > MAX_LIMIT:
+        raise InvalidInput(f"tick at most {MAX_LIMIT} runs at once", field="run_id")
+    wanted = []
     for text in ids:
         try:
-            run_id = uuid.UUID(text)
+            wanted.append(uuid.UUID(text))
         except ValueError:
             raise InvalidInput(f"not a run id: {text!r}", field="run_id") from None
-        runs.append(_run(store, ws, run_id))
-    return runs
+    found = {r["id"]: r for r in query_runs(store, ws.id, RunQuery(run_ids=wanted, limit=len(wanted))).runs}  # one read
+    missing = [str(i) for i in wanted if str(i) not in found]
+    if missing:
+        raise NotFound(f"run {missing[0]} not found", field="run_id")
+    return [found[str(i)] for i in dict.fromkeys(wanted)]
 
 
 def _run(store: Any, ws: Workspace, run_id: uuid.UUID, prices: Any = None) -> dict[str, Any]:
