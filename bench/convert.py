@@ -139,6 +139,7 @@ def work_prepare(args: argparse.Namespace) -> dict[str, Any]:
     from tracetune.convert.export import load_target
     from tracetune.ingest.service import IngestService
     from tracetune.store import open_store
+    from tracetune.store.blobs import Blobs
 
     load_target(Path(args.home))
     runs = make_runs(args.n)
@@ -147,7 +148,7 @@ def work_prepare(args: argparse.Namespace) -> dict[str, Any]:
             f.write(json.dumps(run) + "\n")
     store = open_store(args.db_url, sqlite_synchronous="OFF")
     ws = store.workspaces.ensure("default").id
-    service = IngestService(store, Path(args.home) / "attachments")
+    service = IngestService(store, Blobs(Path(args.home)))
     for i in range(0, len(runs), 500):
         service.batch(ws, {"post": [{**r, "session_name": PROJECT} for r in runs[i : i + 500]]})
     store.close()

@@ -29,6 +29,12 @@ Prints ONE JSON line. Usage:
   .venv/bin/python bench/ingest.py --quick         # smoke run (N=1000, 1 rep, 5k runs)
   .venv/bin/python bench/ingest.py --n 5000 --reps 1 --skip-list --synchronous NORMAL
   .venv/bin/python bench/ingest.py --n 2000 --skip-list --clients 8   # 8 SDK processes at once, 2000 runs each
+  .venv/bin/python bench/ingest.py --n 2000 --skip-list --clients 8 --replicas 2 --postgres URL --pin
+
+Replicas (``--replicas R --postgres ADMIN_URL``): the tracetune target is then ``tracetune serve`` on a fresh
+PostgreSQL database (made on that server per case), once as 1 process and once as R processes sharing it, the
+clients spread round-robin over them (as a load balancer would); ``--pin`` pins server process i to CPU i
+(taskset), so "one core each" holds. ``replica_scaling`` = runs/s of R processes / runs/s of one, same run.
 """
 
 from __future__ import annotations
@@ -111,9 +117,11 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     raise RuntimeError(f"{url} did not answer in {timeout}s")
 
 
-def start(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+def start(args: list[str], log: Path, env: dict[str, str] | None = None, cpu: int | None = None) -> subprocess.Popen:
+    """``python ARGS`` in the background, its output in ``log``; pinned to CPU ``cpu`` (taskset) when given."""
     fh = open(log, "ab")  # noqa: SIM115
-    return subprocess.Popen([PY, *args], stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
+    return subprocess.Popen([*pin, PY, *args], stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -148,13 +156,46 @@ def cpu_seconds(pid: int) -> float | None:
         return None
 
 
-def ended_runs(db: Path) -> tuple[int, int]:
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+def ended_runs(db_url: str) -> tuple[int, int]:
+    """(runs stored, runs with an end time) in the store at ``db_url`` (SQLite read-only, or PostgreSQL)."""
+    if db_url.startswith("sqlite:///"):
+        con = sqlite3.connect(f"file:{db_url.removeprefix('sqlite:///')}?mode=ro", uri=True, timeout=30)
+        try:
+            total, ended = con.execute("SELECT count(*), count(end_us) FROM runs").fetchone()
+        finally:
+            con.close()
+        return int(total), int(ended)
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(db_url)
     try:
-        total, ended = con.execute("SELECT count(*), count(end_us) FROM runs").fetchone()
+        with engine.connect() as conn:
+            total, ended = conn.execute(text("SELECT count(*), count(end_us) FROM runs")).one()
     finally:
-        con.close()
+        engine.dispose()
     return int(total), int(ended)
+
+
+def make_postgres_database(admin_url: str) -> tuple[str, str]:
+    """A fresh database on the PostgreSQL server of ``admin_url``: its URL and name."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"tt_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False), name
+
+
+def drop_postgres_database(admin_url: str, name: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def machine_info() -> dict[str, Any]:
@@ -216,42 +257,42 @@ def ingest_case(
     profile: bool = False,
     sdk_batch: int | None = None,
     clients: int = 1,
+    replicas: int = 1,
+    postgres: str | None = None,
+    pin: bool = False,
 ) -> dict[str, Any]:
-    """One target's run: ``clients`` SDK processes at once, each sending ``n`` runs (seeds apart)."""
-    port = free_port()
+    """One target's run: ``clients`` SDK processes at once, each sending ``n`` runs (seeds apart), to ``replicas``
+    server processes (on a fresh PostgreSQL database when ``postgres`` names a server, else one SQLite home)."""
     case = work / f"{target}-{seed}"
     case.mkdir(parents=True)
     timing = case / "timing.log"
-    if target == "sink":
-        proc = start([WORKERS, "sink", "--timing-log", str(timing), "--port", str(port)], case / "server.log")
-        base = f"http://127.0.0.1:{port}"
-    else:
-        home = case / "home"
+    procs: list[subprocess.Popen] = []
+    bases: list[str] = []
+    db_url, pg_name = None, None
+    if postgres is not None:
+        db_url, pg_name = make_postgres_database(postgres)
+    for i in range(1 if target == "sink" else replicas):
+        port = free_port()
+        bases.append(f"http://127.0.0.1:{port}")
+        if target == "sink":
+            procs.append(
+                start([WORKERS, "sink", "--timing-log", str(timing), "--port", str(port)], case / "server.log")
+            )
+            continue
+        home = case / "home"  # replicas share it (and the database): one "machine" per core
         env = {"TRACETUNE_SQLITE_SYNCHRONOUS": synchronous, "TRACETUNE_LOG_LEVEL": "warning"}
-        proc = start(
-            [
-                WORKERS,
-                "serve",
-                "--timing-log",
-                str(timing),
-                "--",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--home",
-                str(home),
-            ],
-            case / "server.log",
-            env,
-        )
-        base = f"http://127.0.0.1:{port}"
+        if db_url is not None:
+            env["TRACETUNE_DATABASE_URL"] = db_url
+        argv = [WORKERS, "serve", "--timing-log", f"{timing}.{i}", "--", "--host", "127.0.0.1", "--port", str(port)]
+        procs.append(start([*argv, "--home", str(home)], case / f"server{i}.log", env, cpu=i if pin else None))
+    proc = procs[0]
     spy = None
     cpu_used = None
     try:
-        wait_http(base + "/healthz", proc)
-        cpu_before = cpu_seconds(proc.pid)
-        if profile and target != "sink":  # py-spy samples the server (collapsed stacks, all threads)
+        for base, p in zip(bases, procs, strict=True):
+            wait_http(base + "/healthz", p)
+        cpu_before = [cpu_seconds(p.pid) for p in procs]
+        if profile and target != "sink":  # py-spy samples the (first) server (collapsed stacks, all threads)
             extra = os.environ.get("BENCH_PYSPY_ARGS", "").split()  # e.g. "--gil": only GIL-holding samples
             spy = subprocess.Popen(
                 [
@@ -273,10 +314,11 @@ def ingest_case(
             )
             time.sleep(1)
         project = f"bench-{uuid.uuid4().hex[:8]}"
-        how = ["send-otlp", "--url", base] if target == "otlp" else ["send", "--url", base + "/api/v1"]
         env = {**os.environ, **({"LANGSMITH_BATCH_INGEST_SIZE_LIMIT": str(sdk_batch)} if sdk_batch else {})}
         senders = []
         for c in range(clients):
+            base = bases[c % len(bases)]  # round-robin, as a load balancer in front of the replicas would
+            how = ["send-otlp", "--url", base] if target == "otlp" else ["send", "--url", base + "/api/v1"]
             argv = [PY, WORKERS, *how, "--n", str(n), "--seed", str(seed + 1000 * c), "--project", project]
             argv += ["--inflight", str(inflight)]
             senders.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
@@ -297,7 +339,7 @@ def ingest_case(
         stored = None
         total_runs = n * clients
         if target != "sink":
-            db = home / "tracetune.db"
+            db = db_url or f"sqlite:///{home / 'tracetune.db'}"
             deadline = time.time() + 120
             total, ended = ended_runs(db)
             while ended < total_runs and time.time() < deadline:
@@ -309,20 +351,29 @@ def ingest_case(
                 raise RuntimeError(
                     f"the store holds {ended} ended runs of {total_runs} (SDK warnings: {sent['sdk_warnings']})"
                 )
-        cpu_after = cpu_seconds(proc.pid)
-        if cpu_before is not None and cpu_after is not None:
-            cpu_used = cpu_after - cpu_before
+        cpu_after = [cpu_seconds(p.pid) for p in procs]
+        if None not in cpu_before and None not in cpu_after:
+            cpu_used = sum(a - b for a, b in zip(cpu_after, cpu_before, strict=True))  # type: ignore[operator]
     finally:
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(30)
-        stop(proc)
-    ms, sizes, statuses = read_timing(timing, "/otel/v1/traces" if target == "otlp" else "/runs/multipart")
+        for p in procs:
+            stop(p)
+        if pg_name is not None:
+            drop_postgres_database(postgres, pg_name)
+    suffix = "/otel/v1/traces" if target == "otlp" else "/runs/multipart"
+    ms, sizes, statuses = [], [], []
+    for log in [timing, *(Path(f"{timing}.{i}") for i in range(len(procs)))]:
+        m, s, st = read_timing(log, suffix)
+        ms, sizes, statuses = ms + m, sizes + s, statuses + st
     bad = [s for s in statuses if s >= 300]
     elapsed = t_done - sent["t_first_send"]
     return {
         "target": target,
         "clients": clients,
+        "replicas": len(procs),
+        "database": "postgresql" if db_url else "sqlite",
         "runs_per_s": round(total_runs / elapsed, 1),
         "elapsed_s": round(elapsed, 3),
         "enqueue_s": round(sent["t_enqueued"] - sent["t_first_send"], 3),
@@ -541,6 +592,9 @@ def main() -> None:
         help="operations per SDK request instead of "
         "/info's size_limit (sets LANGSMITH_BATCH_INGEST_SIZE_LIMIT for the sender; an experiment)",
     )
+    ap.add_argument("--replicas", type=int, default=1, help="also measure this many tracetune serve processes")
+    ap.add_argument("--postgres", default=None, help="PostgreSQL admin URL: the store of the tracetune cases")
+    ap.add_argument("--pin", action="store_true", help="pin server process i to CPU i (taskset)")
     ap.add_argument("--skip-list", action="store_true")
     ap.add_argument(
         "--profile",
@@ -579,23 +633,45 @@ def main() -> None:
     }
     try:
         if not args.skip_ingest:
-            cases: dict[str, list[dict]] = {"sink": [], "tracetune": [], "otlp": []}
-            targets = ("sink", "tracetune", "otlp") if args.clients == 1 else ("sink", "tracetune")
+            cases: dict[str, list[dict]] = {"sink": [], "tracetune": [], "otlp": [], "replicas": []}
+            targets = ["sink", "tracetune", "otlp"] if args.clients == 1 else ["sink", "tracetune"]
+            if args.replicas > 1:
+                targets = ["sink", "tracetune", "replicas"]
             for rep in range(reps):
                 for target in targets:
                     cases[target].append(
                         ingest_case(
-                            target,
+                            "tracetune" if target == "replicas" else target,
                             n,
                             seed=rep + 1,
-                            work=work,
+                            work=work / target,
                             synchronous=args.synchronous,
                             inflight=args.inflight,
                             profile=args.profile,
                             sdk_batch=args.sdk_batch_size,
                             clients=args.clients,
+                            replicas=args.replicas if target == "replicas" else 1,
+                            postgres=args.postgres if target != "sink" else None,
+                            pin=args.pin,
                         )
                     )
+            if args.replicas > 1:
+                one, many = cases["tracetune"], cases["replicas"]
+                result["replicas"] = {
+                    "replicas": args.replicas,
+                    "database": "postgresql" if args.postgres else "sqlite",
+                    "pinned": args.pin,
+                    "runs_per_s": median([c["runs_per_s"] for c in many]),
+                    "one_runs_per_s": median([c["runs_per_s"] for c in one]),
+                    "replica_scaling": round(
+                        median([c["runs_per_s"] for c in many]) / median([c["runs_per_s"] for c in one]), 3
+                    ),
+                    "server_cpu_us_per_run": median([c["server_cpu_us_per_run"] for c in many]),
+                    "one_server_cpu_us_per_run": median([c["server_cpu_us_per_run"] for c in one]),
+                    "client_p50_ms": median([c["client_p50_ms"] for c in many]),
+                    "client_p99_ms": median([c["client_p99_ms"] for c in many]),
+                    "reps": many,
+                }
             tt, sk, otlp = cases["tracetune"], cases["sink"], cases["otlp"]
             rate, sink_rate = median([c["runs_per_s"] for c in tt]), median([c["runs_per_s"] for c in sk])
             otlp_rate = median([c["runs_per_s"] for c in otlp])

@@ -68,12 +68,13 @@ def run_once(bodies: list[tuple[bytes, dict[str, str]]], home: Path, synchronous
     from tracetune.ingest.records import merge_records, run_record
     from tracetune.ingest.service import IngestService
     from tracetune.store import open_store
+    from tracetune.store.blobs import Blobs
     from tracetune.store.workspaces import DEFAULT_WORKSPACE
 
     home.mkdir(parents=True)
     store = open_store(f"sqlite:///{home / 'tracetune.db'}", sqlite_synchronous=synchronous)
     ws = store.workspaces.ensure(DEFAULT_WORKSPACE)
-    svc = IngestService(store, home / "attachments")
+    svc = IngestService(store, Blobs(home))
     stages = ("decode", "split", "collect", "records", "apply")
     wall = dict.fromkeys(stages, 0.0)
     cpu = dict.fromkeys(stages, 0.0)

@@ -17,6 +17,7 @@ from tracetune.convert.token_count import TokenCounter
 from tracetune.models import DEFAULT_MODEL_ID
 from tracetune.models.registry import SMOLLM2_CONTEXT_LENGTH
 from tracetune.models.tokenizer import tokenizer_dir
+from tracetune.store.blobs import Blobs
 
 
 def reid(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -45,7 +46,7 @@ def ingest(store: Any, workspace_id: uuid.UUID, runs: list[dict[str, Any]], proj
     from tracetune.ingest.service import IngestService
 
     posts = [{**run, "session_name": project, "session_id": None} for run in runs]
-    IngestService(store, Path("/nonexistent")).batch(workspace_id, {"post": posts})
+    IngestService(store, Blobs(Path("/nonexistent"))).batch(workspace_id, {"post": posts})
 
 
 def export_records(db_url: str, home: Path, project: str, out: Path) -> list[dict[str, Any]]:

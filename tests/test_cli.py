@@ -14,6 +14,7 @@ from typer.testing import CliRunner, Result
 
 from tests.conftest import _need_postgres, drop_postgres_database, make_postgres_database
 from tracetune.cli import app
+from tracetune.store.blobs import Blobs
 
 Cli = Callable[..., Result]
 
@@ -136,7 +137,7 @@ def _ingest(db_url: str, project: str) -> dict[str, str]:
             },
             {"id": ids["delta"], "name": "delta", "run_type": "tool", "start_time": "2026-01-03T00:00:00Z"},
         ]
-        service = IngestService(store, Path("/nonexistent"))
+        service = IngestService(store, Blobs(Path("/nonexistent")))
         service.batch(ws.id, {"post": [{**r, "session_name": project, "inputs": {"q": r["name"]}} for r in runs]})
         service.feedback(ws.id, {"key": "thumbs", "score": 1, "run_id": ids["alpha"]})
         return ids

@@ -95,13 +95,14 @@ def test_models_add_registers_a_local_model(tiny_home, tmp_path):
 def test_a_dead_workers_job_is_resumed_by_another_worker(tiny_home):
     from tracetune.config import Settings
     from tracetune.store import open_store
+    from tracetune.store.blobs import Blobs
     from tracetune.train.jobs import FineTuningJobCreate, create_job
 
     settings = Settings(home=tiny_home)
     store = open_store(settings.resolved_database_url)
     ws = store.workspaces.ensure("default")
     upload = store.files.create(
-        ws.id, tiny_home / "files", filename="calc.jsonl", purpose="fine-tune", data=CALCULATOR_TRAIN.read_bytes()
+        ws.id, Blobs(tiny_home), filename="calc.jsonl", purpose="fine-tune", data=CALCULATOR_TRAIN.read_bytes()
     )
     job = create_job(
         store, settings, ws,

@@ -30,6 +30,16 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the store. Default: sqlite:///$TRACETUNE_HOME/tracetune.db. "
         "Use postgresql+psycopg://user:pass@host/db to share the store between machines.",
     )
+    blob_url: str | None = Field(
+        default=None,
+        description="Object store that shares blobs (uploaded files, attachments, adapters, checkpoints) between "
+        "machines, as an fsspec URL (s3://bucket/prefix with the `s3` extra). Default: none, the data home only.",
+    )
+    blob_options: dict[str, object] = Field(
+        default_factory=dict,
+        description="fsspec storage options of TRACETUNE_BLOB_URL (a JSON object in the environment), e.g. "
+        '{"endpoint_url": "http://minio:9000", "key": "...", "secret": "..."} for an S3-compatible server.',
+    )
     host: str = Field(default="127.0.0.1", description="Address `tracetune serve` binds to.")
     port: int = Field(default=8080, ge=0, le=65535, description="Port `tracetune serve` listens on.")
     max_body_bytes: int = Field(

@@ -19,6 +19,7 @@ from tests.dataset_support import chat_run, ingest
 from tests.models import shared_smollm2_tokenizer
 from tests.train import make_tiny_home
 from tracetune.convert.examples import iter_dataset_records
+from tracetune.store.blobs import Blobs
 from tracetune.store.workspaces import DEFAULT_WORKSPACE
 
 PASSING = "accuracy >= 0"  # the tiny random model scores 0: this gate passes, the next one cannot
@@ -318,7 +319,7 @@ def test_a_dpo_automation_trains_on_the_reviewers_corrections(server, api, heldo
     assert api.post("/automations", json=body).status_code == 201
     ids = traffic(server, project, 3)
     ws = server.store.workspaces.ensure(DEFAULT_WORKSPACE)
-    service = IngestService(server.store, server.settings.home / "attachments")
+    service = IngestService(server.store, Blobs(server.settings.home))
     for n, run_id in enumerate(ids):
         service.feedback(ws.id, {"run_id": run_id, "key": "correctness", "correction": f"exactly {2 * n}"})
     api.post("/automations/prefs/run").raise_for_status()

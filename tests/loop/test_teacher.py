@@ -18,6 +18,7 @@ from tests.acceptance.openai_standin import running_standin
 from tests.dataset_support import chat_run, ingest, tokenizer_home
 from tracetune.cli import app
 from tracetune.ingest.service import IngestService
+from tracetune.store.blobs import Blobs
 from tracetune.store.workspaces import DEFAULT_WORKSPACE
 
 TOOLS = [{"type": "function", "function": {"name": "add", "parameters": {
@@ -37,7 +38,7 @@ def traffic(store: Any, project: str) -> dict[str, str]:
             run["outputs"] = None
         runs.append(run)
     ingest(store, ws.id, runs, project)
-    service = IngestService(store, Path("/nonexistent"))
+    service = IngestService(store, Blobs(Path("/nonexistent")))
     for run, kind in zip(runs, kinds, strict=True):
         if kind in ("good", "bad"):
             service.feedback(ws.id, {"run_id": run["id"], "key": "user_score", "score": 1 if kind == "good" else 0})

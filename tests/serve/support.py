@@ -37,12 +37,16 @@ def chat_server(home: Path, engine: Any, aliases: Mapping[str, str] | None = Non
     from tracetune.serve.engine.manager import EngineManager
     from tracetune.server.openai.chat import install_chat_service
     from tracetune.store import open_store
+    from tracetune.store.blobs import Blobs
 
     url = f"sqlite:///{home / 'tracetune.db'}"
     settings = Settings(home=home, database_url=url, run_jobs=False, model_aliases=dict(aliases or {}))
     server = LiveServer(settings, open_store(url, sqlite_synchronous="NORMAL"))
     service = ChatService(
-        home=home, store=server.store, engines=EngineManager(lambda _base: engine), aliases=settings.model_aliases
+        blobs=Blobs(home),
+        store=server.store,
+        engines=EngineManager(lambda _base: engine),
+        aliases=settings.model_aliases,
     )
     install_chat_service(server.app, service)
     return server

@@ -9,6 +9,7 @@ import pytest
 from tracetune.errors import NotFound
 from tracetune.models.registry import resolve_alias
 from tracetune.serve.lookup import lookup_model
+from tracetune.store.blobs import Blobs
 
 
 def test_resolve_alias_is_one_step():
@@ -52,7 +53,11 @@ def test_serve_help_shows_the_option():
 
 def test_lookup_of_base_alias_and_unknown_ids(tmp_path):
     served = lookup_model(
-        "gpt-4o-mini", home=tmp_path, store=None, workspace_id=None, aliases={"gpt-4o-mini": "smollm2-135m-instruct"}
+        "gpt-4o-mini",
+        blobs=Blobs(tmp_path),
+        store=None,
+        workspace_id=None,
+        aliases={"gpt-4o-mini": "smollm2-135m-instruct"},
     )
     assert (served.requested, served.id, served.base_id, served.adapter_dir) == (
         "gpt-4o-mini",
@@ -61,10 +66,10 @@ def test_lookup_of_base_alias_and_unknown_ids(tmp_path):
         None,
     )
     with pytest.raises(NotFound) as err:
-        lookup_model("gpt-5", home=tmp_path, store=None, workspace_id=None)
+        lookup_model("gpt-5", blobs=Blobs(tmp_path), store=None, workspace_id=None)
     assert err.value.code == "model_not_found" and err.value.field == "model"
     with pytest.raises(NotFound, match="alias of 'nothing'"):
-        lookup_model("mine", home=tmp_path, store=None, workspace_id=None, aliases={"mine": "nothing"})
+        lookup_model("mine", blobs=Blobs(tmp_path), store=None, workspace_id=None, aliases={"mine": "nothing"})
 
 
 def test_lookup_of_a_fine_tuned_model(store, tmp_path):
@@ -85,14 +90,14 @@ def test_lookup_of_a_fine_tuned_model(store, tmp_path):
                 "created_at": 1,
             },
         )
-    served = lookup_model("tuned", home=tmp_path, store=store, workspace_id=ws.id, aliases={"tuned": model_id})
+    served = lookup_model("tuned", blobs=Blobs(tmp_path), store=store, workspace_id=ws.id, aliases={"tuned": model_id})
     assert (served.id, served.base_id, served.adapter_dir) == (model_id, "smollm2-135m-instruct", adapter)
     other = store.workspaces.ensure(f"other-{uuid.uuid4().hex[:6]}")
     with pytest.raises(NotFound):  # another workspace's model is not found
-        lookup_model(model_id, home=tmp_path, store=store, workspace_id=other.id)
+        lookup_model(model_id, blobs=Blobs(tmp_path), store=store, workspace_id=other.id)
     (adapter / "adapter_config.json").unlink()
     with pytest.raises(NotFound, match="adapter"):
-        lookup_model(model_id, home=tmp_path, store=store, workspace_id=ws.id)
+        lookup_model(model_id, blobs=Blobs(tmp_path), store=store, workspace_id=ws.id)
 
 
 def test_a_stored_alias_is_looked_up_after_the_static_ones(store, tmp_path):
@@ -100,20 +105,22 @@ def test_a_stored_alias_is_looked_up_after_the_static_ones(store, tmp_path):
     from tracetune.serve.lookup import set_alias
 
     ws = store.workspaces.ensure(f"ws-{uuid.uuid4().hex[:6]}")
-    set_alias("support", "smollm2-135m-instruct", home=tmp_path, store=store, workspace_id=ws.id)
-    served = lookup_model("support", home=tmp_path, store=store, workspace_id=ws.id)
+    set_alias("support", "smollm2-135m-instruct", blobs=Blobs(tmp_path), store=store, workspace_id=ws.id)
+    served = lookup_model("support", blobs=Blobs(tmp_path), store=store, workspace_id=ws.id)
     assert (served.requested, served.id, served.base_id) == (
         "support",
         "smollm2-135m-instruct",
         "smollm2-135m-instruct",
     )
     with pytest.raises(NotFound, match="no-such"):  # the target must be served: nothing is written
-        set_alias("support", "no-such", home=tmp_path, store=store, workspace_id=ws.id)
+        set_alias("support", "no-such", blobs=Blobs(tmp_path), store=store, workspace_id=ws.id)
     assert store.aliases.resolve(ws.id, "support") == "smollm2-135m-instruct"
     with pytest.raises(Conflict, match="static alias"):  # a static alias would shadow it
-        set_alias("x", "smollm2-135m-instruct", home=tmp_path, store=store, workspace_id=ws.id, aliases={"x": "y"})
+        set_alias(
+            "x", "smollm2-135m-instruct", blobs=Blobs(tmp_path), store=store, workspace_id=ws.id, aliases={"x": "y"}
+        )
     with pytest.raises(NotFound, match="alias of 'nope'"):  # the static alias (an override) is read first
-        lookup_model("support", home=tmp_path, store=store, workspace_id=ws.id, aliases={"support": "nope"})
+        lookup_model("support", blobs=Blobs(tmp_path), store=store, workspace_id=ws.id, aliases={"support": "nope"})
 
 
 def test_chat_completions_read_the_stored_alias_on_every_request(tiny_server, v1):

@@ -349,11 +349,12 @@ def test_engines_stop_when_the_app_shuts_down(tmp_path, tokenizer):
     from tracetune.serve.engine.protocol import EngineClosed, GenerationRequest, SamplingParams
     from tracetune.server.app import create_app
     from tracetune.server.openai.chat import install_chat_service
+    from tracetune.store.blobs import Blobs
 
     settings = Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'tt.db'}", run_jobs=False)
     app = create_app(settings)
     engine = tiny_engine(tokenizer)
-    service = ChatService(home=tmp_path, store=app.state.tt.store, engines=EngineManager(lambda _: engine))
+    service = ChatService(blobs=Blobs(tmp_path), store=app.state.tt.store, engines=EngineManager(lambda _: engine))
     install_chat_service(app, service)
     with TestClient(app) as http:
         r = http.post(

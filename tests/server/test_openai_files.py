@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import LiveServer
 from tests.server.support import detail_of
+from tracetune.store.blobs import Blobs
 
 TRAIN = b"".join(
     json.dumps({"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}).encode()
@@ -187,20 +188,21 @@ def test_files_are_scoped_to_the_workspace(store, tmp_path: Path) -> None:
     from tracetune.errors import NotFound
 
     a, b = store.workspaces.ensure("ws-a"), store.workspaces.ensure("ws-b")
-    row = store.files.create(a.id, tmp_path, filename="x.jsonl", purpose="fine-tune", data=b'{"a": 1}\n')
-    assert (tmp_path / row["blob_path"]).read_bytes() == b'{"a": 1}\n'
+    blobs = Blobs(tmp_path)
+    row = store.files.create(a.id, blobs, filename="x.jsonl", purpose="fine-tune", data=b'{"a": 1}\n')
+    assert (tmp_path / "files" / row["blob_path"]).read_bytes() == b'{"a": 1}\n'
     assert store.files.get(a.id, row["id"])["bytes"] == 9
     for call in (
         lambda: store.files.get(b.id, row["id"]),
-        lambda: store.files.blob(b.id, row["id"], tmp_path),
-        lambda: store.files.delete(b.id, row["id"], tmp_path),
+        lambda: store.files.blob(b.id, row["id"], blobs),
+        lambda: store.files.delete(b.id, row["id"], blobs),
     ):
         with pytest.raises(NotFound):
             call()
     assert store.files.list(b.id) == ([], False)
     assert [r["id"] for r in store.files.list(a.id)[0]] == [row["id"]]
-    store.files.delete(a.id, row["id"], tmp_path)
-    assert not (tmp_path / row["blob_path"]).exists()
+    store.files.delete(a.id, row["id"], blobs)
+    assert not (tmp_path / "files" / row["blob_path"]).exists()
 
 
 # -- body size ---------------------------------------------------------------------------------------------

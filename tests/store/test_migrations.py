@@ -12,6 +12,7 @@ from sqlalchemy import Engine, func, inspect, select, text
 from typer.testing import CliRunner
 
 from tracetune.store import open_store
+from tracetune.store.blobs import Blobs
 from tracetune.store.engine import MIGRATIONS_DIR, create_store_engine, current_revision, upgrade_to_head
 from tracetune.store.schema import metadata
 
@@ -109,7 +110,7 @@ def _fill(store) -> dict[str, Any]:
     ws = store.workspaces.get("ws-mig")
     store.projects.create(ws.id, "explicit", description="made by hand", extra={"metadata": {"a": 1}})
     root, child = str(uuid.uuid4()), str(uuid.uuid4())
-    service = IngestService(store, Path("/nonexistent"))
+    service = IngestService(store, Blobs(Path("/nonexistent")))
     service.batch(
         ws.id,
         {

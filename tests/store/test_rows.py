@@ -35,8 +35,9 @@ def test_row_keys_are_the_table_columns(row, table):
 
 def test_rows_read_back_carry_the_declared_keys(tmp_path):
     from tracetune.store import open_store
+    from tracetune.store.blobs import Blobs
 
     store = open_store(f"sqlite:///{tmp_path / 'db.sqlite'}")
     ws = store.workspaces.ensure("default")
-    row = store.files.create(ws.id, tmp_path / "files", filename="a.jsonl", purpose="fine-tune", data=b'{"a": 1}\n')
+    row = store.files.create(ws.id, Blobs(tmp_path), filename="a.jsonl", purpose="fine-tune", data=b'{"a": 1}\n')
     assert set(store.files.get(ws.id, row["id"])) == set(typing.get_type_hints(rows.FileRow)) == set(row)

@@ -454,7 +454,7 @@ def test_the_reported_bugs_stay_fixed_in_a_browser(sqlite_server: LiveServer, ar
     server, base = sqlite_server, sqlite_server.url
     ws = server.store.workspaces.ensure(DEFAULT_WORKSPACE)
     line = b'{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}\n'
-    upload = server.store.files.create(ws.id, server.settings.home / "files", filename="train.jsonl",
+    upload = server.store.files.create(ws.id, server.app.state.tt.blobs, filename="train.jsonl",
                                        purpose="fine-tune", data=line)  # fmt: skip
     job_id = new_id("ftjob")
     server.store.jobs.create(

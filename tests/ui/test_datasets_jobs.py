@@ -106,7 +106,7 @@ def test_save_dataset_from_a_feedback_filter_then_download_and_fine_tune(tiny_ui
     assert job["user_metadata"]["dataset_id"] == dataset_url.rsplit("/", 1)[1]
     assert job["method"]["supervised"]["hyperparameters"] == {"n_epochs": 1, "batch_size": 2,
                                                              "learning_rate_multiplier": "auto"}  # fmt: skip
-    uploaded = ui.store.files.blob(ui.ws.id, job["training_file"], ui.app.state.tt.settings.home / "files")
+    uploaded = ui.store.files.blob(ui.ws.id, job["training_file"], ui.app.state.tt.blobs)
     assert uploaded.read_bytes() == download.content
     html = ui.page(f"/jobs/{job_id}")
     assert 'hx-trigger="every 2s"' in html and "validating_files" in html and "liked v1" in html
@@ -196,8 +196,9 @@ def test_a_job_made_with_the_openai_client_links_its_uploaded_file(tiny_ui):
     from tracetune.store.jobs import new_id
 
     line = b'{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}\n'
-    home = ui.app.state.tt.settings.home
-    upload = ui.store.files.create(ui.ws.id, home / "files", filename="train.jsonl", purpose="fine-tune", data=line)
+    upload = ui.store.files.create(
+        ui.ws.id, ui.app.state.tt.blobs, filename="train.jsonl", purpose="fine-tune", data=line
+    )
     job_id = new_id("ftjob")
     ui.store.jobs.create(
         {"id": job_id, "workspace_id": ui.ws.id, "model": "tiny", "training_file": upload["id"], "seed": 1,

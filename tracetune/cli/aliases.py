@@ -45,9 +45,17 @@ def aliases_set(
 ) -> None:
     """Point NAME at MODEL (a new version of the alias)."""
     from tracetune.serve.lookup import set_alias
+    from tracetune.store.blobs import blobs_from_settings
 
     def work(settings: Any, store: Any, ws: Any) -> Any:
-        return set_alias(name, model, home=settings.home, store=store, workspace_id=ws, aliases=settings.model_aliases)
+        return set_alias(
+            name,
+            model,
+            blobs=blobs_from_settings(settings),
+            store=store,
+            workspace_id=ws,
+            aliases=settings.model_aliases,
+        )
 
     _run(home, database_url, workspace, work, create=True)  # the first alias of a fresh store makes its workspace
 
@@ -66,9 +74,12 @@ def aliases_rollback(
 ) -> None:
     """Point NAME back at what its version before the newest named."""
     from tracetune.serve.lookup import served_check
+    from tracetune.store.blobs import blobs_from_settings
 
     def work(settings: Any, store: Any, ws: Any) -> Any:
-        return store.aliases.rollback(ws, name, served_check(settings.home, store, ws, settings.model_aliases))
+        return store.aliases.rollback(
+            ws, name, served_check(blobs_from_settings(settings), store, ws, settings.model_aliases)
+        )
 
     _run(home, database_url, workspace, work)
 

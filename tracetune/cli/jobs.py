@@ -57,6 +57,7 @@ def train_command(
 
     The job is recorded in the store like one made through the API, so `tracetune serve` serves the model."""
     from tracetune.errors import TracetuneError
+    from tracetune.store.blobs import blobs_from_settings
     from tracetune.store.models import adapter_path
     from tracetune.train.jobs import FineTuningJobCreate, create_job
     from tracetune.train.runner import JobRunner
@@ -64,9 +65,9 @@ def train_command(
     settings, store = open_store_for(home, database_url)
     try:
         ws = store.workspaces.ensure(workspace)
-        files_root = settings.home / "files"
+        blobs = blobs_from_settings(settings)
         uploaded = [
-            store.files.create(ws.id, files_root, filename=p.name, purpose="fine-tune", data=p.read_bytes())["id"]
+            store.files.create(ws.id, blobs, filename=p.name, purpose="fine-tune", data=p.read_bytes())["id"]
             for p in (file, validation)
             if p is not None
         ]
@@ -93,7 +94,7 @@ def train_command(
         fail(f"job {job['id']} {final['status']}: {error.get('message', '')}".rstrip(": "))
     row = store.models.get(ws.id, final["fine_tuned_model"])
     typer.echo(f"model:   {row['id']}")
-    typer.echo(f"adapter: {adapter_path(settings.home, row)}")
+    typer.echo(f"adapter: {adapter_path(blobs, row)}")
     typer.echo(f"tokens:  {final['trained_tokens']}")
 
 
@@ -103,7 +104,8 @@ def worker_command(
     home: HomeOpt = None,
     database_url: DbOpt = None,
 ) -> None:
-    """Run fine-tuning jobs from the store (another process or machine sharing the database and the home)."""
+    """Run fine-tuning jobs from the store (another process or machine sharing the database, and the data home or
+    the object store of TRACETUNE_BLOB_URL)."""
     from tracetune.train.runner import JobRunner
 
     settings, store = open_store_for(home, database_url)
@@ -113,7 +115,8 @@ def worker_command(
             typer.echo(f"{job_id}: {event.get('type')} {json.dumps({k: v for k, v in event.items() if k != 'type'})}")
 
     runner = JobRunner(store, settings, poll_s=poll, observer=report)
-    typer.echo(f"worker {runner.worker_id} on {store.db.engine.url!r}, home {settings.home}")
+    shared = f", blobs shared in {settings.blob_url}" if settings.blob_url else ""
+    typer.echo(f"worker {runner.worker_id} on {store.db.engine.url!r}, home {settings.home}{shared}")
     if once:
         while runner.run_once():
             pass
@@ -220,13 +223,14 @@ def models_add(
 def models_list(workspace: WorkspaceOpt = "default", home: HomeOpt = None, database_url: DbOpt = None) -> None:
     """Base models, then the workspace's fine-tuned models."""
     from tracetune.models.registry import list_models
-    from tracetune.store.models import adapter_path
+    from tracetune.store.blobs import blobs_from_settings
 
     settings, store = open_store_for(home, database_url)
+    blobs = blobs_from_settings(settings)
     for spec in list_models(settings.home):
         typer.echo(f"{spec.id}  base  {spec.weights_path}")
     for row in store.models.list(_workspace(store, workspace).id):
-        typer.echo(f"{row['id']}  fine-tuned from {row['base_model']}  {adapter_path(settings.home, row)}")
+        typer.echo(f"{row['id']}  fine-tuned from {row['base_model']}  {blobs.location(row['adapter_dir'])}")
 
 
 # -- helpers -------------------------------------------------------------------------------------------------------

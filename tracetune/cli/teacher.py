@@ -43,6 +43,7 @@ def teacher_label(
 
     from tracetune.ingest.service import IngestService
     from tracetune.loop.teacher import Teacher, label_runs
+    from tracetune.store.blobs import blobs_from_settings
 
     key = teacher_api_key or os.environ.get("TRACETUNE_TEACHER_API_KEY")
     with Progress(transient=True, console=Console(stderr=True)) as bar:
@@ -51,7 +52,7 @@ def teacher_label(
         def work(settings: Any, store: Any, ws: Any) -> Any:
             teacher = Teacher(teacher_base_url, teacher_model, key, max_per_s=rate, max_tokens=max_tokens)
             return label_runs(
-                store, IngestService(store, settings.home / "attachments"), ws, teacher, project=project,
+                store, IngestService(store, blobs_from_settings(settings)), ws, teacher, project=project,
                 filter=filter, which=which, rating_key=rating_key, bad_score=bad_score, limit=limit, into=into,
                 progress=lambda n, total: bar.update(task, completed=n, total=total),
             )  # fmt: skip

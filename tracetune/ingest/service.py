@@ -6,11 +6,9 @@ with a 4xx naming it (nothing half-written), and a 2xx means everything in it is
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -22,6 +20,7 @@ from tracetune.ingest.multipart import Part, split_parts
 from tracetune.ingest.otlp import decode_request, runs_from_request
 from tracetune.ingest.records import Kind, merge_records, parse_uuid, run_record
 from tracetune.store import Store
+from tracetune.store.blobs import Blobs
 from tracetune.store.rows import FeedbackRow
 
 RUN_SUBFIELDS = {"inputs", "outputs", "events", "extra", "error", "serialized"}
@@ -53,9 +52,9 @@ def _part_json(data: bytes, part_name: str) -> Any:
 
 
 class IngestService:
-    def __init__(self, store: Store, attachments_dir: Path) -> None:
+    def __init__(self, store: Store, blobs: Blobs) -> None:
         self.store = store
-        self.attachments_dir = attachments_dir
+        self.blobs = blobs
 
     # -- entry points -------------------------------------------------------------------------------------
 
@@ -260,11 +259,4 @@ class IngestService:
         return IngestResult(len(post_recs), len(patch_recs), len(feedback), len(attachments))
 
     def _write_attachment(self, workspace_id: uuid.UUID, run_id: uuid.UUID, name: str, data: bytes) -> None:
-        folder = self.attachments_dir / str(workspace_id) / str(run_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, folder / name)
+        self.blobs.write(f"attachments/{workspace_id}/{run_id}/{name}", data)

@@ -19,7 +19,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from tracetune.chat.format import parse_assistant, render_prompt
@@ -37,6 +36,7 @@ from tracetune.serve.protocol import (
     ChunkChoice,
     Usage,
 )
+from tracetune.store.blobs import Blobs
 
 SYSTEM_FINGERPRINT = "fp_tracetune"
 
@@ -59,8 +59,8 @@ class PreparedChat:
 
 
 class ChatService:
-    def __init__(self, *, home: Path, store: Any, engines: EngineManager, aliases: Mapping[str, str] | None = None):
-        self.home = Path(home)
+    def __init__(self, *, blobs: Blobs, store: Any, engines: EngineManager, aliases: Mapping[str, str] | None = None):
+        self.blobs = blobs
         self.store = store
         self.engines = engines
         self.aliases = dict(aliases or {})
@@ -71,7 +71,7 @@ class ChatService:
         from tracetune.serve.engine.grammar import compile_constraint
 
         model = lookup_model(
-            options.model, home=self.home, store=self.store, workspace_id=workspace_id, aliases=self.aliases
+            options.model, blobs=self.blobs, store=self.store, workspace_id=workspace_id, aliases=self.aliases
         )
         spec = constraint_for_request(
             tools=options.tools,

@@ -3,7 +3,8 @@
 * an alias is replaced by what it names first: a static one (``model_aliases`` setting, ``--model-alias``), then
   the workspace's stored aliases (``/tt/v1/aliases``, ``tracetune aliases``), read on every request;
 * ``ft:<base>:<workspace>:<suffix>:<shortid>`` is a fine-tuned model of the caller's workspace, looked up in the
-  store (``store.models``): its base model and adapter directory (relative to the data home);
+  store (``store.models``): its base model and adapter directory (a blob, :mod:`tracetune.store.blobs`: fetched into
+  this data home from the shared object store when another machine trained it);
 * ``ft:…:ckpt-step-<n>`` is a checkpoint of one of the workspace's jobs (as OpenAI serves them): the adapter saved
   at that step, over the job's base model;
 * anything else is a base model id of the registry (:func:`tracetune.models.registry.resolve`).
@@ -26,6 +27,7 @@ from typing import Any
 
 from tracetune.errors import Conflict, Forbidden, InvalidInput, NotFound
 from tracetune.models.registry import resolve, resolve_alias
+from tracetune.store.blobs import Blobs
 
 FINE_TUNED_PREFIX = "ft:"
 CHECKPOINT_MARK = ":ckpt-step-"
@@ -42,7 +44,7 @@ class ServedModel:
 def lookup_model(
     model_id: str,
     *,
-    home: Path,
+    blobs: Blobs,
     store: Any,
     workspace_id: Any,
     aliases: Mapping[str, str] | None = None,
@@ -56,12 +58,12 @@ def lookup_model(
             raise _no_such_model(model_id, target) from None
         start = str(job["model"])  # a base model, or a fine-tuned one the job trained further
         base = store.models.get(workspace_id, start)["base_model"] if start.startswith(FINE_TUNED_PREFIX) else start
-        return ServedModel(model_id, target, str(base), _adapter(Path(home) / checkpoint["path"], target))
+        return ServedModel(model_id, target, str(base), _adapter(blobs.path(checkpoint["path"]), target))
     if target.startswith(FINE_TUNED_PREFIX):
         row = store.models.get(workspace_id, target)
-        return ServedModel(model_id, target, str(row["base_model"]), _adapter(Path(home) / row["adapter_dir"], target))
+        return ServedModel(model_id, target, str(row["base_model"]), _adapter(blobs.path(row["adapter_dir"]), target))
     try:
-        spec = resolve(Path(home), target)
+        spec = resolve(blobs.home, target)
     except NotFound:
         raise _no_such_model(model_id, target) from None
     return ServedModel(model_id, target, spec.id, None)
@@ -77,7 +79,8 @@ def _no_such_model(model_id: str, target: str) -> NotFound:
 def _adapter(directory: Path, model_id: str) -> Path:
     if not (directory / "adapter_config.json").is_file():
         raise NotFound(
-            f"the adapter of model '{model_id}' is missing from {directory} (deleted from the data home?)",
+            f"the adapter of model '{model_id}' is missing from {directory} (deleted from the data home, or from the "
+            "shared object store?)",
             field="model",
             code="model_not_found",
         )
@@ -91,7 +94,7 @@ def set_alias(
     name: str,
     model: str,
     *,
-    home: Path,
+    blobs: Blobs,
     store: Any,
     workspace_id: Any,
     aliases: Mapping[str, str] | None = None,
@@ -109,17 +112,17 @@ def set_alias(
             field="name",
         )
     try:
-        resolve(Path(home), name)
+        resolve(blobs.home, name)
     except (NotFound, InvalidInput):
         pass
     else:
         raise Conflict(f"{name!r} is a base model's id: an alias may not hide it", field="name")
-    return store.aliases.set(workspace_id, name, model, note, check=served_check(home, store, workspace_id, aliases))
+    return store.aliases.set(workspace_id, name, model, note, check=served_check(blobs, store, workspace_id, aliases))
 
 
-def served_check(home: Path, store: Any, workspace_id: Any, aliases: Mapping[str, str] | None) -> Any:
+def served_check(blobs: Blobs, store: Any, workspace_id: Any, aliases: Mapping[str, str] | None) -> Any:
     """``check(model)`` for the alias store: NotFound unless ``model`` is served (see :func:`lookup_model`)."""
-    return lambda model: lookup_model(model, home=home, store=store, workspace_id=workspace_id, aliases=aliases)
+    return lambda model: lookup_model(model, blobs=blobs, store=store, workspace_id=workspace_id, aliases=aliases)
 
 
 def delete_model(model_id: str, *, home: Path, store: Any, workspace_id: Any) -> None:

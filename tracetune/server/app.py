@@ -28,12 +28,14 @@ from tracetune.server.tt import automations as tt_automations
 from tracetune.server.tt import routes as tt_routes
 from tracetune.server.ui.mount import mount_ui
 from tracetune.store import Store, open_store_from_settings
+from tracetune.store.blobs import blobs_from_settings
 from tracetune.train.runner import JobRunner
 
 
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     """The app over ``store`` (opened from ``settings`` when not given; the store is upgraded on open)."""
     store = store or open_store_from_settings(settings)
+    blobs = blobs_from_settings(settings)
     runner = JobRunner(store, settings, serving=True) if settings.run_jobs else None
     internal_key = new_internal_key()
     automations = AutomationRunner(store, settings, internal_key=internal_key) if settings.run_automations else None
@@ -61,7 +63,8 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.state.tt = AppState(
         settings=settings,
         store=store,
-        ingest=IngestService(store, settings.home / "attachments"),
+        blobs=blobs,
+        ingest=IngestService(store, blobs),
         runner=runner,
         automations=automations,
         internal_key=internal_key,

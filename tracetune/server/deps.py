@@ -17,6 +17,7 @@ from tracetune.errors import InvalidInput, PayloadTooLarge, Unauthorized
 from tracetune.ingest.encoding import decode_body
 from tracetune.ingest.service import IngestService
 from tracetune.store import Store
+from tracetune.store.blobs import Blobs
 from tracetune.store.workspaces import DEFAULT_WORKSPACE, Workspace
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ def new_internal_key() -> str:
 class AppState:
     settings: Settings
     store: Store
+    blobs: Blobs  # files, attachments, adapters, checkpoints (tracetune.store.blobs)
     ingest: IngestService
     runner: JobRunner | None = None  # runs fine-tuning jobs in this process (settings.run_jobs)
     automations: AutomationRunner | None = None  # fires automations in this process (settings.run_automations)

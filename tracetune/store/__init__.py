@@ -5,7 +5,9 @@ Public: ``Store`` (the repositories of one database), ``open_store``, ``open_sto
 ``rows`` (the TypedDict of each table's rows), ``sqlutil`` and ``jsonvalues`` (dialect helpers), and one repository
 per table family: ``workspaces``, ``projects``, ``runs`` (owns ``RUN_COLUMNS``), ``feedback``, ``feedback_tokens``,
 ``feedback_configs``, ``annotation_queues``, ``datasets``, ``examples``, ``files``, ``jobs``, ``models``,
-``aliases``, ``automations``."""
+``aliases``, ``automations``; and ``blobs`` (``Blobs``: the bytes beside the database — uploaded files, attachments,
+adapters, checkpoints — in the data home, shared through an fsspec object store when ``TRACETUNE_BLOB_URL`` is set).
+"""
 
 from __future__ import annotations
 

@@ -1,16 +1,16 @@
-"""Uploaded files (the OpenAI-compatible ``/v1/files``): a row per file, the bytes in a blob on disk.
+"""Uploaded files (the OpenAI-compatible ``/v1/files``): a row per file, the bytes in a blob.
 
-Blobs live under a root directory (``$TRACETUNE_HOME/files``) at ``<workspace id>/<file id>``. ``create``
-checks the upload first (purpose, expiry, and for ``fine-tune`` that the bytes are UTF-8 JSONL), then writes the
-blob to a temporary file in the same directory, fsyncs it, renames it into place, and only then commits the row:
-a file that is listed always has its bytes, and a rejected upload leaves nothing on disk. ``delete`` removes the
-row, then the blob. Every query is scoped to one workspace: another workspace's file is not found.
+A file's bytes are the blob ``files/<workspace id>/<file id>`` (:mod:`tracetune.store.blobs`; the row's
+``blob_path`` is the part after ``files/``). ``create`` checks the upload first (purpose, expiry, and for
+``fine-tune`` that the bytes are UTF-8 JSONL), then writes the blob durably (and uploads it to the shared object
+store when there is one), and only then commits the row: a file that is listed always has its bytes, and a rejected
+upload leaves nothing behind. ``delete`` removes the row, then the blob. Every query is scoped to one workspace:
+another workspace's file is not found.
 """
 
 from __future__ import annotations
 
 import builtins
-import os
 import secrets
 import time
 import uuid
@@ -21,6 +21,7 @@ import orjson
 from sqlalchemy import and_, delete, insert, or_, select
 
 from tracetune.errors import InvalidInput, NotFound
+from tracetune.store.blobs import Blobs
 from tracetune.store.engine import Database
 from tracetune.store.rows import FilePurpose, FileRow
 from tracetune.store.schema import files
@@ -117,24 +118,8 @@ def _expires_at(created_at: int, anchor: str | None, seconds: int | None) -> int
     return created_at + seconds
 
 
-def _write_blob(path: Path, data: bytes) -> None:
-    """``data`` at ``path``, durably: temp file in the same directory, fsync, rename, fsync the directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+def _key(row: FileRow) -> str:
+    return f"files/{row['blob_path']}"
 
 
 def _live(now: int) -> Any:
@@ -148,7 +133,7 @@ class FileStore:
     def create(
         self,
         workspace_id: uuid.UUID,
-        root: Path,
+        blobs: Blobs,
         *,
         filename: str,
         purpose: str,
@@ -172,13 +157,12 @@ class FileStore:
             "blob_path": "",
         }
         row["blob_path"] = f"{workspace_id}/{row['id']}"
-        blob = root / row["blob_path"]
-        _write_blob(blob, data)
+        blobs.write(_key(row), data)
         try:
             with self.db.write() as conn:
                 conn.execute(insert(files).values(**row))
         except BaseException:
-            blob.unlink(missing_ok=True)
+            blobs.delete(_key(row))
             raise
         return row
 
@@ -227,11 +211,12 @@ class FileStore:
             rows = [cast(FileRow, dict(r._mapping)) for r in conn.execute(query.limit(limit + 1))]
         return rows[:limit], len(rows) > limit
 
-    def blob(self, workspace_id: uuid.UUID, file_id: str, root: Path) -> Path:
-        """The path of a file's bytes (``NotFound`` when the file is not the workspace's)."""
-        return root / self.get(workspace_id, file_id)["blob_path"]
+    def blob(self, workspace_id: uuid.UUID, file_id: str, blobs: Blobs) -> Path:
+        """The local path of a file's bytes, fetched from the shared object store when this data home lacks them
+        (``NotFound`` when the file is not the workspace's)."""
+        return blobs.path(_key(self.get(workspace_id, file_id)))
 
-    def delete(self, workspace_id: uuid.UUID, file_id: str, root: Path) -> None:
+    def delete(self, workspace_id: uuid.UUID, file_id: str, blobs: Blobs) -> None:
         """Remove the row (committed), then the blob."""
         row = self.get(workspace_id, file_id)
         with self.db.write() as conn:
@@ -240,4 +225,4 @@ class FileStore:
             ).rowcount
         if not gone:
             raise NotFound(f"No such File object: {file_id}", field="id", code="file_not_found")
-        (root / row["blob_path"]).unlink(missing_ok=True)
+        blobs.delete(_key(row))

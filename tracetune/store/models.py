@@ -15,14 +15,16 @@ from typing import Any, cast
 from sqlalchemy import delete, insert, select
 
 from tracetune.errors import NotFound
+from tracetune.store.blobs import Blobs
 from tracetune.store.engine import Database
 from tracetune.store.rows import ModelRow
 from tracetune.store.schema import fine_tuned_models
 
 
-def adapter_path(home: Path, row: ModelRow) -> Path:
-    """The absolute adapter directory of a fine-tuned model row."""
-    return home / row["adapter_dir"]
+def adapter_path(blobs: Blobs, row: ModelRow) -> Path:
+    """The local adapter directory of a fine-tuned model row (fetched from the shared object store when this data
+    home lacks it)."""
+    return blobs.path(row["adapter_dir"])
 
 
 class FineTunedModelStore:

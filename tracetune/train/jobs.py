@@ -26,6 +26,7 @@ from pydantic_core import PydanticCustomError
 from tracetune.convert.examples import iter_dataset_records
 from tracetune.errors import InvalidInput, NotFound, invalid_input
 from tracetune.models.registry import resolve, resolve_alias
+from tracetune.store.blobs import blobs_from_settings
 from tracetune.store.jobs import new_id
 from tracetune.store.rows import JobRow
 from tracetune.train.graders import validate_grader
@@ -291,7 +292,7 @@ def create_job_from_dataset(
         )
         row = store.files.create(
             ws.id,
-            settings.home / "files",
+            blobs_from_settings(settings),
             filename=f"{dataset['name']}-v{dataset['version']}-{split}.jsonl",
             purpose="fine-tune",
             data=data,

@@ -40,6 +40,7 @@ from typing import IO, TYPE_CHECKING, Any
 from tracetune.capabilities import INSTALL_MODELS, missing_capabilities
 from tracetune.chat.validate import validate_lines
 from tracetune.errors import NotFound
+from tracetune.store.blobs import blobs_from_settings
 from tracetune.store.models import adapter_path
 from tracetune.store.rows import JobRow, ModelRow
 from tracetune.train.data import RECORD_FORMATS
@@ -99,6 +100,7 @@ class JobRunner:
         self.store = store
         self.settings = settings
         self.home = settings.home
+        self.blobs = blobs_from_settings(settings)
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.poll_s = poll_s
         self.observer = observer
@@ -196,7 +198,7 @@ class JobRunner:
         ):
             if file_id is None:
                 continue
-            path = self.store.files.blob(job["workspace_id"], file_id, self.home / "files")
+            path = self.store.files.blob(job["workspace_id"], file_id, self.blobs)
             records = [json.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
             if not any(undeclared_calls(r) for r in records):
                 continue
@@ -214,7 +216,7 @@ class JobRunner:
         """None when every line of the file is a valid record of the job's method (a chat fine-tuning record; a
         preference pair for DPO), else what is wrong (every line)."""
         try:
-            path = self.store.files.blob(job["workspace_id"], file_id, self.home / "files")
+            path = self.store.files.blob(job["workspace_id"], file_id, self.blobs)
             lines = path.read_bytes().splitlines()
         except Exception as exc:  # deleted since creation, unreadable
             return f"cannot be read: {getattr(exc, 'message', exc)}"
@@ -262,7 +264,7 @@ class JobRunner:
             ):  # fmt: skip
                 return  # cancelled meanwhile
             job = {**job, "attempts": attempts}
-            outcome = self._run_process(job, self.home / checkpoint["path"] if checkpoint else None)
+            outcome = self._run_process(job, self.blobs.path(checkpoint["path"]) if checkpoint else None)
             if not outcome.held:
                 return  # cancelled, or taken over by another worker: nothing more to write
             if outcome.returncode == 0 and outcome.done is not None:
@@ -374,14 +376,14 @@ class JobRunner:
         if not job["model"].startswith("ft:"):
             return job["model"], None
         start = self.store.models.get(job["workspace_id"], job["model"])
-        return start["base_model"], str(adapter_path(self.home, start))
+        return start["base_model"], str(adapter_path(self.blobs, start))
 
     def _data_path(self, job: JobRow, field_name: str, file_id: str) -> str:
         """The file the training process reads: the uploaded one, or its copy with recovered tool declarations."""
         recovered = recovered_file(self.home, job["id"], field_name)
         if recovered.exists():
             return str(recovered)
-        return str(self.store.files.blob(job["workspace_id"], file_id, self.home / "files"))
+        return str(self.store.files.blob(job["workspace_id"], file_id, self.blobs))
 
     def _record(self, job: JobRow, batch: list[dict[str, Any]], outcome: _Attempt) -> None:
         """Turn the recipe's events into job events / checkpoints / resolved hyperparameters."""
@@ -472,11 +474,13 @@ class JobRunner:
                     for k in CHECKPOINT_METRICS
                     if k in outcome.last_metrics and outcome.last_metrics.get("step") == step
                 }
+                key = self._key(event["path"])
+                self.blobs.publish(key)  # shared before the row that names it: any machine can resume or serve it
                 self.store.jobs.add_checkpoint(
                     {
                         "job_id": job["id"], "step_number": step, "metrics": metrics or {"step": step},
                         "fine_tuned_model_checkpoint": checkpoint_model_id(job["output_model"], step),
-                        "path": str(Path(event["path"]).resolve().relative_to(self.home.resolve())),
+                        "path": key,
                     },
                     worker_id=self.worker_id,
                 )  # fmt: skip
@@ -494,18 +498,20 @@ class JobRunner:
         directory = job_dir(self.home, job["id"])
         csv_bytes = (directory / "metrics.csv").read_bytes()
         result = self.store.files.create(
-            job["workspace_id"], self.home / "files", filename="step_metrics.csv", purpose="fine-tune-results",
+            job["workspace_id"], self.blobs, filename="step_metrics.csv", purpose="fine-tune-results",
             data=csv_bytes,
         )  # fmt: skip
-        adapter = Path(outcome.done["adapter_dir"]).resolve().relative_to(self.home.resolve())
+        adapter = self._key(outcome.done["adapter_dir"])
         problem = prepare_serving(self.home, self.settings.engine, self._start(job)[0], self.home / adapter)
+        if problem is None:
+            self.blobs.publish(adapter)  # with its GGUF form: shared before the model row names it
         if problem is not None:
-            self.store.files.delete(job["workspace_id"], result["id"], self.home / "files")
+            self.store.files.delete(job["workspace_id"], result["id"], self.blobs)
             self._fail(job, "adapter_conversion_failed", problem, param="model")
             return
         model_row: ModelRow = {
             "workspace_id": job["workspace_id"], "id": job["output_model"], "base_model": self._start(job)[0],
-            "job_id": job["id"], "adapter_dir": str(adapter), "created_at": int(time.time()),
+            "job_id": job["id"], "adapter_dir": adapter, "created_at": int(time.time()),
         }  # fmt: skip
         done = self.store.jobs.transition(
             job["id"], self.worker_id, "succeeded",
@@ -515,16 +521,33 @@ class JobRunner:
                       ("info", "The job has successfully completed")],
         )  # fmt: skip
         if not done:  # cancelled in the last second: drop the result file we made
-            self.store.files.delete(job["workspace_id"], result["id"], self.home / "files")
+            self.store.files.delete(job["workspace_id"], result["id"], self.blobs)
+        self._publish_log(job)
 
     def _fail(self, job: JobRow, code: str, message: str, *, param: str | None = None) -> None:
         self.store.jobs.transition(
             job["id"], self.worker_id, "failed",
             error={"code": code, "message": message, "param": param}, messages=[("error", message)],
         )  # fmt: skip
+        self._publish_log(job)
+
+    def _publish_log(self, job: JobRow) -> None:
+        """Share the ended job's training log (``tracetune jobs logs`` on another machine reads it); a log that
+        cannot be shared is only logged: the job's outcome stands."""
+        key = f"jobs/{job['id']}/train.log"
+        if not self.blobs.shared or not (self.home / key).is_file():
+            return
+        try:
+            self.blobs.publish(key)
+        except Exception as exc:  # the object store down: the outcome is committed already
+            log.warning("could not share the training log of %s: %s", job["id"], exc)
 
     def _log(self, job: JobRow) -> Path:
         return job_dir(self.home, job["id"]) / "train.log"
+
+    def _key(self, path: str) -> str:
+        """The blob key of a path the training process wrote under the data home."""
+        return Path(path).resolve().relative_to(self.home.resolve()).as_posix()
 
 
 def training_env(settings: Settings, serving: bool) -> dict[str, str]:

@@ -51,7 +51,7 @@ def chat_service(request: Request) -> ChatService:
                 st = state(request)
                 settings = st.settings
                 service = ChatService(
-                    home=settings.home,
+                    blobs=st.blobs,
                     store=st.store,
                     engines=EngineManager(
                         engine_factory(

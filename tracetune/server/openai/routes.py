@@ -103,7 +103,7 @@ async def files_create(request: Request, ws: Workspace = Depends(workspace)) -> 
     row = await run_in_threadpool(
         lambda: st.store.files.create(
             ws.id,
-            st.settings.home / "files",
+            st.blobs,
             filename=_filename(form["file"]),
             purpose=_text(form["purpose"]) or "",
             data=form["file"].data,
@@ -135,15 +135,13 @@ def files_retrieve(file_id: str, request: Request, ws: Workspace = Depends(works
 @router.get("/files/{file_id}/content")
 def files_content(file_id: str, request: Request, ws: Workspace = Depends(workspace)) -> FileResponse:
     st = state(request)
-    return FileResponse(
-        st.store.files.blob(ws.id, file_id, st.settings.home / "files"), media_type="application/octet-stream"
-    )
+    return FileResponse(st.store.files.blob(ws.id, file_id, st.blobs), media_type="application/octet-stream")
 
 
 @router.delete("/files/{file_id}")
 def files_delete(file_id: str, request: Request, ws: Workspace = Depends(workspace)) -> FileDeleted:
     st = state(request)
-    st.store.files.delete(ws.id, file_id, st.settings.home / "files")
+    st.store.files.delete(ws.id, file_id, st.blobs)
     return FileDeleted(id=file_id)
 
 

@@ -38,7 +38,7 @@ def aliases_read(name: str, request: Request, ws: Workspace = Depends(workspace)
 def aliases_set(name: str, body: AliasSet, request: Request, ws: Workspace = Depends(workspace)) -> dict[str, Any]:
     st = state(request)
     row = set_alias(
-        name, body.model, home=st.settings.home, store=st.store, workspace_id=ws.id, aliases=st.settings.model_aliases
+        name, body.model, blobs=st.blobs, store=st.store, workspace_id=ws.id, aliases=st.settings.model_aliases
     )
     return alias_view(row)
 
@@ -46,7 +46,7 @@ def aliases_set(name: str, body: AliasSet, request: Request, ws: Workspace = Dep
 @router.post("/aliases/{name}/rollback")
 def aliases_rollback(name: str, request: Request, ws: Workspace = Depends(workspace)) -> dict[str, Any]:
     st = state(request)
-    check = served_check(st.settings.home, st.store, ws.id, st.settings.model_aliases)
+    check = served_check(st.blobs, st.store, ws.id, st.settings.model_aliases)
     return alias_view(st.store.aliases.rollback(ws.id, name, check))
 
 

@@ -68,7 +68,7 @@ def file_content(file_id: str, request: Request, ws: Workspace = Depends(ui_work
     """An uploaded file's bytes (the job page links them), for the signed-in workspace."""
     st = state(request)
     row = st.store.files.get(ws.id, file_id)
-    path = st.store.files.blob(ws.id, file_id, st.settings.home / "files")
+    path = st.store.files.blob(ws.id, file_id, st.blobs)
     return FileResponse(path, media_type="application/octet-stream", filename=row["filename"])
 
 

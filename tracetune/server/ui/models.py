@@ -89,7 +89,7 @@ def alias_set(
     st = state(request)
     try:
         set_alias(
-            name.strip(), model.strip(), home=st.settings.home, store=st.store, workspace_id=ws.id,
+            name.strip(), model.strip(), blobs=st.blobs, store=st.store, workspace_id=ws.id,
             aliases=st.settings.model_aliases,
         )  # fmt: skip
     except TracetuneError as exc:
@@ -103,9 +103,7 @@ def alias_set(
 def alias_rollback(name: str, request: Request, ws: Workspace = Depends(ui_workspace)) -> Response:
     st = state(request)
     try:
-        st.store.aliases.rollback(
-            ws.id, name, served_check(st.settings.home, st.store, ws.id, st.settings.model_aliases)
-        )
+        st.store.aliases.rollback(ws.id, name, served_check(st.blobs, st.store, ws.id, st.settings.model_aliases))
     except TracetuneError as exc:
         return _models(request, ws, status_code=exc.status_code, alias_error=exc)
     return see_other("/models#aliases")
