@@ -13,6 +13,7 @@ Prints one JSON line with CPU microseconds (this thread's CPU time, robust to ot
 run for each stage and the total, and the same as wall time (``*_wall``: includes waiting for fsync);
 --profile adds a cProfile of the whole loop (top functions by own time) on stderr. Usage:
   .venv/bin/python bench/ingest_stages.py [--n 5000] [--reps 3] [--synchronous FULL|NORMAL] [--profile]
+  .venv/bin/python bench/ingest_stages.py --postgres postgresql+psycopg://postgres@127.0.0.1:55432/postgres
 """
 
 from __future__ import annotations
@@ -33,7 +34,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from ingest import free_port, wait_http  # type: ignore[import-not-found]  # noqa: E402
+from ingest import (  # type: ignore[import-not-found]  # noqa: E402
+    drop_postgres_database,
+    free_port,
+    make_postgres_database,
+    wait_http,
+)
 
 
 def capture(n: int, folder: Path) -> list[tuple[bytes, dict[str, str]]]:
@@ -62,7 +68,9 @@ def capture(n: int, folder: Path) -> list[tuple[bytes, dict[str, str]]]:
     return bodies
 
 
-def run_once(bodies: list[tuple[bytes, dict[str, str]]], home: Path, synchronous: str) -> dict[str, float]:
+def run_once(
+    bodies: list[tuple[bytes, dict[str, str]]], home: Path, synchronous: str, db_url: str | None = None
+) -> dict[str, float]:
     from tracetune.ingest.encoding import decode_body
     from tracetune.ingest.multipart import split_parts
     from tracetune.ingest.records import merge_records, run_record
@@ -72,7 +80,7 @@ def run_once(bodies: list[tuple[bytes, dict[str, str]]], home: Path, synchronous
     from tracetune.store.workspaces import DEFAULT_WORKSPACE
 
     home.mkdir(parents=True)
-    store = open_store(f"sqlite:///{home / 'tracetune.db'}", sqlite_synchronous=synchronous)
+    store = open_store(db_url or f"sqlite:///{home / 'tracetune.db'}", sqlite_synchronous=synchronous)
     ws = store.workspaces.ensure(DEFAULT_WORKSPACE)
     svc = IngestService(store, Blobs(home))
     stages = ("decode", "split", "collect", "records", "apply")
@@ -125,6 +133,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"])
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--postgres", default=None, help="PostgreSQL admin URL: a fresh database there per rep")
     ap.add_argument(
         "--bodies",
         default=None,
@@ -147,17 +156,22 @@ def main() -> None:
         results = []
         for rep in range(args.reps):
             home = work / f"home-{rep}"
-            if args.profile and rep == args.reps - 1:
-                import cProfile
-                import pstats
+            db_url, name = make_postgres_database(args.postgres) if args.postgres else (None, None)
+            try:
+                if args.profile and rep == args.reps - 1:
+                    import cProfile
+                    import pstats
 
-                prof = cProfile.Profile()
-                prof.enable()
-                results.append(run_once(bodies, home, args.synchronous))
-                prof.disable()
-                pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(30)
-            else:
-                results.append(run_once(bodies, home, args.synchronous))
+                    prof = cProfile.Profile()
+                    prof.enable()
+                    results.append(run_once(bodies, home, args.synchronous, db_url))
+                    prof.disable()
+                    pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(30)
+                else:
+                    results.append(run_once(bodies, home, args.synchronous, db_url))
+            finally:
+                if name is not None:
+                    drop_postgres_database(args.postgres, name)
     med = {k: round(statistics.median(r[k] for r in results), 1) for k in results[0]}
     print(
         json.dumps(
@@ -167,6 +181,7 @@ def main() -> None:
                 "bodies": len(bodies),
                 "n": args.n,
                 "synchronous": args.synchronous,
+                "database": "postgresql" if args.postgres else "sqlite",
                 "reps": results,
             }
         )

@@ -177,3 +177,44 @@ def test_bare_number_json_values_read_back(store) -> None:
         fid = _uuid.uuid4()
         row = store.feedback.create(ws.id, {"id": fid, "key": f"k{i}", "value": value, "correction": value})
         assert row["value"] == value and row["correction"] == value
+
+
+AWKWARD = ['a "quoted" {brace}, comma', "back\\slash", "NULL", "", "ünïcödé ✓", "tab\tnew\nline"]
+
+
+def test_every_value_kind_is_stored_as_given_by_the_bulk_write(store, ws) -> None:
+    """The bulk write (PostgreSQL: one statement, an array per column) keeps text that array literals would
+    mangle, JSON arrays (not taken for array dimensions), JSON scalars, NULL columns and 64-bit integers."""
+    from tracetune.store.schema import runs
+
+    rows = {}
+    for i, text in enumerate(AWKWARD):
+        rid = uuid.uuid4()
+        rows[rid] = post(
+            rid,
+            name=text or "empty",
+            error=text,
+            start_us=T0 + i,
+            end_us=2**62 + i,
+            inputs={"text": text, "list": [text, None, 1.5]},
+            outputs=[text, {"k": text}],
+            events=[{"name": text}],
+            tags=[text or "t", "x"],
+            serialized="just a string" if i % 2 else None,
+            total_tokens=i,
+            extra={"metadata": {"k": text, "n": [i]}},
+        )
+    store.runs.apply(ws.id, list(rows.values()), [])
+    with store.db.read() as conn:
+        got = {r.id: r for r in conn.execute(select(runs).where(runs.c.workspace_id == ws.id))}
+    assert set(got) == set(rows)
+    for rid, sent in rows.items():
+        row = got[rid]
+        for col in ("name", "error", "start_us", "end_us", "inputs", "outputs", "events", "tags", "total_tokens"):
+            assert getattr(row, col) == sent[col], col
+        assert row.serialized == sent["serialized"] and row.parent_run_id is None
+        assert tags_of(store, ws, rid) == set(sent["tags"])
+        assert meta_of(store, ws, rid) == {
+            "k": canonical_json(sent["extra"]["metadata"]["k"]),
+            "n": canonical_json(sent["extra"]["metadata"]["n"]),
+        }

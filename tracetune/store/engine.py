@@ -11,7 +11,20 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    Connection,
+    Engine,
+    String,
+    Text,
+    bindparam,
+    cast,
+    create_engine,
+    event,
+    func,
+    select,
+)
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import Insert
@@ -140,6 +153,10 @@ class Database:
         raise AssertionError("unreachable")
 
 
+def _psycopg(dialect: Dialect) -> bool:
+    return dialect.name == "postgresql" and dialect.driver == "psycopg"
+
+
 class BulkInsert:
     """One ``INSERT`` (with its ``ON CONFLICT`` clause) executed for many rows, as fast as the dialect allows.
 
@@ -147,14 +164,37 @@ class BulkInsert:
     (``columns``). On SQLite the statement is compiled once per dialect and the rows go straight to the
     driver's ``executemany``, each value bound by the same type processor SQLAlchemy would apply (UUID → hex,
     JSON → text, …), so what is stored is identical; this skips SQLAlchemy's per-row parameter handling, which
-    costs more than SQLite's own work for small rows. Other dialects get ``Connection.execute`` with dicts (on
-    PostgreSQL SQLAlchemy then batches the rows into multi-row ``VALUES``).
+    costs more than SQLite's own work for small rows. On PostgreSQL all the rows go in ONE statement, one array
+    parameter per column (``INSERT … SELECT unnest(:a_col::type[]), …``, the ``ON CONFLICT`` clause kept): psycopg's
+    ``executemany`` sent a statement per row, whose per-row protocol work in Python cost twice the rest of the
+    write (``bench/ingest_stages.py --postgres``). The rows of one call must not repeat a conflict key (an
+    ``ON CONFLICT DO UPDATE`` cannot touch a row twice in one statement): the run store's rows never do. Another
+    PostgreSQL driver than psycopg gets ``Connection.execute`` with dicts.
     """
 
     def __init__(self, stmt: Insert) -> None:
         self.stmt = stmt
         self.columns: tuple[str, ...] = tuple(c.key for c in stmt.table.columns)
         self._compiled: dict[Dialect, _CompiledInsert] = {}
+        self._compiled_unnest: dict[Dialect, str] = {}
+        # JSON values go as text (a JSON array would be taken for an array dimension) and are cast back
+        self._json_at = [i for i, c in enumerate(stmt.table.c) if isinstance(c.type, JSON)]
+        self._unnest = stmt.from_select(
+            list(self.columns),
+            select(
+                *[
+                    (
+                        cast(func.unnest(bindparam(f"a_{c.key}", type_=ARRAY(Text))), c.type)
+                        if isinstance(c.type, JSON)
+                        # strings as text: a cast to varchar(n) would cut a long value where the insert refuses it
+                        else func.unnest(
+                            bindparam(f"a_{c.key}", type_=ARRAY(Text if isinstance(c.type, String) else c.type))
+                        )
+                    ).label(c.key)
+                    for c in stmt.table.c
+                ]
+            ),
+        )
 
     def execute(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
         self.run(conn, self.prepare(conn.dialect, rows))
@@ -162,13 +202,32 @@ class BulkInsert:
     def prepare(self, dialect: Dialect, rows: list[tuple[Any, ...]]) -> list[Any]:
         """``rows`` bound for ``dialect`` (the engine's), ready for ``run``. Pure CPU work, no I/O: writers
         do it before they take the write lock."""
-        if dialect.name != "sqlite":
+        if not rows:
+            return []
+        if _psycopg(dialect):
+            arrays = [list(values) for values in zip(*rows, strict=True)]
+            for i in self._json_at:
+                arrays[i] = [None if v is None else _json_dumps(v) for v in arrays[i]]
+            return [{f"a_{col}": values for col, values in zip(self.columns, arrays, strict=True)}]
+        if dialect.name != "sqlite":  # another driver: SQLAlchemy's executemany
             return [dict(zip(self.columns, row, strict=True)) for row in rows]
         return self._compiled_for(dialect).params(rows)
 
     def run(self, conn: Connection, prepared: list[Any]) -> None:
         """Execute the statement for rows made by ``prepare``."""
         if not prepared:
+            return
+        if _psycopg(conn.dialect):
+            # the driver's own cursor with binary parameters (%(name)b): psycopg escapes each element of a
+            # text-format array with a regex, which costs more than the per-row statements this replaces
+            sql = self._compiled_unnest.get(conn.dialect)
+            if sql is None:
+                sql = str(self._unnest.compile(dialect=conn.dialect))
+                for col in self.columns:
+                    sql = sql.replace(f"%(a_{col})s", f"%(a_{col})b")
+                self._compiled_unnest[conn.dialect] = sql
+            with conn.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
+                cursor.execute(sql, prepared[0])
             return
         if conn.dialect.name != "sqlite":
             conn.execute(self.stmt, prepared)
