@@ -94,6 +94,35 @@ def test_blank_database_upgrades_to_head_and_matches_the_schema(db_url: str) -> 
         engine.dispose()
 
 
+def test_replicas_started_together_upgrade_a_blank_database_one_at_a_time(db_url: str) -> None:
+    """Servers and workers started at once on a new store: each process upgrades in turn (a lock), so none fails
+    on a table another made meanwhile (PostgreSQL refused the second CREATE TABLE alembic_version before)."""
+    import threading
+
+    engines = [create_store_engine(db_url) for _ in range(4)]
+    start = threading.Barrier(len(engines))
+    errors: list[BaseException] = []
+
+    def upgrade(engine) -> None:
+        start.wait()
+        try:
+            upgrade_to_head(engine)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=upgrade, args=(engine,)) for engine in engines]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert errors == []
+        assert {current_revision(engine) for engine in engines} == {head()}
+    finally:
+        for engine in engines:
+            engine.dispose()
+
+
 def test_migrations_are_numbered_and_form_one_chain() -> None:
     revisions = list(_script().walk_revisions())
     assert [r.revision for r in reversed(revisions)] == [f"{i:04d}" for i in range(1, len(revisions) + 1)]

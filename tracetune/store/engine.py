@@ -274,16 +274,31 @@ class _CompiledInsert:
         return [tuple(values) for values in table]
 
 
+# pg_advisory_xact_lock key of schema upgrades: "tt-schm" as an integer
+_UPGRADE_LOCK = int.from_bytes(b"tt-schm", "big")
+
+
 def upgrade_to_head(engine: Engine) -> None:
-    """Bring the schema to the newest migration (creates it on a blank database)."""
+    """Bring the schema to the newest migration (creates it on a blank database).
+
+    Replicas and workers started together on one store upgrade one at a time: the upgrade's transaction first
+    takes a lock (PostgreSQL: a transaction-level advisory lock; SQLite: the write lock, ``BEGIN IMMEDIATE``), so the
+    next process finds the schema at head and has nothing to do, instead of failing on a table made meanwhile."""
     from alembic import command
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    with engine.connect() as conn:
+        conn.info["write"] = True
+        try:
+            with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_UPGRADE_LOCK})")
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        finally:
+            conn.info["write"] = False
 
 
 def current_revision(engine: Engine) -> str | None:
