@@ -404,7 +404,7 @@ def wire_bytes_per_run(seed: int) -> int:
 # -- part 2: list ------------------------------------------------------------------------------------------
 
 
-def load_store(home: Path, n_runs: int, project: str) -> dict[str, Any]:
+def load_store(home: Path, n_runs: int, project: str, db_url: str | None = None) -> dict[str, Any]:
     from _runs import store_traces  # type: ignore[import-not-found]
 
     from tracetune.ingest.feedback_records import feedback_record
@@ -413,7 +413,7 @@ def load_store(home: Path, n_runs: int, project: str) -> dict[str, Any]:
     from tracetune.store.workspaces import DEFAULT_WORKSPACE
 
     home.mkdir(parents=True)
-    store = open_store(f"sqlite:///{home / 'tracetune.db'}", sqlite_synchronous="NORMAL")
+    store = open_store(db_url or f"sqlite:///{home / 'tracetune.db'}", sqlite_synchronous="NORMAL")
     try:
         ws = store.workspaces.ensure(DEFAULT_WORKSPACE)
         posts, patches, feedback = store_traces(n_runs, seed=7, project=project)
@@ -441,6 +441,8 @@ def explain_plans(store: Any, workspace_id: uuid.UUID, project: str) -> dict[str
 
     from tracetune.query.runs_query import RunQuery, query_runs
 
+    if store.db.dialect != "sqlite":
+        return {}
     pid = store.projects.list(workspace_id, name=project, limit=1)[0]["id"]
     plans: dict[str, list[str]] = {}
     captured: list[tuple[str, Any]] = []
