@@ -151,7 +151,7 @@ def stream_run_groups(
                     yield group, group_fixes, group_ratings
                     group, group_fixes, group_ratings = [], {}, {}
                 key = k
-                run = run_view(_decoded(row))
+                run = run_view(_decoded(row), costs=False)
                 group.append(run)
                 if run["id"] in fixes:
                     group_fixes[run["id"]] = fixes[run["id"]]
@@ -171,4 +171,4 @@ def recent_llm_runs(store: Store, workspace_id: uuid.UUID, limit: int) -> Iterat
         .limit(limit)
     )
     for row in store.runs.fetch(stmt):
-        yield run_view(_decoded(row))
+        yield run_view(_decoded(row), costs=False)
