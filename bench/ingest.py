@@ -31,6 +31,8 @@ Prints ONE JSON line. Usage:
   .venv/bin/python bench/ingest.py --n 2000 --skip-list --clients 8   # 8 SDK processes at once, 2000 runs each
   .venv/bin/python bench/ingest.py --n 2000 --skip-list --clients 8 --replicas 2 --postgres URL --pin
 
+With ``--postgres ADMIN_URL`` the list part stores its runs in a fresh PostgreSQL database instead of SQLite.
+
 Replicas (``--replicas R --postgres ADMIN_URL``): the tracetune target is then ``tracetune serve`` on a fresh
 PostgreSQL database (made on that server per case), once as 1 process and once as R processes sharing it, the
 clients spread round-robin over them (as a load balancer would); ``--pin`` pins server process i to CPU i
@@ -471,7 +473,7 @@ def explain_plans(store: Any, workspace_id: uuid.UUID, project: str) -> dict[str
     return plans
 
 
-def list_case(home: Path, project: str, reps: int, work: Path) -> dict[str, Any]:
+def list_case(home: Path, project: str, reps: int, work: Path, db_url: str | None = None) -> dict[str, Any]:
     import httpx
 
     port = free_port()
@@ -492,7 +494,7 @@ def list_case(home: Path, project: str, reps: int, work: Path) -> dict[str, Any]
             str(home),
         ],
         work / "list-server.log",
-        {"TRACETUNE_LOG_LEVEL": "warning"},
+        {"TRACETUNE_LOG_LEVEL": "warning", **({"TRACETUNE_DATABASE_URL": db_url} if db_url else {})},
     )
     out: dict[str, Any] = {}
     try:
@@ -702,8 +704,13 @@ def main() -> None:
         if not args.skip_list:
             home = work / "list-home"
             project = "bench-list"
-            loaded = load_store(home, list_runs, project)
-            timings = list_case(home, project, query_reps, work)
+            db_url, pg_name = make_postgres_database(args.postgres) if args.postgres else (None, None)
+            try:
+                loaded = load_store(home, list_runs, project, db_url)
+                timings = list_case(home, project, query_reps, work, db_url)
+            finally:
+                if pg_name is not None:
+                    drop_postgres_database(args.postgres, pg_name)
             result["list_first_page_p50_ms"] = {
                 name: {
                     "http": timings[name]["http_p50_ms"],
@@ -714,6 +721,7 @@ def main() -> None:
                 for name in FILTERS
             }
             result["list"] = {
+                "database": "postgresql" if db_url else "sqlite",
                 "stored_runs": loaded["runs"],
                 "feedback": loaded["feedback"],
                 "load_s": loaded["load_s"],
