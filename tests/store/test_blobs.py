@@ -195,3 +195,29 @@ def test_a_job_trained_on_one_machine_is_served_by_a_server_on_another(
     finally:
         server.stop()
         store.close()
+
+
+def test_an_object_store_that_is_down_is_a_503_and_the_upload_is_not_kept(
+    tmp_path: Path, s3: dict[str, Any], store
+) -> None:
+    import socket
+
+    from tracetune.errors import Unavailable
+
+    with socket.socket() as sock:  # a port with nothing listening on it
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    down = {
+        **s3,
+        "endpoint_url": f"http://127.0.0.1:{port}",
+        "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2},
+    }
+    blobs = Blobs(tmp_path, "s3://nowhere/tracetune", down)
+    ws = store.workspaces.ensure("default")
+    with pytest.raises(Unavailable, match="object store s3://nowhere/tracetune could not store") as info:
+        store.files.create(ws.id, blobs, filename="a.jsonl", purpose="fine-tune", data=b'{"a": 1}\n')
+    assert info.value.status_code == 503 and info.value.code == "blob_store_unavailable"
+    assert store.files.list(ws.id) == ([], False)  # not acknowledged: no row
+    assert not [p for p in (tmp_path / "files").rglob("*") if p.is_file()]  # and no bytes left behind
+    with pytest.raises(Unavailable, match="could not look for"):
+        blobs.path("jobs/j/adapter")

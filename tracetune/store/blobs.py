@@ -15,6 +15,9 @@ Two places hold them:
 
 A published blob is never rewritten (a file id, a job's adapter, a checkpoint step are made once), so a local copy
 never goes stale and the local directory is a cache of the object store. :meth:`Blobs.delete` removes both copies.
+
+An object store that cannot be reached (or refuses) is :class:`~tracetune.errors.Unavailable` (503) naming it; what
+was being stored is then not acknowledged (an upload is refused, a checkpoint not recorded).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tracetune.errors import InvalidInput
+from tracetune.errors import InvalidInput, Unavailable
 
 
 def _checked(key: str) -> str:
@@ -93,6 +96,17 @@ class Blobs:
     def _remote(self, key: str) -> str:
         return f"{self._root}/{key}" if self._root else key
 
+    def _call(self, what: str, key: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` on the object store; its failure as ``Unavailable`` naming the store and key."""
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            raise Unavailable(
+                f"the object store {self.url} could not {what} {key!r}: {type(exc).__name__}: {exc}. Check "
+                "TRACETUNE_BLOB_URL / TRACETUNE_BLOB_OPTIONS and that the store is up, then retry.",
+                code="blob_store_unavailable",
+            ) from exc
+
     def location(self, key: str) -> str:
         """Where ``key`` is, to show (nothing is fetched): its local path when this home has it, else its URL in
         the object store."""
@@ -109,16 +123,16 @@ class Blobs:
             return local
         remote = self._remote(key)
         self._fs.invalidate_cache(remote)
-        if not self._fs.exists(remote):
+        if not self._call("look for", key, self._fs.exists, remote):
             return local
         local.parent.mkdir(parents=True, exist_ok=True)
         tmp = local.with_name(f".{local.name}.{secrets.token_hex(4)}.fetching")
         try:
-            if self._fs.isdir(remote):
+            if self._call("read", key, self._fs.isdir, remote):
                 tmp.mkdir()
-                self._fs.get(remote + "/", str(tmp) + "/", recursive=True)
+                self._call("fetch", key, self._fs.get, remote + "/", str(tmp) + "/", recursive=True)
             else:
-                self._fs.get(remote, str(tmp))
+                self._call("fetch", key, self._fs.get, remote, str(tmp))
             try:
                 os.replace(tmp, local)
             except OSError:
@@ -132,10 +146,15 @@ class Blobs:
         return local
 
     def write(self, key: str, data: bytes) -> Path:
-        """Store ``data`` at ``key`` durably (locally, then published); its local path."""
+        """Store ``data`` at ``key`` durably (locally, then published); its local path. When publishing fails
+        nothing is left behind."""
         local = self.home / _checked(key)
         write_durably(local, data)
-        self.publish(key)
+        try:
+            self.publish(key)
+        except BaseException:
+            local.unlink(missing_ok=True)
+            raise
         return local
 
     def publish(self, key: str) -> None:
@@ -145,9 +164,9 @@ class Blobs:
         local = self.home / _checked(key)
         remote = self._remote(key)
         if local.is_dir():
-            self._fs.put(str(local) + "/", remote, recursive=True)
+            self._call("store", key, self._fs.put, str(local) + "/", remote, recursive=True)
         else:
-            self._fs.put(str(local), remote)
+            self._call("store", key, self._fs.put, str(local), remote)
         self._fs.invalidate_cache(remote)
 
     def delete(self, key: str) -> None:
@@ -160,8 +179,8 @@ class Blobs:
         if self._fs is not None:
             remote = self._remote(key)
             self._fs.invalidate_cache(remote)
-            if self._fs.exists(remote):
-                self._fs.rm(remote, recursive=True)
+            if self._call("look for", key, self._fs.exists, remote):
+                self._call("delete", key, self._fs.rm, remote, recursive=True)
 
 
 def blobs_from_settings(settings: Any) -> Blobs:
