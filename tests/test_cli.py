@@ -228,3 +228,12 @@ def test_log_lines_are_throttled_and_carry_an_eta() -> None:
     every.update("x", 0, 4)
     every.update("x", 1, 4)
     assert said[-1].startswith("x: 1/4 (25%) ETA ")
+
+
+def test_a_blob_url_that_cannot_be_opened_is_one_line_and_exit_2(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRACETUNE_BLOB_URL", "nosuchproto://bucket/x")
+    for args in (["worker", "--once"], ["models", "list"]):
+        result = cli(*args)
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith("error: TRACETUNE_BLOB_URL 'nosuchproto://bucket/x' cannot be opened")
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1

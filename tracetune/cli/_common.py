@@ -21,10 +21,14 @@ def fail(message: str) -> NoReturn:
 
 def open_store_for(home: Path | None, database_url: str | None) -> Any:
     from tracetune.config import load_settings
+    from tracetune.errors import TracetuneError
     from tracetune.store import open_store_from_settings
 
     settings = load_settings(home=home, database_url=database_url)
-    return settings, open_store_from_settings(settings)
+    try:
+        return settings, open_store_from_settings(settings)
+    except TracetuneError as exc:  # e.g. a TRACETUNE_BLOB_URL that cannot be opened
+        fail(str(exc))
 
 
 def in_workspace(

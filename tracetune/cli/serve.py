@@ -84,7 +84,8 @@ def serve(
     _say_engines(settings)
     base = f"http://{settings.host}:{settings.port}"
     typer.echo(
-        f"tracetune serving {base}  (LANGSMITH_ENDPOINT={base}/api/v1)  store: {store.db.engine.url!r}",
+        f"tracetune serving {base}  (LANGSMITH_ENDPOINT={base}/api/v1)  store: {store.db.engine.url!r}"
+        + (f"  blobs: {settings.blob_url}" if settings.blob_url else ""),
         err=True,
     )
     server_app = create_app(settings, store)

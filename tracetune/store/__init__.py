@@ -95,5 +95,9 @@ def open_store(url: str, *, sqlite_synchronous: str = "FULL") -> Store:
 
 
 def open_store_from_settings(settings: Settings) -> Store:
+    """The store of ``settings``; a blob store setting that cannot be opened is refused first (``InvalidInput``)."""
+    from tracetune.store.blobs import blobs_from_settings
+
     settings.home.mkdir(parents=True, exist_ok=True)
+    blobs_from_settings(settings)
     return open_store(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
