@@ -431,6 +431,11 @@ def load_store(home: Path, n_runs: int, project: str, db_url: str | None = None)
             store.runs.apply(ws.id, post_recs, patch_recs)
         store.feedback.create_many(ws.id, [feedback_record(f, "feedback") for f in feedback], ignore_existing=True)
         load_s = time.perf_counter() - t0
+        if store.db.dialect == "postgresql":  # what autovacuum does a while after a bulk load: plans need the stats
+            from sqlalchemy import text
+
+            with store.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("VACUUM ANALYZE"))
         plans = explain_plans(store, ws.id, project)
     finally:
         store.close()
