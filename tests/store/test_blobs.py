@@ -13,6 +13,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -221,3 +222,77 @@ def test_an_object_store_that_is_down_is_a_503_and_the_upload_is_not_kept(
     assert not [p for p in (tmp_path / "files").rglob("*") if p.is_file()]  # and no bytes left behind
     with pytest.raises(Unavailable, match="could not look for"):
         blobs.path("jobs/j/adapter")
+
+
+def test_a_checkpoint_the_object_store_refuses_stops_its_training_process(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The object store goes down during training: the first checkpoint cannot be shared, so it is not recorded,
+    the runner says why (503 Unavailable) and no training process is left behind; the job waits, held, to be
+    resumed from its last recorded checkpoint (none here) once its worker is found stale."""
+    import threading
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from tests.train import training_processes
+    from tracetune.config import Settings
+    from tracetune.errors import Unavailable
+    from tracetune.store import open_store
+    from tracetune.train.jobs import FineTuningJobCreate, create_job
+    from tracetune.train.runner import JobRunner
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    options = {
+        "endpoint_url": f"http://{host}:{port}", "key": "k", "secret": "s",
+        "client_kwargs": {"region_name": "us-east-1"},
+        "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2},
+    }  # fmt: skip
+    boto3.client(
+        "s3", endpoint_url=options["endpoint_url"], aws_access_key_id="k", aws_secret_access_key="s",
+        region_name="us-east-1",
+    ).create_bucket(Bucket="tt-refused")  # fmt: skip
+    home = make_tiny_home(tmp_path, shared_smollm2_tokenizer(tmp_path_factory))
+    settings = Settings(home=home, blob_url="s3://tt-refused/x", blob_options=options, train_threads=1)
+    store = open_store(settings.resolved_database_url)
+    errors: list[BaseException] = []
+    checked = threading.Event()
+    try:
+        ws = store.workspaces.ensure("default")
+        runner = JobRunner(store, settings)
+        upload = store.files.create(
+            ws.id, runner.blobs, filename="calc.jsonl", purpose="fine-tune", data=CALCULATOR_TRAIN.read_bytes()
+        )
+        request = {"model": "tiny", "training_file": upload["id"], "hyperparameters": {"n_epochs": 3, "batch_size": 2}}
+        job = create_job(store, settings, ws, FineTuningJobCreate.parse(request))
+        assert runner.run_once()  # validating_files -> queued
+
+        def train() -> None:  # as serve_forever: the runner's thread lives on after the error
+            try:
+                runner.run_once()
+            except BaseException as exc:
+                errors.append(exc)
+            checked.wait(60)  # (a training process dies with the thread that started it: --die-with-parent)
+
+        thread = threading.Thread(target=train)
+        thread.start()
+        deadline = time.time() + 120
+        while not training_processes(job["id"]):
+            assert time.time() < deadline and thread.is_alive(), errors
+            time.sleep(0.05)
+        server.stop()  # down before the first checkpoint (an epoch of 10 steps)
+        deadline = time.time() + 180
+        while not errors:
+            assert time.time() < deadline, "the runner did not fail on the refused checkpoint"
+            time.sleep(0.1)
+        assert len(errors) == 1 and isinstance(errors[0], Unavailable), errors
+        assert "could not store 'jobs/" in errors[0].message and "checkpoints" in errors[0].message
+        assert training_processes(job["id"]) == []  # stopped, not orphaned
+        assert store.jobs.latest_checkpoint(job["id"]) is None  # not recorded: no machine could resume from it
+        assert store.jobs.row(job["id"])["status"] == "running"  # held until found stale, then resumed
+    finally:
+        checked.set()
+        server.stop()
+        store.close()

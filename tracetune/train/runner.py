@@ -313,33 +313,37 @@ class JobRunner:
             lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
             reader = threading.Thread(target=_read_events, args=(proc.stdout, lines), daemon=True)
             reader.start()
-            finished = False
-            next_beat = 0.0
-            while not finished:
-                batch: list[dict[str, Any]] = []
-                try:
-                    item = lines.get(timeout=HEARTBEAT_S / 2)
-                    while True:
-                        if item is None:
-                            finished = True
+            try:
+                finished = False
+                next_beat = 0.0
+                while not finished:
+                    batch: list[dict[str, Any]] = []
+                    try:
+                        item = lines.get(timeout=HEARTBEAT_S / 2)
+                        while True:
+                            if item is None:
+                                finished = True
+                                break
+                            batch.append(item)
+                            item = lines.get_nowait()
+                    except queue.Empty:
+                        pass
+                    self._record(job, batch, outcome)
+                    now = time.monotonic()
+                    if now >= next_beat or finished:
+                        next_beat = now + HEARTBEAT_S
+                        eta = outcome.last_metrics.get("eta_s")
+                        values = {"estimated_finish": int(time.time() + eta)} if isinstance(eta, int | float) else {}
+                        if not self.store.jobs.heartbeat(job["id"], self.worker_id, **values):
+                            outcome.held = False  # cancelled, or another worker took it over
+                            _stop_process(proc)
                             break
-                        batch.append(item)
-                        item = lines.get_nowait()
-                except queue.Empty:
-                    pass
-                self._record(job, batch, outcome)
-                now = time.monotonic()
-                if now >= next_beat or finished:
-                    next_beat = now + HEARTBEAT_S
-                    eta = outcome.last_metrics.get("eta_s")
-                    values = {"estimated_finish": int(time.time() + eta)} if isinstance(eta, int | float) else {}
-                    if not self.store.jobs.heartbeat(job["id"], self.worker_id, **values):
-                        outcome.held = False  # cancelled, or another worker took it over
-                        _stop_process(proc)
-                        break
-                    if self._stop.is_set():  # this runner stops: the job is handed back (see _train)
-                        _stop_process(proc)
-                        break
+                        if self._stop.is_set():  # this runner stops: the job is handed back (see _train)
+                            _stop_process(proc)
+                            break
+            except BaseException:  # e.g. a checkpoint the object store refused: no orphan training process;
+                _stop_process(proc)  # the job resumes from its last recorded checkpoint once found stale
+                raise
             outcome.returncode = proc.wait()
             reader.join(timeout=5)
         return outcome
