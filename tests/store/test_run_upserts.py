@@ -184,7 +184,8 @@ AWKWARD = ['a "quoted" {brace}, comma', "back\\slash", "NULL", "", "ünïcödé 
 
 def test_every_value_kind_is_stored_as_given_by_the_bulk_write(store, ws) -> None:
     """The bulk write (PostgreSQL: one statement, an array per column) keeps text that array literals would
-    mangle, JSON arrays (not taken for array dimensions), JSON scalars, NULL columns and 64-bit integers."""
+    mangle, JSON arrays (not taken for array dimensions), JSON scalars, NULL columns, 64-bit integers and numbers
+    of mixed types (which psycopg refuses in one array)."""
     from tracetune.store.schema import runs
 
     rows = {}
@@ -202,6 +203,7 @@ def test_every_value_kind_is_stored_as_given_by_the_bulk_write(store, ws) -> Non
             tags=[text or "t", "x"],
             serialized="just a string" if i % 2 else None,
             total_tokens=i,
+            prompt_tokens=i if i % 2 else float(i),  # a list of mixed ints and floats: one array on PostgreSQL
             extra={"metadata": {"k": text, "n": [i]}},
         )
     store.runs.apply(ws.id, list(rows.values()), [])
@@ -213,6 +215,7 @@ def test_every_value_kind_is_stored_as_given_by_the_bulk_write(store, ws) -> Non
         for col in ("name", "error", "start_us", "end_us", "inputs", "outputs", "events", "tags", "total_tokens"):
             assert getattr(row, col) == sent[col], col
         assert row.serialized == sent["serialized"] and row.parent_run_id is None
+        assert row.prompt_tokens == sent["prompt_tokens"] and isinstance(row.prompt_tokens, int)
         assert tags_of(store, ws, rid) == set(sent["tags"])
         assert meta_of(store, ws, rid) == {
             "k": canonical_json(sent["extra"]["metadata"]["k"]),

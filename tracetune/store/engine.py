@@ -153,6 +153,15 @@ class Database:
         raise AssertionError("unreachable")
 
 
+def _one_type(values: list[Any]) -> list[Any]:
+    """``values`` as psycopg can send them in one array: it refuses a list of mixed types, so numbers that mix
+    ints, floats and bools all become floats (the column's own cast then rounds them, as it would one by one)."""
+    kinds = {type(v) for v in values if v is not None}
+    if len(kinds) > 1 and kinds <= {int, float, bool}:
+        return [None if v is None else float(v) for v in values]
+    return values
+
+
 def _psycopg(dialect: Dialect) -> bool:
     return dialect.name == "postgresql" and dialect.driver == "psycopg"
 
@@ -206,8 +215,11 @@ class BulkInsert:
             return []
         if _psycopg(dialect):
             arrays = [list(values) for values in zip(*rows, strict=True)]
-            for i in self._json_at:
-                arrays[i] = [None if v is None else _json_dumps(v) for v in arrays[i]]
+            json_at = set(self._json_at)
+            for i, values in enumerate(arrays):
+                arrays[i] = (
+                    [None if v is None else _json_dumps(v) for v in values] if i in json_at else _one_type(values)
+                )
             return [{f"a_{col}": values for col, values in zip(self.columns, arrays, strict=True)}]
         if dialect.name != "sqlite":  # another driver: SQLAlchemy's executemany
             return [dict(zip(self.columns, row, strict=True)) for row in rows]
