@@ -8,11 +8,11 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from tracetune.store.jsonvalues import canonical_json
 from tracetune.store.runs import metadata_value
-from tracetune.store.schema import run_metadata, run_tags
+from tracetune.store.schema import run_metadata, run_tags, runs
 
 T0 = 1_795_000_000_000_000
 
@@ -186,8 +186,6 @@ def test_every_value_kind_is_stored_as_given_by_the_bulk_write(store, ws) -> Non
     """The bulk write (PostgreSQL: one statement, an array per column) keeps text that array literals would
     mangle, JSON arrays (not taken for array dimensions), JSON scalars, NULL columns, 64-bit integers and numbers
     of mixed types (which psycopg refuses in one array)."""
-    from tracetune.store.schema import runs
-
     rows = {}
     for i, text in enumerate(AWKWARD):
         rid = uuid.uuid4()
@@ -221,3 +219,18 @@ def test_every_value_kind_is_stored_as_given_by_the_bulk_write(store, ws) -> Non
             "k": canonical_json(sent["extra"]["metadata"]["k"]),
             "n": canonical_json(sent["extra"]["metadata"]["n"]),
         }
+
+
+def test_a_refused_bulk_write_is_sqlalchemys_error_and_writes_nothing(store, ws) -> None:
+    """PostgreSQL refuses an over-long name (SQLite does not check lengths). The error is SQLAlchemy's DBAPIError,
+    as write_retrying needs to tell a deadlock victim (run again) from other errors, and no row of the call is
+    kept."""
+    from sqlalchemy.exc import DBAPIError
+
+    if store.db.dialect != "postgresql":
+        pytest.skip("SQLite does not enforce VARCHAR lengths")
+    good, bad = uuid.uuid4(), uuid.uuid4()
+    with pytest.raises(DBAPIError, match="too long"):
+        store.runs.apply(ws.id, [post(good), post(bad, name="x" * 501)], [])
+    with store.db.read() as conn:
+        assert conn.execute(select(func.count()).select_from(runs)).scalar() == 0

@@ -230,16 +230,16 @@ class BulkInsert:
         if not prepared:
             return
         if _psycopg(conn.dialect):
-            # the driver's own cursor with binary parameters (%(name)b): psycopg escapes each element of a
-            # text-format array with a regex, which costs more than the per-row statements this replaces
+            # binary parameters (%(name)b, passed through to psycopg): psycopg escapes each element of a text-format
+            # array with a regex, which costs more than the per-row statements this replaces. Through SQLAlchemy, so
+            # that an error is its DBAPIError (a deadlock victim is then retried by write_retrying)
             sql = self._compiled_unnest.get(conn.dialect)
             if sql is None:
                 sql = str(self._unnest.compile(dialect=conn.dialect))
                 for col in self.columns:
                     sql = sql.replace(f"%(a_{col})s", f"%(a_{col})b")
                 self._compiled_unnest[conn.dialect] = sql
-            with conn.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
-                cursor.execute(sql, prepared[0])
+            conn.exec_driver_sql(sql, prepared[0])
             return
         if conn.dialect.name != "sqlite":
             conn.execute(self.stmt, prepared)
