@@ -213,19 +213,23 @@ def test_a_firing_left_by_a_dead_runner_resumes_without_a_second_dataset_version
     store = server.store
     automation = store.automations.get(store.workspaces.ensure(DEFAULT_WORKSPACE).id, "crash")
     # A runner that dies after making the dataset version and the job (before recording the job): its firing is
-    # queued and claimed here first, under a worker id that will never heartbeat again.
-    firing = store.automations.add_firing(automation, "manual")
-    assert firing is not None
-    claimed = None
-    while claimed is None or claimed["id"] != firing["id"]:  # the server's runner may not take it first: it's queued
+    # queued and claimed here first, under a worker id that will never heartbeat again. The server's runner is
+    # stopped meanwhile: polling every 0.2 s, it could claim the queued firing first (seen once in CI).
+    runner = server.app.state.tt.automations
+    runner.stop()
+    try:
+        firing = store.automations.add_firing(automation, "manual")
+        assert firing is not None
         claimed = store.automations.claim("dead-runner", stale_after=3600)
-        if claimed is None:
-            claimed = store.automations.firing_by_id(firing["id"])
-            assert claimed["worker_id"] == "dead-runner"
-    dead = Firing(store, server.settings, automation, claimed, "dead-runner")
-    dead._dataset()
-    job = dead._job()
-    store.automations.update(firing["id"], "dead-runner", job_id=None, heartbeat_at=time.time() - 100)
+        while claimed is not None and claimed["id"] != firing["id"]:  # an older queued firing: left, resumed later
+            claimed = store.automations.claim("dead-runner", stale_after=3600)
+        assert claimed is not None and claimed["id"] == firing["id"]
+        dead = Firing(store, server.settings, automation, claimed, "dead-runner")
+        dead._dataset()
+        job = dead._job()
+        store.automations.update(firing["id"], "dead-runner", job_id=None, heartbeat_at=time.time() - 100)
+    finally:
+        runner.start()
 
     done = wait_firing(api, "crash", 1)
     assert done["status"] == "succeeded" and done["job_id"] == job["id"], done

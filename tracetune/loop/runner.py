@@ -68,6 +68,9 @@ class AutomationRunner:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        """Run the loop in a daemon thread (again, after ``stop``)."""
+        self._stop.clear()
+        self._wake.clear()
         self._thread = threading.Thread(target=self._loop, name="tracetune-automations", daemon=True)
         self._thread.start()
 
