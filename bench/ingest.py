@@ -63,6 +63,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
+from tests.postgres import drop_postgres_database, make_postgres_database  # noqa: E402 (the root is on sys.path)
+
 PY = sys.executable
 WORKERS = str(HERE / "_workers.py")
 
@@ -176,28 +178,6 @@ def ended_runs(db_url: str) -> tuple[int, int]:
     finally:
         engine.dispose()
     return int(total), int(ended)
-
-
-def make_postgres_database(admin_url: str) -> tuple[str, str]:
-    """A fresh database on the PostgreSQL server of ``admin_url``: its URL and name."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    name = f"tt_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False), name
-
-
-def drop_postgres_database(admin_url: str, name: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def machine_info() -> dict[str, Any]:

@@ -34,12 +34,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from ingest import (  # type: ignore[import-not-found]  # noqa: E402
-    drop_postgres_database,
-    free_port,
-    make_postgres_database,
-    wait_http,
-)
+from ingest import free_port, wait_http  # type: ignore[import-not-found]  # noqa: E402
+
+from tests.postgres import drop_postgres_database, make_postgres_database  # noqa: E402
 
 
 def capture(n: int, folder: Path) -> list[tuple[bytes, dict[str, str]]]:

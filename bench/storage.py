@@ -31,12 +31,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from ingest import (  # type: ignore[import-not-found]  # noqa: E402
-    drop_postgres_database,
-    load_store,
-    machine_info,
-    make_postgres_database,
-)
+from ingest import load_store, machine_info  # type: ignore[import-not-found]  # noqa: E402
+
+from tests.postgres import drop_postgres_database, make_postgres_database  # noqa: E402
 
 BASELINE_BYTES_PER_RUN = 3.9e9 / 1e6  # issue 19: the 1M-run SQLite file
 GOAL_BYTES_PER_RUN = 1500
