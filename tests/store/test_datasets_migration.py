@@ -24,6 +24,7 @@ OLD_TABLES = ("workspaces", "api_keys", "projects", "runs", "run_tags", "run_met
 LATER_COLUMNS = {"projects": ("end_time", "reference_dataset_id")}  # added to the 0001 tables later (0006, 0010)
 OLD_DATASET_TABLES = {"datasets", "dataset_records"}  # 0002 to 0009
 NEW_TABLES = {"datasets", "dataset_versions", "examples"}  # 0010
+PACKED = ("extra", "serialized", "events")  # runs columns 0014 packs
 
 
 def _alembic(engine: Engine, action: str, target: str) -> None:
@@ -43,10 +44,43 @@ def _dump(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
         out = {}
         for name in OLD_TABLES:
             table = metadata.tables[name]
-            present = {c["name"] for c in inspect(conn).get_columns(name)}
-            old_columns = [c for c in table.c if c.name in present and c.name not in LATER_COLUMNS.get(name, ())]
+            present = {c["name"]: c["type"] for c in inspect(conn).get_columns(name)}
+            old_columns = [
+                # before 0014, PostgreSQL's runs.extra, serialized and events are json columns: read them as such
+                sa.type_coerce(c, sa.JSON(none_as_null=True)).label(c.name)
+                if name == "runs" and c.name in PACKED and not isinstance(present[c.name], sa.LargeBinary)
+                else c
+                for c in table.c
+                if c.name in present and c.name not in LATER_COLUMNS.get(name, ())
+            ]
             out[name] = sorted((tuple(r) for r in conn.execute(select(*old_columns))), key=repr)
         return out
+
+
+def _ingest_at_0001(engine: Engine, ws: uuid.UUID, sent: list[dict[str, Any]], project: str, tmp: Path) -> None:
+    """``sent`` stored in the 0001 database as 0001 holds runs: ingested by today's code into a scratch store, then
+    the project, run and side rows copied over with 0001's column types (0014 packs runs.extra, serialized and
+    events, which 0001 declares JSON)."""
+    from tracetune.store import open_store
+
+    scratch = open_store(f"sqlite:///{tmp / 'scratch.db'}", sqlite_synchronous="OFF")
+    try:
+        with scratch.db.write() as conn:  # the same workspace id as the 0001 database's
+            conn.execute(metadata.tables["workspaces"].delete())
+            conn.execute(metadata.tables["workspaces"].insert().values(id=ws, name="default", created_at=utcnow()))
+        ingest(scratch, ws, sent, project)
+        with scratch.db.read() as src, engine.begin() as dst:
+            for name in ("projects", "runs", "run_tags", "run_metadata"):
+                present = {c["name"] for c in inspect(dst).get_columns(name)}
+                columns = [c for c in metadata.tables[name].c if c.name in present]
+                target = sa.table(
+                    name,
+                    *(sa.column(c.name, sa.JSON(none_as_null=True) if c.name in PACKED else c.type) for c in columns),
+                )
+                rows = [dict(r._mapping) for r in src.execute(select(*columns))]
+                dst.execute(target.insert(), rows)
+    finally:
+        scratch.close()
 
 
 def test_blank_database_reaches_the_head(db_url: str) -> None:
@@ -156,7 +190,7 @@ def test_a_database_at_0001_holding_runs_upgrades_without_losing_a_row(db_url: s
     try:
         _alembic(engine, "upgrade", "0001")
         assert not NEW_TABLES & set(inspect(engine).get_table_names())
-        old = Store(Database(engine))  # the 0001 tables are what these repositories write
+        old = Store(Database(engine))  # the 0001 tables are what these repositories write, but for runs (0014)
         ws = old.workspaces.ensure("default").id
         with engine.begin() as conn:  # a key as 0001 stores it (the repository's create_key also sets 0005's flag)
             conn.execute(
@@ -167,7 +201,7 @@ def test_a_database_at_0001_holding_runs_upgrades_without_losing_a_row(db_url: s
         root = chain_root()
         sent = [root, chat_run("q1", "a1", trace=root, thread="t1"), chat_run("q2", "a2", n=1)]
         sent[2]["tags"] = ["tagged"]
-        ingest(old, ws, sent, "kept")
+        _ingest_at_0001(engine, ws, sent, "kept", tmp_path)
         old.feedback.create(ws, {"id": uuid.uuid4(), "run_id": uuid.UUID(sent[1]["id"]), "key": "k", "score": 1.0})
         before = _dump(engine)
         assert all(before[t] for t in OLD_TABLES), {t: len(rows) for t, rows in before.items()}

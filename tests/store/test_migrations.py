@@ -26,6 +26,7 @@ TOKEN_TABLES = {"feedback_tokens", "feedback_configs"}  # 0007, 0008 (0006 adds 
 QUEUE_TABLES = {"annotation_queues", "annotation_queue_items"}  # 0009
 ALIAS_TABLES = {"model_aliases"}  # 0011 (tests/store/test_aliases_store.py)
 AUTOMATION_TABLES = {"automations", "automation_firings", "automation_runs"}  # 0012 (tests/loop/)
+DICTIONARY_TABLES = {"json_dictionaries"}  # 0014 (tests/store/test_packing.py)
 ALL_TABLES = (
     TABLES
     | DATASET_TABLES
@@ -36,6 +37,7 @@ ALL_TABLES = (
     | QUEUE_TABLES
     | ALIAS_TABLES
     | AUTOMATION_TABLES
+    | DICTIONARY_TABLES
 )
 ALL_TABLES |= {"alembic_version"}
 

@@ -36,7 +36,7 @@ _COLUMNS = (
     "project_id",
     "thread_id",
 )
-_JSON_COLUMNS = ("inputs", "outputs", "extra")
+_JSON_COLUMNS = ("inputs", "outputs")  # extra is packed: its column type decodes it
 
 
 def selection_statement(

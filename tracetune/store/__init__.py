@@ -1,12 +1,14 @@
 """The store: one database (SQLite by default, PostgreSQL for scale) behind small repositories.
 
-Public: ``Store`` (the repositories of one database), ``open_store``, ``open_store_from_settings``. Modules:
-``schema`` (the tables, SQLAlchemy Core), ``engine`` (``Database``: opening, pragmas, migrations, retries),
-``rows`` (the TypedDict of each table's rows), ``sqlutil`` and ``jsonvalues`` (dialect helpers), and one repository
-per table family: ``workspaces``, ``projects``, ``runs`` (owns ``RUN_COLUMNS``), ``feedback``, ``feedback_tokens``,
-``feedback_configs``, ``annotation_queues``, ``datasets``, ``examples``, ``files``, ``jobs``, ``models``,
-``aliases``, ``automations``; and ``blobs`` (``Blobs``: the bytes beside the database — uploaded files, attachments,
-adapters, checkpoints — in the data home, shared through an fsspec object store when ``TRACETUNE_BLOB_URL`` is set).
+Public: ``Store`` (the repositories of one database), ``open_store``, ``open_store_from_settings``. Modules: ``schema``
+(the tables, SQLAlchemy Core), ``engine`` (``Database``: opening, pragmas, migrations, retries), ``rows`` (the
+TypedDict of each table's rows), ``sqlutil`` and ``jsonvalues`` (dialect helpers), ``packing`` and ``dictionaries`` (a
+run's ``extra``, ``serialized`` and ``events`` zstd-compressed with a dictionary trained on the store's own values),
+one repository per table family: ``workspaces``, ``projects``, ``runs`` (owns ``RUN_COLUMNS``), ``feedback``,
+``feedback_tokens``, ``feedback_configs``, ``annotation_queues``, ``datasets``, ``examples``, ``files``, ``jobs``,
+``models``, ``aliases``, ``automations``; and ``blobs`` (``Blobs``: the bytes beside the database — uploaded files,
+attachments, adapters, checkpoints — in the data home, shared through an fsspec object store when
+``TRACETUNE_BLOB_URL`` is set).
 """
 
 from __future__ import annotations

@@ -11,8 +11,10 @@ from typing import Any, cast
 from sqlalchemy import Connection, Executable, Table, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from tracetune.store.dictionaries import JsonPacker
 from tracetune.store.engine import BulkInsert, Database
 from tracetune.store.jsonvalues import canonical_json
+from tracetune.store.packing import PackedJSON
 from tracetune.store.projects import ProjectStore
 from tracetune.store.rows import RunRow
 from tracetune.store.schema import run_metadata, run_tags, runs
@@ -48,6 +50,7 @@ _TABLE_COLUMNS = tuple(c.key for c in runs.columns)
 _RECORD_COLUMNS = _TABLE_COLUMNS[3:]
 assert _TABLE_COLUMNS[:3] == ("workspace_id", "id", "project_id") and set(_RECORD_COLUMNS) == set(RUN_COLUMNS)
 _START_AT = _RECORD_COLUMNS.index("start_us")
+_PACKED_AT = tuple(i for i, col in enumerate(_RECORD_COLUMNS) if isinstance(runs.c[col].type, PackedJSON))
 _UPDATABLE_AT = tuple((col, _TABLE_COLUMNS.index(col)) for col in _UPDATABLE)
 
 
@@ -114,6 +117,7 @@ class RunWrite:
     project_names: set[str]
     steps: list[tuple[BulkInsert, list[Any]]] | None
     project_ids: dict[str, uuid.UUID] | None = None  # the cached ids ``steps`` were built with
+    dictionary: Any = None  # a compression dictionary to store with these rows (``JsonPacker.trained``)
 
 
 class RunStore:
@@ -121,6 +125,7 @@ class RunStore:
         self.db = db
         self.projects = projects
         self._project_ids: dict[tuple[uuid.UUID, str], uuid.UUID] = {}  # names this store wrote runs to
+        self.packer = JsonPacker(db)
         # Built once: INSERT … ON CONFLICT in this database's dialect (as sqlutil.upsert would pick it).
         self._insert: Callable[[Table], Any] = postgresql.insert if db.dialect == "postgresql" else sqlite.insert
         self._run_upserts: dict[tuple[bool, frozenset[str]], BulkInsert] = {}
@@ -166,12 +171,15 @@ class RunStore:
         """Everything ``write`` will execute for these records, bound for the database: CPU work only (rows,
         JSON text, bind processing), no I/O. Project names this store has not yet written are resolved
         (created) inside the transaction, so then the rows are built there too."""
+        self.packer.start()
+        dictionary = self.packer.trained()
         names = self._project_names(posts, patches)
         known = {name: self._project_ids.get((workspace_id, name)) for name in names}
         if any(pid is None for pid in known.values()):
-            return RunWrite(workspace_id, posts, patches, names, None)
+            return RunWrite(workspace_id, posts, patches, names, None, dictionary=dictionary)
         ids = cast(dict[str, uuid.UUID], known)
-        return RunWrite(workspace_id, posts, patches, names, self._steps(workspace_id, posts, patches, ids), ids)
+        steps = self._steps(workspace_id, posts, patches, ids)
+        return RunWrite(workspace_id, posts, patches, names, steps, ids, dictionary)
 
     def write(self, prepared: RunWrite, conn: Connection) -> int:
         """Execute ``prepared`` in the caller's (write) transaction; returns the number of records."""
@@ -191,6 +199,8 @@ class RunStore:
                 lambda: self._project_ids.update({(ws, name): pid for name, pid in project_ids.items()})
             )
             steps = self._steps(ws, prepared.posts, prepared.patches, project_ids)
+        if prepared.dictionary is not None:
+            self.packer.store(conn, prepared.dictionary)
         for statement, rows in steps:
             statement.run(conn, rows)
         self._place_in_trees(conn, prepared)
@@ -301,12 +311,13 @@ class RunStore:
             out.append((statement, group))
         return out
 
-    @staticmethod
     def _row(
-        workspace_id: uuid.UUID, rec: dict[str, Any], project_ids: dict[str, uuid.UUID], fill: bool
+        self, workspace_id: uuid.UUID, rec: dict[str, Any], project_ids: dict[str, uuid.UUID], fill: bool
     ) -> tuple[Any, ...]:
-        """The ``runs`` row of ``rec`` as a tuple in the table's column order."""
+        """The ``runs`` row of ``rec`` as a tuple in the table's column order (packed columns compressed)."""
         values = [rec.get(col) for col in _RECORD_COLUMNS]
+        for i in _PACKED_AT:
+            values[i] = self.packer.pack(values[i])
         if values[_START_AT] is None:  # NOT NULL column: a post that gave no start time starts now
             values[_START_AT] = int(time.time() * 1_000_000)
         if rec.get("session_id") is not None:

@@ -6,6 +6,7 @@ Conventions:
 - every row of user data carries ``workspace_id``; every query filters on it;
 - ``run_tags`` and ``run_metadata`` are side tables so that ``has(tags, …)`` and ``has(metadata, …)``
   compile to indexed ``EXISTS`` sub-queries on both dialects (no JSON operators needed);
+- a run's ``extra``, ``serialized`` and ``events`` are zstd-compressed JSON (``store.packing``);
 - metadata values are stored as canonical JSON text (``json.dumps(v, sort_keys=True)``) so equality is exact.
 
 Changing this file means adding a numbered Alembic migration under ``store/migrations/versions``.
@@ -23,6 +24,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -34,6 +36,8 @@ from sqlalchemy import (
     literal_column,
     text,
 )
+
+from tracetune.store.packing import PackedJSON
 
 # SQL NULL for Python None (not the JSON literal ``null``): COALESCE-based upserts rely on it.
 JSONValue = JSON(none_as_null=True)
@@ -109,9 +113,10 @@ runs = Table(
     Column("error", Text, nullable=True),
     Column("inputs", JSONValue, nullable=True),
     Column("outputs", JSONValue, nullable=True),
-    Column("extra", JSONValue, nullable=True),
-    Column("serialized", JSONValue, nullable=True),
-    Column("events", JSONValue, nullable=True),
+    # read back whole, never searched in SQL: compressed (``store.packing``)
+    Column("extra", PackedJSON, nullable=True),
+    Column("serialized", PackedJSON, nullable=True),
+    Column("events", PackedJSON, nullable=True),
     Column("tags", JSONValue, nullable=True),
     Column("prompt_tokens", Integer, nullable=True),
     Column("completion_tokens", Integer, nullable=True),
@@ -140,6 +145,15 @@ RUN_LATENCY_US = func.coalesce(runs.c.end_us - runs.c.start_us, literal_column("
 RUN_TOTAL_TOKENS = func.coalesce(runs.c.total_tokens, literal_column("-1"))
 Index("ix_runs_project_latency", runs.c.workspace_id, runs.c.project_id, RUN_LATENCY_US, runs.c.id)
 Index("ix_runs_project_tokens", runs.c.workspace_id, runs.c.project_id, RUN_TOTAL_TOKENS, runs.c.id)
+
+# The zstd dictionaries of the packed columns (``store.packing``): immutable, never deleted; id = the dictionary's id.
+json_dictionaries = Table(
+    "json_dictionaries",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
 
 run_tags = Table(
     "run_tags",
