@@ -169,8 +169,10 @@ class RunStore:
 
     def prepare(self, workspace_id: uuid.UUID, posts: list[dict[str, Any]], patches: list[dict[str, Any]]) -> RunWrite:
         """Everything ``write`` will execute for these records, bound for the database: CPU work only (rows,
-        JSON text, bind processing), no I/O. Project names this store has not yet written are resolved
-        (created) inside the transaction, so then the rows are built there too."""
+        JSON text, bind processing, packing), no I/O but the first call's read of the store's compression
+        dictionary. Project names this store has not yet written are resolved (created) inside the transaction,
+        so then the rows are built there too. Once enough values were packed, a dictionary is trained here and
+        travels in the result, to be stored by ``write``."""
         self.packer.start()
         dictionary = self.packer.trained()
         names = self._project_names(posts, patches)
