@@ -189,7 +189,7 @@ def test_reopening_a_store_keeps_every_row(db_url: str) -> None:
             assert _dump(store.db.engine) == before
             assert current_revision(store.db.engine) == head()
             assert store.runs.get(made["ws"].id, made["root"]) == root_before
-            assert store.workspaces.authenticate(made["key"]) == made["ws"]
+            assert store.workspaces.access(made["key"]) == (made["ws"], True)
         finally:
             store.close()
 

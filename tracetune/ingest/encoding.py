@@ -9,6 +9,7 @@ arithmetic steps per 128 KiB block, no decompression) and says where the stream 
 from __future__ import annotations
 
 import io
+import threading
 
 import zstandard
 
@@ -17,6 +18,14 @@ from tracetune.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 ENCODINGS = ("zstd", "gzip")
 _ZSTD_MAGIC = 0xFD2FB528
 _SKIPPABLE_MASK, _SKIPPABLE_MAGIC = 0xFFFFFFF0, 0x184D2A50
+_local = threading.local()  # a decompression context per thread, made once: making one costs more than a small body
+
+
+def _zstd() -> zstandard.ZstdDecompressor:
+    decompressor = getattr(_local, "zstd", None)
+    if decompressor is None:
+        decompressor = _local.zstd = zstandard.ZstdDecompressor()
+    return decompressor
 
 
 def decode_body(body: bytes, content_encoding: str | None, max_bytes: int) -> bytes:
@@ -29,7 +38,7 @@ def decode_body(body: bytes, content_encoding: str | None, max_bytes: int) -> by
     if encoding == "zstd":
         _check_zstd_frames(body)
         try:
-            with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(body), read_across_frames=True) as reader:
+            with _zstd().stream_reader(io.BytesIO(body), read_across_frames=True) as reader:
                 data = reader.read(max_bytes + 1)
         except zstandard.ZstdError as exc:
             raise InvalidInput(f"the body is not valid zstd: {exc}", field="Content-Encoding") from None

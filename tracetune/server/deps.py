@@ -5,8 +5,9 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from fastapi import Request
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from tracetune.train.runner import JobRunner
 
 log = logging.getLogger("tracetune.server")
+T = TypeVar("T")
 
 
 def new_internal_key() -> str:
@@ -75,11 +77,10 @@ def workspace_for_key(st: AppState, key: str | None) -> Workspace:
         if found is not None:
             return found
         raise Unauthorized("invalid internal key")
-    if key:
-        ws = keys.authenticate(key)
-        if ws is not None:
-            return ws
-    if keys.auth_required():
+    ws, keyed = keys.access(key)
+    if ws is not None:
+        return ws
+    if keyed:
         if not key:
             raise Unauthorized("this server requires an API key: send it as x-api-key (or Authorization: Bearer)")
         raise Unauthorized("invalid or revoked API key")
@@ -95,7 +96,22 @@ def workspace_for_key(st: AppState, key: str | None) -> Workspace:
 
 async def read_body(request: Request) -> bytes:
     """The body, its ``Content-Encoding`` (zstd, gzip) undone, refusing (413) anything over ``max_body_bytes``
-    before reading or decompressing all of it; 415 for another encoding. Every route reads bodies here."""
+    before reading or decompressing all of it; 415 for another encoding. Every route reads bodies here or
+    through ``with_body``."""
+    raw = await _read_capped(request)
+    if request.headers.get("content-encoding") is None:
+        return raw
+    return await run_in_threadpool(_decoded, request, raw)  # CPU work: off the event loop
+
+
+async def with_body(request: Request, work: Callable[[bytes], T]) -> T:
+    """``work(body)`` in the thread pool, the body read as ``read_body`` reads it and decoded in the same thread
+    call: the ingest routes cross to a thread once per request, not twice (a crossing costs ~0.1 ms of CPU)."""
+    raw = await _read_capped(request)
+    return await run_in_threadpool(lambda: work(_decoded(request, raw)))
+
+
+async def _read_capped(request: Request) -> bytes:
     limit = state(request).settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -106,11 +122,11 @@ async def read_body(request: Request) -> bytes:
         if size > limit:
             raise PayloadTooLarge(f"the body is over the limit of {limit} bytes", field="body")
         chunks.append(chunk)
-    body = b"".join(chunks)
-    encoding = request.headers.get("content-encoding")
-    if encoding is None:
-        return body
-    return await run_in_threadpool(decode_body, body, encoding, limit)  # CPU work: off the event loop
+    return b"".join(chunks)
+
+
+def _decoded(request: Request, raw: bytes) -> bytes:
+    return decode_body(raw, request.headers.get("content-encoding"), state(request).settings.max_body_bytes)
 
 
 def parse_json(body: bytes) -> Any:

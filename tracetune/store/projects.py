@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, delete, func, or_, select, update
+from sqlalchemy import Connection, bindparam, delete, func, or_, select, update
 
 from tracetune.errors import Conflict, InvalidInput, NotFound
 from tracetune.store.engine import Database
@@ -26,6 +26,9 @@ from tracetune.store.schema import (
     runs,
 )
 from tracetune.store.sqlutil import as_utc, upsert, utcnow
+
+# Built once: every ingest request checks that the projects it cached still exist
+_EXISTING = select(projects.c.id).where(projects.c.id.in_(bindparam("ids", expanding=True)))
 
 
 class ProjectStore:
@@ -276,7 +279,7 @@ class ProjectStore:
         wanted = list(set(ids))
         if not wanted:
             return set()
-        return {row.id for row in conn.execute(select(projects.c.id).where(projects.c.id.in_(wanted)))}
+        return {row.id for row in conn.execute(_EXISTING, {"ids": wanted})}
 
     def get(self, workspace_id: uuid.UUID, project_id: uuid.UUID, *, include_stats: bool = False) -> dict[str, Any]:
         found = self.list(workspace_id, ids=[project_id], include_stats=include_stats, limit=1)

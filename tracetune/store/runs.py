@@ -54,6 +54,12 @@ _PACKED_AT = tuple(i for i, col in enumerate(_RECORD_COLUMNS) if isinstance(runs
 _UPDATABLE_AT = tuple((col, _TABLE_COLUMNS.index(col)) for col in _UPDATABLE)
 
 
+# Built once (every write runs it): is any run of the workspace waiting for its parent to be placed?
+_ANY_WAITING = (
+    select(runs.c.id)
+    .where(runs.c.workspace_id == bindparam("ws"), runs.c.dotted_order.is_(None), runs.c.parent_run_id.is_not(None))
+    .limit(1)
+)
 _INFINITIES = (float("inf"), float("-inf"))
 _MAX_CACHED_STATEMENTS = 64
 _MAX_TREE_DEPTH = 1000  # levels of waiting descendants placed in one write
@@ -215,14 +221,8 @@ class RunStore:
         common case, no run of the workspace waiting, costs one probe of a partial index."""
         ws = prepared.workspace_id
         lacking = [r["id"] for r in prepared.posts if "dotted_order" not in r and r.get("parent_run_id") is not None]
-        if not lacking:
-            waiting = conn.execute(
-                select(runs.c.id)
-                .where(runs.c.workspace_id == ws, runs.c.dotted_order.is_(None), runs.c.parent_run_id.is_not(None))
-                .limit(1)
-            ).first()
-            if waiting is None:
-                return
+        if not lacking and conn.execute(_ANY_WAITING, {"ws": ws}).first() is None:
+            return
         written = [r["id"] for r in (*prepared.posts, *prepared.patches) if r.get("dotted_order")]
         pending = _waiting(conn, ws, runs.c.id.in_(lacking)) if lacking else []
         for _ in range(_MAX_TREE_DEPTH):

@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from tracetune.errors import Conflict, NotFound
 from tracetune.store.engine import Database
@@ -20,6 +20,13 @@ DEFAULT_WORKSPACE = "default"
 KEY_PREFIX = "tt_"
 AUTH_MODE = "auth_mode"  # the store_flags row
 KEYED, OPEN = "keyed", "open"
+# Built once: every request reads them
+_KEY_LOOKUP = (
+    select(workspaces.c.id, workspaces.c.name)
+    .join(api_keys, api_keys.c.workspace_id == workspaces.c.id)
+    .where(api_keys.c.key_hash == bindparam("key_hash"), api_keys.c.revoked_at.is_(None))
+)
+_MODE = select(store_flags.c.value).where(store_flags.c.name == AUTH_MODE)
 
 
 @dataclass(frozen=True)
@@ -151,19 +158,18 @@ class WorkspaceStore:
     def auth_required(self) -> bool:
         """Whether every request must carry a key (the store is keyed; see the class docstring)."""
         with self.db.read() as conn:
-            mode = conn.execute(select(store_flags.c.value).where(store_flags.c.name == AUTH_MODE)).scalar()
-        return mode == KEYED
+            return conn.execute(_MODE).scalar() == KEYED
 
-    def authenticate(self, key: str) -> Workspace | None:
-        """The workspace of the active key ``key``; None for an unknown or revoked key."""
-        q = (
-            select(workspaces.c.id, workspaces.c.name)
-            .join(api_keys, api_keys.c.workspace_id == workspaces.c.id)
-            .where(api_keys.c.key_hash == hash_key(key), api_keys.c.revoked_at.is_(None))
-        )
+    def access(self, key: str | None) -> tuple[Workspace | None, bool]:
+        """What a request carrying ``key`` may do: the workspace of the active key ``key`` (None for no key, an
+        unknown or a revoked one), and whether the store requires a key. One read transaction, the mode read only
+        when the key let nothing in: a request is one connection checkout, not two (per-request CPU)."""
         with self.db.read() as conn:
-            row = conn.execute(q).first()
-        return Workspace(row.id, row.name) if row else None
+            if key:
+                row = conn.execute(_KEY_LOOKUP, {"key_hash": hash_key(key)}).first()
+                if row is not None:
+                    return Workspace(row.id, row.name), True
+            return None, conn.execute(_MODE).scalar() == KEYED
 
     @staticmethod
     def _set_mode(conn: Connection, mode: str) -> None:

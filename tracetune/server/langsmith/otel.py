@@ -5,10 +5,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.concurrency import run_in_threadpool
 
 from tracetune.ingest.otlp import PROJECT_HEADER, encode_response
-from tracetune.server.deps import read_body, state, workspace
+from tracetune.server.deps import state, with_body, workspace
 from tracetune.store.workspaces import Workspace
 
 router = APIRouter()
@@ -18,9 +17,8 @@ router = APIRouter()
 @router.post("/otel/v1/traces")
 async def otlp_traces(request: Request, ws: Workspace = Depends(workspace)) -> Response:
     st = state(request)
-    body = await read_body(request)
     content_type = request.headers.get("content-type")
     project = request.headers.get(PROJECT_HEADER)
-    await run_in_threadpool(lambda: st.ingest.otlp(ws.id, body, content_type, project))
+    await with_body(request, lambda body: st.ingest.otlp(ws.id, body, content_type, project))
     payload, media = encode_response(content_type)
     return Response(payload, media_type=media)

@@ -6,14 +6,13 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
 
 from tracetune.errors import InvalidInput, NotFound, NotSupported
 from tracetune.ingest.records import parse_uuid
 from tracetune.query.run_stats import run_stats
 from tracetune.query.run_view import run_view
 from tracetune.query.runs_query import query_runs
-from tracetune.server.deps import parse_json, read_body, state, workspace
+from tracetune.server.deps import parse_json, state, with_body, workspace
 from tracetune.server.langsmith.protocol import (
     INFO,
     FeedbackConfigCreate,
@@ -48,32 +47,29 @@ def info() -> dict[str, Any]:
 @router.post("/runs/multipart", status_code=202)
 async def runs_multipart(request: Request, ws: Workspace = Depends(workspace)) -> dict[str, Any]:
     st = state(request)
-    body = await read_body(request)
-    result = await run_in_threadpool(lambda: st.ingest.multipart(ws.id, body, request.headers.get("content-type")))
+    content_type = request.headers.get("content-type")
+    result = await with_body(request, lambda body: st.ingest.multipart(ws.id, body, content_type))
     return {**ACCEPTED, **result.as_dict()}
 
 
 @router.post("/runs/batch", status_code=202)
 async def runs_batch(request: Request, ws: Workspace = Depends(workspace)) -> dict[str, Any]:
     st = state(request)
-    body = await read_body(request)
-    result = await run_in_threadpool(lambda: st.ingest.batch(ws.id, parse_json(body)))
+    result = await with_body(request, lambda body: st.ingest.batch(ws.id, parse_json(body)))
     return {**ACCEPTED, **result.as_dict()}
 
 
 @router.post("/runs", status_code=202)
 async def runs_post(request: Request, ws: Workspace = Depends(workspace)) -> dict[str, Any]:
     st = state(request)
-    body = await read_body(request)
-    result = await run_in_threadpool(lambda: st.ingest.post_run(ws.id, parse_json(body)))
+    result = await with_body(request, lambda body: st.ingest.post_run(ws.id, parse_json(body)))
     return {**ACCEPTED, **result.as_dict()}
 
 
 @router.patch("/runs/{run_id}", status_code=202)
 async def runs_patch(run_id: str, request: Request, ws: Workspace = Depends(workspace)) -> dict[str, Any]:
     st = state(request)
-    body = await read_body(request)
-    result = await run_in_threadpool(lambda: st.ingest.patch_run(ws.id, run_id, parse_json(body)))
+    result = await with_body(request, lambda body: st.ingest.patch_run(ws.id, run_id, parse_json(body)))
     return {**ACCEPTED, **result.as_dict()}
 
 
@@ -185,8 +181,7 @@ def sessions_delete(session_id: str, request: Request, ws: Workspace = Depends(w
 @router.post("/feedback")
 async def feedback_create(request: Request, ws: Workspace = Depends(workspace)) -> dict[str, Any]:
     st = state(request)
-    body = await read_body(request)
-    row = await run_in_threadpool(lambda: st.ingest.feedback(ws.id, parse_json(body)))
+    row = await with_body(request, lambda body: st.ingest.feedback(ws.id, parse_json(body)))
     return feedback_view(row)
 
 
