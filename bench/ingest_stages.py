@@ -7,10 +7,16 @@ saves each zstd multipart body and its headers), then each stage of ``IngestServ
 all captured bodies against a fresh SQLite store (synchronous FULL unless --synchronous):
 
   decode   zstd → multipart bytes        split    multipart → parts          collect  parts → run ops
-  records  ops → validated run records   apply    one write transaction per body (upsert + side tables, commit)
+  records  ops → validated run records   prepare  rows bound for the database (RunStore.prepare: CPU only)
+  write    one write transaction per body (upserts + side tables, commit); apply = prepare + write
 
 Prints one JSON line with CPU microseconds (this thread's CPU time, robust to other load on the machine) per
-run for each stage and the total, and the same as wall time (``*_wall``: includes waiting for fsync);
+run for each stage and the total, and the same as wall time (``*_wall``: includes waiting for fsync). Two parts
+are timed on their own too: ``write_sql``, the statements inside ``write`` (the driver's and the database's
+work, without the commit), and ``collect_json_parse``, orjson.loads of every part (``collect`` minus the
+checks). ``floor`` = decode + split + collect_json_parse + write_sql: what this data costs before any of
+tracetune's own Python work (validation, binding, packing) and the commit. The collector is set up as
+``tracetune serve`` sets it (``tune_gc``): with Python's defaults a third of ``collect`` was GC.
 --profile adds a cProfile of the whole loop (top functions by own time) on stderr. Usage:
   .venv/bin/python bench/ingest_stages.py [--n 5000] [--reps 3] [--synchronous FULL|NORMAL] [--profile]
   .venv/bin/python bench/ingest_stages.py --postgres postgresql+psycopg://postgres@127.0.0.1:55432/postgres
@@ -19,7 +25,6 @@ run for each stage and the total, and the same as wall time (``*_wall``: include
 from __future__ import annotations
 
 import argparse
-import gc
 import itertools
 import json
 import signal
@@ -29,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -37,6 +43,7 @@ sys.path.insert(0, str(HERE))
 from ingest import free_port, wait_http  # type: ignore[import-not-found]  # noqa: E402
 
 from tests.postgres import drop_postgres_database, make_postgres_database  # noqa: E402
+from tracetune.cli.serve import tune_gc  # noqa: E402
 
 
 def capture(n: int, folder: Path) -> list[tuple[bytes, dict[str, str]]]:
@@ -65,61 +72,97 @@ def capture(n: int, folder: Path) -> list[tuple[bytes, dict[str, str]]]:
     return bodies
 
 
+def bodies_in(folder: Path, n: int) -> list[tuple[bytes, dict[str, str]]]:
+    """The bodies captured in ``folder`` earlier, else ``n`` runs' worth captured there now."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if any(folder.glob("*.body")):
+        return [(f.read_bytes(), json.loads(f.with_suffix(".json").read_text())) for f in sorted(folder.glob("*.body"))]
+    return capture(n, folder)
+
+
 def run_once(
     bodies: list[tuple[bytes, dict[str, str]]], home: Path, synchronous: str, db_url: str | None = None
 ) -> dict[str, float]:
+    import orjson
+
     from tracetune.ingest.encoding import decode_body
     from tracetune.ingest.multipart import split_parts
     from tracetune.ingest.records import merge_records, run_record
     from tracetune.ingest.service import IngestService
     from tracetune.store import open_store
     from tracetune.store.blobs import Blobs
+    from tracetune.store.engine import BulkInsert
     from tracetune.store.workspaces import DEFAULT_WORKSPACE
 
     home.mkdir(parents=True)
     store = open_store(db_url or f"sqlite:///{home / 'tracetune.db'}", sqlite_synchronous=synchronous)
     ws = store.workspaces.ensure(DEFAULT_WORKSPACE)
     svc = IngestService(store, Blobs(home))
-    stages = ("decode", "split", "collect", "records", "apply")
+    stages = ("decode", "split", "collect", "records", "prepare", "write")
     wall = dict.fromkeys(stages, 0.0)
     cpu = dict.fromkeys(stages, 0.0)
+    sql = [0.0, 0.0]  # inside ``write``: the statements alone (the driver's and the database's work)
+    parse = [0.0]  # inside ``collect``: orjson.loads of every part, timed again on its own
     runs = set()
 
     def clock() -> tuple[float, float]:
         return time.perf_counter(), time.thread_time()
 
-    for body, headers in bodies:
-        marks = [clock()]
-        data = decode_body(body, headers.get("content-encoding"), 64 << 20)
-        marks.append(clock())
-        parts = split_parts(data, headers["content-type"])
-        marks.append(clock())
-        ops: dict = {}
-        order: list = []
-        feedback: list = []
-        attachments: list = []
-        for part in parts:
-            svc._collect_part(part, ops, order, feedback, attachments)
-        posts = [ops[k] for k in order if k[0] == "post"]
-        patches = [ops[k] for k in order if k[0] == "patch"]
-        marks.append(clock())
-        post_recs = merge_records([run_record(r, "post", f"post[{i}]") for i, r in enumerate(posts)], "post")
-        patch_recs = merge_records([run_record(r, "patch", f"patch[{i}]") for i, r in enumerate(patches)], "patch")
-        marks.append(clock())
-        with store.db.write() as conn:
-            store.runs.apply(ws.id, post_recs, patch_recs, conn)
-            store.feedback.create_many(ws.id, feedback, ignore_existing=True, conn=conn)
-        marks.append(clock())
-        runs.update(r["id"] for r in post_recs)
-        for k, (a, b) in zip(stages, itertools.pairwise(marks), strict=True):
-            wall[k] += b[0] - a[0]
-            cpu[k] += b[1] - a[1]
+    real_run = BulkInsert.run
+
+    def timed_run(self: BulkInsert, conn: Any, prepared: list[Any]) -> None:
+        start = clock()
+        real_run(self, conn, prepared)
+        end = clock()
+        sql[0] += end[0] - start[0]
+        sql[1] += end[1] - start[1]
+
+    BulkInsert.run = timed_run  # type: ignore[method-assign]
+    try:
+        for body, headers in bodies:
+            marks = [clock()]
+            data = decode_body(body, headers.get("content-encoding"), 64 << 20)
+            marks.append(clock())
+            parts = split_parts(data, headers["content-type"])
+            marks.append(clock())
+            ops: dict = {}
+            order: list = []
+            feedback: list = []
+            attachments: list = []
+            for part in parts:
+                svc._collect_part(part, ops, order, feedback, attachments)
+            posts = [ops[k] for k in order if k[0] == "post"]
+            patches = [ops[k] for k in order if k[0] == "patch"]
+            marks.append(clock())
+            post_recs = merge_records([run_record(r, "post", f"post[{i}]") for i, r in enumerate(posts)], "post")
+            patch_recs = merge_records([run_record(r, "patch", f"patch[{i}]") for i, r in enumerate(patches)], "patch")
+            marks.append(clock())
+            prepared = store.runs.prepare(ws.id, post_recs, patch_recs)  # as IngestService._apply: outside the lock
+            marks.append(clock())
+            with store.db.write() as conn:
+                store.runs.write(prepared, conn)
+                store.feedback.create_many(ws.id, feedback, ignore_existing=True, conn=conn)
+            marks.append(clock())
+            runs.update(r["id"] for r in post_recs)
+            for k, (a, b) in zip(stages, itertools.pairwise(marks), strict=True):
+                wall[k] += b[0] - a[0]
+                cpu[k] += b[1] - a[1]
+            start = time.thread_time()
+            for part in parts:
+                orjson.loads(part.data)
+            parse[0] += time.thread_time() - start
+    finally:
+        BulkInsert.run = real_run  # type: ignore[method-assign]
     store.close()
     n = len(runs)
     out = {k: round(v / n * 1e6, 1) for k, v in cpu.items()}
+    out["apply"] = round((cpu["prepare"] + cpu["write"]) / n * 1e6, 1)
     out["total"] = round(sum(cpu.values()) / n * 1e6, 1)
     out.update({f"{k}_wall": round(v / n * 1e6, 1) for k, v in wall.items()})
     out["total_wall"] = round(sum(wall.values()) / n * 1e6, 1)
+    out["write_sql"], out["write_sql_wall"] = (round(v / n * 1e6, 1) for v in reversed(sql))
+    out["collect_json_parse"] = round(parse[0] / n * 1e6, 1)
+    out["floor"] = round(out["decode"] + out["split"] + out["collect_json_parse"] + out["write_sql"], 1)
     out["runs"] = n
     return out
 
@@ -140,16 +183,8 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="tt-stages-") as tmp:
         work = Path(tmp)
-        folder = Path(args.bodies) if args.bodies else work / "bodies"
-        folder.mkdir(parents=True, exist_ok=True)
-        if any(folder.glob("*.body")):
-            bodies = [
-                (f.read_bytes(), json.loads(f.with_suffix(".json").read_text())) for f in sorted(folder.glob("*.body"))
-            ]
-        else:
-            bodies = capture(args.n, folder)
-        gc.collect()
-        gc.freeze()  # as ``tracetune serve`` does: the full collections then skip the setup's objects
+        bodies = bodies_in(Path(args.bodies) if args.bodies else work / "bodies", args.n)
+        tune_gc()  # as ``tracetune serve`` does, so that the collector's share is the server's
         results = []
         for rep in range(args.reps):
             home = work / f"home-{rep}"

@@ -33,7 +33,6 @@ def serve(
     ] = None,
 ) -> None:
     """Run the server: LangSmith-compatible API at /api/v1, OpenAI-compatible API at /v1, health at /healthz."""
-    import gc
 
     import uvicorn
 
@@ -89,14 +88,7 @@ def serve(
         err=True,
     )
     server_app = create_app(settings, store)
-    # What exists now (modules, the app, the store) lives as long as the process: move it out of the cyclic
-    # GC's reach, or every full collection re-scans it (measured: a fifth of the server's ingest CPU). Ingest
-    # allocates tens of thousands of short-lived containers per request; collecting the young generation
-    # every 50,000 (not 700) allocations cut the remaining GC time by about two thirds (BENCH_GC_STATS=1
-    # bench/ingest.py).
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
+    tune_gc()
     uvicorn.run(
         server_app,
         host=settings.host,
@@ -131,3 +123,19 @@ def parse_aliases(values: list[str]) -> dict[str, str]:
             fail(f"--model-alias takes NAME=MODEL, got {value!r}")
         aliases[name.strip()] = model.strip()
     return aliases
+
+
+def tune_gc() -> None:
+    """Set the cyclic garbage collector up for serving (``bench/ingest_stages.py`` does the same, so that its
+    stage figures are the server's).
+
+    What exists now (modules, the app, the store) lives as long as the process: it is moved out of the
+    collector's reach, or every full collection re-scans it (measured: a fifth of the server's ingest CPU).
+    Ingest allocates tens of thousands of short-lived containers per request, freed by their reference counts;
+    collecting the young generation every 50,000 (not 700) allocations cut the remaining GC time by about two
+    thirds (``BENCH_GC_STATS=1 bench/ingest.py``)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
