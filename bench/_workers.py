@@ -147,11 +147,13 @@ def sink(timing_log: str, port: int, save: str | None = None) -> None:
     uvicorn.run(Timing(app, timing_log), host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-def send(url: str, n: int, seed: int, project: str, inflight: int) -> None:
+def send(url: str, n: int, seed: int, project: str, inflight: int, rate: float = 0) -> None:
     """Send ``n`` LLM runs (post at start, patch at end, ``inflight`` runs open at a time) through one
     langsmith ``Client`` in its default mode and print one JSON line: wall times (``time.time()``) of the
     first send and of ``flush()`` returning, the mode the SDK ended up in, and the client-side latency
-    (``requests``' ``elapsed``) of each ingest call."""
+    (``requests``' ``elapsed``) of each ingest call. ``rate`` > 0 paces the runs: run i starts ``i / rate``
+    seconds after the first (an app making ``rate`` LLM calls a second), whatever the server does; 0 sends
+    as fast as the SDK takes them."""
     os.environ.setdefault("LANGSMITH_TRACING", "false")  # nothing else in this process traces
     sys.path.insert(0, HERE)
     import logging
@@ -182,6 +184,8 @@ def send(url: str, n: int, seed: int, project: str, inflight: int) -> None:
     mode = "multipart+zstd" if client.compressed_traces is not None else "multipart(uncompressed?)"
     t_first = time.time()
     for i, (post, _) in enumerate(runs):
+        if rate > 0 and (ahead := t_first + i / rate - time.time()) > 0:
+            time.sleep(ahead)
         client.create_run(**post)
         if i >= inflight:  # run i - inflight ends now: ``inflight`` runs are open at any time
             client.update_run(**runs[i - inflight][1])
@@ -278,6 +282,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--project", default="bench")
     ap.add_argument("--inflight", type=int, default=100)
+    ap.add_argument("--rate", type=float, default=0, help="send: runs started a second (0: as fast as possible)")
     ap.add_argument("--save", default=None, help="sink: save each multipart body and its headers here")
     argv = sys.argv[1:]
     rest = argv[argv.index("--") + 1 :] if "--" in argv else []
@@ -289,7 +294,7 @@ def main() -> None:
     elif args.role == "send-otlp":
         send_otlp(args.url, args.n, args.seed, args.project)
     else:
-        send(args.url, args.n, args.seed, args.project, args.inflight)
+        send(args.url, args.n, args.seed, args.project, args.inflight, args.rate)
 
 
 if __name__ == "__main__":

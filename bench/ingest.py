@@ -30,6 +30,7 @@ Prints ONE JSON line. Usage:
   .venv/bin/python bench/ingest.py --n 5000 --reps 1 --skip-list --synchronous NORMAL
   .venv/bin/python bench/ingest.py --n 2000 --skip-list --clients 8   # 8 SDK processes at once, 2000 runs each
   .venv/bin/python bench/ingest.py --n 2000 --skip-list --clients 8 --replicas 2 --postgres URL --pin
+  .venv/bin/python bench/ingest.py --n 2000 --skip-list --clients 8 --rate 150   # an offered load: 8 x 150 runs/s
 
 With ``--postgres ADMIN_URL`` the list part stores its runs in a fresh PostgreSQL database instead of SQLite.
 
@@ -242,9 +243,11 @@ def ingest_case(
     replicas: int = 1,
     postgres: str | None = None,
     pin: bool = False,
+    rate: float = 0,
 ) -> dict[str, Any]:
-    """One target's run: ``clients`` SDK processes at once, each sending ``n`` runs (seeds apart), to ``replicas``
-    server processes (on a fresh PostgreSQL database when ``postgres`` names a server, else one SQLite home)."""
+    """One target's run: ``clients`` SDK processes at once, each sending ``n`` runs (seeds apart; ``rate`` runs a
+    second each when > 0), to ``replicas`` server processes (on a fresh PostgreSQL database when ``postgres`` names
+    a server, else one SQLite home)."""
     case = work / f"{target}-{seed}"
     case.mkdir(parents=True)
     timing = case / "timing.log"
@@ -302,7 +305,7 @@ def ingest_case(
             base = bases[c % len(bases)]  # round-robin, as a load balancer in front of the replicas would
             how = ["send-otlp", "--url", base] if target == "otlp" else ["send", "--url", base + "/api/v1"]
             argv = [PY, WORKERS, *how, "--n", str(n), "--seed", str(seed + 1000 * c), "--project", project]
-            argv += ["--inflight", str(inflight)]
+            argv += ["--inflight", str(inflight), "--rate", str(rate)]
             senders.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
         outs = [sender.communicate(timeout=1800) for sender in senders]
         failed = [err for sender, (_, err) in zip(senders, outs, strict=True) if sender.returncode != 0]
@@ -358,6 +361,8 @@ def ingest_case(
         "database": "postgresql" if db_url else "sqlite",
         "runs_per_s": round(total_runs / elapsed, 1),
         "elapsed_s": round(elapsed, 3),
+        # paced: how long after the last run was due the store held them all (what the target fell behind)
+        "lag_s": round(t_done - sent["t_first_send"] - (n - 1) / rate, 3) if rate > 0 else None,
         "enqueue_s": round(sent["t_enqueued"] - sent["t_first_send"], 3),
         "requests": len(ms),
         "non_2xx": len(bad),
@@ -595,6 +600,13 @@ def main() -> None:
     ap.add_argument(
         "--clients", type=int, default=1, help="SDK processes sending at once, N runs each (the sink and tracetune)"
     )
+    ap.add_argument(
+        "--rate",
+        type=float,
+        default=0,
+        help="runs a second each client starts (an offered load, the same for every target); 0: as fast as the "
+        "SDK takes them",
+    )
     ap.add_argument("--workdir", default=None, help="keep homes and logs here (default: a temp dir, removed)")
     ap.add_argument("--json-out", default=None, help="also write the JSON line to this file")
     args = ap.parse_args()
@@ -617,6 +629,7 @@ def main() -> None:
         "synchronous": args.synchronous,
         "inflight": args.inflight,
         "clients": args.clients,
+        "offered_runs_per_s": args.rate * args.clients if args.rate > 0 else None,
         "sdk_batch_size": args.sdk_batch_size or "from /info",
         "loadavg_start": os.getloadavg()[0],
     }
@@ -642,6 +655,7 @@ def main() -> None:
                             replicas=args.replicas if target == "replicas" else 1,
                             postgres=args.postgres if target != "sink" else None,
                             pin=args.pin,
+                            rate=args.rate,
                         )
                     )
             if args.replicas > 1:
@@ -673,6 +687,9 @@ def main() -> None:
                     "p99_ms": median([c["p99_ms"] for c in tt]),
                     "client_p50_ms": median([c["client_p50_ms"] for c in tt]),
                     "client_p99_ms": median([c["client_p99_ms"] for c in tt]),
+                    "lag_s": median([c["lag_s"] for c in tt]),
+                    "sink_lag_s": median([c["lag_s"] for c in sk]),
+                    "sink_client_p99_ms": median([c["client_p99_ms"] for c in sk]),
                     "sink_p50_ms": median([c["p50_ms"] for c in sk]),
                     "sink_client_p50_ms": median([c["client_p50_ms"] for c in sk]),
                     "requests_per_rep": median([c["requests"] for c in tt]),
