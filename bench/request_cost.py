@@ -105,8 +105,10 @@ def measure(tree: Path, requests: list[tuple[bytes, str]], runs: int, work: Path
     return {"cpu_ms_per_request": used / len(requests) * 1e3, "cpu_us_per_run": used / runs * 1e6}
 
 
-def fit(points: list[tuple[int, float]]) -> tuple[float, float]:
-    """(intercept, slope) of the least-squares line through ``points``."""
+def fit(points: list[tuple[int, float]]) -> tuple[float | None, float | None]:
+    """(intercept, slope) of the least-squares line through ``points`` (None, None for a single size)."""
+    if len(points) < 2:
+        return None, None
     slope, intercept = statistics.linear_regression([k for k, _ in points], [v for _, v in points])
     return intercept, slope
 
@@ -148,7 +150,11 @@ def main() -> None:
     for name, by_size in results.items():
         med = {k: {m: round(statistics.median(r[m] for r in reps), 3) for m in reps[0]} for k, reps in by_size.items()}
         fixed, per_run = fit([(int(k), v["cpu_ms_per_request"]) for k, v in med.items()])
-        out[name] = {"by_size": med, "fixed_ms": round(fixed, 3), "per_run_us": round(per_run * 1e3, 1)}
+        out[name] = {
+            "by_size": med,
+            "fixed_ms": None if fixed is None else round(fixed, 3),
+            "per_run_us": None if per_run is None else round(per_run * 1e3, 1),
+        }
     if "baseline" in results:
         ours, theirs = out["tracetune"], out["baseline"]
         out["ratio_vs_baseline"] = {  # ours / baseline, CPU per request at each size (< 1: cheaper)
