@@ -208,3 +208,51 @@ def test_unpack_refuses_a_dictionary_no_store_holds() -> None:
     frame = zstandard.ZstdCompressor(dict_data=dictionary).compress(b'{"k": 1}')
     with pytest.raises(MissingDictionary, match="dictionary 123456789"):
         unpack(frame)
+
+
+def test_repack_packs_what_was_stored_before_a_dictionary_and_trains_one(store, ws, monkeypatch) -> None:
+    """An older store: values as JSON text (SQLite's old rows) or bytes, no dictionary. ``repack`` trains one from
+    them, packs every value with it, and a second pass has nothing left to do."""
+    from tracetune.store.dictionaries import JsonPacker
+
+    with monkeypatch.context() as m:
+        m.setattr(JsonPacker, "trained", lambda self: None)  # as before packing: stored as JSON bytes
+        sent = write(store, ws, RUNS_TO_TRAIN + 150)
+    old = sent[0]
+    with store.db.write() as conn:  # one row as SQLite stored it before 0014: JSON text
+        if store.db.dialect == "sqlite":
+            conn.execute(
+                text("UPDATE runs SET extra = :v WHERE id = :i"), {"v": json.dumps(old["extra"]), "i": old["id"].hex}
+            )
+    assert dictionary_ids(store) == []
+    fresh = open_store(str(store.db.engine.url), sqlite_synchronous="NORMAL")  # a new process's store (the CLI)
+    try:
+        seen: list[tuple[int, int]] = []
+        rewritten = fresh.runs.repack(batch=100, progress=lambda read, total: seen.append((read, total)))
+        assert rewritten == len(sent)
+        total = len(sent)
+        assert seen[-1] == (total, total) and [r for r, _ in seen] == sorted(r for r, _ in seen)
+        [dict_id] = dictionary_ids(fresh)
+        for rec in sent[::25]:
+            for value in stored(fresh, rec["id"]).values():
+                assert value is not None and zstandard.get_frame_parameters(value).dict_id == dict_id
+        assert_reads_back(fresh, ws, sent)
+        assert fresh.runs.repack(batch=100) == 0  # nothing left
+        assert_reads_back(store, ws, sent[:20])  # and the server's store reads them too
+    finally:
+        fresh.close()
+
+
+def test_repack_leaves_null_values_and_values_already_packed(store, ws) -> None:
+    sent = write(store, ws, RUNS_TO_TRAIN + 250)  # the last body's values packed with the dictionary
+    rec = sdk_like(99_000)
+    rec["serialized"] = None
+    rec["events"] = None
+    store.runs.apply(ws.id, [rec], [])
+    before = stored(store, sent[-1]["id"])
+    rewritten = store.runs.repack(batch=50)
+    assert 0 < rewritten < len(sent)  # the values stored before the dictionary
+    assert stored(store, sent[-1]["id"]) == before
+    after = stored(store, rec["id"])
+    assert after["serialized"] is None and after["events"] is None
+    assert_reads_back(store, ws, [*sent, rec])

@@ -20,6 +20,8 @@ def fail(message: str) -> NoReturn:
 
 
 def open_store_for(home: Path | None, database_url: str | None) -> Any:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from tracetune.config import load_settings
     from tracetune.errors import TracetuneError
     from tracetune.store import open_store_from_settings
@@ -29,6 +31,9 @@ def open_store_for(home: Path | None, database_url: str | None) -> Any:
         return settings, open_store_from_settings(settings)
     except TracetuneError as exc:  # e.g. a TRACETUNE_BLOB_URL that cannot be opened
         fail(str(exc))
+    except SQLAlchemyError as exc:  # e.g. a database server that does not answer
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        fail(f"cannot open the store {settings.resolved_database_url!r}: {reason}")
 
 
 def in_workspace(

@@ -60,6 +60,10 @@ class JsonPacker:
             )
         return compressor.compress(data)
 
+    def dictionary_id(self) -> int | None:
+        """The id of the dictionary values are packed with now (None until the store has one)."""
+        return None if self._dictionary is None else int(self._dictionary.dict_id())
+
     def start(self) -> None:
         """Load the store's newest dictionary, once (before the first values are packed)."""
         if self._loaded:

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +29,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import Insert
+
+from tracetune.errors import Conflict, NotFound
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # PostgreSQL's answers that mean "this transaction lost a race; run it again": deadlock_detected and
@@ -289,6 +292,91 @@ class _CompiledInsert:
                     last_in, last_out = value, process(value)
                 values[i] = last_out
         return [tuple(values) for values in table]
+
+
+@dataclass(frozen=True)
+class Compacted:
+    """What ``compact_sqlite`` did: the file's size and page size before and after."""
+
+    bytes_before: int
+    bytes_after: int
+    page_size_before: int
+    page_size_after: int
+
+
+def _leave_wal(con: Any, path: Path) -> None:
+    """Switch ``con``'s database out of WAL; ``Conflict`` when another connection has it open. Leaving WAL
+    checkpoints it and needs every other connection closed: the test of "no one else"."""
+    import sqlite3
+
+    try:
+        if con.execute("PRAGMA journal_mode=DELETE").fetchone()[0].lower() != "delete":
+            raise sqlite3.OperationalError("database is locked")
+    except sqlite3.OperationalError as exc:
+        raise Conflict(
+            f"the store {path} is in use ({exc}): stop every tracetune serve and worker on it, then run this again",
+            field="database",
+        ) from None
+
+
+def check_sqlite_unused(path: Path) -> None:
+    """``Conflict`` unless this process alone could open the SQLite store at ``path`` (``compact_sqlite`` checks it
+    again: this is for callers that do long work before it)."""
+    import sqlite3
+
+    if not path.is_file():
+        raise NotFound(f"no SQLite store at {path}", field="database")
+    con = sqlite3.connect(path, timeout=2, isolation_level=None)
+    try:
+        _leave_wal(con, path)
+        con.execute("PRAGMA journal_mode=WAL")
+    finally:
+        con.close()
+
+
+def compact_sqlite(path: Path, progress: Callable[[float], None] | None = None) -> Compacted:
+    """Rewrite the SQLite store at ``path`` with ``SQLITE_PAGE_SIZE`` pages and no free pages (``VACUUM``).
+
+    A store made before 16 KB pages keeps its 4 KB pages otherwise: a packed run then leaves half a page empty.
+    In WAL mode ``VACUUM`` cannot change the page size, so the file leaves WAL for the rewrite and goes back to it.
+    That needs the store to itself: while any other process has it open (``tracetune serve``, a worker) this
+    refuses (``Conflict``) and changes nothing. ``VACUUM`` is one transaction: interrupted, the store is as
+    before. ``progress(seconds)`` is called about every few seconds while it runs (it reports no fraction done).
+    """
+    import sqlite3
+
+    if not path.is_file():
+        raise NotFound(f"no SQLite store at {path}", field="database")
+
+    def size() -> int:
+        return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
+
+    before = size()
+    con = sqlite3.connect(path, timeout=2, isolation_level=None)
+    try:
+        page_before = int(con.execute("PRAGMA page_size").fetchone()[0])
+        _leave_wal(con, path)
+        try:
+            con.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")
+            if progress is not None:
+                started, last = time.monotonic(), [time.monotonic()]
+
+                def tick() -> int:
+                    now = time.monotonic()
+                    if now - last[0] >= 5:
+                        last[0] = now
+                        progress(now - started)
+                    return 0  # go on
+
+                con.set_progress_handler(tick, 100_000)
+            con.execute("VACUUM")
+            con.set_progress_handler(None, 0)
+        finally:
+            con.execute("PRAGMA journal_mode=WAL")
+        page_after = int(con.execute("PRAGMA page_size").fetchone()[0])
+    finally:
+        con.close()
+    return Compacted(before, size(), page_before, page_after)
 
 
 # pg_advisory_xact_lock key of schema upgrades: "tt-schm" as an integer

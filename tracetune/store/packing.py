@@ -110,6 +110,28 @@ class _SQLiteJSONBytes(LargeBinary):
         return None  # bytes, or the text of a row stored before: ``unpack`` reads both
 
 
+def frame_dictionary(value: Any) -> int | None:
+    """The id of the dictionary a stored value was packed with (0: packed without one); None for a value that is
+    not a zstd frame (JSON text or bytes, NULL)."""
+    if isinstance(value, bytes | memoryview) and bytes(value[:4]) == ZSTD_MAGIC:
+        return int(zstandard.get_frame_parameters(bytes(value)).dict_id)
+    return None
+
+
+class StoredJSON(TypeDecorator[Any]):
+    """A ``PackedJSON`` column's values as stored (text, bytes or a frame), for code that rewrites them
+    (``RunStore.repack``); ``type_coerce(column, StoredJSON())``."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        return dialect.type_descriptor(_SQLiteJSONBytes() if dialect.name == "sqlite" else LargeBinary())
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        return bytes(value) if isinstance(value, memoryview) else value
+
+
 class PackedJSON(TypeDecorator[Any]):
     """A JSON column whose values ``store.dictionaries.JsonPacker.pack`` compressed: bytes in the database (``bytea``
     on PostgreSQL), the JSON value in Python. A value bound unpacked (a plain statement) is stored as its JSON

@@ -8,13 +8,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, Executable, Table, bindparam, func, select, update
+from sqlalchemy import Connection, Executable, Table, bindparam, func, select, tuple_, type_coerce, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from tracetune.store.dictionaries import JsonPacker
+from tracetune.store.dictionaries import TRAIN_AFTER, JsonPacker
 from tracetune.store.engine import BulkInsert, Database
 from tracetune.store.jsonvalues import canonical_json
-from tracetune.store.packing import PackedJSON
+from tracetune.store.packing import PackedJSON, StoredJSON, frame_dictionary, unpack
 from tracetune.store.projects import ProjectStore
 from tracetune.store.rows import RunRow
 from tracetune.store.schema import run_metadata, run_tags, runs
@@ -51,6 +51,7 @@ _RECORD_COLUMNS = _TABLE_COLUMNS[3:]
 assert _TABLE_COLUMNS[:3] == ("workspace_id", "id", "project_id") and set(_RECORD_COLUMNS) == set(RUN_COLUMNS)
 _START_AT = _RECORD_COLUMNS.index("start_us")
 _PACKED_AT = tuple(i for i, col in enumerate(_RECORD_COLUMNS) if isinstance(runs.c[col].type, PackedJSON))
+_PACKED_COLUMNS = tuple(_RECORD_COLUMNS[i] for i in _PACKED_AT)
 _UPDATABLE_AT = tuple((col, _TABLE_COLUMNS.index(col)) for col in _UPDATABLE)
 
 
@@ -342,6 +343,73 @@ class RunStore:
         if not set_:  # nothing given that could change a stored run
             return stmt.on_conflict_do_nothing(index_elements=["workspace_id", "id"])
         return stmt.on_conflict_do_update(index_elements=["workspace_id", "id"], set_=set_)
+
+    def repack(self, batch: int = 2000, progress: Callable[[int, int], None] | None = None) -> int:
+        """Pack every stored ``extra``/``serialized``/``events`` value not packed with the store's newest dictionary:
+        values stored before packing existed (or before the store had a dictionary), or with an older one. A store
+        without a dictionary gets one first, trained on its stored values (when there are enough). Returns the
+        runs rewritten; ``progress(runs read, runs in the store)`` after each batch.
+
+        Each batch is read and rewritten in one write transaction (on PostgreSQL its rows locked), so a run
+        written meanwhile by a server is never overwritten with its older value."""
+        self.packer.start()
+        if self.packer.dictionary_id() is None:
+            self._train_from_stored()
+        current = self.packer.dictionary_id()
+        key = (runs.c.workspace_id, runs.c.id)
+        columns = [type_coerce(runs.c[name], StoredJSON()).label(name) for name in _PACKED_COLUMNS]
+        rewrite = (
+            update(runs)
+            .where(runs.c.workspace_id == bindparam("ws"), runs.c.id == bindparam("rid"))
+            .values({name: bindparam(f"new_{name}") for name in _PACKED_COLUMNS})
+        )
+        after: tuple[Any, Any] | None = None
+        read = rewritten = 0
+        with self.db.read() as conn:
+            total = int(conn.execute(select(func.count()).select_from(runs)).scalar_one())
+        while True:
+            with self.db.write() as conn:
+                q = select(*key, *columns).order_by(*key).limit(batch).with_for_update()
+                if after is not None:
+                    q = q.where(tuple_(*key) > tuple_(*after))
+                rows = conn.execute(q).all()
+                changed = []
+                for row in rows:
+                    stored = [row._mapping[name] for name in _PACKED_COLUMNS]
+                    if all(v is None or frame_dictionary(v) == current for v in stored):
+                        continue
+                    new = [
+                        v if v is None or frame_dictionary(v) == current else self.packer.pack(unpack(v))
+                        for v in stored
+                    ]
+                    changed.append(
+                        {
+                            "ws": row.workspace_id,
+                            "rid": row.id,
+                            **{f"new_{n}": v for n, v in zip(_PACKED_COLUMNS, new, strict=True)},
+                        }
+                    )
+                if changed:
+                    conn.execute(rewrite, changed)
+            if not rows:
+                return rewritten
+            read += len(rows)
+            rewritten += len(changed)
+            after = (rows[-1].workspace_id, rows[-1].id)
+            if progress is not None:
+                progress(read, total)
+
+    def _train_from_stored(self) -> None:
+        """Train and store a dictionary from the first ``TRAIN_AFTER`` stored values (none when too few or too
+        alike to learn from)."""
+        with self.db.read() as conn:
+            for row in conn.execute(select(*(runs.c[n] for n in _PACKED_COLUMNS)).limit(TRAIN_AFTER)):
+                for value in row:
+                    self.packer.pack(value)  # collects it as a sample
+        dictionary = self.packer.trained()
+        if dictionary is not None:
+            with self.db.write() as conn:
+                self.packer.store(conn, dictionary)
 
     def get(self, workspace_id: uuid.UUID, run_id: uuid.UUID) -> RunRow | None:
         with self.db.read() as conn:
