@@ -65,12 +65,14 @@ def test_a_collapsed_model_is_called_out_by_the_job_diagnostics_and_by_eval(serv
     assert all(m["valid_tool_args_exact"] <= 0.25 for m in epochs)  # the decision is not
     warnings = {e.data["diagnostic"]["code"]: e.message for e in events if e.level == "warn" and e.data}
     print(json.dumps({"epochs": epochs, "warnings": warnings}))
-    # the best epoch's answers: all 6, or 5 of them when that epoch still answered one ticket in prose
-    assert re.match(
-        r"([4-6])/\1 validation calls are the same call( \(\d more answered without a call\))?: "
+    # the best epoch's answers: all 6 the same call, or 4-5 of them when that epoch still answered a ticket in prose
+    # or with another call (the job is unseeded: a sixth call named "<tool name>" was seen once in CI)
+    collapsed = re.match(
+        r"([4-6])/([4-6]) validation calls are the same call( \(\d more answered without a call\))?: "
         r'route_ticket\(\{"priority": 3, "team": "sales"\}\)',
         warnings["collapsed_outputs"],
-    ), warnings["collapsed_outputs"]
+    )
+    assert collapsed and int(collapsed[1]) <= int(collapsed[2]), warnings["collapsed_outputs"]
     assert "tracetune models add" in warnings["collapsed_outputs"]
     assert "route_ticket.team: validation expects" in warnings["unseen_values"]
     checkpoints = list(client.fine_tuning.jobs.checkpoints.list(job.id))
@@ -82,9 +84,11 @@ def test_a_collapsed_model_is_called_out_by_the_job_diagnostics_and_by_eval(serv
     run = ["eval", "--url", server.url, "--model", job.fine_tuned_model, "--data", str(held_out), "-o", str(out)]
     result = CliRunner().invoke(app, run)
     assert result.exit_code == 0, result.output
-    assert re.search(
-        rf"warning \({re.escape(job.fine_tuned_model)}\): ([4-6])/\1 held-out calls are the same call", result.output
+    collapsed = re.search(
+        rf"warning \({re.escape(job.fine_tuned_model)}\): ([4-6])/([4-6]) held-out calls are the same call",
+        result.output,
     )
+    assert collapsed and int(collapsed[1]) <= int(collapsed[2]), result.output
     assert "what to do: " in result.output
     report = json.loads((out / "eval.json").read_text())
     assert [d["code"] for d in report["models"][job.fine_tuned_model]["diagnostics"]] == ["collapsed_outputs"]
