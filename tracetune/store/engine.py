@@ -334,14 +334,17 @@ def check_sqlite_unused(path: Path) -> None:
         con.close()
 
 
-def compact_sqlite(path: Path, progress: Callable[[float], None] | None = None) -> Compacted:
+def compact_sqlite(
+    path: Path, progress: Callable[[float], None] | None = None, progress_every_s: float = 5.0
+) -> Compacted:
     """Rewrite the SQLite store at ``path`` with ``SQLITE_PAGE_SIZE`` pages and no free pages (``VACUUM``).
 
     A store made before 16 KB pages keeps its 4 KB pages otherwise: a packed run then leaves half a page empty.
     In WAL mode ``VACUUM`` cannot change the page size, so the file leaves WAL for the rewrite and goes back to it.
     That needs the store to itself: while any other process has it open (``tracetune serve``, a worker) this
     refuses (``Conflict``) and changes nothing. ``VACUUM`` is one transaction: interrupted, the store is as
-    before. ``progress(seconds)`` is called about every few seconds while it runs (it reports no fraction done).
+    before. ``progress(seconds so far)`` is called about every ``progress_every_s`` while it runs (SQLite reports no
+    fraction done).
     """
     import sqlite3
 
@@ -363,12 +366,12 @@ def compact_sqlite(path: Path, progress: Callable[[float], None] | None = None) 
 
                 def tick() -> int:
                     now = time.monotonic()
-                    if now - last[0] >= 5:
+                    if now - last[0] >= progress_every_s:
                         last[0] = now
                         progress(now - started)
                     return 0  # go on
 
-                con.set_progress_handler(tick, 100_000)
+                con.set_progress_handler(tick, 1000)  # SQLite virtual-machine steps between calls
             con.execute("VACUUM")
             con.set_progress_handler(None, 0)
         finally:
