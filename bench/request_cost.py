@@ -46,18 +46,26 @@ SERVE = (
 )
 
 
-def requests_of(bodies: list[tuple[bytes, dict[str, str]]], runs_per_request: int) -> list[tuple[bytes, str]]:
-    """The captured operations regrouped into zstd multipart bodies of ``2 * runs_per_request`` operations."""
-    import zstandard
+Operations = dict[tuple[str, ...], list[tuple[str, bytes]]]  # (kind, run id) → its parts (name, JSON), in order
 
+
+def operations(bodies: list[tuple[bytes, dict[str, str]]]) -> Operations:
+    """The captured bodies' parts grouped by operation (``post.<id>``, ``patch.<id>``), in the order they came."""
     from tracetune.ingest.encoding import decode_body
     from tracetune.ingest.multipart import split_parts
 
-    ops: dict[tuple[str, ...], list[tuple[str, bytes]]] = {}
+    ops: Operations = {}
     for body, headers in bodies:
         data = decode_body(body, headers.get("content-encoding"), 1 << 30)
         for part in split_parts(data, headers["content-type"]):
             ops.setdefault(tuple(part.name.split(".")[:2]), []).append((part.name, bytes(part.data)))
+    return ops
+
+
+def requests_of(ops: Operations, runs_per_request: int) -> list[tuple[bytes, str]]:
+    """``ops`` regrouped into zstd multipart bodies of ``2 * runs_per_request`` operations."""
+    import zstandard
+
     keys = list(ops)
     per = 2 * runs_per_request
     out = []
@@ -126,7 +134,8 @@ def main() -> None:
     load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="tt-reqcost-") as tmp:
         work = Path(tmp)
-        bodies = bodies_in(Path(args.bodies) if args.bodies else work / "bodies", args.n)
+        ops = operations(bodies_in(Path(args.bodies) if args.bodies else work / "bodies", args.n))
+        runs = sum(1 for kind, _ in ops if kind == "post")  # distinct runs posted
         trees = {"tracetune": ROOT}
         if args.baseline_ref:
             base = work / "baseline"
@@ -135,10 +144,8 @@ def main() -> None:
             trees["baseline"] = base
         try:
             results: dict[str, dict[str, list[dict[str, float]]]] = {t: {} for t in trees}
-            runs = None
             for k in sizes:
-                requests = requests_of(bodies, k)
-                runs = runs or _runs_in(bodies)
+                requests = requests_of(ops, k)
                 for rep in range(args.reps):
                     order = list(trees) if rep % 2 == 0 else list(reversed(trees))
                     for name in order:
@@ -168,19 +175,6 @@ def main() -> None:
     print(line)
     if args.json_out:
         Path(args.json_out).write_text(line + "\n")
-
-
-def _runs_in(bodies: list[tuple[bytes, dict[str, str]]]) -> int:
-    """Distinct runs posted in the captured bodies."""
-    from tracetune.ingest.encoding import decode_body
-    from tracetune.ingest.multipart import split_parts
-
-    ids = set()
-    for body, headers in bodies:
-        for part in split_parts(decode_body(body, headers.get("content-encoding"), 1 << 30), headers["content-type"]):
-            if part.name.startswith("post."):
-                ids.add(part.name.split(".")[1])
-    return len(ids)
 
 
 if __name__ == "__main__":
