@@ -319,14 +319,19 @@ def _leave_wal(con: Any, path: Path) -> None:
         ) from None
 
 
-def check_sqlite_unused(path: Path) -> None:
-    """``Conflict`` unless this process alone could open the SQLite store at ``path`` (``compact_sqlite`` checks it
-    again: this is for callers that do long work before it)."""
+def _connect_existing(path: Path) -> Any:
+    """A plain sqlite3 connection (autocommit) to the store at ``path``; ``NotFound`` when there is none."""
     import sqlite3
 
     if not path.is_file():
         raise NotFound(f"no SQLite store at {path}", field="database")
-    con = sqlite3.connect(path, timeout=2, isolation_level=None)
+    return sqlite3.connect(path, timeout=2, isolation_level=None)
+
+
+def check_sqlite_unused(path: Path) -> None:
+    """``Conflict`` unless this process alone could open the SQLite store at ``path`` (``compact_sqlite`` checks it
+    again: this is for callers that do long work before it)."""
+    con = _connect_existing(path)
     try:
         _leave_wal(con, path)
         con.execute("PRAGMA journal_mode=WAL")
@@ -346,16 +351,12 @@ def compact_sqlite(
     before. ``progress(seconds so far)`` is called about every ``progress_every_s`` while it runs (SQLite reports no
     fraction done).
     """
-    import sqlite3
-
-    if not path.is_file():
-        raise NotFound(f"no SQLite store at {path}", field="database")
 
     def size() -> int:
         return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
 
+    con = _connect_existing(path)
     before = size()
-    con = sqlite3.connect(path, timeout=2, isolation_level=None)
     try:
         page_before = int(con.execute("PRAGMA page_size").fetchone()[0])
         _leave_wal(con, path)

@@ -376,12 +376,12 @@ class RunStore:
                 changed = []
                 for row in rows:
                     stored = [row._mapping[name] for name in _PACKED_COLUMNS]
-                    if all(v is None or frame_dictionary(v) == current for v in stored):
-                        continue
                     new = [
                         v if v is None or frame_dictionary(v) == current else self.packer.pack(unpack(v))
                         for v in stored
                     ]
+                    if new == stored:  # nothing to repack in this run
+                        continue
                     changed.append(
                         {
                             "ws": row.workspace_id,
